@@ -1,0 +1,229 @@
+"""Asset checks. Those that guard training data are blocking (severity ERROR): a failure skips
+every downstream asset in the run and fails the run, which the alert sensors report."""
+
+import warnings
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    MetadataValue,
+    PartitionsDefinition,
+    PreviewWarning,
+    asset_check,
+)
+
+from checks.factories import min_rows_check, schema_check, unique_ids_check
+from pipeline_assets.keys import (
+    AUDITED,
+    EVAL_SPLIT,
+    EXPORT,
+    GENERATED,
+    HARMFUL_SHARD,
+    LABELS,
+    QA_REPORT,
+    RAW_QUARANTINE,
+    RAW_SAMPLES,
+    REFUSAL_DATASET,
+    RETAIN_SHARD,
+    TRAIN_SPLIT,
+)
+from resources import BuildConfig
+from safetygraph.export import EXPORT_ROOT, verify_export
+from safetygraph.merge import leaked_prompts
+from schemas import (
+    AuditedRecord,
+    GeneratedRecord,
+    LabeledRecord,
+    RawRecord,
+    ShardRecord,
+    SplitRecord,
+)
+
+warnings.filterwarnings(
+    "ignore", category=PreviewWarning
+)  # partitioned asset checks are preview in 1.13
+
+
+def per_source_checks(partitions: PartitionsDefinition) -> list:
+    @asset_check(
+        asset=RAW_SAMPLES,
+        blocking=True,
+        partitions_def=partitions,
+        additional_ins={"raw_quarantine": AssetIn(RAW_QUARANTINE.path)},
+        description="Quarantined rows stay under the profile's quarantine_rate_max share of rows read.",
+    )
+    def quarantine_rate(
+        raw_samples: pa.Table, raw_quarantine: pa.Table, settings: BuildConfig
+    ) -> AssetCheckResult:
+        read = raw_samples.num_rows + raw_quarantine.num_rows
+        rate = raw_quarantine.num_rows / read if read else 0.0
+        limit = float(settings.threshold("quarantine_rate_max"))
+        return AssetCheckResult(
+            passed=rate <= limit,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "quarantined": raw_quarantine.num_rows,
+                "rows": raw_samples.num_rows,
+                "rate": round(rate, 6),
+                "max": limit,
+            },
+        )
+
+    @asset_check(
+        asset=GENERATED,
+        blocking=True,
+        partitions_def=partitions,
+        description="Failed generation requests stay under generation_error_rate_max of the requests made.",
+    )
+    def generation_errors(generated_responses: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        errors = generated_responses.column("generation_error")
+        n_err = len(errors) - errors.null_count
+        requested = (
+            len(generated_responses.column("request_hash"))
+            - generated_responses.column("request_hash").null_count
+        )
+        rate = n_err / requested if requested else 0.0
+        limit = float(settings.threshold("generation_error_rate_max"))
+        examples = (
+            generated_responses.filter(pc.is_valid(errors))
+            .column("generation_error")
+            .to_pylist()[:5]
+        )
+        return AssetCheckResult(
+            passed=rate <= limit,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "requested": requested,
+                "errors": n_err,
+                "rate": round(rate, 6),
+                "max": limit,
+                "examples": MetadataValue.json(examples),
+            },
+        )
+
+    return [
+        schema_check(RAW_SAMPLES, RawRecord, partitions),
+        min_rows_check(RAW_SAMPLES, "min_rows_per_source", partitions),
+        unique_ids_check(RAW_SAMPLES, partitions),
+        quarantine_rate,
+        schema_check(GENERATED, GeneratedRecord, partitions),
+        generation_errors,
+        schema_check(LABELS, LabeledRecord, partitions),
+        schema_check(AUDITED, AuditedRecord, partitions),
+    ]
+
+
+def dataset_checks() -> list:
+    @asset_check(
+        asset=RETAIN_SHARD,
+        blocking=True,
+        additional_ins={"harmful_shard": AssetIn(HARMFUL_SHARD.path)},
+        description="Dr:Ds, retain rows per harmful row, is at least retain_harmful_ratio_min (4.0 in production).",
+    )
+    def retain_harmful_ratio(
+        retain_shard: pa.Table, harmful_shard: pa.Table, settings: BuildConfig
+    ) -> AssetCheckResult:
+        minimum = float(settings.threshold("retain_harmful_ratio_min"))
+        ratio = retain_shard.num_rows / harmful_shard.num_rows if harmful_shard.num_rows else 0.0
+        return AssetCheckResult(
+            passed=harmful_shard.num_rows > 0 and ratio >= minimum,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "retain": retain_shard.num_rows,
+                "harmful": harmful_shard.num_rows,
+                "ratio": round(ratio, 4),
+                "minimum": minimum,
+            },
+        )
+
+    @asset_check(
+        asset=RETAIN_SHARD,
+        blocking=True,
+        description="At least adversarial_safe_min attack prompts answered safely (400 in production).",
+    )
+    def adversarial_safe_count(retain_shard: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        minimum = int(settings.threshold("adversarial_safe_min"))
+        n = int(pc.sum(retain_shard.column("is_adversarial_safe")).as_py() or 0)
+        return AssetCheckResult(
+            passed=n >= minimum,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"adversarial_safe": n, "minimum": minimum},
+        )
+
+    @asset_check(
+        asset=EVAL_SPLIT,
+        blocking=True,
+        additional_ins={"train_split": AssetIn(TRAIN_SPLIT.path)},
+        description="No prompt (normalised) appears in both train and eval.",
+    )
+    def no_train_eval_leakage(eval_split: pa.Table, train_split: pa.Table) -> AssetCheckResult:
+        leaked = leaked_prompts(train_split, eval_split)
+        return AssetCheckResult(
+            passed=not leaked,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"leaked_prompts": len(leaked), "examples": MetadataValue.json(leaked[:10])},
+        )
+
+    @asset_check(
+        asset=QA_REPORT,
+        blocking=True,
+        description="Every QA metric meets its threshold and every expectation holds.",
+    )
+    def qa_thresholds(qa_report: pa.Table) -> AssetCheckResult:
+        failed = qa_report.filter(pc.invert(qa_report.column("passed"))).to_pylist()
+        return AssetCheckResult(
+            passed=not failed,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"metrics": qa_report.num_rows, "failed": MetadataValue.json(failed)},
+        )
+
+    @asset_check(
+        asset=EXPORT, description="Every exported file matches its manifest (sha256 and row count)."
+    )
+    def export_matches_manifest(export: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        build_id = export.column("build_id")[0].as_py()
+        problems = verify_export(settings.storage(), build_id)
+        return AssetCheckResult(
+            passed=not problems,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "build_id": build_id,
+                "export_dir": settings.storage().uri(EXPORT_ROOT, build_id),
+                "problems": MetadataValue.json(problems),
+            },
+        )
+
+    return [
+        schema_check(REFUSAL_DATASET, AuditedRecord),
+        unique_ids_check(REFUSAL_DATASET),
+        min_rows_check(REFUSAL_DATASET, "refusal_min_rows"),
+        schema_check(HARMFUL_SHARD, ShardRecord),
+        unique_ids_check(HARMFUL_SHARD),
+        min_rows_check(HARMFUL_SHARD, "harmful_min"),
+        schema_check(RETAIN_SHARD, ShardRecord),
+        unique_ids_check(RETAIN_SHARD),
+        retain_harmful_ratio,
+        adversarial_safe_count,
+        schema_check(TRAIN_SPLIT, SplitRecord),
+        unique_ids_check(TRAIN_SPLIT),
+        min_rows_check(TRAIN_SPLIT, "train_min"),
+        unique_ids_check(EVAL_SPLIT),
+        min_rows_check(EVAL_SPLIT, "eval_min"),
+        no_train_eval_leakage,
+        qa_thresholds,
+        export_matches_manifest,
+    ]
+
+
+def blocking_check_keys(checks: list, assets: tuple) -> dict:
+    """{asset key: [blocking check keys]} for the given assets, read off the check definitions."""
+    out: dict = {key: [] for key in assets}
+    for c in checks:
+        for spec in c.check_specs:
+            if spec.blocking and spec.asset_key in out:
+                out[spec.asset_key].append(AssetCheckKey(spec.asset_key, spec.name))
+    return out

@@ -1,0 +1,83 @@
+"""Check factories for the patterns that repeat across assets: schema, unique ids, minimum rows."""
+
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    PartitionsDefinition,
+    asset_check,
+)
+
+from resources import BuildConfig
+from safetygraph.merge import duplicate_ids
+from schemas import validate_table
+
+
+def schema_check(
+    asset: AssetKey, model, partitions: PartitionsDefinition | None = None, blocking: bool = True
+):
+    @asset_check(
+        asset=asset,
+        name=f"{asset.path[-1]}_schema",
+        blocking=blocking,
+        partitions_def=partitions,
+        description=f"Every row satisfies the pandera model {model.__name__}.",
+    )
+    def _check(table: pa.Table) -> AssetCheckResult:
+        failures = validate_table(model, table)
+        return AssetCheckResult(
+            passed=not failures,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "rows": table.num_rows,
+                "model": model.__name__,
+                "failing_checks": len(failures),
+                "failures": MetadataValue.json(failures),
+            },
+        )
+
+    return _check
+
+
+def unique_ids_check(asset: AssetKey, partitions: PartitionsDefinition | None = None):
+    @asset_check(
+        asset=asset,
+        name=f"{asset.path[-1]}_unique_ids",
+        blocking=True,
+        partitions_def=partitions,
+        description="No two rows share an id.",
+    )
+    def _check(table: pa.Table) -> AssetCheckResult:
+        dups = duplicate_ids(table)
+        return AssetCheckResult(
+            passed=not dups,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "rows": table.num_rows,
+                "duplicate_ids": len(dups),
+                "examples": MetadataValue.json(dups[:10]),
+            },
+        )
+
+    return _check
+
+
+def min_rows_check(asset: AssetKey, threshold: str, partitions: PartitionsDefinition | None = None):
+    @asset_check(
+        asset=asset,
+        name=f"{asset.path[-1]}_min_rows",
+        blocking=True,
+        partitions_def=partitions,
+        description=f"At least the profile's '{threshold}' rows.",
+    )
+    def _check(table: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        minimum = int(settings.threshold(threshold))
+        return AssetCheckResult(
+            passed=table.num_rows >= minimum,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"rows": table.num_rows, "minimum": minimum, "threshold": threshold},
+        )
+
+    return _check

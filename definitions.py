@@ -1,0 +1,89 @@
+"""The safetygraph code location: every artifact of a safety-dataset build as an asset with lineage.
+
+``dagster dev`` in the repo root loads ``defs`` (pyproject's [tool.dagster]). Settings come from the
+environment: SAFETYGRAPH_PROFILE (demo), SAFETYGRAPH_BASE_URI (.safetygraph/data in the repo),
+SAFETYGRAPH_REGISTRY / _PROFILES / _CONSTITUTION, SAFETYGRAPH_OPENAI_BASE_URL and, as a secret,
+SAFETYGRAPH_LLM_API_KEY.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import (
+    AssetSelection,
+    Definitions,
+    EnvVar,
+    StaticPartitionsDefinition,
+    define_asset_job,
+)
+
+from checks import blocking_check_keys, dataset_checks, per_source_checks
+from pipeline_assets import circuit_breaker, export, merge, per_source, sources
+from pipeline_assets.keys import SOURCE_CHAIN
+from resources import BuildConfig, LLMResource, ParquetIOManager
+from resources.settings import DEFAULT_BASE_URI
+from safetygraph.judge import DEFAULT_CONSTITUTION
+from safetygraph.registry import DEFAULT_PROFILES, DEFAULT_REGISTRY, REPO_ROOT
+
+SOURCE_JOB = "source_pipeline"
+DATASET_JOB = "dataset_pipeline"
+
+
+def default_settings() -> BuildConfig:
+    return BuildConfig(
+        profile=os.environ.get("SAFETYGRAPH_PROFILE", "demo"),
+        registry_path=os.environ.get("SAFETYGRAPH_REGISTRY", str(DEFAULT_REGISTRY)),
+        profiles_path=os.environ.get("SAFETYGRAPH_PROFILES", str(DEFAULT_PROFILES)),
+        constitution_path=os.environ.get("SAFETYGRAPH_CONSTITUTION", str(DEFAULT_CONSTITUTION)),
+        base_uri=os.environ.get("SAFETYGRAPH_BASE_URI", str(REPO_ROOT / DEFAULT_BASE_URI)),
+    )
+
+
+def default_llm() -> LLMResource:
+    return LLMResource(
+        openai_base_url=os.environ.get("SAFETYGRAPH_OPENAI_BASE_URL"),
+        api_key=EnvVar("SAFETYGRAPH_LLM_API_KEY")
+        if "SAFETYGRAPH_LLM_API_KEY" in os.environ
+        else None,
+    )
+
+
+def build_defs(settings: BuildConfig | None = None, llm: LLMResource | None = None) -> Definitions:
+    """The Definitions for one registry: one partition per registry source."""
+    settings = settings or default_settings()
+    partitions = StaticPartitionsDefinition(settings.registry().names)
+    source_checks = per_source_checks(partitions)
+    assets = [
+        *sources.build(partitions),
+        *per_source.build(partitions),
+        *merge.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
+        *circuit_breaker.build(),
+        *export.build(),
+    ]
+    per_source_selection = AssetSelection.groups("sources", "generation", "labeling", "audit")
+    return Definitions(
+        assets=assets,
+        asset_checks=[*source_checks, *dataset_checks()],
+        jobs=[
+            define_asset_job(
+                SOURCE_JOB,
+                selection=per_source_selection,
+                partitions_def=partitions,
+                description="One source through ingestion, generation, labels and audit (one run per partition).",
+            ),
+            define_asset_job(
+                DATASET_JOB,
+                selection=AssetSelection.all() - per_source_selection,
+                description="Merge the profile's sources, cut the shards and splits, QA and export.",
+            ),
+        ],
+        resources={
+            "settings": settings,
+            "llm": llm or default_llm(),
+            "io_manager": ParquetIOManager(base_uri=settings.base_uri),
+        },
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,1 @@
+"""Assets by domain: sources, per-source chain, merge, circuit breaker, export."""

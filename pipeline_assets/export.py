@@ -1,0 +1,156 @@
+"""qa_report and export: the last two assets, both downstream of every blocking gate."""
+
+import json
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from pipeline_assets.keys import OWNER
+from resources import BuildConfig
+from safetygraph.export import EXPORT_ROOT, config_lock, write_export
+from safetygraph.merge import dataset_info
+from safetygraph.qa import (
+    compute_metrics,
+    great_expectations_results,
+    render_markdown,
+    rows_per_source,
+)
+
+QA_SCHEMA = pa.schema(
+    [
+        ("group", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("op", pa.string()),
+        ("threshold", pa.float64()),
+        ("passed", pa.bool_()),
+    ]
+)
+
+
+def build():
+    @asset(
+        group_name="export",
+        kinds={"duckdb", "markdown"},
+        owners=[OWNER],
+        description="Quality, safety, privacy and bias metrics against the profile's thresholds, plus a "
+        "Great Expectations validation of the splits; markdown in the metadata and as reports/qa_report.md.",
+    )
+    def qa_report(
+        context: AssetExecutionContext,
+        train_split: pa.Table,
+        eval_split: pa.Table,
+        refusal_dataset: pa.Table,
+        settings: BuildConfig,
+    ) -> pa.Table:
+        metrics = compute_metrics(
+            train_split,
+            eval_split,
+            refusal_dataset,
+            dict(settings.active().thresholds.get("qa", {})),
+            float(settings.threshold("retain_harmful_ratio_min")),
+        )
+        gx = great_expectations_results(train_split, eval_split)
+        info = {
+            "train_rows": train_split.num_rows,
+            "eval_rows": eval_split.num_rows,
+            "profile": settings.profile,
+            "rows_per_source": rows_per_source(train=train_split, eval=eval_split),
+        }
+        markdown = render_markdown(metrics, gx, info)
+        storage = settings.storage()
+        storage.write_bytes(markdown.encode(), "reports", "qa_report.md")
+        table = pa.Table.from_pylist(
+            [
+                {
+                    "group": m.group,
+                    "metric": m.name,
+                    "value": m.value,
+                    "op": m.op,
+                    "threshold": m.threshold,
+                    "passed": m.passed,
+                }
+                for m in metrics
+            ]
+            + [
+                {
+                    "group": "great_expectations",
+                    "metric": f"{r['table']}:{r['expectation']}:{r['column']}",
+                    "value": float(r["unexpected"]),
+                    "op": "<=",
+                    "threshold": 0.0,
+                    "passed": r["success"],
+                }
+                for r in gx
+            ],
+            schema=QA_SCHEMA,
+        )
+        context.add_output_metadata(
+            {
+                "report": MetadataValue.md(markdown),
+                "path": storage.uri("reports", "qa_report.md"),
+                "failed": sum(1 for p in table.column("passed").to_pylist() if not p),
+            }
+        )
+        return table
+
+    @asset(
+        deps=["qa_report"],
+        group_name="export",
+        kinds={"parquet", "json"},
+        owners=[OWNER],
+        description="JSONL and Parquet files of the refusal dataset and the splits, the QA report, dataset "
+        "info and a manifest (sha256 and rows per file, rows per source, configuration lock). Returns the manifest's file list.",
+    )
+    def export(
+        context: AssetExecutionContext,
+        refusal_dataset: pa.Table,
+        train_split: pa.Table,
+        eval_split: pa.Table,
+        settings: BuildConfig,
+    ) -> pa.Table:
+        storage = settings.storage()
+        profile = settings.active()
+        report = storage.read_bytes("reports", "qa_report.md").decode()
+        manifest = write_export(
+            storage,
+            {"refusal_dataset": refusal_dataset, "train": train_split, "eval": eval_split},
+            {
+                "qa_report.md": report,
+                "dataset_info.json": json.dumps(dataset_info(refusal_dataset), indent=2),
+            },
+            config_lock(settings.config_files(), profile.name, profile.seed),
+            rows_per_source(refusal_dataset=refusal_dataset, train=train_split, eval=eval_split),
+        )
+        build_dir = storage.uri(EXPORT_ROOT, manifest["build_id"])
+        context.log.info(f"export written to {build_dir}")
+        context.add_output_metadata(
+            {
+                "build_id": manifest["build_id"],
+                "export_dir": build_dir,
+                "manifest": storage.uri(EXPORT_ROOT, manifest["build_id"], "manifest.json"),
+                "config_hash": manifest["config_lock"]["config_hash"],
+                "git_commit": manifest["config_lock"]["git_commit"],
+                "files": MetadataValue.md(
+                    "| file | rows | sha256 |\n|---|---:|---|\n"
+                    + "\n".join(
+                        f"| {f['path']} | {f['rows'] if f['rows'] is not None else ''} | `{f['sha256'][:16]}…` |"
+                        for f in manifest["files"]
+                    )
+                ),
+            }
+        )
+        return pa.Table.from_pylist(
+            [{"build_id": manifest["build_id"], **f} for f in manifest["files"]],
+            schema=pa.schema(
+                [
+                    ("build_id", pa.string()),
+                    ("path", pa.string()),
+                    ("sha256", pa.string()),
+                    ("bytes", pa.int64()),
+                    ("rows", pa.int64()),
+                ]
+            ),
+        )
+
+    return [qa_report, export]

@@ -1,0 +1,20 @@
+"""Asset keys and groups of the graph, in one place (checks and the merge refer to them too)."""
+
+from dagster import AssetKey
+
+RAW_SAMPLES = AssetKey("raw_samples")
+RAW_QUARANTINE = AssetKey("raw_quarantine")
+GENERATED = AssetKey("generated_responses")
+LABELS = AssetKey("labels")
+AUDITED = AssetKey("audited")
+REFUSAL_DATASET = AssetKey("refusal_dataset")
+HARMFUL_SHARD = AssetKey("harmful_shard")
+RETAIN_SHARD = AssetKey("retain_shard")
+TRAIN_SPLIT = AssetKey("train_split")
+EVAL_SPLIT = AssetKey("eval_split")
+QA_REPORT = AssetKey("qa_report")
+EXPORT = AssetKey("export")
+
+# The per-source chain, in order: the merge reads the last one.
+SOURCE_CHAIN = (RAW_SAMPLES, GENERATED, LABELS, AUDITED)
+OWNER = "team:safety-data"

@@ -1,0 +1,67 @@
+"""Build settings: which profile, registry and constitution a build uses, and where data lives."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from dagster import ConfigurableResource
+
+from safetygraph.judge import DEFAULT_CONSTITUTION, Constitution, load_constitution
+from safetygraph.registry import (
+    DEFAULT_PROFILES,
+    DEFAULT_REGISTRY,
+    Profile,
+    Registry,
+    SourceSpec,
+    load_registry,
+)
+from safetygraph.storage import Storage
+
+DEFAULT_BASE_URI = ".safetygraph/data"
+
+
+@lru_cache(maxsize=8)
+def _registry(registry_path: str, profiles_path: str) -> Registry:
+    return load_registry(registry_path, profiles_path)
+
+
+@lru_cache(maxsize=8)
+def _constitution(path: str) -> Constitution:
+    return load_constitution(path)
+
+
+class BuildConfig(ConfigurableResource):
+    """The active profile and the files that define a build. Thresholds come from the profile."""
+
+    profile: str = "demo"
+    registry_path: str = str(DEFAULT_REGISTRY)
+    profiles_path: str = str(DEFAULT_PROFILES)
+    constitution_path: str = str(DEFAULT_CONSTITUTION)
+    base_uri: str = DEFAULT_BASE_URI
+
+    def registry(self) -> Registry:
+        return _registry(self.registry_path, self.profiles_path)
+
+    def active(self) -> Profile:
+        return self.registry().profile(self.profile)
+
+    def source(self, name: str) -> SourceSpec:
+        return self.registry().source(name, self.profile)
+
+    def threshold(self, key: str) -> Any:
+        thresholds = self.active().thresholds
+        if key not in thresholds:
+            raise KeyError(
+                f"profile '{self.profile}' sets no threshold '{key}' (add it under thresholds: in {self.profiles_path})"
+            )
+        return thresholds[key]
+
+    def constitution(self) -> Constitution:
+        return _constitution(self.constitution_path)
+
+    def storage(self) -> Storage:
+        return Storage(self.base_uri)
+
+    def config_files(self) -> list[str]:
+        return [self.registry_path, self.profiles_path, self.constitution_path]

@@ -1,0 +1,5 @@
+import sys
+
+from safetygraph.cli import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+"""DuckDB helpers: one place that knows how to get Arrow out of a query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+
+def connect(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the given Arrow tables registered by name."""
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    for name, table in tables.items():
+        con.register(name, table)
+    return con
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pa.Table:
+    """Run ``sql`` and return the result as an Arrow table (params bind ``?`` placeholders)."""
+    if params:
+        return con.execute(sql, params).to_arrow_table()
+    return con.sql(sql).to_arrow_table()
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """All result rows as tuples (the result is consumed, so the connection is free again)."""
+    return con.execute(sql, params or []).fetchall()
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple:
+    """The single result row of ``sql``."""
+    result = rows(con, sql, params)
+    if len(result) != 1:
+        raise ValueError(f"expected one row, got {len(result)}: {sql[:80]}")
+    return result[0]

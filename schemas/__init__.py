@@ -1,0 +1,23 @@
+"""Schemas of every artifact: pandera models (tables) and the JSON Schema of the exported record."""
+
+from schemas.models import (
+    AuditedRecord,
+    GeneratedRecord,
+    LabeledRecord,
+    QuarantineRecord,
+    RawRecord,
+    ShardRecord,
+    SplitRecord,
+    validate_table,
+)
+
+__all__ = [
+    "AuditedRecord",
+    "GeneratedRecord",
+    "LabeledRecord",
+    "QuarantineRecord",
+    "RawRecord",
+    "ShardRecord",
+    "SplitRecord",
+    "validate_table",
+]

@@ -1,0 +1,150 @@
+"""Pandera models for each stage's table. Each stage's model extends the one before it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pyarrow_
+from pandera.errors import SchemaErrors
+from pandera.typing import Series
+
+from safetygraph.judge import COMPLY_STYLES, OUTCOMES, REFUSAL_STYLES
+from safetygraph.records import MESSAGE_ROLES
+
+VALIDATE_BATCH_ROWS = 50_000
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.loads(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _messages_ok(value: Any) -> bool:
+    if value is None or len(value) == 0:
+        return False
+    for m in value:
+        if not isinstance(m, dict) or m.get("role") not in MESSAGE_ROLES:
+            return False
+        if m.get("content") is None and m.get("tool_calls") is None:
+            return False
+        if m.get("tool_calls") is not None and not _is_json(m["tool_calls"]):
+            return False
+    return True
+
+
+class RawRecord(pa.DataFrameModel):
+    """A canonical sample as ingested from its source."""
+
+    id: Series[str] = pa.Field(nullable=False, str_length={"min_value": 16})
+    source: Series[str] = pa.Field(nullable=False)
+    source_ref: Series[str] = pa.Field(nullable=False)
+    messages: Series[object] = pa.Field(nullable=False)
+    tools: Series[str] = pa.Field(nullable=True)
+    prompt: Series[str] = pa.Field(nullable=False, str_length={"min_value": 1})
+    response: Series[str] = pa.Field(nullable=True)
+    tags: Series[object] = pa.Field(nullable=False)
+    category: Series[str] = pa.Field(nullable=True)
+    meta: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("messages", element_wise=True, name="messages_well_formed")
+    def _messages(cls, value: Any) -> bool:
+        return _messages_ok(value)
+
+    @pa.check("tools", element_wise=True, name="tools_is_json", ignore_na=True)
+    def _tools(cls, value: Any) -> bool:
+        return _is_json(value)
+
+    @pa.check("meta", element_wise=True, name="meta_is_json", ignore_na=True)
+    def _meta(cls, value: Any) -> bool:
+        return _is_json(value)
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+class GeneratedRecord(RawRecord):
+    generation_model: Series[str] = pa.Field(nullable=True)
+    generation_backend: Series[str] = pa.Field(nullable=True)
+    generation_params: Series[str] = pa.Field(nullable=True)
+    request_hash: Series[str] = pa.Field(
+        nullable=True, str_length={"min_value": 64, "max_value": 64}
+    )
+    generation_error: Series[str] = pa.Field(nullable=True)
+
+
+class LabeledRecord(GeneratedRecord):
+    response: Series[str] = pa.Field(nullable=False)
+    label_outcome: Series[str] = pa.Field(isin=list(OUTCOMES))
+    label_style: Series[str] = pa.Field(isin=list(REFUSAL_STYLES + COMPLY_STYLES))
+    harm_categories: Series[object] = pa.Field(nullable=False)
+    harmless_topics: Series[object] = pa.Field(nullable=False)
+    prompt_harmful: Series[bool] = pa.Field(nullable=False)
+    response_harmful: Series[bool] = pa.Field(nullable=False)
+    response_refusal: Series[bool] = pa.Field(nullable=False)
+    label_confidence: Series[float] = pa.Field(ge=0.0, le=1.0)
+    label_rationale: Series[str] = pa.Field(str_length={"min_value": 1})
+    judge: Series[str] = pa.Field(nullable=False)
+
+    @pa.dataframe_check(name="refusal_outcome_agrees_with_flag")
+    def _outcome_vs_flag(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["label_outcome"].str.startswith("REFUSAL") == df["response_refusal"]
+
+    @pa.dataframe_check(name="unsafe_outcome_implies_harmful_response")
+    def _unsafe(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["label_outcome"] != "COMPLY.UNSAFE") | df["response_harmful"]
+
+
+class AuditedRecord(LabeledRecord):
+    content_hash: Series[str] = pa.Field(str_length={"min_value": 64, "max_value": 64})
+    prompt_hash: Series[str] = pa.Field(str_length={"min_value": 64, "max_value": 64})
+    pii_types: Series[object] = pa.Field(nullable=False)
+    pii_count: Series[np.int32] = pa.Field(ge=0)
+
+
+class ShardRecord(AuditedRecord):
+    cb_class: Series[str] = pa.Field(isin=["harmful", "retain"])
+    is_adversarial_safe: Series[bool] = pa.Field(nullable=False)
+
+
+class SplitRecord(ShardRecord):
+    split: Series[str] = pa.Field(isin=["train", "eval"])
+
+
+class QuarantineRecord(pa.DataFrameModel):
+    source: Series[str]
+    file: Series[str]
+    line: Series[int] = pa.Field(ge=1)
+    reason: Series[str] = pa.Field(str_length={"min_value": 1})
+    raw: Series[str]
+
+    class Config:
+        strict = True
+
+
+def validate_table(
+    model: type[pa.DataFrameModel], table: pyarrow_.Table, max_examples: int = 5
+) -> list[dict[str, Any]]:
+    """Validate an Arrow table batch by batch; returns failures grouped by (column, check)."""
+    failures: dict[tuple[str, str], dict[str, Any]] = {}
+    for batch in table.to_batches(max_chunksize=VALIDATE_BATCH_ROWS) or [table]:
+        df = batch.to_pandas()  # a RecordBatch, or the (empty) table itself
+        try:
+            model.validate(df, lazy=True)
+        except SchemaErrors as exc:
+            for case in exc.failure_cases.to_dict("records"):
+                key = (str(case.get("column")), str(case.get("check")))
+                entry = failures.setdefault(
+                    key, {"column": key[0], "check": key[1], "count": 0, "examples": []}
+                )
+                entry["count"] += 1
+                if len(entry["examples"]) < max_examples:
+                    entry["examples"].append(str(case.get("failure_case"))[:200])
+    return list(failures.values())
