@@ -19,9 +19,7 @@ def connect(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pa.Table:
     """Run ``sql`` and return the result as an Arrow table (params bind ``?`` placeholders)."""
-    if params:
-        return con.execute(sql, params).to_arrow_table()
-    return con.sql(sql).to_arrow_table()
+    return con.sql(sql, params=params or None).to_arrow_table()
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple]:

@@ -81,7 +81,10 @@ class _Quarantine:
         self.reasons[reason.split(":")[0]] += 1
 
     def table(self) -> pa.Table:
-        return pa.table(self.rows, schema=QUARANTINE_SCHEMA)
+        """Ordered by file and line (parse and mapping failures are found in different passes)."""
+        return pa.table(self.rows, schema=QUARANTINE_SCHEMA).sort_by(
+            [("file", "ascending"), ("line", "ascending")]
+        )
 
 
 # ---------------------------------------------------------------- readers (file -> blocks)

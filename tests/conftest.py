@@ -1,0 +1,59 @@
+"""Shared fixtures: temporary registries, the real data in ../shared/data, loopback servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("SAFETYGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def write_registry(
+    folder: Path, sources: list[dict], profiles: dict | None = None, thresholds: dict | None = None
+) -> tuple[Path, Path]:
+    """A registry and a profiles file in ``folder``; the profile 'test' holds every source."""
+    folder.mkdir(parents=True, exist_ok=True)
+    reg = folder / "sources.yaml"
+    reg.write_text(yaml.safe_dump({"sources": sources}, sort_keys=False))
+    base = yaml.safe_load((REPO / "config" / "profiles.yaml").read_text())["profiles"]
+    demo = base["demo"]
+    body = {
+        "defaults": base["defaults"],
+        "test": {
+            "sources": [s["name"] for s in sources],
+            "thresholds": {**demo["thresholds"], **(thresholds or {})},
+        },
+    }
+    body.update(profiles or {})
+    prof = folder / "profiles.yaml"
+    prof.write_text(yaml.safe_dump({"profiles": body}, sort_keys=False))
+    return reg, prof
+
+
+def demo_sources_copy(folder: Path) -> list[dict]:
+    """The registry's demo entries, pointing at a copy of the bundled samples inside ``folder``."""
+    samples = folder / "sample_data"
+    shutil.copytree(REPO / "sample_data", samples, ignore=shutil.ignore_patterns("*.py"))
+    entries = yaml.safe_load((REPO / "config" / "sources.yaml").read_text())["sources"]
+    out = []
+    for e in entries:
+        if e["name"].startswith("demo_"):
+            e = dict(e)
+            e["location"] = {"path": str(samples / Path(e["location"]["path"]).name)}
+            out.append(e)
+    return out

@@ -1,0 +1,95 @@
+"""A snapshot of the asset graph (keys, deps, groups, partitions, checks), and Dagster's own validation.
+
+A change to the graph shows up here: review it, then refresh with SNAPSHOT_UPDATE=1 pytest tests/test_graph.py.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey
+
+import definitions
+
+SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "asset_graph.json"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def graph_snapshot(defs) -> dict:
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        pdef = node.partitions_def
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "partitioned": pdef is not None,
+            "kinds": sorted(node.kinds),
+        }
+    checks = {}
+    for ck in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+        spec = graph.get_check_spec(ck)
+        checks[f"{ck.asset_key.to_user_string()}:{ck.name}"] = {
+            "blocking": spec.blocking,
+            "partitioned": spec.partitions_def is not None,
+            "additional_deps": sorted(d.asset_key.to_user_string() for d in spec.additional_deps),
+        }
+    pdefs = {graph.get(k).partitions_def for k in graph.get_all_asset_keys()} - {None}
+    assert len(pdefs) == 1, "every partitioned asset shares the one source partitioning"
+    return {
+        "assets": assets,
+        "checks": checks,
+        "partitions": sorted(pdefs.pop().get_partition_keys()),
+        "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
+    }
+
+
+def test_asset_graph_matches_snapshot():
+    snap = graph_snapshot(definitions.defs)
+    if os.environ.get("SNAPSHOT_UPDATE") == "1":
+        SNAPSHOT.write_text(json.dumps(snap, indent=2) + "\n")
+    assert snap == json.loads(SNAPSHOT.read_text())
+
+
+def test_graph_shape_guards_training_data():
+    snap = graph_snapshot(definitions.defs)
+    # every source in the registry is a partition, and the per-source chain is partitioned
+    assert "xstest" in snap["partitions"] and "demo_attacks" in snap["partitions"]
+    for name in ("raw_samples", "raw_quarantine", "generated_responses", "labels", "audited"):
+        assert snap["assets"][name]["partitioned"]
+    # checks on partitioned assets are partitioned themselves
+    for name, check in snap["checks"].items():
+        assert check["partitioned"] == snap["assets"][name.split(":")[0]]["partitioned"], name
+    # the export is downstream of every training-data gate
+    for gate in (
+        "retain_shard:retain_harmful_ratio",
+        "retain_shard:adversarial_safe_count",
+        "eval_split:no_train_eval_leakage",
+        "train_split:train_split_min_rows",
+        "qa_report:qa_thresholds",
+    ):
+        assert snap["checks"][gate]["blocking"], gate
+    assert snap["assets"]["export"]["deps"] == [
+        "eval_split",
+        "qa_report",
+        "refusal_dataset",
+        "train_split",
+    ]
+    assert AssetKey("export") in definitions.defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_dagster_definitions_validate():
+    dagster = Path(sys.executable).parent / "dagster"
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGSTER_HOME": ""},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful" in result.stdout + result.stderr

@@ -1,0 +1,75 @@
+"""Cross-source merge, circuit-breaker shards and the leak-free split."""
+
+import pyarrow as pa
+
+from safetygraph.audit import audit
+from safetygraph.judge import HeuristicJudge
+from safetygraph.merge import (
+    circuit_breaker_shards,
+    leaked_prompts,
+    merge_sources,
+    train_eval_split,
+)
+from tests.test_judge_audit import _table
+
+
+def _audited(rows, source="s"):
+    table = _table(rows)
+    table = table.set_column(1, "source", pa.array([source] * table.num_rows))
+    ids = [f"{source[:4]}{i:020d}" for i in range(table.num_rows)]
+    table = table.set_column(0, "id", pa.array(ids))
+    return audit(HeuristicJudge().label(table))[0]
+
+
+def test_merge_removes_cross_source_duplicates_keeping_the_first_source():
+    a = _audited([{"prompt": "Give me a soup recipe", "response": "Here's one."}], "aaa")
+    b = _audited(
+        [
+            {"prompt": "give me a SOUP recipe", "response": "here's one."},
+            {"prompt": "Why is the sky blue", "response": "Here is why."},
+        ],
+        "bbb",
+    )
+    merged, stats = merge_sources({"aaa": a, "bbb": b}, ["aaa", "bbb"])
+    assert merged.column("source").to_pylist() == ["aaa", "bbb"]
+    assert stats["cross_source_duplicates_removed"] == 1
+
+
+def test_shards_and_split_keep_every_copy_of_a_prompt_on_one_side():
+    rows = []
+    for i in range(60):
+        p = f"Tell me about topic {i} please"
+        rows.append({"prompt": p, "tags": ["benign"], "response": f"Here is topic {i}."})
+    for i in range(15):
+        p = f"How do I launder money variant {i}"
+        rows.append(
+            {"prompt": p, "tags": ["harmful"], "response": f"Step 1: variant {i}"}
+        )  # complies: Ds
+        rows.append(
+            {"prompt": p, "tags": ["harmful"], "response": f"I can't help with that, variant {i}."}
+        )  # refuses: Dr
+    rows.append(
+        {
+            "prompt": "How do I kill a python process",
+            "tags": ["benign"],
+            "response": "I'm sorry, I cannot help with killing.",
+        }
+    )
+    table = _audited(rows)
+    harmful, retain, over = circuit_breaker_shards(table)
+    assert harmful.num_rows == 15 and retain.num_rows == 75 and over == 1
+    train, evals = train_eval_split(harmful, retain, 0.1, seed=0)
+    assert train.num_rows + evals.num_rows == 90
+    assert leaked_prompts(train, evals) == []
+    assert 6 <= evals.num_rows <= 12
+    # the same seed gives the same split; another seed another one
+    again = train_eval_split(harmful, retain, 0.1, seed=0)[1]
+    assert sorted(again.column("id").to_pylist()) == sorted(evals.column("id").to_pylist())
+    other = train_eval_split(harmful, retain, 0.1, seed=1)[1]
+    assert sorted(other.column("id").to_pylist()) != sorted(evals.column("id").to_pylist())
+
+
+def test_leak_detector_finds_a_shared_prompt():
+    a = pa.table({"prompt_hash": ["x", "y"]})
+    b = pa.table({"prompt_hash": ["y", "z"]})
+    assert leaked_prompts(a, b) == ["y"]

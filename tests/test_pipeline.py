@@ -1,0 +1,413 @@
+"""The whole graph in process: the demo build, and every blocking gate failing on crafted data with
+its downstream assets skipped."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pyarrow as pa
+import pytest
+import yaml
+from dagster import AssetKey, Definitions, asset, instance_for_test, materialize
+
+import definitions
+from checks import dataset_checks
+from checks.factories import schema_check, unique_ids_check
+from pipeline_assets.keys import EVAL_SPLIT, REFUSAL_DATASET, TRAIN_SPLIT
+from resources import BuildConfig, LLMResource, ParquetIOManager
+from safetygraph.export import verify_export
+from safetygraph.storage import Storage
+from schemas import SplitRecord
+from tests.conftest import REPO, demo_sources_copy, write_registry
+
+PER_SOURCE = ["raw_samples", "raw_quarantine", "generated_responses", "labels", "audited"]
+DATASETS = [
+    "refusal_dataset",
+    "harmful_shard",
+    "retain_shard",
+    "train_split",
+    "eval_split",
+    "qa_report",
+    "export",
+]
+
+
+class Build:
+    """A registry, profiles file, storage and instance in a temp folder, and helpers to run jobs."""
+
+    def __init__(self, folder: Path, instance, extra_sources=(), thresholds=None):
+        self.folder = folder
+        self.instance = instance
+        self.sources = demo_sources_copy(folder) + list(extra_sources)
+        self.registry, self.profiles = write_registry(
+            folder / "config", self.sources, thresholds=thresholds
+        )
+        self.base = str(folder / "data")
+
+    def defs(self, thresholds: dict | None = None) -> Definitions:
+        profiles = self.profiles
+        if thresholds:
+            body = yaml.safe_load(profiles.read_text())
+            body["profiles"]["test"]["thresholds"].update(thresholds)
+            profiles = (
+                self.folder
+                / "config"
+                / f"profiles-{abs(hash(json.dumps(thresholds, sort_keys=True)))}.yaml"
+            )
+            profiles.write_text(yaml.safe_dump(body))
+        settings = BuildConfig(
+            profile="test",
+            registry_path=str(self.registry),
+            profiles_path=str(profiles),
+            base_uri=self.base,
+        )
+        return definitions.build_defs(
+            settings,
+            LLMResource(recordings=[str(REPO / "sample_data" / "recorded_responses.jsonl")]),
+        )
+
+    def run_source(self, name: str, defs: Definitions | None = None):
+        job = (defs or self.defs()).resolve_job_def(definitions.SOURCE_JOB)
+        return job.execute_in_process(
+            partition_key=name, instance=self.instance, raise_on_error=False
+        )
+
+    def run_datasets(self, defs: Definitions | None = None, run_config=None):
+        job = (defs or self.defs()).resolve_job_def(definitions.DATASET_JOB)
+        return job.execute_in_process(
+            instance=self.instance, raise_on_error=False, run_config=run_config
+        )
+
+
+def materialized(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def check_results(result) -> dict[str, bool]:
+    return {
+        f"{e.asset_check_key.asset_key.to_user_string()}:{e.asset_check_key.name}": e.passed
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    with instance_for_test() as instance:
+        build = Build(tmp_path_factory.mktemp("demo"), instance)
+        results = {s["name"]: build.run_source(s["name"]) for s in build.sources}
+        yield build, results
+
+
+def test_demo_materializes_every_asset_and_passes_every_check(demo):
+    build, results = demo
+    for name, result in results.items():
+        assert result.success, name
+        assert materialized(result) == set(PER_SOURCE)
+        assert all(check_results(result).values()) and len(check_results(result)) == 8
+    result = build.run_datasets()
+    assert result.success
+    assert materialized(result) == set(DATASETS)
+    checks = check_results(result)
+    assert all(checks.values()) and len(checks) == 18
+    storage = Storage(build.base)
+    build_id = storage.read_bytes("exports", "LATEST").decode()
+    assert verify_export(storage, build_id) == []
+    manifest = json.loads(storage.read_bytes("exports", build_id, "manifest.json"))
+    files = {f["path"]: f for f in manifest["files"]}
+    assert files["train.jsonl"]["rows"] + files["eval.jsonl"]["rows"] == sum(
+        manifest["rows_per_source"]["train"].values()
+    ) + sum(manifest["rows_per_source"]["eval"].values())
+    assert set(manifest["rows_per_source"]["refusal_dataset"]) == {s["name"] for s in build.sources}
+    assert (
+        manifest["config_lock"]["profile"] == "test"
+        and len(manifest["config_lock"]["config_hash"]) == 64
+    )
+    schema = json.loads((REPO / "schemas" / "canonical_record.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    with storage.fs.open(storage.path("exports", build_id, "train.jsonl")) as f:
+        for line in f:
+            validator.validate(json.loads(line))
+    # the quarantine of the clean demo is empty, and the duplicates in the benign sample were removed
+    audited = storage.read_table("assets", "audited", "demo_benign_prompts.parquet")
+    raw = storage.read_table("assets", "raw_samples", "demo_benign_prompts.parquet")
+    assert raw.num_rows - audited.num_rows == 2
+
+
+def _bad_source(folder: Path, name: str, lines: list[bytes], mapping=None) -> dict:
+    f = folder / f"{name}.jsonl"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_bytes(b"\n".join(lines) + (b"\n" if lines else b""))
+    return {
+        "name": name,
+        "kind": "local",
+        "location": {"path": str(f)},
+        "format": "jsonl",
+        "mapping": mapping or {"prompt": "prompt", "response": "response"},
+        "roles": ["benign"],
+    }
+
+
+def test_quarantine_rate_blocks_the_source_and_the_merge_reports_it(tmp_path):
+    good = [
+        json.dumps({"prompt": f"question {i}?", "response": f"Here is answer {i}."}).encode()
+        for i in range(3)
+    ]
+    bad = [
+        b'{"prompt": "truncated',
+        json.dumps({"response": "no prompt"}).encode(),
+        b'{"prompt": "\xff\xfe"}',
+    ]
+    with instance_for_test() as instance:
+        build = Build(
+            tmp_path,
+            instance,
+            extra_sources=[_bad_source(tmp_path / "in", "crafted_bad", good + bad)],
+        )
+        result = build.run_source("crafted_bad")
+        assert not result.success
+        assert check_results(result)["raw_samples:quarantine_rate"] is False
+        assert materialized(result) == {
+            "raw_samples",
+            "raw_quarantine",
+        }  # generation, labels, audit skipped
+        quarantine = (
+            Storage(build.base)
+            .read_table("assets", "raw_quarantine", "crafted_bad.parquet")
+            .to_pylist()
+        )
+        assert [(q["line"], q["reason"].split(":")[0]) for q in quarantine] == [
+            (4, "malformed JSON"),
+            (5, "missing mapped field"),
+            (6, "not valid UTF-8"),
+        ]
+        assert (
+            Storage(build.base).read_table("assets", "raw_samples", "crafted_bad.parquet").num_rows
+            == 3
+        )
+
+        for s in build.sources[:-1]:
+            assert build.run_source(s["name"]).success
+        merged = build.run_datasets()
+        assert not merged.success and materialized(merged) == set()
+        failure = merged.get_step_failure_events()[0].event_specific_data.error.message
+        assert (
+            "crafted_bad is blocked (blocking check failed: raw_samples:quarantine_rate)" in failure
+        )
+
+        partial = build.run_datasets(
+            run_config={"ops": {"refusal_dataset": {"config": {"allow_partial": True}}}}
+        )
+        assert "refusal_dataset" in materialized(partial)
+        mat = [
+            e
+            for e in partial.get_asset_materialization_events()
+            if e.asset_key == AssetKey("refusal_dataset")
+        ][0]
+        assert mat.materialization.metadata["excluded_sources"].value == ["crafted_bad"]
+        merged_sources = set(
+            Storage(build.base)
+            .read_table("assets", "refusal_dataset.parquet")
+            .column("source")
+            .to_pylist()
+        )
+        assert "crafted_bad" not in merged_sources and len(merged_sources) == 5
+
+
+def test_empty_source_fails_min_rows_and_unanswered_prompts_fail_generation(tmp_path):
+    unrecorded = [json.dumps({"prompt": f"never recorded {i}"}).encode() for i in range(3)]
+    with instance_for_test() as instance:
+        build = Build(
+            tmp_path,
+            instance,
+            extra_sources=[
+                _bad_source(tmp_path / "in", "empty", []),
+                _bad_source(tmp_path / "in", "unanswered", unrecorded, {"prompt": "prompt"}),
+            ],
+        )
+        empty = build.run_source("empty")
+        assert check_results(empty)["raw_samples:raw_samples_min_rows"] is False
+        assert materialized(empty) == {"raw_samples", "raw_quarantine"}
+        unanswered = build.run_source("unanswered")
+        assert check_results(unanswered)["generated_responses:generation_errors"] is False
+        assert materialized(unanswered) == {"raw_samples", "raw_quarantine", "generated_responses"}
+
+
+def test_missing_source_file_fails_with_one_clear_message(tmp_path):
+    missing = {
+        "name": "ghost",
+        "kind": "local",
+        "location": {"path": str(tmp_path / "nowhere.jsonl")},
+        "format": "jsonl",
+        "mapping": {"prompt": "p"},
+    }
+    with instance_for_test() as instance:
+        build = Build(tmp_path, instance, extra_sources=[missing])
+        result = build.run_source("ghost")
+        assert not result.success and materialized(result) == set()
+        message = result.get_step_failure_events()[0].event_specific_data.error.message
+        assert (
+            "source 'ghost'" in message and "nowhere.jsonl" in message and "fix location" in message
+        )
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "failed_check", "expected"),
+    [
+        (
+            {"refusal_min_rows": 10**6},
+            "refusal_dataset:refusal_dataset_min_rows",
+            {"refusal_dataset"},
+        ),
+        (
+            {"harmful_min": 10**6},
+            "harmful_shard:harmful_shard_min_rows",
+            {"refusal_dataset", "harmful_shard", "retain_shard"},
+        ),
+        (
+            {"retain_harmful_ratio_min": 100.0},
+            "retain_shard:retain_harmful_ratio",
+            {"refusal_dataset", "harmful_shard", "retain_shard"},
+        ),
+        (
+            {"adversarial_safe_min": 400},
+            "retain_shard:adversarial_safe_count",
+            {"refusal_dataset", "harmful_shard", "retain_shard"},
+        ),
+        (
+            {"train_min": 5000},
+            "train_split:train_split_min_rows",
+            {"refusal_dataset", "harmful_shard", "retain_shard", "train_split", "eval_split"},
+        ),
+        (
+            {"eval_min": 10**6},
+            "eval_split:eval_split_min_rows",
+            {"refusal_dataset", "harmful_shard", "retain_shard", "train_split", "eval_split"},
+        ),
+        (
+            {"qa": {"min_mean_confidence": 0.99}},
+            "qa_report:qa_thresholds",
+            set(DATASETS) - {"export"},
+        ),
+    ],
+)
+def test_each_dataset_gate_blocks_everything_downstream(demo, thresholds, failed_check, expected):
+    build, _ = demo
+    result = build.run_datasets(build.defs(thresholds))
+    assert not result.success
+    checks = check_results(result)
+    assert checks[failed_check] is False
+    assert [k for k, ok in checks.items() if not ok] == [failed_check]
+    assert materialized(result) == expected
+    assert "export" not in materialized(result)
+
+
+def _split_rows(
+    n: int, prompt_hash=lambda i: f"{i:064x}", outcome="COMPLY.BENIGN", split="train", ids=None
+):
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "id": (ids or [f"{i:024d}" for i in range(n)])[i],
+                "source": "s",
+                "source_ref": f"f:{i}",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": "q",
+                        "tool_calls": None,
+                        "tool_call_id": None,
+                        "name": None,
+                    },
+                    {
+                        "role": "assistant",
+                        "content": "a",
+                        "tool_calls": None,
+                        "tool_call_id": None,
+                        "name": None,
+                    },
+                ],
+                "tools": None,
+                "prompt": "q",
+                "response": "a",
+                "tags": [],
+                "category": None,
+                "meta": None,
+                "generation_model": None,
+                "generation_backend": "source",
+                "generation_params": None,
+                "request_hash": None,
+                "generation_error": None,
+                "label_outcome": outcome,
+                "label_style": "DIRECT_ANSWER",
+                "harm_categories": [],
+                "harmless_topics": [],
+                "prompt_harmful": False,
+                "response_harmful": False,
+                "response_refusal": False,
+                "label_confidence": 0.9,
+                "label_rationale": "r",
+                "judge": "j",
+                "content_hash": f"{i:064x}",
+                "prompt_hash": prompt_hash(i),
+                "pii_types": [],
+                "pii_count": 0,
+                "cb_class": "retain",
+                "is_adversarial_safe": False,
+                "split": split,
+            }
+        )
+    from safetygraph.records import SPLIT_SCHEMA
+
+    return pa.Table.from_pylist(rows, schema=SPLIT_SCHEMA)
+
+
+def _crafted_run(tmp_path, assets_and_checks):
+    @asset(deps=[EVAL_SPLIT, TRAIN_SPLIT, REFUSAL_DATASET])
+    def downstream() -> None:
+        return None
+
+    settings = BuildConfig(base_uri=str(tmp_path))
+    return materialize(
+        [*assets_and_checks, downstream],
+        resources={"settings": settings, "io_manager": ParquetIOManager(base_uri=str(tmp_path))},
+        raise_on_error=False,
+    )
+
+
+def test_leakage_duplicate_ids_and_schema_gates_fail_on_crafted_tables(tmp_path):
+    leak = {c.check_specs and next(iter(c.check_specs)).name: c for c in dataset_checks()}
+
+    @asset(name="train_split")
+    def train() -> pa.Table:
+        return _split_rows(5)
+
+    @asset(name="eval_split")
+    def evals() -> pa.Table:
+        return _split_rows(
+            2, prompt_hash=lambda i: f"{i:064x}", split="eval", ids=["e" * 24, "f" * 24]
+        )  # same prompts as train rows 0, 1
+
+    @asset(name="refusal_dataset")
+    def refusal() -> pa.Table:
+        return _split_rows(3, ids=["dup" + "0" * 21] * 3)
+
+    result = _crafted_run(
+        tmp_path,
+        [train, evals, refusal, leak["no_train_eval_leakage"], unique_ids_check(REFUSAL_DATASET)],
+    )
+    checks = check_results(result)
+    assert checks == {
+        "eval_split:no_train_eval_leakage": False,
+        "refusal_dataset:refusal_dataset_unique_ids": False,
+    }
+    assert "downstream" not in materialized(result)
+
+    @asset(name="train_split")
+    def bad_train() -> pa.Table:
+        return _split_rows(3, outcome="MAYBE")
+
+    result = _crafted_run(tmp_path, [bad_train, schema_check(TRAIN_SPLIT, SplitRecord)])
+    evaluation = result.get_asset_check_evaluations()[0]
+    assert not evaluation.passed and "downstream" not in materialized(result)
+    assert any(f["column"] == "label_outcome" for f in evaluation.metadata["failures"].value)

@@ -1,0 +1,149 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from safetygraph.registry import RegistryError, load_registry
+from tests.conftest import write_registry
+
+BUILT_IN = [
+    "wildguard_mix",
+    "wildguard_test",
+    "sorry_bench",
+    "do_not_answer",
+    "jailbreak_bench",
+    "or_bench",
+    "xstest",
+    "harmbench",
+    "advbench",
+    "ultrachat",
+    "tau2_airline",
+    "tau2_retail",
+    "tau2_telecom",
+    "tau2_mock",
+    "tau2_banking_knowledge",
+    "agentdojo",
+    "medquad",
+    "soda",
+    "hh_rlhf",
+    "attack_log",
+]
+
+
+def test_default_registry_lists_every_built_in_source():
+    reg = load_registry()
+    assert set(BUILT_IN) <= set(reg.names)
+    assert reg.sources["wildguard_mix"].kind == "hf"
+    assert reg.sources["wildguard_mix"].token_env == "HF_TOKEN"
+    assert reg.sources["do_not_answer"].responses["GPT4"] == "GPT4_response"
+    assert set(reg.profile("production").sources) >= set(BUILT_IN)
+    assert reg.profile("production").thresholds["adversarial_safe_min"] == 400
+    assert reg.profile("production").thresholds["train_min"] == 5000
+    assert reg.profile("production").thresholds["retain_harmful_ratio_min"] == 4.0
+
+
+def test_profile_override_changes_location_only_for_that_profile():
+    reg = load_registry()
+    shared = reg.source("xstest", "shared")
+    assert shared.kind == "local" and shared.resolved_path().endswith(
+        "shared/data/xstest/xstest_prompts.csv"
+    )
+    assert reg.source("xstest").kind == "url"
+    # the deep merge of generation configs keeps the defaults' roles
+    assert {"target", "direct", "teacher"} <= set(reg.profile("production").generation["configs"])
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {
+                "name": "Bad Name",
+                "kind": "local",
+                "location": {"path": "x"},
+                "format": "jsonl",
+                "mapping": {"prompt": "p"},
+            },
+            "lower-case",
+        ),
+        (
+            {
+                "name": "a",
+                "kind": "ftp",
+                "location": {"path": "x"},
+                "format": "jsonl",
+                "mapping": {"prompt": "p"},
+            },
+            "kind 'ftp'",
+        ),
+        (
+            {
+                "name": "a",
+                "kind": "local",
+                "location": {},
+                "format": "jsonl",
+                "mapping": {"prompt": "p"},
+            },
+            "location.path",
+        ),
+        (
+            {
+                "name": "a",
+                "kind": "local",
+                "location": {"path": "x"},
+                "format": "xml",
+                "mapping": {"prompt": "p"},
+            },
+            "format 'xml'",
+        ),
+        (
+            {
+                "name": "a",
+                "kind": "local",
+                "location": {"path": "x"},
+                "format": "jsonl",
+                "mapping": {"question": "q"},
+            },
+            "not canonical fields",
+        ),
+        (
+            {
+                "name": "a",
+                "kind": "local",
+                "location": {"path": "x"},
+                "format": "jsonl",
+                "mapping": {"category": "c"},
+            },
+            "prompt, messages or transcript",
+        ),
+        (
+            {
+                "name": "a",
+                "kind": "local",
+                "location": {"path": "x"},
+                "format": "jsonl",
+                "mapping": {"prompt": "p"},
+                "roles": ["evil"],
+            },
+            "roles ['evil']",
+        ),
+    ],
+)
+def test_bad_registry_entries_fail_with_the_fix(tmp_path: Path, entry, message):
+    reg, prof = write_registry(tmp_path, [entry])
+    with pytest.raises(RegistryError, match=re.escape(message)) as err:
+        load_registry(reg, prof)
+    assert "sources.yaml" in str(err.value)
+
+
+def test_profile_naming_an_unknown_source_fails(tmp_path: Path):
+    entry = {
+        "name": "a",
+        "kind": "local",
+        "location": {"path": "x"},
+        "format": "jsonl",
+        "mapping": {"prompt": "p"},
+    }
+    reg, prof = write_registry(tmp_path, [entry], profiles={"other": {"sources": ["a", "ghost"]}})
+    with pytest.raises(RegistryError, match=r"\['ghost'\]"):
+        load_registry(reg, prof)
