@@ -5,8 +5,7 @@ import pyarrow.compute as pc
 from dagster import AssetExecutionContext, AssetOut, Output, multi_asset
 
 from pipeline_assets.keys import OWNER
-from pipeline_assets.metadata import counts_table
-from pipeline_assets.per_source import _value_counts
+from pipeline_assets.metadata import counts_table, value_counts
 from resources import BuildConfig
 from safetygraph.merge import circuit_breaker_shards, train_eval_split
 
@@ -42,7 +41,7 @@ def build():
             "harmful_shard",
             metadata={
                 "rows": harmful.num_rows,
-                "by_source": counts_table("source", _value_counts(harmful, "source")),
+                "by_source": counts_table("source", value_counts(harmful, "source")),
             },
         )
         yield Output(
@@ -53,7 +52,7 @@ def build():
                 "adversarial_safe": adv,
                 "over_refusals_left_out": over_refusals,
                 "dr_ds_ratio": round(ratio, 4) if harmful.num_rows else -1.0,
-                "by_source": counts_table("source", _value_counts(retain, "source")),
+                "by_source": counts_table("source", value_counts(retain, "source")),
             },
         )
 
@@ -91,8 +90,8 @@ def build():
                 name,
                 metadata={
                     "rows": table.num_rows,
-                    "by_class": counts_table("class", _value_counts(table, "cb_class")),
-                    "by_source": counts_table("source", _value_counts(table, "source")),
+                    "by_class": counts_table("class", value_counts(table, "cb_class")),
+                    "by_source": counts_table("source", value_counts(table, "source")),
                 },
             )
 

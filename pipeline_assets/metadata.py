@@ -1,8 +1,9 @@
 """Small helpers that turn domain results into Dagster metadata."""
 
 from collections.abc import Mapping
-from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import MetadataValue
 
 
@@ -12,5 +13,9 @@ def counts_table(title: str, counts: Mapping[str, int]) -> MetadataValue:
     return MetadataValue.md(f"| {title} | rows |\n|---|---:|\n{rows}")
 
 
-def jsonable(value: Any) -> MetadataValue:
-    return MetadataValue.json(value)
+def value_counts(table: pa.Table, column: str) -> dict[str, int]:
+    """Rows per value of ``column``, sorted by value."""
+    if table.num_rows == 0:
+        return {}
+    vc = pc.value_counts(table.column(column)).to_pylist()
+    return {str(d["values"]): int(d["counts"]) for d in sorted(vc, key=lambda d: str(d["values"]))}

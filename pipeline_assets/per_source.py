@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, Config, MetadataValue, PartitionsDefi
 from pydantic import Field
 
 from pipeline_assets.keys import OWNER
-from pipeline_assets.metadata import counts_table
+from pipeline_assets.metadata import counts_table, value_counts
 from resources import BuildConfig, LLMResource
 from safetygraph.audit import audit
 from safetygraph.generation import GenerationConfig, generate
@@ -20,13 +20,6 @@ class GenerationRunConfig(Config):
         default="target",
         description="A generation config of the active profile: target, direct or teacher",
     )
-
-
-def _value_counts(table: pa.Table, column: str) -> dict[str, int]:
-    if table.num_rows == 0:
-        return {}
-    vc = pc.value_counts(table.column(column)).to_pylist()
-    return {str(d["values"]): int(d["counts"]) for d in sorted(vc, key=lambda d: str(d["values"]))}
 
 
 def build(partitions: PartitionsDefinition):
@@ -91,7 +84,7 @@ def build(partitions: PartitionsDefinition):
                 "judge": judge.name,
                 "constitution": settings.constitution().name,
                 "rows_without_response": generated_responses.num_rows - answered.num_rows,
-                "outcomes": counts_table("outcome", _value_counts(out, "label_outcome")),
+                "outcomes": counts_table("outcome", value_counts(out, "label_outcome")),
                 "mean_confidence": MetadataValue.float(
                     round(pc.mean(out.column("label_confidence")).as_py() or 0.0, 4)
                 ),

@@ -499,34 +499,31 @@ class _Mapper:
         self.cols: dict[str, list] = {n: [] for n in RAW_SCHEMA.names}
         self.seen: Counter[bytes] = Counter()
         self.present: set[str] = set()  # mapped columns seen at least once
-        roots = {p.split(".")[0] for p in self._mapped_columns()}
-        self.roots = roots
-        self.rows_in = 0
-
-    def _mapped_columns(self) -> list[str]:
-        spec = self.spec
         cols = list(spec.mapping.values()) + list(spec.responses.values())
         cols += [t.format(model=mdl) for t in spec.response_meta.values() for mdl in spec.responses]
         if spec.label:
             cols.append(spec.label.column)
-        return cols
+        self.mapped = cols
+        self.roots = {p.split(".")[0] for p in cols}
+        self.rows_in = 0
 
     def check_header(self, names: list[str], file: str) -> None:
-        missing = [c for c in self._mapped_columns() if c not in names]
+        missing = [c for c in self.mapped if c not in names]
         if missing:
             raise SourceError(
                 f"source '{self.spec.name}': {file} has no column(s) {missing} (it has {names[:30]}); "
                 "fix the mapping of this source in config/sources.yaml"
             )
-        self.present.update(self._mapped_columns())
+        self.present.update(self.mapped)
 
     def add_block(self, block: Block) -> None:
         spec = self.spec
         for j, row in enumerate(block.rows):
             self.rows_in += 1
-            for c in self._mapped_columns():
-                if c not in self.present and _get(row, c) is not _MISSING:
-                    self.present.add(c)
+            if len(self.present) < len(self.mapped):
+                self.present.update(
+                    c for c in self.mapped if c not in self.present and _get(row, c) is not _MISSING
+                )
             try:
                 variants = self._variants(row)
                 tools = _tools(spec, row)
@@ -614,7 +611,7 @@ class _Mapper:
         return [(None, base, {})]
 
     def finish(self, files: list[str]) -> pa.Table:
-        absent = [c for c in self._mapped_columns() if c not in self.present]
+        absent = [c for c in self.mapped if c not in self.present]
         if absent and self.rows_in:
             raise SourceError(
                 f"source '{self.spec.name}': no row of {', '.join(files)} has the mapped column(s) {absent}; "

@@ -7,10 +7,10 @@ only when complete, so a reader never sees a half-written file under a final nam
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import fsspec
 import pyarrow as pa
@@ -42,37 +42,34 @@ class Storage:
         else:
             self.fs.mv(tmp, final)  # object stores: the final key appears only once complete
 
-    def write_bytes(self, data: bytes, *parts: str) -> str:
+    @contextmanager
+    def _atomic(self, *parts: str) -> Iterator[tuple[str, str]]:
+        """Yields (temporary path, final path); commits on success, removes the temporary on error."""
         final = self.path(*parts)
         self.fs.makedirs(self.fs._parent(final), exist_ok=True)
         tmp = f"{final}.tmp-{uuid.uuid4().hex}"
         try:
-            with self.fs.open(tmp, "wb") as f:
-                f.write(data)
+            yield tmp, final
             self._commit(tmp, final)
         except BaseException:
             if self.fs.exists(tmp):
                 self.fs.rm(tmp)
             raise
+
+    def write_bytes(self, data: bytes, *parts: str) -> str:
+        with self._atomic(*parts) as (tmp, final), self.fs.open(tmp, "wb") as f:
+            f.write(data)
         return final
 
     def write_table(self, table: pa.Table, *parts: str) -> str:
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        return self.write_bytes(buf.getvalue(), *parts)
+        with self._atomic(*parts) as (tmp, final), self.fs.open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+        return final
 
     def put_file(self, local_path: str, *parts: str) -> str:
         """Copy a local file to ``parts`` atomically."""
-        final = self.path(*parts)
-        self.fs.makedirs(self.fs._parent(final), exist_ok=True)
-        tmp = f"{final}.tmp-{uuid.uuid4().hex}"
-        try:
+        with self._atomic(*parts) as (tmp, final):
             self.fs.put_file(local_path, tmp)
-            self._commit(tmp, final)
-        except BaseException:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
-            raise
         return final
 
     # -- reads

@@ -1,0 +1,7 @@
+"""A reconstructable job for test_multiprocess (child processes import it by module path)."""
+
+import definitions
+
+
+def source_job():
+    return definitions.build_defs().resolve_job_def(definitions.SOURCE_JOB)
