@@ -21,6 +21,7 @@ from dagster import (
 from checks import blocking_check_keys, dataset_checks, per_source_checks
 from pipeline_assets import circuit_breaker, export, merge, per_source, sources
 from pipeline_assets.keys import SOURCE_CHAIN
+from pipeline_assets.placement import gpu_op_tags
 from resources import BuildConfig, LLMResource, ParquetIOManager
 from resources.settings import DEFAULT_BASE_URI
 from safetygraph.judge import DEFAULT_CONSTITUTION
@@ -56,7 +57,7 @@ def build_defs(settings: BuildConfig | None = None, llm: LLMResource | None = No
     source_checks = per_source_checks(partitions)
     assets = [
         *sources.build(partitions),
-        *per_source.build(partitions),
+        *per_source.build(partitions, gpu_op_tags(settings.active().generation.get("placement"))),
         *merge.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
         *circuit_breaker.build(),
         *export.build(),

@@ -9,24 +9,44 @@ from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import counts_table, value_counts
 from resources import BuildConfig, LLMResource
 from safetygraph.audit import audit
-from safetygraph.generation import GenerationConfig, generate
+from safetygraph.generation import GenerationConfig, RequestCache, format_progress, generate
 from safetygraph.judge import HeuristicJudge
 
 
 class GenerationRunConfig(Config):
-    """Choose in the launchpad which of the profile's generation configs answers prompt-only rows."""
+    """Chosen in the launchpad: which of the profile's generation configs answer prompt-only rows."""
 
-    role: str = Field(
-        default="target",
-        description="A generation config of the active profile: target, direct or teacher",
+    roles: list[str] = Field(
+        default=["target"],
+        description="Generation configs of the active profile (e.g. target, direct, teacher); each answers every prompt-only row",
+    )
+    chunk_size: int = Field(
+        default=256, description="Results per durable checkpoint in the request cache"
+    )
+    retry_cached_errors: bool = Field(
+        default=False, description="Send again requests whose cached result is an error"
+    )
+    progress_interval_s: float = Field(
+        default=10.0, description="Seconds between progress lines in the run log"
     )
 
 
-def build(partitions: PartitionsDefinition):
+def generation_configs(settings: BuildConfig, roles: list[str]) -> list[GenerationConfig]:
+    configs = settings.active().generation.get("configs", {})
+    missing = [r for r in roles if r not in configs]
+    if missing:
+        raise ValueError(
+            f"profile '{settings.profile}' has no generation config(s) {missing}; it has {sorted(configs)}"
+        )
+    return [GenerationConfig.from_dict(r, configs[r]) for r in roles]
+
+
+def build(partitions: PartitionsDefinition, generation_op_tags: dict | None = None):
     @asset(
         partitions_def=partitions,
         group_name="generation",
         kinds={"python", "parquet"},
+        op_tags=generation_op_tags or None,
         owners=[OWNER],
         description="Responses for prompt-only rows from the chosen generation config; rows that carry a "
         "response pass through. Failed requests keep their row with the error recorded.",
@@ -38,29 +58,44 @@ def build(partitions: PartitionsDefinition):
         settings: BuildConfig,
         llm: LLMResource,
     ) -> pa.Table:
-        configs = settings.active().generation.get("configs", {})
-        if config.role not in configs:
-            raise ValueError(
-                f"profile '{settings.profile}' has no generation config '{config.role}'; it has {sorted(configs)}"
-            )
-        gen = GenerationConfig.from_dict(config.role, configs[config.role])
-        out, stats = generate(raw_samples, gen, llm.backend(gen))
+        configs = generation_configs(settings, config.roles)
+        out, stats = generate(
+            raw_samples,
+            configs,
+            llm.backend,
+            cache=RequestCache(settings.storage()),
+            chunk_size=config.chunk_size,
+            progress=lambda done, total, elapsed: context.log.info(
+                f"{context.partition_key}: {format_progress(done, total, elapsed)}"
+            ),
+            progress_interval_s=config.progress_interval_s,
+            retry_cached_errors=config.retry_cached_errors,
+        )
         context.log.info(
-            f"{context.partition_key}: {stats.generated}/{stats.requested} generated, {stats.passed_through} passed through"
+            f"{context.partition_key}: {stats.generated}/{stats.requests} answered ({stats.cache_hits} from cache, "
+            f"{stats.called} called), {stats.passed_through} passed through"
         )
         context.add_output_metadata(
             {
-                "role": gen.role,
-                "model": gen.model,
-                "backend": gen.backend,
+                "roles": ", ".join(c.role for c in configs),
+                "models": ", ".join(sorted({c.model for c in configs})),
+                "backends": ", ".join(sorted({c.backend for c in configs})),
                 "passed_through": stats.passed_through,
-                "requested": stats.requested,
+                "requests": stats.requests,
+                "cache_hits": stats.cache_hits,
+                "called": stats.called,
                 "generated": stats.generated,
-                "errors": counts_table("error", stats.errors),
+                "errors": counts_table("error kind", stats.errors),
                 "error_count": sum(stats.errors.values()),
                 "tokens_in": stats.tokens_in,
                 "tokens_out": stats.tokens_out,
-                "rows_per_second": MetadataValue.float(stats.as_dict()["rows_per_second"] or 0.0),
+                "requests_per_second": MetadataValue.float(
+                    stats.as_dict()["requests_per_second"] or 0.0
+                ),
+                "estimated_cost": MetadataValue.float(stats.estimated_cost)
+                if stats.estimated_cost is not None
+                else MetadataValue.text("no price configured"),
+                "checkpoints_written": stats.chunks_written,
             }
         )
         return out

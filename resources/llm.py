@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource
-from pydantic import Field
+from typing import Any
 
-from safetygraph.generation import Backend, GenerationConfig, OpenAIBackend, ReplayBackend
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from safetygraph.generation import (
+    Backend,
+    GenerationConfig,
+    OpenAIBackend,
+    ReplayBackend,
+    TransformersBackend,
+    VLLMBackend,
+)
 from safetygraph.registry import REPO_ROOT
 
 DEFAULT_RECORDINGS = [str(REPO_ROOT / "sample_data" / "recorded_responses.jsonl")]
@@ -22,11 +31,28 @@ class LLMResource(ConfigurableResource):
         default_factory=lambda: list(DEFAULT_RECORDINGS),
         description="JSONL recordings for the replay backend",
     )
-    max_concurrency: int = 16
+    max_concurrency: int = Field(default=16, description="openai: requests in flight")
+    requests_per_minute: float | None = Field(
+        default=None, description="openai: client-side rate limit"
+    )
+    tokens_per_minute: float | None = Field(
+        default=None, description="openai: client-side token rate limit (estimated)"
+    )
     timeout_s: float = 120.0
     max_retries: int = 6
+    transformers_device: str = Field(
+        default="auto", description="transformers: auto, cpu, cuda, cuda:N"
+    )
+    transformers_batch_size: int = 16
+    vllm_batch_size: int = 1024
+    _backends: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def backend(self, config: GenerationConfig) -> Backend:
+        if config.backend not in self._backends:
+            self._backends[config.backend] = self._make(config)
+        return self._backends[config.backend]
+
+    def _make(self, config: GenerationConfig) -> Backend:
         if config.backend == "replay":
             return ReplayBackend(self.recordings)
         if config.backend == "openai":
@@ -41,7 +67,11 @@ class LLMResource(ConfigurableResource):
                 max_concurrency=self.max_concurrency,
                 timeout_s=self.timeout_s,
                 max_retries=self.max_retries,
+                requests_per_minute=self.requests_per_minute,
+                tokens_per_minute=self.tokens_per_minute,
             )
-        raise ValueError(
-            f"generation config '{config.role}': unknown backend '{config.backend}' (use replay or openai)"
-        )
+        if config.backend == "transformers":
+            return TransformersBackend(
+                device=self.transformers_device, batch_size=self.transformers_batch_size
+            )
+        return VLLMBackend(batch_size=self.vllm_batch_size)

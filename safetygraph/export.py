@@ -37,7 +37,7 @@ def _nested_sql(table: pa.Table) -> str:
       CASE WHEN tools IS NULL THEN NULL ELSE json(tools) END AS tools,
       prompt, response, tags, category,
       CASE WHEN meta IS NULL THEN NULL ELSE json(meta) END AS meta,
-      struct_pack(model := generation_model, backend := generation_backend,
+      struct_pack(model := generation_model, backend := generation_backend, role := generation_role,
                   params := CASE WHEN generation_params IS NULL THEN NULL ELSE json(generation_params) END,
                   request_hash := request_hash) AS generation,
       struct_pack(outcome := label_outcome, style := label_style, harm_categories := harm_categories,

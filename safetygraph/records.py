@@ -41,6 +41,7 @@ RAW_SCHEMA = pa.schema(RAW_FIELDS)
 GENERATION_FIELDS: list[pa.Field] = [
     pa.field("generation_model", pa.string()),
     pa.field("generation_backend", pa.string()),
+    pa.field("generation_role", pa.string()),
     pa.field("generation_params", pa.string()),  # JSON
     pa.field("request_hash", pa.string()),
     pa.field("generation_error", pa.string()),

@@ -22,6 +22,7 @@ GROUPS: dict[str, dict[str, str]] = {
     "generation": {
         "model": "generation_model",
         "backend": "generation_backend",
+        "role": "generation_role",
         "params": "generation_params",
         "request_hash": "request_hash",
     },

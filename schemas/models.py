@@ -73,6 +73,7 @@ class RawRecord(pa.DataFrameModel):
 class GeneratedRecord(RawRecord):
     generation_model: Series[str] = pa.Field(nullable=True)
     generation_backend: Series[str] = pa.Field(nullable=True)
+    generation_role: Series[str] = pa.Field(nullable=True)
     generation_params: Series[str] = pa.Field(nullable=True)
     request_hash: Series[str] = pa.Field(
         nullable=True, str_length={"min_value": 64, "max_value": 64}

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeOpenAI:
-    """Answers "echo: <last user message>". ``faults`` maps a prompt to a list of statuses to return
-    first (e.g. [429, 503]); a prompt in ``hard_errors`` always gets HTTP 400."""
+    """Answers "echo: <last user message>" after ``latency_s``.
 
-    def __init__(
-        self, faults: dict[str, list[int]] | None = None, hard_errors: set[str] | None = None
-    ):
+    ``faults`` maps a prompt to the faults to serve first, in order: 429 (with Retry-After: 0),
+    500/503, "slow" (answers after ``slow_s``), "drop" (closes the connection without answering),
+    "malformed" (HTTP 200 with a body that is not JSON). A prompt in ``hard_errors`` always gets 400.
+    ``completions`` counts, per prompt, the answers the server finished writing.
+    """
+
+    def __init__(self, faults=None, hard_errors=None, latency_s: float = 0.0, slow_s: float = 2.0):
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.hard_errors = hard_errors or set()
+        self.latency_s, self.slow_s = latency_s, slow_s
         self.calls: Counter[str] = Counter()
+        self.completions: Counter[str] = Counter()
         self.auth_headers: list[str | None] = []
         self.lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args):  # quiet
                 pass
 
@@ -32,22 +41,35 @@ class FakeOpenAI:
                 with outer.lock:
                     outer.calls[prompt] += 1
                     outer.auth_headers.append(self.headers.get("Authorization"))
-                    fault = (
-                        outer.faults.get(prompt, []).pop(0) if outer.faults.get(prompt) else None
-                    )
+                    queue = outer.faults.get(prompt)
+                    fault = queue.pop(0) if queue else None
                 if prompt in outer.hard_errors:
-                    return self._send(400, {"error": {"message": "bad request: content policy"}})
-                if fault is not None:
+                    return self._send(
+                        400,
+                        json.dumps({"error": {"message": "bad request: content policy"}}).encode(),
+                    )
+                if fault in (429, 500, 502, 503):
                     headers = {"Retry-After": "0"} if fault == 429 else {}
-                    return self._send(fault, {"error": {"message": "try later"}}, headers)
+                    return self._send(fault, b'{"error": {"message": "try later"}}', headers)
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return None
+                if fault == "malformed":
+                    return self._send(200, b'{"choices": [{"message": ')
+                time.sleep(outer.slow_s if fault == "slow" else outer.latency_s)
                 answer = {
                     "choices": [{"message": {"role": "assistant", "content": f"echo: {prompt}"}}],
                     "usage": {"prompt_tokens": 3, "completion_tokens": 2},
                 }
-                return self._send(200, answer)
+                try:
+                    self._send(200, json.dumps(answer).encode())
+                    with outer.lock:
+                        outer.completions[prompt] += 1
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
-            def _send(self, status, payload, headers=None):
-                data = json.dumps(payload).encode()
+            def _send(self, status, data, headers=None):
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -57,6 +79,7 @@ class FakeOpenAI:
                 self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def __enter__(self) -> FakeOpenAI:

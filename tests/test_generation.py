@@ -1,28 +1,35 @@
-"""Request hashing, the replay backend and the OpenAI-compatible backend against a loopback server."""
+"""Generation: request hashing, the cache and checkpoints, and every backend."""
 
 import json
 import os
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from safetygraph.generation import (
     GenerationConfig,
     OpenAIBackend,
     ReplayBackend,
+    RequestCache,
+    VLLMBackend,
     generate,
+    parse_retry_after,
     request_hash,
     request_messages,
 )
 from safetygraph.records import RAW_SCHEMA
+from safetygraph.storage import Storage
 from tests.fake_openai import FakeOpenAI
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _raw(prompts, responses=None):
+def raw_table(prompts, responses=None):
     rows = []
     for i, p in enumerate(prompts):
         msgs = [
@@ -54,6 +61,10 @@ def _raw(prompts, responses=None):
     return pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
 
 
+def openai(server, **kw):
+    return OpenAIBackend(base_url=server.url, api_key="sk-test", backoff_base_s=0.01, **kw)
+
+
 def test_request_hash_is_stable_across_processes_and_sensitive_to_what_matters():
     msgs = request_messages([{"role": "user", "content": "héllo", "tool_calls": None}], "be safe")
     params = GenerationConfig().params()
@@ -80,6 +91,9 @@ def test_request_hash_is_stable_across_processes_and_sensitive_to_what_matters()
         != h
     )
     assert request_hash("m2", params, msgs) != h
+    assert (
+        GenerationConfig(backend="openai").params() == params
+    )  # the backend is not part of the request
 
 
 def test_replay_answers_recorded_requests_and_records_missing_ones(tmp_path: Path):
@@ -89,39 +103,230 @@ def test_replay_answers_recorded_requests_and_records_missing_ones(tmp_path: Pat
     )
     rec = tmp_path / "rec.jsonl"
     rec.write_text(json.dumps({"request_hash": known, "response": "recorded answer"}) + "\n")
-    table = _raw(["known", "unknown", "has one"], [None, None, "kept"])
-    out, stats = generate(table, cfg, ReplayBackend([str(rec)]))
+    out, stats = generate(
+        raw_table(["known", "unknown", "has one"], [None, None, "kept"]),
+        [cfg],
+        lambda c: ReplayBackend([str(rec)]),
+    )
     rows = out.to_pylist()
     assert (
         rows[0]["response"] == "recorded answer" and rows[0]["messages"][-1]["role"] == "assistant"
     )
-    assert rows[0]["request_hash"] == known and rows[0]["generation_backend"] == "replay"
+    assert (
+        rows[0]["request_hash"] == known
+        and rows[0]["generation_backend"] == "replay"
+        and rows[0]["generation_role"] == "target"
+    )
     assert rows[1]["response"] is None and "no recorded response" in rows[1]["generation_error"]
     assert (
         rows[2]["response"] == "kept"
         and rows[2]["generation_backend"] == "source"
         and rows[2]["request_hash"] is None
     )
-    assert (stats.requested, stats.generated, stats.passed_through, stats.errors) == (
+    assert (stats.requests, stats.generated, stats.passed_through, stats.errors) == (
         2,
         1,
         1,
-        {"replay": 1},
+        {"replay_missing": 1},
     )
 
 
-def test_openai_backend_retries_transient_errors_and_records_hard_ones():
-    prompts = [f"p{i}" for i in range(20)]
-    with FakeOpenAI(faults={"p1": [429, 503], "p2": [500]}, hard_errors={"p3"}) as server:
-        backend = OpenAIBackend(
-            base_url=server.url, api_key="sk-test", max_concurrency=4, backoff_base_s=0.01
+def test_openai_backend_survives_every_fault_and_records_hard_errors():
+    prompts = [f"p{i}" for i in range(30)]
+    faults = {
+        "p1": [429, 503],
+        "p2": [500],
+        "p4": ["drop"],
+        "p5": ["slow"],
+        "p6": ["malformed"],
+        "p7": ["drop", 429, "malformed"],
+    }
+    with FakeOpenAI(faults=faults, hard_errors={"p3"}, slow_s=1.5) as server:
+        out, stats = generate(
+            raw_table(prompts),
+            [GenerationConfig(backend="openai", model="m")],
+            lambda c: openai(server, max_concurrency=8, timeout_s=0.5),
         )
-        out, stats = generate(_raw(prompts), GenerationConfig(backend="openai", model="m"), backend)
     rows = out.to_pylist()
-    assert [r["response"] for r in rows if r["id"] != f"{3:024d}"] == [
-        f"echo: {p}" for p in prompts if p != "p3"
-    ]
-    assert rows[3]["response"] is None and rows[3]["generation_error"].startswith("HTTP 400")
-    assert server.calls["p1"] == 3 and server.calls["p2"] == 2 and server.calls["p0"] == 1
+    assert len(rows) == 30 and len({r["id"] for r in rows}) == 30  # every row exactly once
+    for r in rows:
+        if r["prompt"] == "p3":
+            assert r["response"] is None and r["generation_error"].startswith("HTTP 400")
+        else:
+            assert r["response"] == f"echo: {r['prompt']}" and r["generation_error"] is None
+    assert (
+        server.calls["p1"] == 3
+        and server.calls["p2"] == 2
+        and server.calls["p4"] == 2
+        and server.calls["p7"] == 4
+    )
+    assert server.calls["p5"] == 2 and server.calls["p6"] == 2 and server.calls["p0"] == 1
     assert set(server.auth_headers) == {"Bearer sk-test"}
-    assert stats.generated == 19 and stats.tokens_out == 2 * 19
+    assert stats.generated == 29 and stats.errors == {"http_4xx": 1} and stats.tokens_out == 2 * 29
+
+
+def test_openai_backend_gives_up_after_max_retries_and_honours_rate_limits():
+    with FakeOpenAI(faults={"stubborn": [503] * 10}) as server:
+        out, stats = generate(
+            raw_table(["stubborn"]),
+            [GenerationConfig(backend="openai", model="m")],
+            lambda c: openai(server, max_retries=2),
+        )
+        assert (
+            out.column("generation_error")[0]
+            .as_py()
+            .startswith("gave up after 3 attempts: _Retryable: HTTP 503")
+        )
+        assert server.calls["stubborn"] == 3 and stats.errors == {"retries_exhausted": 1}
+
+        started = time.monotonic()
+        generate(
+            raw_table([f"r{i}" for i in range(20)]),
+            [GenerationConfig(backend="openai", model="m")],
+            lambda c: openai(server, max_concurrency=20, requests_per_minute=600),
+        )  # 10/s, burst 10
+        assert time.monotonic() - started >= 0.9
+    assert (
+        parse_retry_after("2.5") == 2.5
+        and parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    )
+    assert parse_retry_after(None) is None
+
+
+def test_cache_makes_reruns_free_and_new_parameters_new_requests(tmp_path: Path):
+    cache = RequestCache(Storage(str(tmp_path)))
+    prompts = [f"c{i}" for i in range(25)]
+    cfg = GenerationConfig(backend="openai", model="m")
+    with FakeOpenAI() as server:
+        first, s1 = generate(
+            raw_table(prompts), [cfg], lambda c: openai(server), cache=cache, chunk_size=10
+        )
+        assert (s1.called, s1.cache_hits, s1.chunks_written) == (25, 0, 3)
+        second, s2 = generate(raw_table(prompts), [cfg], lambda c: openai(server), cache=cache)
+        assert (s2.called, s2.cache_hits) == (0, 25) and sum(server.calls.values()) == 25
+        assert second.column("response").to_pylist() == first.column("response").to_pylist()
+        hotter = GenerationConfig(backend="openai", model="m", temperature=0.7)
+        _, s3 = generate(raw_table(prompts), [hotter], lambda c: openai(server), cache=cache)
+        assert s3.called == 25 and sum(server.calls.values()) == 50
+    # the cache is plain Parquet: DuckDB reads it directly
+    import duckdb
+
+    n = duckdb.sql(
+        f"SELECT count(DISTINCT request_hash) FROM read_parquet('{tmp_path}/cache/requests/*.parquet')"
+    ).fetchall()[0][0]
+    assert n == 50
+
+
+def test_several_roles_and_samples_each_answer_every_prompt(tmp_path: Path):
+    target = GenerationConfig(role="target", backend="openai", model="t")
+    teacher = GenerationConfig(
+        role="teacher", backend="openai", model="teach", samples=2, temperature=0.5
+    )
+    table = raw_table(["a", "b", "c"], [None, None, "given"])
+    with FakeOpenAI() as server:
+        out, stats = generate(table, [target, teacher], lambda c: openai(server))
+    rows = out.to_pylist()
+    assert len(rows) == 1 + 2 * 3 and len({r["id"] for r in rows}) == 7
+    assert [r["id"] for r in rows if r["generation_role"] == "target"] == [f"{0:024d}", f"{1:024d}"]
+    teacher_rows = [r for r in rows if r["generation_role"] == "teacher"]
+    assert sorted(json.loads(r["generation_params"])["seed"] for r in teacher_rows) == [0, 0, 1, 1]
+    assert server.calls["a"] == 3 and stats.requests == 6
+
+
+KILL_SCRIPT = """
+import sys
+from safetygraph.generation import GenerationConfig, OpenAIBackend, RequestCache, generate
+from safetygraph.storage import Storage
+from tests.test_generation import raw_table
+url, base = sys.argv[1], sys.argv[2]
+generate(raw_table([f"k{i}" for i in range(200)]), [GenerationConfig(backend="openai", model="m")],
+         lambda c: OpenAIBackend(base_url=url, max_concurrency=4), cache=RequestCache(Storage(base)), chunk_size=20)
+"""
+
+
+def test_killed_run_resumes_and_repeats_at_most_one_chunk(tmp_path: Path):
+    base = str(tmp_path / "data")
+    cache_dir = tmp_path / "data" / "cache" / "requests"
+    with FakeOpenAI(latency_s=0.02) as server:
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, server.url, base], cwd=REPO)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(cache_dir.glob("*.parquet"))) < 3:
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        chunks_at_kill = len(list(cache_dir.glob("*.parquet")))
+        assert 3 <= chunks_at_kill < 10, "killed mid-run"
+        calls_before = sum(server.calls.values())
+        out, stats = generate(
+            raw_table([f"k{i}" for i in range(200)]),
+            [GenerationConfig(backend="openai", model="m")],
+            lambda c: openai(server, max_concurrency=4),
+            cache=RequestCache(Storage(base)),
+            chunk_size=20,
+        )
+    assert out.num_rows == 200 and all(
+        r == f"echo: k{i}" for i, r in enumerate(out.column("response").to_pylist())
+    )
+    assert stats.cache_hits >= 20 * chunks_at_kill
+    repeated = sum(n - 1 for n in server.calls.values() if n > 1)
+    assert repeated <= 20 + 4  # at most one unflushed chunk plus the requests in flight
+    assert sum(server.calls.values()) == calls_before + stats.called
+
+
+def test_vllm_backend_drives_the_offline_engine(monkeypatch):
+    """A contract test: vLLM needs a GPU and its wheel, so a stand-in module records the calls."""
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kw):
+            calls["init"] = kw
+
+        def chat(self, conversations, sampling, use_tqdm=False):
+            calls.setdefault("batches", []).append(len(conversations))
+            calls["sampling"] = sampling
+            return [
+                types.SimpleNamespace(
+                    prompt_token_ids=[1, 2, 3],
+                    outputs=[types.SimpleNamespace(text=f"v:{c[-1]['content']}", token_ids=[7, 8])],
+                )
+                for c in conversations
+            ]
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    monkeypatch.setitem(
+        sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
+    )
+    cfg = GenerationConfig(
+        backend="vllm",
+        model="meta-llama/Llama-3.1-8B-Instruct",
+        tensor_parallel_size=2,
+        max_model_len=4096,
+        temperature=0.3,
+    )
+    out, stats = generate(
+        raw_table([f"q{i}" for i in range(5)]), [cfg], lambda c: VLLMBackend(batch_size=2)
+    )
+    assert out.column("response").to_pylist() == [f"v:q{i}" for i in range(5)]
+    assert calls["init"] == {
+        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "tensor_parallel_size": 2,
+        "max_model_len": 4096,
+        "gpu_memory_utilization": 0.9,
+    }
+    assert calls["batches"] == [2, 2, 1] and calls["sampling"].kw == {
+        "temperature": 0.3,
+        "top_p": 1.0,
+        "max_tokens": 512,
+        "seed": 0,
+    }
+    assert stats.tokens_in == 15 and stats.tokens_out == 10
+
+
+def test_generation_config_rejects_unknown_keys_and_backends():
+    with pytest.raises(ValueError, match="unknown keys"):
+        GenerationConfig.from_dict("x", {"modle": "typo"})
+    with pytest.raises(ValueError, match="backend 'gpt'"):
+        GenerationConfig(backend="gpt")

@@ -1,0 +1,118 @@
+"""Generation configs, content-addressed requests, results and the backend contract."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
+
+from ..records import canonical_json, sha256_hex
+
+BACKENDS = ("replay", "openai", "transformers", "vllm")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """One way of answering prompts: a role (target, direct, teacher...), a model and its parameters.
+
+    Only ``model``, the sampling parameters and the messages (system prompt included) decide the
+    request hash; the backend does not, so the same request is answered once whatever serves it.
+    """
+
+    role: str = "target"
+    backend: str = "replay"
+    model: str = "demo-target"
+    system_prompt: str | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: int = 0
+    samples: int = 1  # samples per prompt (sample k uses seed + k)
+    # prices in the currency of your choice per million tokens, for the cost estimate
+    price_in_per_mtok: float | None = None
+    price_out_per_mtok: float | None = None
+    # vLLM engine settings (ignored by other backends)
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"generation config '{self.role}': backend '{self.backend}' is not one of {BACKENDS}"
+            )
+        if self.samples < 1:
+            raise ValueError(f"generation config '{self.role}': samples must be >= 1")
+
+    def params(self, sample: int = 0) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed + sample,
+        }
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float | None:
+        if self.price_in_per_mtok is None and self.price_out_per_mtok is None:
+            return None
+        return (
+            tokens_in * (self.price_in_per_mtok or 0) + tokens_out * (self.price_out_per_mtok or 0)
+        ) / 1e6
+
+    @classmethod
+    def from_dict(cls, role: str, body: dict[str, Any]) -> GenerationConfig:
+        known = {f.name for f in fields(cls)} - {"role"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise ValueError(
+                f"generation config '{role}': unknown keys {unknown}; known: {sorted(known)}"
+            )
+        return cls(role=role, **body)
+
+
+def request_messages(
+    messages: Sequence[dict[str, Any]], system_prompt: str | None
+) -> list[dict[str, Any]]:
+    """The chat messages sent for a conversation: its turns without null fields, system prompt first."""
+    out = [{k: v for k, v in m.items() if v is not None} for m in messages]
+    if system_prompt and not (out and out[0]["role"] == "system"):
+        out.insert(0, {"role": "system", "content": system_prompt})
+    return out
+
+
+def request_hash(model: str, params: dict[str, Any], messages: Sequence[dict[str, Any]]) -> str:
+    """Content address of a request: stable across processes, machines and Python versions."""
+    return sha256_hex(
+        canonical_json({"model": model, "params": params, "messages": list(messages)})
+    )
+
+
+@dataclass
+class Request:
+    request_hash: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    text: str | None = None
+    error: str | None = None
+    error_kind: str | None = None  # http_4xx, retries_exhausted, replay_missing, backend
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Backend(Protocol):
+    """Answers requests, yielding (index into ``requests``, result) pairs as they complete, in
+    batches, so the caller can checkpoint while the backend keeps working."""
+
+    name: str
+
+    def stream(
+        self, config: GenerationConfig, requests: Sequence[Request]
+    ) -> Iterator[list[tuple[int, Result]]]: ...
