@@ -411,3 +411,57 @@ def test_leakage_duplicate_ids_and_schema_gates_fail_on_crafted_tables(tmp_path)
     evaluation = result.get_asset_check_evaluations()[0]
     assert not evaluation.passed and "downstream" not in materialized(result)
     assert any(f["column"] == "label_outcome" for f in evaluation.metadata["failures"].value)
+
+
+def test_rerunning_a_partition_answers_from_the_cache(demo):
+    build, _ = demo
+    result = build.run_source("demo_harmful_prompts")
+    assert result.success
+    mat = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey("generated_responses")
+    ][0]
+    meta = mat.materialization.metadata
+    assert (
+        meta["cache_hits"].value == 40
+        and meta["called"].value == 0
+        and meta["generated"].value == 40
+    )
+
+
+def test_openai_generation_through_the_asset_keeps_the_api_key_secret(tmp_path, monkeypatch):
+    from tests.fake_openai import FakeOpenAI
+
+    secret = "sk-live-abcdef0123456789"
+    prompts = [json.dumps({"prompt": f"what is {i} plus {i}?"}).encode() for i in range(5)]
+    with FakeOpenAI() as server, instance_for_test() as instance:
+        monkeypatch.setenv("SAFETYGRAPH_LLM_API_KEY", secret)
+        monkeypatch.setenv("SAFETYGRAPH_OPENAI_BASE_URL", server.url)
+        build = Build(
+            tmp_path,
+            instance,
+            extra_sources=[
+                _bad_source(tmp_path / "in", "api_prompts", prompts, {"prompt": "prompt"})
+            ],
+        )
+        body = yaml.safe_load(build.profiles.read_text())
+        body["profiles"]["test"]["generation"] = {
+            "configs": {"target": {"backend": "openai", "model": "served-model"}}
+        }
+        build.profiles.write_text(yaml.safe_dump(body))
+        settings = BuildConfig(
+            profile="test",
+            registry_path=str(build.registry),
+            profiles_path=str(build.profiles),
+            base_uri=build.base,
+        )
+        defs = definitions.build_defs(settings, definitions.default_llm())
+        result = build.run_source("api_prompts", defs)
+        assert result.success
+        assert set(server.auth_headers) == {f"Bearer {secret}"} and sum(server.calls.values()) == 5
+        logs = "\n".join(str(record) for record in instance.all_logs(result.run_id))
+        assert secret not in logs and "served-model" in logs
+        stored = Storage(build.base)
+        for name in stored.listdir("cache", "requests"):
+            assert secret.encode() not in stored.read_bytes("cache", "requests", name)

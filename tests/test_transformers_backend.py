@@ -14,7 +14,31 @@ LLAMA3_TEMPLATE = (
     "{{ m['content'] }}<|eot_id|>{% endfor %}"
     "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
-WORDS = ["how", "do", "i", "bake", "bread", "cook", "soup", "why", "is", "the", "sky", "blue", "what", "a", "good", "day", "plan", "trip", "to", "rome", "you", "are", "helpful"]
+WORDS = [
+    "how",
+    "do",
+    "i",
+    "bake",
+    "bread",
+    "cook",
+    "soup",
+    "why",
+    "is",
+    "the",
+    "sky",
+    "blue",
+    "what",
+    "a",
+    "good",
+    "day",
+    "plan",
+    "trip",
+    "to",
+    "rome",
+    "you",
+    "are",
+    "helpful",
+]
 
 
 @pytest.fixture(scope="module")
