@@ -111,6 +111,7 @@ def per_source_checks(partitions: PartitionsDefinition) -> list:
         unique_ids_check(RAW_SAMPLES, partitions),
         quarantine_rate,
         schema_check(GENERATED, GeneratedRecord, partitions),
+        unique_ids_check(GENERATED, partitions),
         generation_errors,
         schema_check(LABELS, LabeledRecord, partitions),
         schema_check(AUDITED, AuditedRecord, partitions),

@@ -103,7 +103,7 @@ def test_demo_materializes_every_asset_and_passes_every_check(demo):
     for name, result in results.items():
         assert result.success, name
         assert materialized(result) == set(PER_SOURCE)
-        assert all(check_results(result).values()) and len(check_results(result)) == 8
+        assert all(check_results(result).values()) and len(check_results(result)) == 9
     result = build.run_datasets()
     assert result.success
     assert materialized(result) == set(DATASETS)

@@ -135,10 +135,10 @@ def generate(
                 buffer.append((reqs[idx], res))
             stats.called += len(batch)
             tracker.add(len(batch))
-            if cache and len(buffer) >= chunk_size:
-                cache.write_chunk(config, backend.name, buffer)
+            while cache and len(buffer) >= chunk_size:  # chunks of exactly chunk_size results
+                cache.write_chunk(config, backend.name, buffer[:chunk_size])
                 stats.chunks_written += 1
-                buffer = []
+                buffer = buffer[chunk_size:]
         if cache and buffer:
             cache.write_chunk(config, backend.name, buffer)
             stats.chunks_written += 1
