@@ -32,6 +32,7 @@ from pipeline_assets.keys import (
     TRAIN_SPLIT,
 )
 from resources import BuildConfig
+from safetygraph.audit import residual_pii
 from safetygraph.export import EXPORT_ROOT, verify_export
 from safetygraph.merge import leaked_prompts
 from schemas import (
@@ -198,7 +199,26 @@ def dataset_checks() -> list:
             },
         )
 
+    def no_pii_left(asset_key):
+        @asset_check(
+            asset=asset_key,
+            name=f"{asset_key.path[-1]}_no_pii",
+            blocking=True,
+            description="No PII (email, phone, SSN, card, IP, street address, API key) left in any turn.",
+        )
+        def _check(table: pa.Table) -> AssetCheckResult:
+            left = residual_pii(table)
+            return AssetCheckResult(
+                passed=not any(left.values()),
+                severity=AssetCheckSeverity.ERROR,
+                metadata={"rows_with_pii_by_type": MetadataValue.json(left)},
+            )
+
+        return _check
+
     return [
+        no_pii_left(TRAIN_SPLIT),
+        no_pii_left(EVAL_SPLIT),
         schema_check(REFUSAL_DATASET, AuditedRecord),
         unique_ids_check(REFUSAL_DATASET),
         min_rows_check(REFUSAL_DATASET, "refusal_min_rows"),

@@ -132,14 +132,18 @@ def build(partitions: PartitionsDefinition, generation_op_tags: dict | None = No
         group_name="audit",
         kinds={"duckdb", "parquet"},
         owners=[OWNER],
-        description="Labels with exact duplicates removed and PII (email, phone, SSN, Luhn-valid card numbers) detected.",
+        description="Labels with exact duplicates removed; PII (email, phone, SSN, Luhn-valid card, IP, street "
+        "address, API keys) counted and scrubbed to [TYPE] placeholders in every turn.",
     )
-    def audited(context: AssetExecutionContext, labels: pa.Table) -> pa.Table:
-        out, stats = audit(labels)
+    def audited(
+        context: AssetExecutionContext, labels: pa.Table, settings: BuildConfig
+    ) -> pa.Table:
+        out, stats = audit(labels, scrub=bool(settings.active().thresholds.get("scrub_pii", True)))
         context.add_output_metadata(
             {
                 "duplicates_removed": stats["duplicates_removed"],
                 "rows_with_pii": stats["rows_with_pii"],
+                "pii_scrubbed": stats["scrubbed"],
                 "pii_rows_by_type": counts_table("pii type", stats["pii_rows_by_type"]),
             }
         )

@@ -1,4 +1,10 @@
-"""The per-source audit: exact-duplicate removal and PII detection, set-wise in DuckDB."""
+"""The per-source audit, set-wise in DuckDB: exact-duplicate removal, PII detection and scrubbing.
+
+PII types: email, phone, SSN, credit card (Luhn-checked), IPv4 address, street address and API-key
+like secrets. Detection is counted on the original text; with ``scrub=True`` every match is replaced
+by a ``[TYPE]`` placeholder in the prompt, the response and every message (tool-call arguments too),
+so nothing downstream (shards, splits, the export) carries it.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,20 @@ import pyarrow as pa
 from . import duck
 from .records import AUDITED_SCHEMA, conform
 
-# RE2 patterns; matched against prompt and response.
+# RE2 patterns, in the order they are scrubbed (more specific first).
 PII_PATTERNS: dict[str, str] = {
+    "api_key": r"\b(?:sk-(?:proj-|live-|test-)?[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})",
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
-    "phone": r"(?:\+?1[ .-]?)?\(?\b[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}\b",
     "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
-    "credit_card": r"\b(?:\d[ -]?){13,16}\b",
+    "credit_card": r"\b\d(?:[ -]?\d){12,18}\b",
+    "ip_address": r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
+    "phone": r"(?:\+?1[ .-]?)?\(?\b[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}\b",
+    "street_address": r"\b\d{1,5} (?:[A-Z][a-z]+ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace)\b",
 }
+
+
+# Every turn of the conversation, tool-call arguments included (prompt and response are views of it).
+CONVERSATION_TEXT = "array_to_string(list_transform(messages, lambda m: coalesce(m.content, '') || ' ' || coalesce(m.tool_calls, '')), chr(10))"
 
 
 def _luhn_ok(candidate: str) -> str:
@@ -25,35 +38,70 @@ def _luhn_ok(candidate: str) -> str:
     return f"(len({digits}) BETWEEN 13 AND 19 AND list_sum(list_transform({digits}, {doubled})) % 10 = 0)"
 
 
+def _matches(text: str) -> dict[str, str]:
+    """SQL list expressions of the PII found in ``text``, per type."""
+    out = {name: f"regexp_extract_all({text}, '{pat}')" for name, pat in PII_PATTERNS.items()}
+    out["credit_card"] = f"list_filter({out['credit_card']}, lambda c: {_luhn_ok('c')})"
+    return out
+
+
+def scrub_sql(text: str) -> str:
+    """SQL expression: ``text`` with every PII match replaced by ``[TYPE]``."""
+    expr = text
+    for name, pat in PII_PATTERNS.items():
+        placeholder = f"[{name.upper()}]"
+        if name == "credit_card":
+            cards = f"list_filter(regexp_extract_all({expr}, '{pat}'), lambda c: {_luhn_ok('c')})"
+            expr = f"list_reduce(list_prepend({expr}, {cards}), lambda acc, c: replace(acc, c, '{placeholder}'))"
+        else:
+            expr = f"regexp_replace({expr}, '{pat}', '{placeholder}', 'g')"
+    return expr
+
+
+def pii_types_sql(text: str) -> tuple[str, str]:
+    """SQL expressions (types found, number of matches) for ``text``."""
+    m = _matches(text)
+    found = ", ".join(f"CASE WHEN len({expr}) > 0 THEN '{n}' END" for n, expr in m.items())
+    return f"list_filter([{found}], lambda x: x IS NOT NULL)", " + ".join(
+        f"len({expr})" for expr in m.values()
+    )
+
+
 def _norm(col: str) -> str:
     return f"regexp_replace(lower(trim(coalesce({col}, ''))), '\\s+', ' ', 'g')"
 
 
-def audit(table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
-    """Drop exact duplicates (same normalised prompt and response) and count PII by type."""
+def audit(table: pa.Table, scrub: bool = True) -> tuple[pa.Table, dict[str, Any]]:
+    """Drop exact duplicates (same normalised prompt and response), count PII by type, scrub it."""
     con = duck.connect(t=table.append_column("__pos", pa.array(range(table.num_rows), pa.int64())))
-    text = "coalesce(prompt, '') || chr(10) || coalesce(response, '')"
-    matches = {name: f"regexp_extract_all({text}, '{pat}')" for name, pat in PII_PATTERNS.items()}
-    matches["credit_card"] = f"list_filter({matches['credit_card']}, lambda c: {_luhn_ok('c')})"
-    found = ", ".join(f"CASE WHEN len(__{n}) > 0 THEN '{n}' END" for n in matches)
+    types_sql, count_sql = pii_types_sql(CONVERSATION_TEXT)
     con.execute(
         f"""
         CREATE TABLE hashed AS
-        WITH m AS (
-          SELECT *, {", ".join(f"{expr} AS __{n}" for n, expr in matches.items())} FROM t
-        )
-        SELECT * EXCLUDE ({", ".join(f"__{n}" for n in matches)}),
-               sha256({_norm("prompt")} || chr(31) || {_norm("response")}) AS content_hash,
-               sha256({_norm("prompt")}) AS prompt_hash,
-               list_filter([{found}], lambda x: x IS NOT NULL) AS pii_types,
-               CAST({" + ".join(f"len(__{n})" for n in matches)} AS INTEGER) AS pii_count
-        FROM m
+        SELECT *, sha256({_norm("prompt")} || chr(31) || {_norm("response")}) AS content_hash,
+                  sha256({_norm("prompt")}) AS prompt_hash,
+                  {types_sql} AS pii_types,
+                  CAST({count_sql} AS INTEGER) AS pii_count
+        FROM t
         """
     )
     total = duck.one(con, "SELECT count(*) FROM hashed")[0]
+    scrubbed = (
+        f"""SELECT * REPLACE (
+              {scrub_sql("prompt")} AS prompt,
+              CASE WHEN response IS NULL THEN NULL ELSE {scrub_sql("response")} END AS response,
+              list_transform(messages, lambda m: struct_pack(
+                  role := m.role,
+                  content := CASE WHEN m.content IS NULL THEN NULL ELSE {scrub_sql("m.content")} END,
+                  tool_calls := CASE WHEN m.tool_calls IS NULL THEN NULL ELSE {scrub_sql("m.tool_calls")} END,
+                  tool_call_id := m.tool_call_id, name := m.name)) AS messages)
+            FROM hashed"""
+        if scrub
+        else "SELECT * FROM hashed"
+    )
     out = duck.query(
         con,
-        "SELECT * EXCLUDE (__pos) FROM hashed "
+        f"SELECT * EXCLUDE (__pos) FROM ({scrubbed}) "
         "QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY __pos) = 1 ORDER BY __pos",
     )
     by_type = dict(
@@ -66,7 +114,23 @@ def audit(table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
         "rows_in": total,
         "duplicates_removed": total - out.num_rows,
         "rows_out": out.num_rows,
-        "rows_with_pii": sum(1 for n in out.column("pii_count").to_pylist() if n),
+        "rows_with_pii": duck.one(
+            con, "SELECT count(DISTINCT content_hash) FROM hashed WHERE pii_count > 0"
+        )[0],
         "pii_rows_by_type": {n: int(by_type.get(n, 0)) for n in PII_PATTERNS},
+        "scrubbed": scrub,
     }
     return conform(out, AUDITED_SCHEMA), stats
+
+
+def residual_pii(table: pa.Table) -> dict[str, int]:
+    """Rows per PII type still present in prompt, response or messages (0 everywhere after scrubbing)."""
+    con = duck.connect(t=table.select(["messages"]))
+    m = _matches(CONVERSATION_TEXT)
+    row = duck.one(
+        con,
+        "SELECT "
+        + ", ".join(f"count(*) FILTER (WHERE len({expr}) > 0)" for expr in m.values())
+        + " FROM t",
+    )
+    return {n: int(v) for n, v in zip(m, row, strict=True)}

@@ -10,12 +10,13 @@ from typing import Any
 import pyarrow as pa
 
 from . import duck
+from .audit import residual_pii
 
 DEFAULT_QA_THRESHOLDS: dict[str, float] = {
     "min_mean_confidence": 0.7,
     "max_low_confidence_share": 0.2,  # share of rows under the confidence floor
     "confidence_floor": 0.6,
-    "max_pii_row_share": 0.05,
+    "max_residual_pii_rows": 0,
     "max_over_refusal_rate": 0.25,  # refusals among benign prompts
     "max_source_share": 0.9,
     "max_unsafe_in_retain": 0.0,
@@ -67,6 +68,7 @@ def compute_metrics(
         or 0
     )
     rows, mean_conf, low_share, pii_share, ratio, unsafe_retain = row
+    residual = sum(residual_pii(train).values()) + sum(residual_pii(evals).values())
     over_refusal = duck.one(
         con,
         "SELECT coalesce(avg(CASE WHEN NOT prompt_harmful THEN response_refusal::INT END), 0) FROM ds",
@@ -96,10 +98,10 @@ def compute_metrics(
         ),
         Metric(
             "privacy",
-            "share of rows with PII",
-            float(pii_share or 0),
+            "rows with PII left after scrubbing",
+            float(residual),
             "<=",
-            float(t["max_pii_row_share"]),
+            float(t["max_residual_pii_rows"]),
         ),
         Metric(
             "bias",

@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from safetygraph.audit import audit
+from safetygraph.audit import audit, residual_pii
 from safetygraph.judge import (
     DEFAULT_CONSTITUTION,
     ConstitutionError,
@@ -148,7 +148,24 @@ def test_constitution_rejects_unknown_signals(tmp_path):
         load_constitution(f)
 
 
-def test_audit_drops_exact_duplicates_and_counts_pii():
+def _with_response_turn(table):
+    rows = table.to_pylist()
+    for r in rows:
+        if r["response"] is not None:
+            r["messages"] = [
+                *r["messages"],
+                {
+                    "role": "assistant",
+                    "content": r["response"],
+                    "tool_calls": None,
+                    "tool_call_id": None,
+                    "name": None,
+                },
+            ]
+    return pa.Table.from_pylist(rows, schema=table.schema)
+
+
+def test_audit_drops_exact_duplicates_counts_and_scrubs_pii():
     rows = [
         {"prompt": "Email jane.doe@example.com about Friday", "response": "Here is a draft."},
         {
@@ -164,10 +181,44 @@ def test_audit_drops_exact_duplicates_and_counts_pii():
             "response": "Great.",
         },  # fails Luhn: not a card
         {"prompt": "My SSN is 123-45-6789", "response": "Please do not share that."},
+        {
+            "prompt": "Server 192.168.10.4 leaks key sk-proj-abcdefghijklmnopqrst",
+            "response": "Ship to 221 Baker Street.",
+        },
     ]
-    labeled = HeuristicJudge().label(_table(rows))
+    labeled = _with_response_turn(HeuristicJudge().label(_table(rows)))
     out, stats = audit(labeled)
-    assert out.num_rows == 4 and stats["duplicates_removed"] == 1
+    assert out.num_rows == 5 and stats["duplicates_removed"] == 1
     types = out.column("pii_types").to_pylist()
-    assert types == [["email"], ["phone", "credit_card"], [], ["ssn"]]
-    assert stats["pii_rows_by_type"] == {"email": 1, "phone": 1, "ssn": 1, "credit_card": 1}
+    assert types == [
+        ["email"],
+        ["credit_card", "phone"],
+        [],
+        ["ssn"],
+        ["api_key", "ip_address", "street_address"],
+    ]
+    assert stats["pii_rows_by_type"] == {
+        "api_key": 1,
+        "email": 1,
+        "ssn": 1,
+        "credit_card": 1,
+        "ip_address": 1,
+        "phone": 1,
+        "street_address": 1,
+    }
+    got = out.to_pylist()
+    assert (
+        got[1]["prompt"] == "My card [CREDIT_CARD] was charged"
+        and got[1]["response"] == "Call your bank at [PHONE]."
+    )
+    assert got[1]["messages"][-1]["content"] == "Call your bank at [PHONE]."
+    assert got[2]["prompt"] == "Order 1234 5678 9012 3456 arrived"  # not a card: left alone
+    assert (
+        got[4]["prompt"] == "Server [IP_ADDRESS] leaks key [API_KEY]"
+        and got[4]["response"] == "Ship to [STREET_ADDRESS]."
+    )
+    assert set(residual_pii(out).values()) == {0}
+    unscrubbed, _ = audit(labeled, scrub=False)
+    assert residual_pii(unscrubbed)["email"] == 1 and unscrubbed.column("prompt")[
+        0
+    ].as_py().startswith("Email jane.doe@")
