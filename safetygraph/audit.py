@@ -15,12 +15,12 @@ import pyarrow as pa
 from . import duck
 from .records import AUDITED_SCHEMA, conform
 
-# RE2 patterns, in the order they are scrubbed (more specific first).
+# RE2 patterns, in the order they are scrubbed (cards first: their Luhn filter reads the raw text).
 PII_PATTERNS: dict[str, str] = {
+    "credit_card": r"\b\d(?:[ -]?\d){12,18}\b",
     "api_key": r"\b(?:sk-(?:proj-|live-|test-)?[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})",
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
     "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
-    "credit_card": r"\b\d(?:[ -]?\d){12,18}\b",
     "ip_address": r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
     "phone": r"(?:\+?1[ .-]?)?\(?\b[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}\b",
     "street_address": r"\b\d{1,5} (?:[A-Z][a-z]+ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace)\b",
@@ -45,8 +45,11 @@ def _matches(text: str) -> dict[str, str]:
     return out
 
 
+ANY_PII = "|".join(f"(?:{p})" for p in PII_PATTERNS.values())
+
+
 def scrub_sql(text: str) -> str:
-    """SQL expression: ``text`` with every PII match replaced by ``[TYPE]``."""
+    """SQL expression: ``text`` with every PII match replaced by ``[TYPE]`` (untouched without a match)."""
     expr = text
     for name, pat in PII_PATTERNS.items():
         placeholder = f"[{name.upper()}]"
@@ -55,7 +58,7 @@ def scrub_sql(text: str) -> str:
             expr = f"list_reduce(list_prepend({expr}, {cards}), lambda acc, c: replace(acc, c, '{placeholder}'))"
         else:
             expr = f"regexp_replace({expr}, '{pat}', '{placeholder}', 'g')"
-    return expr
+    return f"CASE WHEN regexp_matches({text}, '{ANY_PII}') THEN {expr} ELSE {text} END"
 
 
 def pii_types_sql(text: str) -> tuple[str, str]:
@@ -78,11 +81,13 @@ def audit(table: pa.Table, scrub: bool = True) -> tuple[pa.Table, dict[str, Any]
     con.execute(
         f"""
         CREATE TABLE hashed AS
-        SELECT *, sha256({_norm("prompt")} || chr(31) || {_norm("response")}) AS content_hash,
-                  sha256({_norm("prompt")}) AS prompt_hash,
-                  {types_sql} AS pii_types,
-                  CAST({count_sql} AS INTEGER) AS pii_count
-        FROM t
+        WITH n AS (SELECT *, {_norm("prompt")} AS __np FROM t)
+        SELECT * EXCLUDE (__np),
+               sha256(__np || chr(31) || {_norm("response")}) AS content_hash,
+               sha256(__np) AS prompt_hash,
+               {types_sql} AS pii_types,
+               CAST({count_sql} AS INTEGER) AS pii_count
+        FROM n
         """
     )
     total = duck.one(con, "SELECT count(*) FROM hashed")[0]

@@ -118,7 +118,9 @@ def _list_of_matches(col: str, lexicon: dict[str, list[str]]) -> str:
         f"CASE WHEN regexp_matches({col}, {_rx(pats)}) THEN '{name}' END"
         for name, pats in lexicon.items()
     )
-    return f"list_filter([{items}], lambda x: x IS NOT NULL)"
+    # one combined match first: rows that match nothing (most) cost one regex, not one per entry
+    every = [p for pats in lexicon.values() for p in pats]
+    return f"CASE WHEN regexp_matches({col}, {_rx(every)}) THEN list_filter([{items}], lambda x: x IS NOT NULL) ELSE [] END"
 
 
 class HeuristicJudge:
