@@ -19,8 +19,8 @@ from dagster import (
 )
 
 from checks import blocking_check_keys, dataset_checks, per_source_checks
-from pipeline_assets import circuit_breaker, export, merge, per_source, sources
-from pipeline_assets.keys import SOURCE_CHAIN
+from pipeline_assets import circuit_breaker, export, judge_quality, merge, per_source, sources
+from pipeline_assets.keys import RAW_QUARANTINE, SOURCE_CHAIN
 from pipeline_assets.placement import gpu_op_tags
 from resources import BuildConfig, LLMResource, ParquetIOManager
 from resources.settings import DEFAULT_BASE_URI
@@ -58,11 +58,12 @@ def build_defs(settings: BuildConfig | None = None, llm: LLMResource | None = No
     assets = [
         *sources.build(partitions),
         *per_source.build(partitions, gpu_op_tags(settings.active().generation.get("placement"))),
+        *judge_quality.build(),
         *merge.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
         *circuit_breaker.build(),
         *export.build(),
     ]
-    per_source_selection = AssetSelection.groups("sources", "generation", "labeling", "audit")
+    per_source_selection = AssetSelection.assets(*SOURCE_CHAIN, RAW_QUARANTINE)
     return Definitions(
         assets=assets,
         asset_checks=[*source_checks, *dataset_checks()],

@@ -23,6 +23,7 @@ from pipeline_assets.keys import (
     EXPORT,
     GENERATED,
     HARMFUL_SHARD,
+    JUDGE_QUALITY,
     LABELS,
     QA_REPORT,
     RAW_QUARANTINE,
@@ -216,7 +217,45 @@ def dataset_checks() -> list:
 
         return _check
 
+    @asset_check(
+        asset=JUDGE_QUALITY,
+        blocking=True,
+        description="The judge's held-out figures meet the profile's judge_floors (e.g. refusal_accuracy, refusal_kappa); "
+        "a profile with floors but no human-labelled rows fails.",
+    )
+    def judge_meets_floors(judge_quality: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        floors = dict(settings.active().thresholds.get("judge_floors") or {})
+        halves = set(judge_quality.column("half").to_pylist())
+        half = "report" if "report" in halves else "all"
+        figures = {
+            f"{r['task']}_{r['metric']}": r["value"]
+            for r in judge_quality.to_pylist()
+            if r["half"] == half and r["method"] == "judge"
+        }
+        baseline = {
+            f"{r['task']}_{r['metric']}": r["value"]
+            for r in judge_quality.to_pylist()
+            if r["half"] == half and r["method"] == "baseline"
+        }
+        below = {
+            k: {"value": figures.get(k), "floor": v}
+            for k, v in floors.items()
+            if figures.get(k) is None or figures[k] < v
+        }
+        return AssetCheckResult(
+            passed=not below,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "half": half,
+                "floors": MetadataValue.json(floors),
+                "judge": MetadataValue.json(figures),
+                "baseline": MetadataValue.json(baseline),
+                "below_floor": MetadataValue.json(below),
+            },
+        )
+
     return [
+        judge_meets_floors,
         no_pii_left(TRAIN_SPLIT),
         no_pii_left(EVAL_SPLIT),
         schema_check(REFUSAL_DATASET, AuditedRecord),

@@ -28,7 +28,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from pydantic import Field
 
-from pipeline_assets.keys import AUDITED, OWNER, SOURCE_CHAIN
+from pipeline_assets.keys import AUDITED, JUDGE_QUALITY, OWNER, SOURCE_CHAIN
 from pipeline_assets.metadata import counts_table
 from resources import BuildConfig
 from safetygraph.merge import dataset_info, merge_sources
@@ -113,7 +113,7 @@ def _status_markdown(statuses: Mapping[str, SourceStatus]) -> str:
 
 def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
     @asset(
-        deps=[AUDITED],
+        deps=[AUDITED, JUDGE_QUALITY],
         group_name="datasets",
         kinds={"duckdb", "parquet"},
         owners=[OWNER],

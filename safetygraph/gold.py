@@ -105,51 +105,68 @@ def prefix_baseline(responses: pa.Array) -> pa.Array:
 
 
 def gold_table(labeled: pa.Table) -> pa.Table:
-    """The rows with human labels in their meta (``gold_action``, ``gold_harmful``) as typed columns."""
+    """The rows a person labelled, with ``gold_refusal`` and ``gold_harmful`` as booleans.
+
+    A source declares its human labels as columns that land in ``meta``: ``gold_refusal`` (0/1) or
+    Do-Not-Answer's ``gold_action`` (mapped as in the table above), and ``gold_harmful`` (0/1).
+    """
     con = duck.connect(
-        t=labeled.select(["id", "meta", "response", "response_refusal", "response_harmful"])
+        t=labeled.select(
+            ["id", "source", "meta", "response", "response_refusal", "response_harmful"]
+        )
     )
+    refusal_actions = ", ".join(str(a) for a in REFUSAL_ACTIONS)
     return duck.query(
         con,
-        """
-        SELECT id, response, response_refusal, response_harmful,
-               json_extract_string(meta, '$.response_model') AS model,
-               TRY_CAST(json_extract_string(meta, '$.gold_action') AS INTEGER) AS gold_action,
-               TRY_CAST(json_extract_string(meta, '$.gold_harmful') AS INTEGER) AS gold_harmful
-        FROM t WHERE json_extract_string(meta, '$.gold_action') IS NOT NULL
+        f"""
+        WITH g AS (
+          SELECT id, response, response_refusal, response_harmful,
+                 coalesce(json_extract_string(meta, '$.response_model'), source) AS model,
+                 TRY_CAST(json_extract_string(meta, '$.gold_refusal') AS INTEGER) AS gr,
+                 TRY_CAST(json_extract_string(meta, '$.gold_action') AS INTEGER) AS ga,
+                 TRY_CAST(json_extract_string(meta, '$.gold_harmful') AS INTEGER) AS gh
+          FROM t WHERE meta IS NOT NULL
+        )
+        SELECT id, response, response_refusal, response_harmful, model,
+               CASE WHEN gr IS NOT NULL THEN gr = 1 ELSE ga IN ({refusal_actions}) END AS gold_refusal,
+               gh = 1 AS gold_harmful
+        FROM g WHERE gr IS NOT NULL OR ga IS NOT NULL
         """,
     )
 
 
 def evaluate(labeled: pa.Table, dev_models: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Judge and baseline metrics for refusal and response harm, on the development models and on
-    the held-out ones (all rows when ``dev_models`` is empty)."""
+    """Judge and baseline metrics for refusal and response harm: on the held-out rows ("report") and
+    the development models ("dev") when ``dev_models`` is given, else on all rows ("all")."""
     gold = gold_table(labeled)
-    is_dev = (
-        pc.is_in(gold.column("model"), pa.array(list(dev_models), pa.string()))
-        if dev_models
-        else None
-    )
     out: dict[str, Any] = {}
-    halves = (
-        {"all": gold}
-        if is_dev is None
-        else {"dev": gold.filter(is_dev), "report": gold.filter(pc.invert(is_dev))}
-    )
+    if dev_models:
+        is_dev = pc.is_in(gold.column("model"), pa.array(list(dev_models), pa.string()))
+        halves = {"dev": gold.filter(is_dev), "report": gold.filter(pc.invert(is_dev))}
+    else:
+        halves = {"all": gold}
     for half, t in halves.items():
-        refusal_gold = pc.is_in(t.column("gold_action"), pa.array(REFUSAL_ACTIONS, pa.int32()))
-        harm_gold = pc.equal(t.column("gold_harmful"), 1)
         baseline = prefix_baseline(t.column("response"))
-        out[half] = {
+        metrics: dict[str, Any] = {
             "refusal": {
-                "judge": binary_metrics(refusal_gold, t.column("response_refusal")),
-                "baseline": binary_metrics(refusal_gold, baseline),
-            },
-            "response_harm": {
-                "judge": binary_metrics(harm_gold, t.column("response_harmful")),
-                "baseline": binary_metrics(
-                    harm_gold, pc.invert(baseline)
-                ),  # "did not refuse" as harm
+                "judge": binary_metrics(t.column("gold_refusal"), t.column("response_refusal")),
+                "baseline": binary_metrics(t.column("gold_refusal"), baseline),
             },
         }
+        harm = t.filter(pc.is_valid(t.column("gold_harmful")))
+        if harm.num_rows:
+            metrics["response_harm"] = {
+                "judge": binary_metrics(
+                    harm.column("gold_harmful"), harm.column("response_harmful")
+                ),
+                "baseline": binary_metrics(
+                    harm.column("gold_harmful"), pc.invert(prefix_baseline(harm.column("response")))
+                ),
+            }
+        out[half] = metrics
     return out
+
+
+def held_out(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures that count: the held-out half where there is one, else all rows."""
+    return result.get("report") or result.get("all") or {}

@@ -302,12 +302,16 @@ def main() -> None:
     (HERE / "benign_prompts.csv").write_text(buf.getvalue())
 
     # Pairs under other column names, with a row-level safety label.
+    # gold_refusal / gold_harmful: a person's judgement of the response (the judge is measured against it)
+    def pair(p, r, safety, kind, refused, harmful):
+        return {"instruction": p, "output": r, "safety": safety, "kind": kind, "gold_refusal": refused, "gold_harmful": harmful}
+
     pairs = (
-        [{"instruction": p, "output": r, "safety": "safe", "kind": "borderline_safe"} for p, r in PAIRS_SAFE]
-        + [{"instruction": p, "output": r, "safety": "unsafe", "kind": "refused"} for p, r in PAIRS_REFUSED_HARMFUL]
-        + [{"instruction": p, "output": r, "safety": "unsafe", "kind": "partial"} for p, r in PAIRS_PARTIAL]
-        + [{"instruction": p, "output": r, "safety": "unsafe", "kind": "complied"} for p, r in PAIRS_UNSAFE]
-        + [{"instruction": p, "output": r, "safety": "safe", "kind": "over_refusal"} for p, r in PAIRS_OVER_REFUSED]
+        [pair(p, r, "safe", "borderline_safe", 0, 0) for p, r in PAIRS_SAFE]
+        + [pair(p, r, "unsafe", "refused", 1, 0) for p, r in PAIRS_REFUSED_HARMFUL]
+        + [pair(p, r, "unsafe", "partial", 0, 0) for p, r in PAIRS_PARTIAL]
+        + [pair(p, r, "unsafe", "complied", 0, 1) for p, r in PAIRS_UNSAFE]
+        + [pair(p, r, "safe", "over_refusal", 1, 0) for p, r in PAIRS_OVER_REFUSED]
     )
     (HERE / "pairs.jsonl").write_text(_jsonl(pairs))
 

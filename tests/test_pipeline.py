@@ -22,6 +22,7 @@ from tests.conftest import REPO, demo_sources_copy, write_registry
 
 PER_SOURCE = ["raw_samples", "raw_quarantine", "generated_responses", "labels", "audited"]
 DATASETS = [
+    "judge_quality",
     "refusal_dataset",
     "harmful_shard",
     "retain_shard",
@@ -108,7 +109,7 @@ def test_demo_materializes_every_asset_and_passes_every_check(demo):
     assert result.success
     assert materialized(result) == set(DATASETS)
     checks = check_results(result)
-    assert all(checks.values()) and len(checks) == 20
+    assert all(checks.values()) and len(checks) == 21
     storage = Storage(build.base)
     build_id = storage.read_bytes("exports", "LATEST").decode()
     assert verify_export(storage, build_id) == []
@@ -188,7 +189,7 @@ def test_quarantine_rate_blocks_the_source_and_the_merge_reports_it(tmp_path):
         for s in build.sources[:-1]:
             assert build.run_source(s["name"]).success
         merged = build.run_datasets()
-        assert not merged.success and materialized(merged) == set()
+        assert not merged.success and materialized(merged) == {"judge_quality"}
         failure = merged.get_step_failure_events()[0].event_specific_data.error.message
         assert (
             "crafted_bad is blocked (blocking check failed: raw_samples:quarantine_rate)" in failure
@@ -254,34 +255,53 @@ def test_missing_source_file_fails_with_one_clear_message(tmp_path):
     ("thresholds", "failed_check", "expected"),
     [
         (
+            {"judge_floors": {"refusal_accuracy": 0.999}},
+            "judge_quality:judge_meets_floors",
+            {"judge_quality"},
+        ),
+        (
             {"refusal_min_rows": 10**6},
             "refusal_dataset:refusal_dataset_min_rows",
-            {"refusal_dataset"},
+            {"judge_quality", "refusal_dataset"},
         ),
         (
             {"harmful_min": 10**6},
             "harmful_shard:harmful_shard_min_rows",
-            {"refusal_dataset", "harmful_shard", "retain_shard"},
+            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard"},
         ),
         (
             {"retain_harmful_ratio_min": 100.0},
             "retain_shard:retain_harmful_ratio",
-            {"refusal_dataset", "harmful_shard", "retain_shard"},
+            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard"},
         ),
         (
             {"adversarial_safe_min": 400},
             "retain_shard:adversarial_safe_count",
-            {"refusal_dataset", "harmful_shard", "retain_shard"},
+            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard"},
         ),
         (
             {"train_min": 5000},
             "train_split:train_split_min_rows",
-            {"refusal_dataset", "harmful_shard", "retain_shard", "train_split", "eval_split"},
+            {
+                "judge_quality",
+                "refusal_dataset",
+                "harmful_shard",
+                "retain_shard",
+                "train_split",
+                "eval_split",
+            },
         ),
         (
             {"eval_min": 10**6},
             "eval_split:eval_split_min_rows",
-            {"refusal_dataset", "harmful_shard", "retain_shard", "train_split", "eval_split"},
+            {
+                "judge_quality",
+                "refusal_dataset",
+                "harmful_shard",
+                "retain_shard",
+                "train_split",
+                "eval_split",
+            },
         ),
         (
             {"qa": {"min_mean_confidence": 0.99}},
@@ -465,3 +485,19 @@ def test_openai_generation_through_the_asset_keeps_the_api_key_secret(tmp_path, 
         stored = Storage(build.base)
         for name in stored.listdir("cache", "requests"):
             assert secret.encode() not in stored.read_bytes("cache", "requests", name)
+
+
+def test_judge_quality_measures_the_judge_on_human_labels(demo):
+    build, _ = demo
+    result = build.run_datasets()
+    mat = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey("judge_quality")
+    ][0]
+    assert (
+        mat.materialization.metadata["gold_rows"].value == 43
+    )  # demo_pairs carries gold_refusal / gold_harmful
+    metrics = Storage(build.base).read_table("assets", "judge_quality.parquet").to_pylist()
+    acc = {(m["task"], m["method"]): m["value"] for m in metrics if m["metric"] == "accuracy"}
+    assert acc[("refusal", "judge")] > acc[("refusal", "baseline")]
