@@ -35,7 +35,7 @@ from pipeline_assets.keys import (
 from resources import BuildConfig
 from safetygraph.audit import residual_pii
 from safetygraph.export import EXPORT_ROOT, verify_export
-from safetygraph.merge import leaked_prompts
+from safetygraph.merge import leaked_prompts, near_duplicate_leaks
 from schemas import (
     AuditedRecord,
     GeneratedRecord,
@@ -161,14 +161,24 @@ def dataset_checks() -> list:
         asset=EVAL_SPLIT,
         blocking=True,
         additional_ins={"train_split": AssetIn(TRAIN_SPLIT.path)},
-        description="No prompt (normalised) appears in both train and eval.",
+        description="No prompt appears in both train and eval, exactly (normalised) or as a near duplicate "
+        "(MinHash/Jaccard >= near_dup_threshold, 0.8 by default).",
     )
-    def no_train_eval_leakage(eval_split: pa.Table, train_split: pa.Table) -> AssetCheckResult:
+    def no_train_eval_leakage(
+        eval_split: pa.Table, train_split: pa.Table, settings: BuildConfig
+    ) -> AssetCheckResult:
         leaked = leaked_prompts(train_split, eval_split)
+        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
+        near = near_duplicate_leaks(train_split, eval_split, threshold)
         return AssetCheckResult(
-            passed=not leaked,
+            passed=not leaked and not near,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"leaked_prompts": len(leaked), "examples": MetadataValue.json(leaked[:10])},
+            metadata={
+                "leaked_prompts": len(leaked),
+                "near_duplicate_leaks": len(near),
+                "near_dup_threshold": threshold,
+                "examples": MetadataValue.json({"exact": leaked[:10], "near": near[:10]}),
+            },
         )
 
     @asset_check(

@@ -80,8 +80,9 @@ def build():
         settings: BuildConfig,
     ):
         fraction = float(settings.threshold("eval_fraction"))
+        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
         train, evals = train_eval_split(
-            harmful_shard, retain_shard, fraction, settings.active().seed
+            harmful_shard, retain_shard, fraction, settings.active().seed, threshold
         )
         context.log.info(f"train={train.num_rows} eval={evals.num_rows} (eval fraction {fraction})")
         for name, table in (("train_split", train), ("eval_split", evals)):

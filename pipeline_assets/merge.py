@@ -31,7 +31,7 @@ from pydantic import Field
 from pipeline_assets.keys import AUDITED, JUDGE_QUALITY, OWNER, SOURCE_CHAIN
 from pipeline_assets.metadata import counts_table
 from resources import BuildConfig
-from safetygraph.merge import dataset_info, merge_sources
+from safetygraph.merge import dataset_info, merge_sources, near_duplicate_rate
 from safetygraph.storage import asset_parts
 
 
@@ -147,6 +147,9 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
                 "sources": MetadataValue.md(_status_markdown(statuses)),
                 "excluded_sources": [s.source for s in bad],
                 "cross_source_duplicates_removed": stats["cross_source_duplicates_removed"],
+                **near_duplicate_rate(
+                    merged, float(profile.thresholds.get("near_dup_threshold", 0.8))
+                ),
                 "by_source": counts_table("source", info["by_source"]),
                 "by_outcome": counts_table("outcome", info["by_outcome"]),
                 "by_harm_category": counts_table("harm category", info["by_harm_category"]),

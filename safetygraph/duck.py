@@ -12,6 +12,7 @@ def connect(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the given Arrow tables registered by name."""
     con = duckdb.connect()
     con.execute("SET threads TO 2")
+    con.execute("SET enable_progress_bar = false")
     for name, table in tables.items():
         con.register(name, table)
     return con

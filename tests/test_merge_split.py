@@ -73,3 +73,62 @@ def test_leak_detector_finds_a_shared_prompt():
     a = pa.table({"prompt_hash": ["x", "y"]})
     b = pa.table({"prompt_hash": ["y", "z"]})
     assert leaked_prompts(a, b) == ["y"]
+
+
+def test_near_duplicates_stay_on_one_side_and_leaks_are_found():
+    from safetygraph.merge import near_duplicate_leaks
+    from safetygraph.neardup import cluster_keys, near_duplicate_pairs
+
+    keys = pa.array(["a", "b", "c", "d"])
+    texts = pa.array(
+        [
+            "How do I bake sourdough bread at home today?",
+            "how do i bake sourdough bread at home today please",
+            "What is the capital of France",
+            "how do I bake sourdough bread at home",
+        ]
+    )
+    pairs = near_duplicate_pairs(keys, texts, threshold=0.7).to_pylist()
+    assert {(p["a"], p["b"]) for p in pairs} >= {("a", "b")} and all(
+        p["jaccard"] >= 0.7 for p in pairs
+    )
+    assert not any("c" in (p["a"], p["b"]) for p in pairs)
+    clusters = {
+        r["key"]: r["cluster"]
+        for r in cluster_keys(keys, near_duplicate_pairs(keys, texts, threshold=0.7)).to_pylist()
+    }
+    assert clusters["a"] == clusters["b"] == "a" and clusters["c"] == "c"
+
+    rows = []
+    for i in range(40):
+        rows.append(
+            {
+                "prompt": f"Please tell me everything about the history of city number {i} in detail",
+                "tags": ["benign"],
+                "response": f"Here is {i}.",
+            }
+        )
+        rows.append(
+            {
+                "prompt": f"Please tell me everything about the history of city number {i} in detail!!",
+                "tags": ["benign"],
+                "response": f"Sure, {i}.",
+            }
+        )
+        rows.append(
+            {
+                "prompt": f"please tell me everything about the history of city number {i} in great detail",
+                "tags": ["benign"],
+                "response": f"OK {i}.",
+            }
+        )
+    table = _audited(rows)
+    harmful, retain, _ = circuit_breaker_shards(table)
+    train, evals = train_eval_split(harmful, retain, 0.2, seed=0)
+    assert evals.num_rows > 0 and leaked_prompts(train, evals) == []
+    assert near_duplicate_leaks(train, evals) == []
+    # the same rows split per exact prompt only would leak near duplicates: the detector sees them
+    leaky_eval = train.slice(0, 1).set_column(
+        train.schema.get_field_index("prompt_hash"), "prompt_hash", pa.array(["f" * 64])
+    )
+    assert near_duplicate_leaks(train, leaky_eval)
