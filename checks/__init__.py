@@ -32,6 +32,7 @@ from pipeline_assets.keys import (
     RETAIN_SHARD,
     TRAIN_SPLIT,
 )
+from pipeline_assets.metadata import value_counts
 from resources import BuildConfig
 from safetygraph.audit import residual_pii
 from safetygraph.export import EXPORT_ROOT, verify_export
@@ -264,7 +265,57 @@ def dataset_checks() -> list:
             },
         )
 
+    @asset_check(
+        asset=REFUSAL_DATASET,
+        blocking=True,
+        description="Every outcome has at least the profile's coverage_min rows (e.g. REFUSAL.DIRECT: 10).",
+    )
+    def coverage_minimums(refusal_dataset: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        minimums = dict(settings.active().thresholds.get("coverage_min") or {})
+        counts = value_counts(refusal_dataset, "label_outcome")
+        short = {
+            k: {"rows": counts.get(k, 0), "minimum": v}
+            for k, v in minimums.items()
+            if counts.get(k, 0) < v
+        }
+        return AssetCheckResult(
+            passed=not short,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"by_outcome": MetadataValue.json(counts), "short": MetadataValue.json(short)},
+        )
+
+    @asset_check(
+        asset=REFUSAL_DATASET,
+        blocking=True,
+        description="The share of rows under the confidence floor (confidence_floor, 0.6) stays under max_low_confidence_share.",
+    )
+    def confidence_floor(refusal_dataset: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        t = settings.active().thresholds
+        floor, limit = (
+            float(t.get("confidence_floor", 0.6)),
+            float(t.get("max_low_confidence_share", 0.2)),
+        )
+        n = refusal_dataset.num_rows
+        low = (
+            int(pc.sum(pc.less(refusal_dataset.column("label_confidence"), floor)).as_py() or 0)
+            if n
+            else 0
+        )
+        share = low / n if n else 0.0
+        return AssetCheckResult(
+            passed=share <= limit,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "below_floor": low,
+                "share": round(share, 4),
+                "floor": floor,
+                "max_share": limit,
+            },
+        )
+
     return [
+        coverage_minimums,
+        confidence_floor,
         judge_meets_floors,
         no_pii_left(TRAIN_SPLIT),
         no_pii_left(EVAL_SPLIT),

@@ -15,6 +15,8 @@ from safetygraph.qa import (
     render_markdown,
     rows_per_source,
 )
+from safetygraph.review import review_sample as make_review_sample
+from safetygraph.review import to_csv
 
 QA_SCHEMA = pa.schema(
     [
@@ -153,4 +155,28 @@ def build():
             ),
         )
 
-    return [qa_report, export]
+    @asset(
+        group_name="audit",
+        kinds={"duckdb", "csv"},
+        owners=[OWNER],
+        description="A stratified human-review sample (outcome x confidence bucket, review_rate of each, at least one "
+        "per stratum) written to reports/review_sample.csv for an annotator to fill in; "
+        "`safetygraph review-import FILE` reports agreement with the judge.",
+    )
+    def review_sample(
+        context: AssetExecutionContext, refusal_dataset: pa.Table, settings: BuildConfig
+    ) -> pa.Table:
+        rate = float(settings.active().thresholds.get("review_rate", 0.05))
+        sample = make_review_sample(refusal_dataset, rate, settings.active().seed)
+        storage = settings.storage()
+        storage.write_bytes(to_csv(sample).encode(), "reports", "review_sample.csv")
+        context.add_output_metadata(
+            {
+                "rows": sample.num_rows,
+                "rate": rate,
+                "path": storage.uri("reports", "review_sample.csv"),
+            }
+        )
+        return sample
+
+    return [qa_report, export, review_sample]

@@ -32,6 +32,7 @@ from pipeline_assets.keys import AUDITED, JUDGE_QUALITY, OWNER, SOURCE_CHAIN
 from pipeline_assets.metadata import counts_table
 from resources import BuildConfig
 from safetygraph.merge import dataset_info, merge_sources, near_duplicate_rate
+from safetygraph.review import confidence_distribution, coverage
 from safetygraph.storage import asset_parts
 
 
@@ -111,6 +112,15 @@ def _status_markdown(statuses: Mapping[str, SourceStatus]) -> str:
     return f"| source | state | detail |\n|---|---|---|\n{rows}"
 
 
+def _coverage_markdown(table: pa.Table, limit: int = 60) -> str:
+    rows = table.to_pylist()
+    body = "\n".join(
+        f"| {r['outcome']} | {r['category']} | {r['source']} | {r['rows']} |" for r in rows[:limit]
+    )
+    more = f"\n\n{len(rows) - limit} more rows in the asset's coverage" if len(rows) > limit else ""
+    return f"| outcome | harm category | source | rows |\n|---|---|---|---:|\n{body}{more}"
+
+
 def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
     @asset(
         deps=[AUDITED, JUDGE_QUALITY],
@@ -154,6 +164,8 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
                 "by_outcome": counts_table("outcome", info["by_outcome"]),
                 "by_harm_category": counts_table("harm category", info["by_harm_category"]),
                 "dataset_info": MetadataValue.json(info),
+                "confidence": counts_table("confidence bucket", confidence_distribution(merged)),
+                "coverage": MetadataValue.md(_coverage_markdown(coverage(merged))),
             }
         )
         return merged

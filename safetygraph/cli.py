@@ -3,6 +3,7 @@
     safetygraph demo                 # every source partition of the profile, then the datasets and export
     safetygraph demo --profile shared
     safetygraph sources              # list the registry and the active profile
+    safetygraph review-import FILE   # agreement of a filled-in review sample with the judge
 
 Runs are recorded in DAGSTER_HOME (default: .dagster_home in the repo), so ``dagster dev`` shows
 them afterwards with their check results.
@@ -144,9 +145,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="print every check result")
     s = sub.add_parser("sources", help="list the registry's sources")
     s.add_argument("--profile", default=None)
+    r = sub.add_parser(
+        "review-import", help="agreement of a filled-in review_sample.csv with the judge"
+    )
+    r.add_argument("file", help="the review sample CSV with human_outcome filled in")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_build(args.profile, args.verbose)
+    if args.command == "review-import":
+        from .review import ReviewFileError, review_agreement
+
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                print(json.dumps(review_agreement(f.read()), indent=2))
+        except (OSError, ReviewFileError) as exc:
+            print(f"safetygraph review-import: {args.file}: {exc}", file=sys.stderr)
+            return 2
+        return 0
     return list_sources(args.profile)
 
 

@@ -34,7 +34,7 @@ def test_safetygraph_demo_builds_and_prints_the_export(tmp_path: Path):
         "demo_attacks",
     ):
         assert f"[{source}] ok: 5 assets materialized, 9/9 checks passed" in out
-    assert "[datasets] ok: 8 assets materialized" in out and "21/21 checks passed" in out
+    assert "[datasets] ok: 9 assets materialized" in out and "23/23 checks passed" in out
     manifest_line = next(line for line in out.splitlines() if line.startswith("manifest: "))
     manifest = json.loads(Path(manifest_line.split(": ", 1)[1]).read_text())
     assert {f["path"] for f in manifest["files"]} >= {

@@ -26,6 +26,7 @@ DATASETS = [
     "refusal_dataset",
     "harmful_shard",
     "retain_shard",
+    "review_sample",
     "train_split",
     "eval_split",
     "qa_report",
@@ -109,7 +110,7 @@ def test_demo_materializes_every_asset_and_passes_every_check(demo):
     assert result.success
     assert materialized(result) == set(DATASETS)
     checks = check_results(result)
-    assert all(checks.values()) and len(checks) == 21
+    assert all(checks.values()) and len(checks) == 23
     storage = Storage(build.base)
     build_id = storage.read_bytes("exports", "LATEST").decode()
     assert verify_export(storage, build_id) == []
@@ -260,6 +261,16 @@ def test_missing_source_file_fails_with_one_clear_message(tmp_path):
             {"judge_quality"},
         ),
         (
+            {"coverage_min": {"REFUSAL.PARTIAL": 1000}},
+            "refusal_dataset:coverage_minimums",
+            {"judge_quality", "refusal_dataset"},
+        ),
+        (
+            {"confidence_floor": 0.99},
+            "refusal_dataset:confidence_floor",
+            {"judge_quality", "refusal_dataset"},
+        ),
+        (
             {"refusal_min_rows": 10**6},
             "refusal_dataset:refusal_dataset_min_rows",
             {"judge_quality", "refusal_dataset"},
@@ -267,17 +278,17 @@ def test_missing_source_file_fails_with_one_clear_message(tmp_path):
         (
             {"harmful_min": 10**6},
             "harmful_shard:harmful_shard_min_rows",
-            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard"},
+            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard", "review_sample"},
         ),
         (
             {"retain_harmful_ratio_min": 100.0},
             "retain_shard:retain_harmful_ratio",
-            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard"},
+            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard", "review_sample"},
         ),
         (
             {"adversarial_safe_min": 400},
             "retain_shard:adversarial_safe_count",
-            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard"},
+            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard", "review_sample"},
         ),
         (
             {"train_min": 5000},
@@ -289,6 +300,7 @@ def test_missing_source_file_fails_with_one_clear_message(tmp_path):
                 "retain_shard",
                 "train_split",
                 "eval_split",
+                "review_sample",
             },
         ),
         (
@@ -301,6 +313,7 @@ def test_missing_source_file_fails_with_one_clear_message(tmp_path):
                 "retain_shard",
                 "train_split",
                 "eval_split",
+                "review_sample",
             },
         ),
         (
