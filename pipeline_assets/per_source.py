@@ -11,6 +11,7 @@ from resources import BuildConfig, LLMResource
 from safetygraph.audit import audit
 from safetygraph.generation import GenerationConfig, RequestCache, format_progress, generate
 from safetygraph.judge import HeuristicJudge
+from safetygraph.llm_judge import LLMJudge, label_two_pass
 
 
 class GenerationRunConfig(Config):
@@ -28,6 +29,21 @@ class GenerationRunConfig(Config):
     )
     progress_interval_s: float = Field(
         default=10.0, description="Seconds between progress lines in the run log"
+    )
+
+
+class JudgeRunConfig(Config):
+    """Chosen in the launchpad: which judge labels the rows."""
+
+    judge: str = Field(default="heuristic", description="heuristic (offline), llm, or two_pass")
+    judge_role: str = Field(
+        default="judge", description="The profile's generation config the LLM judge uses"
+    )
+    second_judge_role: str = Field(
+        default="judge_second", description="two_pass: the second judge's config"
+    )
+    second_pass_below: float = Field(
+        default=0.7, description="two_pass: confidence under which a row goes to the second judge"
     )
 
 
@@ -109,14 +125,38 @@ def build(partitions: PartitionsDefinition, generation_op_tags: dict | None = No
         "with confidence and rationale, for every row that has a response.",
     )
     def labels(
-        context: AssetExecutionContext, generated_responses: pa.Table, settings: BuildConfig
+        context: AssetExecutionContext,
+        config: JudgeRunConfig,
+        generated_responses: pa.Table,
+        settings: BuildConfig,
+        llm: LLMResource,
     ) -> pa.Table:
         answered = generated_responses.filter(pc.is_valid(generated_responses.column("response")))
-        judge = HeuristicJudge(settings.constitution())
-        out = judge.label(answered)
+        constitution = settings.constitution()
+        judge_stats: dict = {}
+        if config.judge == "heuristic":
+            judge_name = HeuristicJudge.name
+            out = HeuristicJudge(constitution).label(answered)
+        else:
+            cache = RequestCache(settings.storage())
+
+            def llm_judge(role: str) -> LLMJudge:
+                (gen,) = generation_configs(settings, [role])
+                return LLMJudge(gen, constitution, llm.backend, cache=cache)
+
+            first = llm_judge(config.judge_role)
+            judge_name = first.name
+            if config.judge == "llm":
+                out = first.label(answered)
+                judge_stats = first.stats
+            else:
+                second = llm_judge(config.second_judge_role)
+                out, judge_stats = label_two_pass(answered, first, second, config.second_pass_below)
+                judge_name = f"{first.name} then {second.name}"
         context.add_output_metadata(
             {
-                "judge": judge.name,
+                "judge": judge_name,
+                "judge_stats": MetadataValue.json(judge_stats),
                 "constitution": settings.constitution().name,
                 "rows_without_response": generated_responses.num_rows - answered.num_rows,
                 "outcomes": counts_table("outcome", value_counts(out, "label_outcome")),

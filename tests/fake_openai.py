@@ -19,10 +19,19 @@ class FakeOpenAI:
     ``completions`` counts, per prompt, the answers the server finished writing.
     """
 
-    def __init__(self, faults=None, hard_errors=None, latency_s: float = 0.0, slow_s: float = 2.0):
+    def __init__(
+        self,
+        faults=None,
+        hard_errors=None,
+        latency_s: float = 0.0,
+        slow_s: float = 2.0,
+        responder=None,
+    ):
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.hard_errors = hard_errors or set()
         self.latency_s, self.slow_s = latency_s, slow_s
+        self.responder = responder  # body -> content; default "echo: <last user message>"
+        self.bodies: list[dict] = []
         self.calls: Counter[str] = Counter()
         self.completions: Counter[str] = Counter()
         self.auth_headers: list[str | None] = []
@@ -40,6 +49,7 @@ class FakeOpenAI:
                 prompt = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
                 with outer.lock:
                     outer.calls[prompt] += 1
+                    outer.bodies.append(body)
                     outer.auth_headers.append(self.headers.get("Authorization"))
                     queue = outer.faults.get(prompt)
                     fault = queue.pop(0) if queue else None
@@ -58,8 +68,9 @@ class FakeOpenAI:
                 if fault == "malformed":
                     return self._send(200, b'{"choices": [{"message": ')
                 time.sleep(outer.slow_s if fault == "slow" else outer.latency_s)
+                content = outer.responder(body) if outer.responder else f"echo: {prompt}"
                 answer = {
-                    "choices": [{"message": {"role": "assistant", "content": f"echo: {prompt}"}}],
+                    "choices": [{"message": {"role": "assistant", "content": content}}],
                     "usage": {"prompt_tokens": 3, "completion_tokens": 2},
                 }
                 try:

@@ -35,6 +35,9 @@ class GenerationConfig:
     tensor_parallel_size: int = 1
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
+    # structured output: a JSON schema the answer must follow (response_format for OpenAI-compatible
+    # servers, guided decoding for vLLM); part of the request, so part of its hash
+    json_schema: dict | None = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -45,12 +48,18 @@ class GenerationConfig:
             raise ValueError(f"generation config '{self.role}': samples must be >= 1")
 
     def params(self, sample: int = 0) -> dict[str, Any]:
-        return {
+        params: dict[str, Any] = {
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
             "seed": self.seed + sample,
         }
+        if self.json_schema is not None:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "labels", "strict": True, "schema": self.json_schema},
+            }
+        return params
 
     def cost(self, tokens_in: int, tokens_out: int) -> float | None:
         if self.price_in_per_mtok is None and self.price_out_per_mtok is None:

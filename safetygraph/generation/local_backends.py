@@ -169,12 +169,18 @@ class VLLMBackend:
         for start in range(0, len(requests), self.batch_size):
             batch = requests[start : start + self.batch_size]
             p = batch[0].params or config.params()
-            sampling = SamplingParams(
-                temperature=p["temperature"],
-                top_p=p["top_p"],
-                max_tokens=p["max_tokens"],
-                seed=p["seed"],
-            )
+            kwargs: dict[str, Any] = {
+                "temperature": p["temperature"],
+                "top_p": p["top_p"],
+                "max_tokens": p["max_tokens"],
+                "seed": p["seed"],
+            }
+            if "response_format" in p:  # guided decoding to the JSON schema
+                from vllm.sampling_params import GuidedDecodingParams
+
+                schema = p["response_format"]["json_schema"]["schema"]
+                kwargs["guided_decoding"] = GuidedDecodingParams(json=schema)
+            sampling = SamplingParams(**kwargs)
             outputs = llm.chat([r.messages for r in batch], sampling, use_tqdm=False)
             yield [
                 (
