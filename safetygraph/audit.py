@@ -70,60 +70,92 @@ def pii_types_sql(text: str) -> tuple[str, str]:
     )
 
 
+# No toxicity classifier runs offline here, so the score is a lexicon score, and says so.
+TOXICITY_METHOD = "lexicon (share of toxic terms, capped at 1; not a classifier)"
+TOXIC_TERMS = [
+    "idiot",
+    "stupid",
+    "moron",
+    "dumb",
+    "loser",
+    "shut up",
+    "hate you",
+    "kill you",
+    "go die",
+    "worthless",
+    "pathetic",
+    "disgusting",
+    "scum",
+    "trash",
+    "fuck",
+    "shit",
+    "bitch",
+    "bastard",
+    "asshole",
+    "retard",
+]
+
+
+def toxicity_sql(col: str) -> str:
+    """SQL: a 0-1 lexicon score of ``col``: toxic term occurrences per 20 words, capped at 1."""
+    pattern = "\\b(?:" + "|".join(TOXIC_TERMS) + ")"
+    hits = f"len(regexp_extract_all(lower(coalesce({col}, '')), '{pattern}'))"
+    words = f"greatest(1, len(string_split(coalesce({col}, ''), ' ')))"
+    return f"round(least(1.0, {hits} * 20.0 / {words}), 4)"
+
+
 def _norm(col: str) -> str:
     return f"regexp_replace(lower(trim(coalesce({col}, ''))), '\\s+', ' ', 'g')"
 
 
 def audit(table: pa.Table, scrub: bool = True) -> tuple[pa.Table, dict[str, Any]]:
-    """Drop exact duplicates (same normalised prompt and response), count PII by type, scrub it."""
+    """Drop exact duplicates (same normalised prompt and response), count PII by type, score
+    toxicity, scrub PII. One query: duplicates go first, so the rest runs on the kept rows only."""
     con = duck.connect(t=table.append_column("__pos", pa.array(range(table.num_rows), pa.int64())))
     types_sql, count_sql = pii_types_sql(CONVERSATION_TEXT)
-    con.execute(
-        f"""
-        CREATE TABLE hashed AS
-        WITH n AS (SELECT *, {_norm("prompt")} AS __np FROM t)
-        SELECT * EXCLUDE (__np),
-               sha256(__np || chr(31) || {_norm("response")}) AS content_hash,
-               sha256(__np) AS prompt_hash,
-               {types_sql} AS pii_types,
-               CAST({count_sql} AS INTEGER) AS pii_count
-        FROM n
-        """
-    )
-    total = duck.one(con, "SELECT count(*) FROM hashed")[0]
-    scrubbed = (
-        f"""SELECT * REPLACE (
+    scrub_cols = (
+        f"""REPLACE (
               {scrub_sql("prompt")} AS prompt,
               CASE WHEN response IS NULL THEN NULL ELSE {scrub_sql("response")} END AS response,
               list_transform(messages, lambda m: struct_pack(
                   role := m.role,
                   content := CASE WHEN m.content IS NULL THEN NULL ELSE {scrub_sql("m.content")} END,
                   tool_calls := CASE WHEN m.tool_calls IS NULL THEN NULL ELSE {scrub_sql("m.tool_calls")} END,
-                  tool_call_id := m.tool_call_id, name := m.name)) AS messages)
-            FROM hashed"""
+                  tool_call_id := m.tool_call_id, name := m.name)) AS messages)"""
         if scrub
-        else "SELECT * FROM hashed"
+        else ""
     )
     out = duck.query(
         con,
-        f"SELECT * EXCLUDE (__pos) FROM ({scrubbed}) "
-        "QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY __pos) = 1 ORDER BY __pos",
+        f"""
+        WITH n AS (SELECT *, {_norm("prompt")} AS __np FROM t),
+        h AS (
+          SELECT * EXCLUDE (__np), sha256(__np || chr(31) || {_norm("response")}) AS content_hash, sha256(__np) AS prompt_hash
+          FROM n
+        ),
+        d AS (SELECT * FROM h QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY __pos) = 1),
+        p AS (
+          SELECT *, {types_sql} AS pii_types, CAST({count_sql} AS INTEGER) AS pii_count,
+                 {toxicity_sql("response")} AS toxicity
+          FROM d
+        )
+        SELECT * EXCLUDE (__pos) {scrub_cols} FROM p ORDER BY __pos
+        """,
     )
+    con.register("o", out.select(["pii_types", "pii_count"]))
     by_type = dict(
         duck.rows(
-            con,
-            "SELECT ty, count(*) FROM (SELECT DISTINCT content_hash, unnest(pii_types) AS ty FROM hashed) GROUP BY ty",
+            con, "SELECT ty, count(*) FROM (SELECT unnest(pii_types) AS ty FROM o) GROUP BY ty"
         )
     )
     stats = {
-        "rows_in": total,
-        "duplicates_removed": total - out.num_rows,
+        "rows_in": table.num_rows,
+        "duplicates_removed": table.num_rows - out.num_rows,
         "rows_out": out.num_rows,
-        "rows_with_pii": duck.one(
-            con, "SELECT count(DISTINCT content_hash) FROM hashed WHERE pii_count > 0"
-        )[0],
+        "rows_with_pii": duck.one(con, "SELECT count(*) FROM o WHERE pii_count > 0")[0],
         "pii_rows_by_type": {n: int(by_type.get(n, 0)) for n in PII_PATTERNS},
         "scrubbed": scrub,
+        "toxicity_method": TOXICITY_METHOD,
     }
     return conform(out, AUDITED_SCHEMA), stats
 

@@ -67,6 +67,7 @@ AUDIT_FIELDS: list[pa.Field] = [
     pa.field("prompt_hash", pa.string(), nullable=False),
     pa.field("pii_types", pa.list_(pa.string()), nullable=False),
     pa.field("pii_count", pa.int32(), nullable=False),
+    pa.field("toxicity", pa.float64(), nullable=False),
 ]
 AUDITED_SCHEMA = pa.schema(RAW_FIELDS + GENERATION_FIELDS + LABEL_FIELDS + AUDIT_FIELDS)
 

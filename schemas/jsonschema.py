@@ -43,6 +43,7 @@ GROUPS: dict[str, dict[str, str]] = {
         "prompt_hash": "prompt_hash",
         "pii_types": "pii_types",
         "pii_count": "pii_count",
+        "toxicity": "toxicity",
     },
 }
 JSON_COLUMNS = {

@@ -108,6 +108,7 @@ class AuditedRecord(LabeledRecord):
     prompt_hash: Series[str] = pa.Field(str_length={"min_value": 64, "max_value": 64})
     pii_types: Series[object] = pa.Field(nullable=False)
     pii_count: Series[np.int32] = pa.Field(ge=0)
+    toxicity: Series[float] = pa.Field(ge=0.0, le=1.0)
 
 
 class ShardRecord(AuditedRecord):

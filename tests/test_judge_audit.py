@@ -218,6 +218,11 @@ def test_audit_drops_exact_duplicates_counts_and_scrubs_pii():
         and got[4]["response"] == "Ship to [STREET_ADDRESS]."
     )
     assert set(residual_pii(out).values()) == {0}
+    assert set(out.column("toxicity").to_pylist()) == {0.0}
+    rude = _with_response_turn(
+        HeuristicJudge().label(_table([{"prompt": "hi", "response": "Shut up, you stupid idiot."}]))
+    )
+    assert audit(rude)[0].column("toxicity")[0].as_py() == 1.0
     unscrubbed, _ = audit(labeled, scrub=False)
     assert residual_pii(unscrubbed)["email"] == 1 and unscrubbed.column("prompt")[
         0

@@ -385,6 +385,7 @@ def _split_rows(
                 "prompt_hash": prompt_hash(i),
                 "pii_types": [],
                 "pii_count": 0,
+                "toxicity": 0.0,
                 "cb_class": "retain",
                 "is_adversarial_safe": False,
                 "split": split,
@@ -520,16 +521,30 @@ def test_labels_with_the_llm_judge_from_the_launchpad(tmp_path, monkeypatch):
     from tests.fake_openai import FakeOpenAI
     from tests.test_llm_judge import GOOD
 
-    with FakeOpenAI(responder=lambda body: json.dumps(GOOD)) as server, instance_for_test() as instance:
+    with (
+        FakeOpenAI(responder=lambda body: json.dumps(GOOD)) as server,
+        instance_for_test() as instance,
+    ):
         monkeypatch.setenv("SAFETYGRAPH_OPENAI_BASE_URL", server.url)
         build = Build(tmp_path, instance)
-        settings = BuildConfig(profile="test", registry_path=str(build.registry), profiles_path=str(build.profiles), base_uri=build.base)
-        job = definitions.build_defs(settings, definitions.default_llm()).resolve_job_def(definitions.SOURCE_JOB)
+        settings = BuildConfig(
+            profile="test",
+            registry_path=str(build.registry),
+            profiles_path=str(build.profiles),
+            base_uri=build.base,
+        )
+        job = definitions.build_defs(settings, definitions.default_llm()).resolve_job_def(
+            definitions.SOURCE_JOB
+        )
         result = job.execute_in_process(
-            partition_key="demo_pairs", instance=instance, raise_on_error=False,
+            partition_key="demo_pairs",
+            instance=instance,
+            raise_on_error=False,
             run_config={"ops": {"labels": {"config": {"judge": "llm"}}}},
         )
         assert result.success
         labels = Storage(build.base).read_table("assets", "labels", "demo_pairs.parquet")
-        assert set(labels.column("judge").to_pylist()) == {"llm:judge-model"} and labels.num_rows == 43
+        assert (
+            set(labels.column("judge").to_pylist()) == {"llm:judge-model"} and labels.num_rows == 43
+        )
         assert sum(server.calls.values()) == 43 and server.bodies[0]["model"] == "judge-model"
