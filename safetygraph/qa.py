@@ -55,7 +55,6 @@ def compute_metrics(
         SELECT count(*),
           avg(label_confidence),
           avg((label_confidence < {float(t["confidence_floor"])})::INT),
-          avg((pii_count > 0)::INT),
           coalesce(sum((cb_class = 'retain')::INT) / nullif(sum((cb_class = 'harmful')::INT), 0), 0),
           coalesce(avg(CASE WHEN cb_class = 'retain' THEN (label_outcome = 'COMPLY.UNSAFE')::INT END), 0)
         FROM a
@@ -67,7 +66,7 @@ def compute_metrics(
         ]
         or 0
     )
-    rows, mean_conf, low_share, pii_share, ratio, unsafe_retain = row
+    _rows, mean_conf, low_share, ratio, unsafe_retain = row
     residual = sum(residual_pii(train).values()) + sum(residual_pii(evals).values())
     over_refusal = duck.one(
         con,
