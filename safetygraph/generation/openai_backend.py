@@ -29,8 +29,12 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-async def _ready(done: asyncio.Queue, main: asyncio.Task) -> list[tuple[int, Result]]:
-    """Wait for at least one result (or the end of the run), then take every result that is ready."""
+async def _ready(
+    done: asyncio.Queue, main: asyncio.Task, linger_s: float = 0.005
+) -> list[tuple[int, Result]]:
+    """Wait for at least one result (or the end of the run), linger a few milliseconds while the loop
+    keeps serving requests, then take every result that is ready. Handing results over in batches
+    keeps the hand-over off the per-request path."""
     items: list[tuple[int, Result]] = []
     if done.empty() and not main.done():
         getter = asyncio.ensure_future(done.get())
@@ -39,6 +43,8 @@ async def _ready(done: asyncio.Queue, main: asyncio.Task) -> list[tuple[int, Res
             items.append(getter.result())
         else:
             getter.cancel()
+    if not main.done():
+        await asyncio.wait({main}, timeout=linger_s)
     while not done.empty():
         items.append(done.get_nowait())
     return items
