@@ -2,8 +2,8 @@
 
 ``dagster dev`` in the repo root loads ``defs`` (pyproject's [tool.dagster]). Settings come from the
 environment: SAFETYGRAPH_PROFILE (demo), SAFETYGRAPH_BASE_URI (.safetygraph/data in the repo),
-SAFETYGRAPH_REGISTRY / _PROFILES / _CONSTITUTION, SAFETYGRAPH_OPENAI_BASE_URL and, as a secret,
-SAFETYGRAPH_LLM_API_KEY.
+SAFETYGRAPH_REGISTRY / _PROFILES / _CONSTITUTION, SAFETYGRAPH_OPENAI_BASE_URL,
+SAFETYGRAPH_LLM_MAX_CONCURRENCY / _RPM / _TPM and, as a secret, SAFETYGRAPH_LLM_API_KEY.
 """
 
 from __future__ import annotations
@@ -41,12 +41,20 @@ def default_settings() -> BuildConfig:
     )
 
 
+def _number(name: str) -> float | None:
+    return float(os.environ[name]) if os.environ.get(name) else None
+
+
 def default_llm() -> LLMResource:
+    """Backends from the environment; the API key only as an EnvVar (Dagster never shows its value)."""
     return LLMResource(
         openai_base_url=os.environ.get("SAFETYGRAPH_OPENAI_BASE_URL"),
         api_key=EnvVar("SAFETYGRAPH_LLM_API_KEY")
         if "SAFETYGRAPH_LLM_API_KEY" in os.environ
         else None,
+        max_concurrency=int(os.environ.get("SAFETYGRAPH_LLM_MAX_CONCURRENCY", "16")),
+        requests_per_minute=_number("SAFETYGRAPH_LLM_RPM"),
+        tokens_per_minute=_number("SAFETYGRAPH_LLM_TPM"),
     )
 
 

@@ -330,3 +330,19 @@ def test_generation_config_rejects_unknown_keys_and_backends():
         GenerationConfig.from_dict("x", {"modle": "typo"})
     with pytest.raises(ValueError, match="backend 'gpt'"):
         GenerationConfig(backend="gpt")
+
+
+def test_llm_settings_come_from_the_environment(monkeypatch):
+    import definitions
+
+    monkeypatch.setenv("SAFETYGRAPH_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("SAFETYGRAPH_LLM_MAX_CONCURRENCY", "64")
+    monkeypatch.setenv("SAFETYGRAPH_LLM_RPM", "600")
+    monkeypatch.delenv("SAFETYGRAPH_LLM_TPM", raising=False)
+    backend = definitions.default_llm().backend(GenerationConfig(backend="openai", model="m"))
+    assert (
+        backend.base_url,
+        backend.max_concurrency,
+        backend.requests_per_minute,
+        backend.tokens_per_minute,
+    ) == ("http://127.0.0.1:9/v1", 64, 600.0, None)
