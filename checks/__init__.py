@@ -238,16 +238,11 @@ def dataset_checks() -> list:
         floors = dict(settings.active().thresholds.get("judge_floors") or {})
         halves = set(judge_quality.column("half").to_pylist())
         half = "report" if "report" in halves else "all"
-        figures = {
-            f"{r['task']}_{r['metric']}": r["value"]
-            for r in judge_quality.to_pylist()
-            if r["half"] == half and r["method"] == "judge"
-        }
-        baseline = {
-            f"{r['task']}_{r['metric']}": r["value"]
-            for r in judge_quality.to_pylist()
-            if r["half"] == half and r["method"] == "baseline"
-        }
+        by_method: dict[str, dict[str, float]] = {"judge": {}, "baseline": {}}
+        for r in judge_quality.to_pylist():
+            if r["half"] == half:
+                by_method[r["method"]][f"{r['task']}_{r['metric']}"] = r["value"]
+        figures, baseline = by_method["judge"], by_method["baseline"]
         below = {
             k: {"value": figures.get(k), "floor": v}
             for k, v in floors.items()
