@@ -24,7 +24,8 @@ from .registry import REPO_ROOT
 def _prepare_env(profile: str | None) -> None:
     if profile:
         os.environ["SAFETYGRAPH_PROFILE"] = profile
-    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
+    if not os.environ.get("DAGSTER_HOME"):  # unset or empty
+        os.environ["DAGSTER_HOME"] = str(REPO_ROOT / ".dagster_home")
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
     config = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
     if not os.path.exists(config):  # a local SQLite instance, no telemetry
