@@ -1,7 +1,11 @@
 """Heuristic judge plus audit over N synthetic rows, against a plain per-row Python implementation of
 the same rules, in the same run.
 
-    python bench/label_audit.py --rows 1000000 [--baseline-rows 20000]
+    python bench/label_audit.py --rows 1000000 [--baseline-rows 20000] [--batch-rows 100000]
+
+The N rows are written set-wise (DuckDB) to a Parquet file first, then streamed through the judge
+and the audit ``--batch-rows`` at a time (exact-duplicate state kept in DuckDB across batches) into
+an output Parquet file: the way a large source runs. Timed: read, judge, audit, write.
 
 Prints rows/s and peak memory (RSS high-water mark of the process) for both; last line a JSON object.
 Targets at 1,000,000 rows on 2 cores: >= 100,000 rows/s, peak memory <= 2 GB.
@@ -11,20 +15,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from safetygraph.audit import PII_PATTERNS, audit  # noqa: E402
+from safetygraph import duck  # noqa: E402
+from safetygraph.audit import PII_PATTERNS, Auditor  # noqa: E402
 from safetygraph.judge import HeuristicJudge, load_constitution  # noqa: E402
-from safetygraph.records import GENERATED_SCHEMA, MESSAGE_TYPE  # noqa: E402
+from safetygraph.records import AUDITED_SCHEMA, GENERATED_SCHEMA, conform  # noqa: E402
+from safetygraph.streaming import pipelined  # noqa: E402
 
 PROMPTS = [
     "How do I bake sourdough bread at home?",
@@ -46,37 +53,34 @@ RESPONSES = [
 ]
 
 
-def synthetic(n: int, seed: int = 0) -> pa.Table:
-    rnd = random.Random(seed)
-    prompts = [f"{rnd.choice(PROMPTS)} (variant {i % 50_000})" for i in range(n)]
-    responses = [rnd.choice(RESPONSES) for _ in range(n)]
-    tags = [rnd.choice([["harmful"], ["benign"], []]) for _ in range(n)]
-    messages = [
-        [
-            {"role": "user", "content": p, "tool_calls": None, "tool_call_id": None, "name": None},
-            {
-                "role": "assistant",
-                "content": r,
-                "tool_calls": None,
-                "tool_call_id": None,
-                "name": None,
-            },
-        ]
-        for p, r in zip(prompts, responses, strict=True)
-    ]
-    cols = {
-        "id": [f"{i:024x}" for i in range(n)],
-        "source": ["bench"] * n,
-        "source_ref": [f"bench:{i}" for i in range(n)],
-        "messages": pa.array(messages, pa.list_(MESSAGE_TYPE)),
-        "prompt": prompts,
-        "response": responses,
-        "tags": tags,
-    }
-    return pa.table(
-        {f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in GENERATED_SCHEMA},
-        schema=GENERATED_SCHEMA,
+def _sql_list(items: list[str]) -> str:
+    return "[" + ", ".join("'" + x.replace("'", "''") + "'" for x in items) + "]"
+
+
+def write_synthetic(path: Path, n: int, seed: int = 0) -> None:
+    """``n`` generated-response rows as Parquet, built in DuckDB (no Python rows): prompts from 50,000
+    variants (so the audit finds exact duplicates), responses mixing refusals, partial refusals,
+    compliance, apologising compliance and PII."""
+    con = duck.connect()
+    duck.rows(con, f"SELECT setseed({seed / 1000})")
+    msg = "{role: 'user', content: prompt, tool_calls: NULL::VARCHAR, tool_call_id: NULL::VARCHAR, name: NULL::VARCHAR}"
+    reply = "{role: 'assistant', content: response, tool_calls: NULL::VARCHAR, tool_call_id: NULL::VARCHAR, name: NULL::VARCHAR}"
+    rel = con.sql(
+        f"""
+        WITH r AS (
+          SELECT i,
+                 {_sql_list(PROMPTS)}[1 + CAST(floor(random() * {len(PROMPTS)}) AS INTEGER)] || ' (variant ' || (i % 50000) || ')' AS prompt,
+                 {_sql_list(RESPONSES)}[1 + CAST(floor(random() * {len(RESPONSES)}) AS INTEGER)] AS response,
+                 [['harmful'], ['benign'], []::VARCHAR[]][1 + CAST(floor(random() * 3) AS INTEGER)] AS tags
+          FROM range({n}) t(i)
+        )
+        SELECT printf('%024x', i) AS id, 'bench' AS source, 'bench:' || i AS source_ref,
+               [{msg}, {reply}] AS messages, prompt, response, tags
+        FROM r ORDER BY i
+        """
     )
+    table = conform(rel.to_arrow_table(), GENERATED_SCHEMA)
+    pq.write_table(table, path, row_group_size=100_000)
 
 
 class PerRowBaseline:
@@ -124,7 +128,23 @@ class PerRowBaseline:
         return out
 
 
+def reset_peak_rss() -> bool:
+    """Reset the kernel's RSS high-water mark (Linux), so the peak measures the run, not the setup."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_mb() -> float:
+    """RSS high-water mark: VmHWM (resettable) where /proc has it, else getrusage."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -139,33 +159,75 @@ def main() -> None:
         default=20_000,
         help="the per-row baseline is slow: measured on fewer rows",
     )
+    parser.add_argument("--batch-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="judge, audit and write one after the other (default: overlapped in threads)",
+    )
     args = parser.parse_args()
 
-    base_table = synthetic(args.baseline_rows, seed=1)
-    rows = base_table.to_pylist()
-    t0 = time.perf_counter()
-    PerRowBaseline().run(rows)
-    base_rps = args.baseline_rows / (time.perf_counter() - t0)
-    del rows, base_table
-    print(f"baseline (per-row Python): {base_rps:,.0f} rows/s on {args.baseline_rows:,} rows")
+    with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
+        src, dst = Path(tmp) / "generated.parquet", Path(tmp) / "audited.parquet"
+        write_synthetic(src, max(args.rows, args.baseline_rows))
 
-    table = synthetic(args.rows)
-    rss_before = peak_rss_mb()
-    t0 = time.perf_counter()
-    labeled = HeuristicJudge().label(table)
-    t_judge = time.perf_counter() - t0
-    audited, stats = audit(labeled)
-    seconds = time.perf_counter() - t0
-    rps = args.rows / seconds
-    peak = peak_rss_mb()
+        rows = pq.ParquetFile(src).read_row_group(0).slice(0, args.baseline_rows).to_pylist()
+        t0 = time.perf_counter()
+        PerRowBaseline().run(rows)
+        base_rps = len(rows) / (time.perf_counter() - t0)
+        del rows
+        print(f"baseline (per-row Python): {base_rps:,.0f} rows/s on {args.baseline_rows:,} rows")
+
+        setup_peak = peak_rss_mb()
+        reset = reset_peak_rss()
+        rss_before = peak_rss_mb()
+        judge, auditor = HeuristicJudge(), Auditor()
+        busy = {"judge": 0.0, "audit": 0.0, "write": 0.0}
+
+        def timed(name, fn):
+            def step(x):
+                t1 = time.perf_counter()
+                try:
+                    return fn(x)
+                finally:
+                    busy[name] += time.perf_counter() - t1
+
+            return step
+
+        def batches():
+            seen = 0
+            for batch in pq.ParquetFile(src).iter_batches(batch_size=args.batch_rows):
+                if seen >= args.rows:
+                    return
+                seen += batch.num_rows
+                yield pa.Table.from_batches([batch])
+
+        t0 = time.perf_counter()
+        with pq.ParquetWriter(dst, schema=AUDITED_SCHEMA) as writer:
+            steps = [timed("judge", judge.label), timed("audit", auditor.feed)]
+            if args.sequential:
+                results = (steps[1](steps[0](b)) for b in batches())
+            else:
+                results = pipelined(batches(), *steps)
+            for out in results:
+                timed("write", writer.write_table)(out)
+        seconds = time.perf_counter() - t0
+        stats = auditor.stats
+        rps = stats["rows_in"] / seconds
+        peak = peak_rss_mb()
     print(
-        f"judge + audit (DuckDB): {rps:,.0f} rows/s on {args.rows:,} rows ({seconds:.1f}s, judge {t_judge:.1f}s); "
-        f"{audited.num_rows:,} rows after dedup; peak RSS {peak:,.0f} MB (input table built: {rss_before:,.0f} MB)"
+        f"judge + audit (DuckDB, streamed{', sequential' if args.sequential else ', steps overlapped'}): {rps:,.0f} rows/s on {stats['rows_in']:,} rows ({seconds:.1f}s; busy: judge {busy['judge']:.1f}s, audit {busy['audit']:.1f}s, write {busy['write']:.1f}s); "
+        f"{stats['rows_out']:,} rows after dedup, {stats['rows_with_pii']:,} with PII scrubbed; "
+        f"peak RSS during the run {peak:,.0f} MB (at its start {rss_before:,.0f} MB; "
+        f"{'setup peak ' + format(setup_peak, ',.0f') + ' MB, then reset' if reset else 'not resettable here: includes setup'})"
     )
     print(
         json.dumps(
             {
-                "rows": args.rows,
+                "rows": stats["rows_in"],
+                "rows_out": stats["rows_out"],
+                "batch_rows": args.batch_rows,
+                "overlapped": not args.sequential,
                 "seconds": round(seconds, 2),
                 "rows_per_second": round(rps),
                 "peak_rss_mb": round(peak),

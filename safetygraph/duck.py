@@ -7,6 +7,22 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+# DuckDB scans an Arrow table one record batch per task: a table in one big chunk runs on one
+# thread. Registered tables are re-chunked (zero-copy slices) so every thread gets work.
+SCAN_CHUNK_ROWS = 8192
+
+
+def chunked(table: pa.Table, rows: int = SCAN_CHUNK_ROWS) -> pa.Table:
+    """``table`` as record batches of at most ``rows`` rows (no copy)."""
+    if table.num_rows <= rows:
+        return table
+    return pa.Table.from_batches(table.to_batches(max_chunksize=rows), schema=table.schema)
+
+
+def register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """Register ``table`` under ``name``, chunked for a parallel scan."""
+    con.register(name, chunked(table))
+
 
 def connect(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the given Arrow tables registered by name."""
@@ -14,7 +30,7 @@ def connect(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
     con.execute("SET threads TO 2")
     con.execute("SET enable_progress_bar = false")
     for name, table in tables.items():
-        con.register(name, table)
+        register(con, name, table)
     return con
 
 

@@ -128,7 +128,7 @@ def write_export(
     with tempfile.TemporaryDirectory(prefix="safetygraph-export-") as tmp:
         con = duck.connect()
         for name, table in tables.items():
-            con.register("t", table)
+            duck.register(con, "t", table)
             for ext, fmt in (
                 ("jsonl", "FORMAT json"),
                 ("parquet", "FORMAT parquet, COMPRESSION zstd"),

@@ -150,7 +150,7 @@ def train_eval_split(
         con,
         "SELECT u.* EXCLUDE (cluster), a.split FROM u JOIN assign a USING (cluster) ORDER BY u.source, u.id",
     )
-    con.register("out", out)
+    duck.register(con, "out", out)
     train = duck.query(con, "SELECT * FROM out WHERE split = 'train'")
     evals = duck.query(con, "SELECT * FROM out WHERE split = 'eval'")
     return conform(train, SPLIT_SCHEMA), conform(evals, SPLIT_SCHEMA)

@@ -227,3 +227,59 @@ def test_audit_drops_exact_duplicates_counts_and_scrubs_pii():
     assert residual_pii(unscrubbed)["email"] == 1 and unscrubbed.column("prompt")[
         0
     ].as_py().startswith("Email jane.doe@")
+
+
+def test_audit_streams_batches_with_dedup_state_across_them():
+    """The Auditor keeps the hashes it has seen in DuckDB: a copy in a later batch is dropped, the
+    first occurrence stays, and batch-wise output equals the one-shot audit row for row."""
+    rows = [
+        {"prompt": f"Question {i}", "response": f"Answer {i} to jane{i}@example.com"}
+        for i in range(7)
+    ]
+    rows += [
+        {"prompt": "question 3 ", "response": "Answer 3   to jane3@example.com"},  # copy of row 3
+        {"prompt": "Question 0", "response": "Answer 0 to jane0@example.com"},  # copy of row 0
+        {"prompt": "Question 7", "response": "No PII here."},
+    ]
+    labeled = _with_response_turn(HeuristicJudge().label(_table(rows)))
+    whole, whole_stats = audit(labeled)
+    streamed, stats = audit(labeled, batch_rows=3)  # 4 batches: copies land in later batches
+    assert whole.num_rows == streamed.num_rows == 8
+    assert stats == whole_stats and stats["duplicates_removed"] == 2
+    assert stats["rows_with_pii"] == 7 and stats["pii_rows_by_type"]["email"] == 7
+    assert streamed.column("id").to_pylist() == [f"{i:024d}" for i in [0, 1, 2, 3, 4, 5, 6, 9]]
+    assert streamed.to_pylist() == whole.to_pylist()
+    assert streamed.column("prompt")[7].as_py() == "Question 7"
+    assert streamed.column("response").to_pylist()[:2] == [
+        "Answer 0 to [EMAIL]",
+        "Answer 1 to [EMAIL]",
+    ]
+    assert streamed.column("messages")[1].as_py()[-1]["content"] == "Answer 1 to [EMAIL]"
+    assert streamed.column("messages")[7].as_py()[-1]["content"] == "No PII here."
+    assert set(residual_pii(streamed).values()) == {0}
+
+
+def test_pipelined_keeps_order_and_raises_step_errors():
+    from safetygraph.streaming import pipelined
+
+    assert list(pipelined(range(50), lambda x: x * 2, lambda x: x + 1, depth=1)) == [
+        2 * i + 1 for i in range(50)
+    ]
+
+    def boom(x):
+        if x == 7:
+            raise ValueError("bad batch 7")
+        return x
+
+    seen = []
+    with pytest.raises(ValueError, match="bad batch 7"):
+        for x in pipelined(range(100), boom, depth=2):
+            seen.append(x)
+    assert seen == list(range(7))
+
+    def bad_source():
+        yield 1
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(pipelined(bad_source(), lambda x: x))
