@@ -107,7 +107,12 @@ class PerRowBaseline:
             soft = any(x.search(resp[:200]) for x in self.soft)
             comply = any(x.search(resp) for x in self.comply)
             refusal = hard or unable or (soft and not comply)
-            key = (" ".join(p.split()), " ".join(resp.split()))
+            key = tuple(
+                " ".join(
+                    f"{m['role']} {m['content'] or ''} {m['tool_calls'] or ''}".lower().split()
+                )
+                for m in r["messages"]
+            )
             if key in seen:
                 continue
             seen.add(key)

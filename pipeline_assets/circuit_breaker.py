@@ -1,13 +1,27 @@
-"""Circuit-breaker shards (harmful Ds, retain Dr) and the leak-free train/eval split."""
+"""Circuit-breaker stage 2: harmful (Ds) and retain (Dr) shards, the merged sample set with its
+gates, strict validation, the stratified train/eval split and the files the training plan reads.
+
+The files asset is downstream of every gate: a blocking check that fails on stage2_samples,
+validation_report or the splits skips it, so no file of a bad set is ever written."""
+
+import uuid
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext, AssetOut, Output, multi_asset
+from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, asset, multi_asset
 
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import counts_table, value_counts
 from resources import BuildConfig
-from safetygraph.merge import circuit_breaker_shards, train_eval_split
+from safetygraph import stage2
+from safetygraph.merge import train_eval_split
+
+
+def outcome_paths(settings: BuildConfig) -> dict[str, tuple[str, ...]]:
+    """{source: attack_outcome paths} for the active profile's sources that declare them."""
+    specs = (settings.source(n) for n in settings.active().sources)
+    return {s.name: s.attack_outcome for s in specs if s.attack_outcome}
 
 
 def build():
@@ -18,30 +32,31 @@ def build():
                 group_name="circuit_breaker",
                 kinds={"duckdb", "parquet"},
                 owners=[OWNER],
-                description="Ds: responses that comply with a harmful request (the circuit breaker's harmful set).",
+                description="Ds: attacks that succeeded (attack logs, failed agent runs) and responses "
+                "judged harmful.",
             ),
             "retain_shard": AssetOut(
                 group_name="circuit_breaker",
                 kinds={"duckdb", "parquet"},
                 owners=[OWNER],
-                description="Dr: benign requests answered and harmful ones refused (over-refusals are left out); "
-                "attack prompts answered with a refusal are adversarial-safe.",
+                description="Dr: adversarial-safe answers to the attack prompts, agent runs that resisted, "
+                "agent traces (tau2), general chat, borderline prompts answered, harmful prompts refused "
+                "and benign answers; over-refusals are left out.",
             ),
         },
     )
-    def cb_shards(context: AssetExecutionContext, refusal_dataset: pa.Table):
-        harmful, retain, over_refusals = circuit_breaker_shards(refusal_dataset)
-        adv = int(pc.sum(retain.column("is_adversarial_safe")).as_py() or 0)
-        ratio = retain.num_rows / harmful.num_rows if harmful.num_rows else float("inf")
-        context.log.info(
-            f"Ds={harmful.num_rows} Dr={retain.num_rows} ratio={ratio:.2f} adversarial_safe={adv}"
-        )
+    def cb_shards(context: AssetExecutionContext, refusal_dataset: pa.Table, settings: BuildConfig):
+        harmful, retain, info = stage2.shards(refusal_dataset, outcome_paths(settings))
+        context.log.info(f"Ds={harmful.num_rows} Dr={retain.num_rows} left out: {info['left_out']}")
         yield Output(
             harmful,
             "harmful_shard",
             metadata={
                 "rows": harmful.num_rows,
+                "by_kind": counts_table("kind", value_counts(harmful, "cb_kind")),
                 "by_source": counts_table("source", value_counts(harmful, "source")),
+                "attack_rows": info["attack_rows"],
+                "attack_outcome_missing": info["attack_outcome_missing"],
             },
         )
         yield Output(
@@ -49,12 +64,101 @@ def build():
             "retain_shard",
             metadata={
                 "rows": retain.num_rows,
-                "adversarial_safe": adv,
-                "over_refusals_left_out": over_refusals,
-                "dr_ds_ratio": round(ratio, 4) if harmful.num_rows else -1.0,
+                "adversarial_safe": int(pc.sum(retain.column("is_adversarial_safe")).as_py() or 0),
+                "adversarial_candidates": info["candidates"],
+                "left_out": counts_table("reason", info["left_out"]),
+                "by_kind": counts_table("kind", value_counts(retain, "cb_kind")),
                 "by_source": counts_table("source", value_counts(retain, "source")),
             },
         )
+
+    @asset(
+        group_name="circuit_breaker",
+        kinds={"duckdb", "parquet"},
+        owners=[OWNER],
+        description="The merged stage-2 set (Ds then Dr), where the merge gates sit: Dr:Ds ratio, "
+        "adversarial-safe count, unique ids, tools carried, tokenizer preflight.",
+    )
+    def stage2_samples(
+        context: AssetExecutionContext, harmful_shard: pa.Table, retain_shard: pa.Table
+    ) -> pa.Table:
+        out = stage2.samples(harmful_shard, retain_shard)
+        s = stage2.stats(out)
+        context.add_output_metadata(
+            {
+                "rows": out.num_rows,
+                "harmful": s["harmful"],
+                "retain": s["retain"],
+                "dr_ds_ratio": MetadataValue.float(s["dr_ds_ratio"] or 0.0),
+                "adversarial_safe": s["adversarial_safe"],
+            }
+        )
+        return out
+
+    @asset(
+        group_name="circuit_breaker",
+        kinds={"duckdb", "parquet"},
+        owners=[OWNER],
+        description="Stage-2 counts by source, class and kind (stats.json of the files).",
+    )
+    def stage2_stats(context: AssetExecutionContext, stage2_samples: pa.Table) -> pa.Table:
+        s = stage2.stats(stage2_samples)
+        rows = [
+            {"source": src, "cb_class": cls, "rows": n}
+            for src, by in s["by_source"].items()
+            for cls, n in by.items()
+        ]
+        context.add_output_metadata(
+            {
+                "harmful": s["harmful"],
+                "retain": s["retain"],
+                "dr_ds_ratio": MetadataValue.float(s["dr_ds_ratio"] or 0.0),
+                "adversarial_safe": s["adversarial_safe"],
+                "by_kind": counts_table("kind", s["by_kind"]),
+                "by_source": MetadataValue.md(
+                    "| source | class | rows |\n|---|---|---|\n"
+                    + "\n".join(f"| {r['source']} | {r['cb_class']} | {r['rows']} |" for r in rows)
+                ),
+            }
+        )
+        return pa.Table.from_pylist(
+            rows,
+            schema=pa.schema(
+                [("source", pa.string()), ("cb_class", pa.string()), ("rows", pa.int64())]
+            ),
+        )
+
+    @asset(
+        group_name="circuit_breaker",
+        kinds={"duckdb", "parquet"},
+        owners=[OWNER],
+        description="Strict format validation of every stage-2 sample (rules R1-R6): one row per "
+        "error, with the rule, the sample id and the turn. Empty when the set is valid.",
+    )
+    def validation_report(context: AssetExecutionContext, stage2_samples: pa.Table) -> pa.Table:
+        errors = stage2.validate(stage2_samples)
+        summary = stage2.validation_summary(errors, stage2_samples.num_rows)
+        first = errors.slice(0, 20).to_pylist()
+        context.add_output_metadata(
+            {
+                "samples_checked": summary["samples_checked"],
+                "samples_with_errors": summary["samples_with_errors"],
+                "errors_by_rule": counts_table("rule", summary["errors_by_rule"]),
+                "rules": MetadataValue.md(
+                    "\n".join(f"- **{r}** {text}" for r, text in stage2.RULES.items())
+                ),
+                "first_errors": MetadataValue.md(
+                    "| rule | id | turn | message |\n|---|---|---|---|\n"
+                    + "\n".join(
+                        f"| {e['rule']} | {e['id']} | {e['turn'] or ''} | {e['message']} |"
+                        for e in first
+                    )
+                    if first
+                    else "no errors"
+                ),
+            }
+        )
+        return errors
 
     @multi_asset(
         name="cb_split",
@@ -63,26 +167,28 @@ def build():
                 group_name="circuit_breaker",
                 kinds={"duckdb", "parquet"},
                 owners=[OWNER],
-                description="Training rows (Ds and Dr), stratified by source and class.",
+                description="Training samples (Ds and Dr), the 90% side of a holdout stratified by "
+                "source and class.",
             ),
             "eval_split": AssetOut(
                 group_name="circuit_breaker",
                 kinds={"duckdb", "parquet"},
                 owners=[OWNER],
-                description="The eval holdout; no prompt appears on both sides.",
+                description="The eval holdout; no prompt, exact or near duplicate, appears on both sides.",
             ),
         },
+        deps=["validation_report"],
     )
-    def cb_split(
-        context: AssetExecutionContext,
-        harmful_shard: pa.Table,
-        retain_shard: pa.Table,
-        settings: BuildConfig,
-    ):
+    def cb_split(context: AssetExecutionContext, stage2_samples: pa.Table, settings: BuildConfig):
         fraction = float(settings.threshold("eval_fraction"))
         threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
+        is_harmful = pc.equal(stage2_samples.column("cb_class"), "harmful")
         train, evals = train_eval_split(
-            harmful_shard, retain_shard, fraction, settings.active().seed, threshold
+            stage2_samples.filter(is_harmful),
+            stage2_samples.filter(pc.invert(is_harmful)),
+            fraction,
+            settings.active().seed,
+            threshold,
         )
         context.log.info(f"train={train.num_rows} eval={evals.num_rows} (eval fraction {fraction})")
         for name, table in (("train_split", train), ("eval_split", evals)):
@@ -96,4 +202,64 @@ def build():
                 },
             )
 
-    return [cb_shards, cb_split]
+    @asset(
+        group_name="circuit_breaker",
+        kinds={"json", "file"},
+        owners=[OWNER],
+        description="The stage-2 files: harmful/<source>.jsonl, retain/<source>.jsonl, "
+        "stage2/train.jsonl, stage2/eval.jsonl, validation_report.json, stats.json and a manifest; "
+        "written only when every gate upstream passed.",
+    )
+    def stage2_files(
+        context: AssetExecutionContext,
+        harmful_shard: pa.Table,
+        retain_shard: pa.Table,
+        stage2_samples: pa.Table,
+        validation_report: pa.Table,
+        train_split: pa.Table,
+        eval_split: pa.Table,
+        settings: BuildConfig,
+    ) -> pa.Table:
+        build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+        report = stage2.validation_summary(validation_report, stage2_samples.num_rows)
+        report["errors_list"] = validation_report.to_pylist()
+        body = stage2.stats(stage2_samples)
+        body["train"], body["eval"] = train_split.num_rows, eval_split.num_rows
+        manifest = stage2.write_files(
+            settings.storage(),
+            build_id,
+            harmful_shard,
+            retain_shard,
+            train_split,
+            eval_split,
+            report,
+            body,
+        )
+        storage = settings.storage()
+        context.add_output_metadata(
+            {
+                "build_id": build_id,
+                "path": MetadataValue.path(storage.uri(stage2.STAGE2_ROOT, build_id)),
+                "files": MetadataValue.md(
+                    "| file | rows | sha256 |\n|---|---|---|\n"
+                    + "\n".join(
+                        f"| {f['path']} | {f['rows']} | `{f['sha256'][:16]}` |"
+                        for f in manifest["files"]
+                    )
+                ),
+            }
+        )
+        return pa.Table.from_pylist(
+            [{"build_id": build_id, **f} for f in manifest["files"]],
+            schema=pa.schema(
+                [
+                    ("build_id", pa.string()),
+                    ("path", pa.string()),
+                    ("rows", pa.int64()),
+                    ("bytes", pa.int64()),
+                    ("sha256", pa.string()),
+                ]
+            ),
+        )
+
+    return [cb_shards, stage2_samples, stage2_stats, validation_report, cb_split, stage2_files]

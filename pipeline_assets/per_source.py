@@ -21,6 +21,11 @@ class GenerationRunConfig(Config):
         default=["target"],
         description="Generation configs of the active profile (e.g. target, direct, teacher); each answers every prompt-only row",
     )
+    attack_roles: list[str] = Field(
+        default=["adversarial_safe"],
+        description="Attack sources only: configs (answers: attacks) that answer the attack prompts "
+        "anew with the tools attached; their safe answers are the adversarial-safe retain samples",
+    )
     chunk_size: int = Field(
         default=256, description="Results per durable checkpoint in the request cache"
     )
@@ -75,6 +80,17 @@ def build(partitions: PartitionsDefinition, generation_op_tags: dict | None = No
         llm: LLMResource,
     ) -> pa.Table:
         configs = generation_configs(settings, config.roles)
+        if "attack" in settings.source(context.partition_key).roles:
+            available = settings.active().generation.get("configs", {})
+            missing = [r for r in config.attack_roles if r not in available]
+            if missing:
+                context.log.warning(
+                    f"{context.partition_key}: profile '{settings.profile}' has no config {missing}: "
+                    "attack prompts are not answered anew (no adversarial-safe samples from this source)"
+                )
+            configs += generation_configs(
+                settings, [r for r in config.attack_roles if r in available]
+            )
         out, stats = generate(
             raw_samples,
             configs,

@@ -29,6 +29,11 @@ PII_PATTERNS: dict[str, str] = {
 }
 
 
+# The whole conversation for exact-duplicate detection: roles, text and tool calls of every turn (two
+# agent runs that end alike but differ in a tool output are different samples).
+# (Whitespace around each turn's text does not count: the separators are spaced, and runs collapse.)
+DEDUP_TEXT = "array_to_string(list_transform(messages, lambda m: concat_ws(' ', m.role, m.content, m.tool_calls)), ' ' || chr(30) || ' ')"
+
 # Every turn of the conversation, tool-call arguments included (prompt and response are views of it).
 CONVERSATION_TEXT = "array_to_string(list_transform(messages, lambda m: coalesce(m.content, '') || ' ' || coalesce(m.tool_calls, '')), chr(10))"
 
@@ -155,7 +160,7 @@ def _patch_messages(original: pa.ChunkedArray, scrubbed: pa.ChunkedArray) -> pa.
 
 class Auditor:
     """The audit as a stream: ``feed`` one batch of labelled rows at a time, get the audited rows
-    back. Exact duplicates (same normalised prompt and response) are dropped against everything fed
+    back. Exact duplicates (same normalised conversation: every turn) are dropped against everything fed
     so far: the hashes seen live in a DuckDB table, not in Python objects, so memory is bounded by
     the batch size plus 64 bytes a distinct row. ``stats`` sums the batches.
 
@@ -172,8 +177,8 @@ class Auditor:
         self.by_type = dict.fromkeys(PII_PATTERNS, 0)
         self._keep_sql = f"""
         SELECT min(__pos) AS __pos, h.content_hash, any_value(prompt_hash) AS prompt_hash FROM (
-          SELECT __pos, sha256(np || chr(31) || nr) AS content_hash, sha256(np) AS prompt_hash
-          FROM (SELECT __pos, {_norm("prompt")} AS np, {_norm("response")} AS nr FROM batch)
+          SELECT __pos, sha256(nc) AS content_hash, sha256(np) AS prompt_hash
+          FROM (SELECT __pos, {_norm("prompt")} AS np, {_norm(DEDUP_TEXT)} AS nc FROM batch)
         ) h
         ANTI JOIN seen USING (content_hash)
         GROUP BY h.content_hash
@@ -208,7 +213,7 @@ class Auditor:
         duck.register(
             self.con,
             "batch",
-            batch.select(["prompt", "response"]).append_column(
+            batch.select(["prompt", "messages"]).append_column(
                 "__pos", pa.array(range(n), pa.int64())
             ),
         )
@@ -265,7 +270,7 @@ class Auditor:
 def audit(
     table: pa.Table, scrub: bool = True, batch_rows: int = 100_000
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """Drop exact duplicates (same normalised prompt and response; the first occurrence stays), count
+    """Drop exact duplicates (same normalised conversation; the first occurrence stays), count
     PII by type, score toxicity, scrub PII. Runs the ``Auditor`` stream over ``batch_rows`` slices."""
     auditor = Auditor(scrub=scrub)
     parts = [auditor.feed(table.slice(i, batch_rows)) for i in range(0, table.num_rows, batch_rows)]

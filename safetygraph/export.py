@@ -46,7 +46,7 @@ def _nested_sql(table: pa.Table) -> str:
                   confidence := label_confidence, rationale := label_rationale, judge := judge) AS labels,
       struct_pack(content_hash := content_hash, prompt_hash := prompt_hash, pii_types := pii_types,
                   pii_count := pii_count, toxicity := toxicity) AS audit,
-      {opt("split")}, {opt("cb_class")}, {opt("is_adversarial_safe")}
+      {opt("split")}, {opt("cb_class")}, {opt("cb_kind")}, {opt("is_adversarial_safe")}
     FROM t ORDER BY id
     """
 

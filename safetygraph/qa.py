@@ -56,7 +56,9 @@ def compute_metrics(
           avg(label_confidence),
           avg((label_confidence < {float(t["confidence_floor"])})::INT),
           coalesce(sum((cb_class = 'retain')::INT) / nullif(sum((cb_class = 'harmful')::INT), 0), 0),
-          coalesce(avg(CASE WHEN cb_class = 'retain' THEN (label_outcome = 'COMPLY.UNSAFE')::INT END), 0)
+          -- attack samples are judged by their action (stage2.py), not by the text judge's outcome
+          coalesce(avg(CASE WHEN cb_class = 'retain' AND cb_kind NOT IN ('adversarial_safe', 'attack_resisted')
+                            THEN (label_outcome = 'COMPLY.UNSAFE')::INT END), 0)
         FROM a
         """,
     )
@@ -90,7 +92,7 @@ def compute_metrics(
         Metric("safety", "retain:harmful ratio (Dr:Ds)", float(ratio), ">=", float(ratio_min)),
         Metric(
             "safety",
-            "COMPLY.UNSAFE share in retain",
+            "COMPLY.UNSAFE share in retain (attack samples aside)",
             float(unsafe_retain),
             "<=",
             float(t["max_unsafe_in_retain"]),

@@ -73,6 +73,7 @@ AUDITED_SCHEMA = pa.schema(RAW_FIELDS + GENERATION_FIELDS + LABEL_FIELDS + AUDIT
 
 SHARD_FIELDS: list[pa.Field] = [
     pa.field("cb_class", pa.string(), nullable=False),  # "harmful" (Ds) or "retain" (Dr)
+    pa.field("cb_kind", pa.string(), nullable=False),  # why: see safetygraph/stage2.py
     pa.field("is_adversarial_safe", pa.bool_(), nullable=False),
 ]
 SHARD_SCHEMA = pa.schema(list(AUDITED_SCHEMA) + SHARD_FIELDS)

@@ -47,10 +47,19 @@ ROLE_TAGS = (
     "dialogue",
 )
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+# Builders that make a conversation out of a structured record (instead of a column mapping).
+BUILDERS = ("tau2_trace",)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGISTRY = REPO_ROOT / "config" / "sources.yaml"
 DEFAULT_PROFILES = REPO_ROOT / "config" / "profiles.yaml"
+
+
+def resolve_repo_path(value: str) -> str:
+    """A path relative to the repository root when it names one that exists there; otherwise the
+    value unchanged (an absolute path, a URI or a Hugging Face repo id)."""
+    candidate = REPO_ROOT / value
+    return str(candidate) if not Path(value).is_absolute() and candidate.exists() else value
 
 
 class RegistryError(ValueError):
@@ -91,6 +100,11 @@ class SourceSpec:
     response_meta: dict[str, str] = field(default_factory=dict)
     description: str = ""
     token_env: str | None = None  # env var holding an HF token for gated datasets
+    # Attack sources: where a row says whether the attack succeeded (paths into the row, first
+    # non-null wins; true = the agent was compromised). AgentDojo keeps "security" at the top level
+    # or under "metadata" depending on the version.
+    attack_outcome: tuple[str, ...] = ()
+    builder: str | None = None  # one of BUILDERS
     base_dir: Path = REPO_ROOT
 
     @property
@@ -179,6 +193,14 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
             benign=tuple(str(v) for v in spec.get("benign", ())),
             borderline=tuple(str(v) for v in spec.get("borderline", ())),
         )
+    builder = entry.get("builder")
+    if builder is not None and builder not in BUILDERS:
+        raise _err(where, f"builder {builder!r} is unknown; use one of {', '.join(BUILDERS)}")
+    outcome = entry.get("attack_outcome") or ()
+    if isinstance(outcome, str):
+        outcome = (outcome,)
+    if outcome and "attack" not in roles:
+        raise _err(where, "attack_outcome is only read for sources with the role 'attack'")
     row_limit = entry.get("row_limit")
     if row_limit is not None and (not isinstance(row_limit, int) or row_limit <= 0):
         raise _err(where, f"row_limit {row_limit!r} must be a positive integer or null")
@@ -197,6 +219,8 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
         response_meta=dict(entry.get("response_meta") or {}),
         description=str(entry.get("description", "")),
         token_env=entry.get("token_env"),
+        attack_outcome=tuple(str(x) for x in outcome),
+        builder=builder,
         base_dir=base_dir,
     )
 
@@ -249,6 +273,8 @@ def _spec_to_entry(spec: SourceSpec) -> dict[str, Any]:
         "response_meta": spec.response_meta,
         "description": spec.description,
         "token_env": spec.token_env,
+        "attack_outcome": list(spec.attack_outcome),
+        "builder": spec.builder,
     }
     if spec.label:
         entry["label"] = {

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from safetygraph.judge import COMPLY_STYLES, OUTCOMES, REFUSAL_STYLES
 from safetygraph.records import MESSAGE_ROLES, SPLIT_SCHEMA
+from safetygraph.stage2 import HARMFUL_KINDS, RETAIN_KINDS
 
 # Flat table columns -> nested record groups (as the export writes them).
 GROUPS: dict[str, dict[str, str]] = {
@@ -55,10 +56,11 @@ ENUMS = {
     "label_outcome": list(OUTCOMES),
     "label_style": list(REFUSAL_STYLES + COMPLY_STYLES),
     "cb_class": ["harmful", "retain"],
+    "cb_kind": list(HARMFUL_KINDS + RETAIN_KINDS),
     "split": ["train", "eval"],
 }
 # Exported only for rows that went through generation / the circuit-breaker split.
-OPTIONAL_TOP = {"split", "cb_class", "is_adversarial_safe"}
+OPTIONAL_TOP = {"split", "cb_class", "cb_kind", "is_adversarial_safe"}
 NOT_EXPORTED = {"generation_error"}
 
 

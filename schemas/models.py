@@ -14,6 +14,7 @@ from pandera.typing import Series
 
 from safetygraph.judge import COMPLY_STYLES, OUTCOMES, REFUSAL_STYLES
 from safetygraph.records import MESSAGE_ROLES
+from safetygraph.stage2 import HARMFUL_KINDS, RETAIN_KINDS
 
 VALIDATE_BATCH_ROWS = 50_000
 
@@ -113,6 +114,7 @@ class AuditedRecord(LabeledRecord):
 
 class ShardRecord(AuditedRecord):
     cb_class: Series[str] = pa.Field(isin=["harmful", "retain"])
+    cb_kind: Series[str] = pa.Field(isin=list(HARMFUL_KINDS + RETAIN_KINDS))
     is_adversarial_safe: Series[bool] = pa.Field(nullable=False)
 
 

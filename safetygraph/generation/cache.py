@@ -30,6 +30,7 @@ CACHE_SCHEMA = pa.schema(
         ("params", pa.string()),
         ("messages", pa.string()),
         ("response", pa.string()),
+        ("tool_calls", pa.string()),  # absent from older chunks: read as null
         ("error", pa.string()),
         ("error_kind", pa.string()),
         ("tokens_in", pa.int64()),
@@ -69,6 +70,7 @@ class RequestCache:
         cols = [
             "request_hash",
             "response",
+            "tool_calls",
             "error",
             "error_kind",
             "tokens_in",
@@ -80,6 +82,7 @@ class RequestCache:
         for row in table.to_pylist():  # only the hits, newest last
             out[row["request_hash"]] = Result(
                 text=row["response"],
+                tool_calls=row["tool_calls"],
                 error=row["error"],
                 error_kind=row["error_kind"],
                 tokens_in=row["tokens_in"] or 0,
@@ -101,6 +104,7 @@ class RequestCache:
                     "params": canonical_json(req.params),
                     "messages": canonical_json(req.messages),
                     "response": res.text,
+                    "tool_calls": res.tool_calls,
                     "error": res.error,
                     "error_kind": res.error_kind,
                     "tokens_in": res.tokens_in,

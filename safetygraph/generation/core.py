@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
@@ -9,6 +10,7 @@ from typing import Any, Protocol
 from ..records import canonical_json, sha256_hex
 
 BACKENDS = ("replay", "openai", "transformers", "vllm")
+ANSWERS = ("prompts", "attacks")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class GenerationConfig:
     # structured output: a JSON schema the answer must follow (response_format for OpenAI-compatible
     # servers, guided decoding for vLLM); part of the request, so part of its hash
     json_schema: dict | None = field(default=None, hash=False, compare=False)
+    # which rows this config answers: "prompts" (rows without a response) or "attacks" (rows of an
+    # attack source: the conversation up to the agent's final turn, with the tool schemas attached,
+    # answered anew; adversarial-safe candidates for the circuit breaker's retain set)
+    answers: str = "prompts"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -46,6 +52,10 @@ class GenerationConfig:
             )
         if self.samples < 1:
             raise ValueError(f"generation config '{self.role}': samples must be >= 1")
+        if self.answers not in ANSWERS:
+            raise ValueError(
+                f"generation config '{self.role}': answers '{self.answers}' is not one of {ANSWERS}"
+            )
 
     def params(self, sample: int = 0) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -82,11 +92,43 @@ class GenerationConfig:
 def request_messages(
     messages: Sequence[dict[str, Any]], system_prompt: str | None
 ) -> list[dict[str, Any]]:
-    """The chat messages sent for a conversation: its turns without null fields, system prompt first."""
-    out = [{k: v for k, v in m.items() if v is not None} for m in messages]
+    """The chat messages sent for a conversation, in the OpenAI chat format: its turns without null
+    fields (tool calls as ``{id, type, function: {name, arguments}}``), system prompt first."""
+    out = [_openai_message(m) for m in messages]
     if system_prompt and not (out and out[0]["role"] == "system"):
         out.insert(0, {"role": "system", "content": system_prompt})
     return out
+
+
+def _openai_message(m: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in m.items() if v is not None}
+    calls = out.get("tool_calls")
+    if isinstance(calls, str):
+        out["tool_calls"] = [
+            {
+                "id": c.get("id"),
+                "type": "function",
+                "function": {"name": c.get("name"), "arguments": c.get("arguments")},
+            }
+            for c in json.loads(calls)
+        ]
+    return out
+
+
+def tool_calls_json(calls: Sequence[dict[str, Any]] | None) -> str | None:
+    """OpenAI-format tool calls as the canonical ``messages.tool_calls`` string (None if none)."""
+    if not calls:
+        return None
+    return canonical_json(
+        [
+            {
+                "id": c.get("id"),
+                "name": (c.get("function") or {}).get("name"),
+                "arguments": (c.get("function") or {}).get("arguments"),
+            }
+            for c in calls
+        ]
+    )
 
 
 def request_hash(model: str, params: dict[str, Any], messages: Sequence[dict[str, Any]]) -> str:
@@ -106,6 +148,7 @@ class Request:
 @dataclass
 class Result:
     text: str | None = None
+    tool_calls: str | None = None  # canonical JSON list of {id, name, arguments}, as in messages
     error: str | None = None
     error_kind: str | None = None  # http_4xx, retries_exhausted, replay_missing, backend
     tokens_in: int = 0

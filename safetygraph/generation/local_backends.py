@@ -13,7 +13,8 @@ from .core import GenerationConfig, Request, Result
 
 
 class ReplayBackend:
-    """Answers from recordings: JSONL files of ``{"request_hash": ..., "response": ...}``."""
+    """Answers from recordings: JSONL files of ``{"request_hash": ..., "response": ...}``, with an
+    optional ``tool_calls`` (the canonical JSON list of ``{id, name, arguments}``)."""
 
     name = "replay"
 
@@ -31,19 +32,24 @@ class ReplayBackend:
         con = duck.connect(wanted=wanted)
         if self.recordings:
             con.execute(
-                "CREATE TABLE rec AS SELECT request_hash, any_value(response) AS response "
-                "FROM read_json(?, format='newline_delimited', columns={request_hash: 'VARCHAR', response: 'VARCHAR'}) "
+                "CREATE TABLE rec AS SELECT request_hash, any_value(response) AS response, "
+                "any_value(tool_calls) AS tool_calls "
+                "FROM read_json(?, format='newline_delimited', union_by_name=true, "
+                "columns={request_hash: 'VARCHAR', response: 'VARCHAR', tool_calls: 'VARCHAR'}) "
                 "GROUP BY request_hash",
                 [self.recordings],
             )
         else:
-            con.execute("CREATE TABLE rec (request_hash VARCHAR, response VARCHAR)")
+            con.execute(
+                "CREATE TABLE rec (request_hash VARCHAR, response VARCHAR, tool_calls VARCHAR)"
+            )
         found = duck.query(
             con,
-            "SELECT w.pos, r.response FROM wanted w LEFT JOIN rec r USING (request_hash) ORDER BY w.pos",
+            "SELECT w.pos, r.response, r.tool_calls FROM wanted w LEFT JOIN rec r USING (request_hash) ORDER BY w.pos",
         )
+        calls = found.column("tool_calls").to_pylist()
         yield [
-            (i, Result(text=t))
+            (i, Result(text=t, tool_calls=calls[i]))
             if t is not None
             else (
                 i,
@@ -97,8 +103,14 @@ class TransformersBackend:
         for start in range(0, len(requests), self.batch_size):
             batch = requests[start : start + self.batch_size]
             params = batch[0].params or config.params()
+            # tool schemas (attack configs) go to the chat template; tool calls stay in the text
             prompts = [
-                tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
+                tok.apply_chat_template(
+                    r.messages,
+                    tools=(r.params or {}).get("tools"),
+                    tokenize=False,
+                    add_generation_prompt=True,
+                )
                 for r in batch
             ]
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
@@ -181,7 +193,14 @@ class VLLMBackend:
                 schema = p["response_format"]["json_schema"]["schema"]
                 kwargs["guided_decoding"] = GuidedDecodingParams(json=schema)
             sampling = SamplingParams(**kwargs)
-            outputs = llm.chat([r.messages for r in batch], sampling, use_tqdm=False)
+            tools = [(r.params or {}).get("tools") for r in batch]
+            if any(tools):  # llm.chat takes one tool list a call: one call per request
+                outputs = [
+                    llm.chat([r.messages], sampling, use_tqdm=False, tools=t)[0]
+                    for r, t in zip(batch, tools, strict=True)
+                ]
+            else:
+                outputs = llm.chat([r.messages for r in batch], sampling, use_tqdm=False)
             yield [
                 (
                     start + j,

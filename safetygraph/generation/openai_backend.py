@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .core import GenerationConfig, Request, Result
+from .core import GenerationConfig, Request, Result, tool_calls_json
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -218,13 +218,18 @@ class OpenAIBackend:
                         )
                     try:
                         payload = json.loads(raw)
-                        content = payload["choices"][0]["message"]["content"]
+                        message = payload["choices"][0]["message"]
+                        content = message.get("content")
+                        calls = tool_calls_json(message.get("tool_calls"))
+                        if content is None and calls is not None:
+                            content = ""
                     except (
                         json.JSONDecodeError,
                         UnicodeDecodeError,
                         KeyError,
                         IndexError,
                         TypeError,
+                        AttributeError,
                     ) as exc:
                         raise _Retryable(f"malformed response body ({type(exc).__name__})") from exc
                     if not isinstance(content, str):
@@ -232,6 +237,7 @@ class OpenAIBackend:
                     usage = payload.get("usage") or {}
                     return Result(
                         text=content,
+                        tool_calls=calls,
                         tokens_in=int(usage.get("prompt_tokens") or 0),
                         tokens_out=int(usage.get("completion_tokens") or 0),
                     )

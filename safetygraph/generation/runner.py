@@ -82,34 +82,52 @@ def generate(
 ) -> tuple[pa.Table, GenerationStats]:
     """Rows with a response pass through; every other row is answered by each config (and sample).
 
-    The first config's first sample keeps the row's id; other (config, sample) answers get ids
-    derived from it, so each stays stable across runs.
+    Configs with ``answers: attacks`` answer the rows of attack sources instead (tag ``attack``):
+    the conversation up to the agent's final turn, with the row's tool schemas attached; each answer
+    is a new row (the attack row itself passes through).
+
+    The first prompt config's first sample keeps the row's id; other (config, sample) answers get
+    ids derived from it, so each stays stable across runs.
     """
     if not configs:
         raise ValueError("generate() needs at least one generation config")
     stats = GenerationStats(rows_in=table.num_rows)
     rows = table.to_pylist()
     need = [i for i, r in enumerate(rows) if r["response"] is None]
+    attacks = [
+        i
+        for i, r in enumerate(rows)
+        if "attack" in (r["tags"] or [])
+        and len(r["messages"]) > 1
+        and r["messages"][-1]["role"] == "assistant"
+    ]
     stats.passed_through = table.num_rows - len(need)
+    first = next((c for c in configs if c.answers == "prompts"), None)
 
-    # (row, config, sample) -> request; identical requests are sent once
-    plan: list[tuple[int, GenerationConfig, int, Request]] = []
+    # (row, config, sample, request, conversation answered); identical requests are sent once
+    plan: list[tuple[int, GenerationConfig, int, Request, list]] = []
     for config in configs:
         for sample in range(config.samples):
-            params = config.params(sample)
-            for i in need:
-                msgs = request_messages(rows[i]["messages"], config.system_prompt)
+            for i in need if config.answers == "prompts" else attacks:
+                base = (
+                    rows[i]["messages"] if config.answers == "prompts" else rows[i]["messages"][:-1]
+                )
+                params = config.params(sample)
+                if config.answers == "attacks" and rows[i]["tools"]:
+                    params["tools"] = json.loads(rows[i]["tools"])
+                msgs = request_messages(base, config.system_prompt)
                 plan.append(
                     (
                         i,
                         config,
                         sample,
                         Request(request_hash(config.model, params, msgs), msgs, params),
+                        base,
                     )
                 )
     stats.requests = len(plan)
     unique: dict[str, tuple[GenerationConfig, int, Request]] = {}
-    for _, config, sample, req in plan:
+    for _, config, sample, req, _ in plan:
         unique.setdefault(req.request_hash, (config, sample, req))
     stats.unique_requests = len(unique)
 
@@ -144,7 +162,7 @@ def generate(
             stats.chunks_written += 1
     stats.seconds = time.perf_counter() - started
 
-    by_row: dict[int, list[tuple[int, GenerationConfig, int, Request]]] = {}
+    by_row: dict[int, list[tuple[int, GenerationConfig, int, Request, list]]] = {}
     for entry in plan:
         by_row.setdefault(entry[0], []).append(entry)
     out: list[dict[str, Any]] = []
@@ -159,13 +177,18 @@ def generate(
                     "generation_backend": "source",
                 }
             )
-            continue
-        for _, config, sample, req in by_row.get(i, []):
+        for _, config, sample, req, base in by_row.get(i, []):
             res = results[req.request_hash]
             row = dict(r)
-            if not (config is configs[0] and sample == 0):
+            if not (config is first and sample == 0):
                 row["id"] = _derived_id(r["id"], config.role, sample)
+            if (
+                config.answers == "attacks"
+            ):  # the shard step finds adversarial-safe candidates by it
+                row["tags"] = [*(r["tags"] or []), "adversarial_candidate"]
             row.update(
+                response=None,
+                messages=base,
                 generation_model=config.model,
                 generation_backend=config.backend,
                 generation_role=config.role,
@@ -173,13 +196,15 @@ def generate(
                 request_hash=req.request_hash,
             )
             if res.ok:
-                row["response"] = res.text
+                row["response"] = res.text or (
+                    f"[tool_calls] {res.tool_calls}" if res.tool_calls else ""
+                )
                 row["messages"] = [
-                    *r["messages"],
+                    *base,
                     {
                         "role": "assistant",
-                        "content": res.text,
-                        "tool_calls": None,
+                        "content": res.text if (res.text or not res.tool_calls) else None,
+                        "tool_calls": res.tool_calls,
                         "tool_call_id": None,
                         "name": None,
                     },
