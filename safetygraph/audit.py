@@ -32,7 +32,8 @@ PII_PATTERNS: dict[str, str] = {
 # The whole conversation for exact-duplicate detection: roles, text and tool calls of every turn (two
 # agent runs that end alike but differ in a tool output are different samples).
 # (Whitespace around each turn's text does not count: the separators are spaced, and runs collapse.)
-DEDUP_TEXT = "array_to_string(list_transform(messages, lambda m: concat_ws(' ', m.role, m.content, m.tool_calls)), ' ' || chr(30) || ' ')"
+# The response view is appended too, for tables whose messages do not carry the answer turn.
+DEDUP_TEXT = "array_to_string(list_transform(messages, lambda m: concat_ws(' ', m.role, m.content, m.tool_calls)), ' ' || chr(30) || ' ') || ' ' || chr(31) || ' ' || coalesce(response, '')"
 
 # Every turn of the conversation, tool-call arguments included (prompt and response are views of it).
 CONVERSATION_TEXT = "array_to_string(list_transform(messages, lambda m: coalesce(m.content, '') || ' ' || coalesce(m.tool_calls, '')), chr(10))"
@@ -213,7 +214,7 @@ class Auditor:
         duck.register(
             self.con,
             "batch",
-            batch.select(["prompt", "messages"]).append_column(
+            batch.select(["prompt", "response", "messages"]).append_column(
                 "__pos", pa.array(range(n), pa.int64())
             ),
         )

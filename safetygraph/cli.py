@@ -105,6 +105,13 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
         for f in manifest["files"]:
             rows = f"{f['rows']} rows" if f["rows"] is not None else ""
             print(f"  {f['path']:<28} {rows:>12}  sha256 {f['sha256'][:16]}…")
+    if result.success and storage.exists("circuit_breaker", "LATEST"):
+        build_id = storage.read_bytes("circuit_breaker", "LATEST").decode()
+        manifest = json.loads(storage.read_bytes("circuit_breaker", build_id, "manifest.json"))
+        print(f"\ncircuit-breaker stage 2: {storage.uri('circuit_breaker', build_id)}")
+        for f in manifest["files"]:
+            rows = f"{f['rows']} rows" if f["path"].endswith(".jsonl") else ""
+            print(f"  {f['path']:<36} {rows:>12}  sha256 {f['sha256'][:16]}…")
     print(
         f"\n{'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f}s; runs recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
     )

@@ -1,4 +1,5 @@
-"""Cross-source datasets: the merged refusal dataset, circuit-breaker shards and the train/eval split.
+"""Cross-source datasets: the merged refusal dataset and the leak-free train/eval split (the
+circuit-breaker shards themselves are in stage2.py).
 
 All set-wise in DuckDB over Arrow tables.
 """
@@ -72,30 +73,6 @@ def dataset_info(table: pa.Table) -> dict[str, Any]:
         "response_refusal": int(flags[3] or 0),
         "mean_confidence": float(flags[4]) if flags[4] is not None else None,
     }
-
-
-def circuit_breaker_shards(table: pa.Table) -> tuple[pa.Table, pa.Table, int]:
-    """(harmful Ds, retain Dr, over-refusals left out).
-
-    Ds are responses that comply with a harmful request. Dr is the behaviour to keep: benign
-    requests answered and harmful ones refused. A refusal of a benign request (over-refusal) is
-    in neither shard. A retain row is adversarial-safe when it refuses an attack prompt.
-    """
-    con = duck.connect(t=table)
-    sql = (
-        "SELECT *, CASE WHEN response_harmful THEN 'harmful' ELSE 'retain' END AS cb_class, "
-        "(NOT response_harmful AND response_refusal AND list_contains(tags, 'attack')) AS is_adversarial_safe "
-        "FROM t WHERE response IS NOT NULL AND {cond}"
-    )
-    harmful = duck.query(con, sql.format(cond="response_harmful"))
-    retain = duck.query(
-        con,
-        sql.format(cond="NOT response_harmful AND NOT (response_refusal AND NOT prompt_harmful)"),
-    )
-    over_refusals = duck.one(
-        con, "SELECT count(*) FROM t WHERE response_refusal AND NOT prompt_harmful"
-    )[0]
-    return conform(harmful, SHARD_SCHEMA), conform(retain, SHARD_SCHEMA), int(over_refusals)
 
 
 def _distinct_prompts(*tables: pa.Table) -> pa.Table:

@@ -215,15 +215,15 @@ def validate(table: pa.Table) -> pa.Table:
         ),
         r4 AS (
           SELECT id, source, 'R4', i, 'tool calls are not a JSON list' FROM c
-          WHERE NOT coalesce(json_valid(calls) AND json_type(calls) = 'ARRAY', FALSE)
+          WHERE NOT CASE WHEN json_valid(calls) THEN json_type(calls) = 'ARRAY' ELSE FALSE END
           UNION ALL
           SELECT id, source, 'R4', i, 'arguments of ' || coalesce(name, '?') || ' are not a JSON object: ' || left(coalesce(args, 'null'), 80)
           FROM (
             SELECT id, source, i, unnest(json_extract_string(calls, '$[*].name')) AS name,
                    unnest(json_extract_string(calls, '$[*].arguments')) AS args
-            FROM c WHERE json_valid(calls) AND json_type(calls) = 'ARRAY'
+            FROM c WHERE CASE WHEN json_valid(calls) THEN json_type(calls) = 'ARRAY' ELSE FALSE END
           )
-          WHERE NOT coalesce(json_valid(args) AND json_type(args) = 'OBJECT', FALSE)
+          WHERE NOT CASE WHEN json_valid(args) THEN json_type(args) = 'OBJECT' ELSE FALSE END
         ),
         r3 AS (
           SELECT id, source, 'R3', i,
@@ -232,10 +232,10 @@ def validate(table: pa.Table) -> pa.Table:
                       ELSE 'calls ' || coalesce(name, '?') || ', which the sample does not declare' END
           FROM (
             SELECT id, source, tools, i, unnest(json_extract_string(calls, '$[*].name')) AS name
-            FROM c WHERE json_valid(calls) AND json_type(calls) = 'ARRAY'
+            FROM c WHERE CASE WHEN json_valid(calls) THEN json_type(calls) = 'ARRAY' ELSE FALSE END
           )
-          WHERE tools IS NULL OR NOT json_valid(tools)
-             OR NOT list_contains(json_extract_string(tools, '$[*].function.name'), name)
+          WHERE CASE WHEN tools IS NULL OR NOT json_valid(tools) THEN TRUE
+                     ELSE NOT list_contains(json_extract_string(tools, '$[*].function.name'), name) END
         ),
         r5 AS (
           SELECT id, any_value(source), 'R5', NULL::BIGINT, 'id used by ' || count(*) || ' samples'

@@ -37,6 +37,7 @@ def write_registry(
         "test": {
             "sources": [s["name"] for s in sources],
             "thresholds": {**demo["thresholds"], **(thresholds or {})},
+            "generation": demo.get("generation", {}),
         },
     }
     body.update(profiles or {})
@@ -54,6 +55,7 @@ def demo_sources_copy(folder: Path) -> list[dict]:
     for e in entries:
         if e["name"].startswith("demo_"):
             e = dict(e)
-            e["location"] = {"path": str(samples / Path(e["location"]["path"]).name)}
+            rel = Path(e["location"]["path"]).relative_to("../sample_data")
+            e["location"] = {"path": str(samples / rel)}
             out.append(e)
     return out

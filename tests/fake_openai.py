@@ -30,7 +30,7 @@ class FakeOpenAI:
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.hard_errors = hard_errors or set()
         self.latency_s, self.slow_s = latency_s, slow_s
-        self.responder = responder  # body -> content; default "echo: <last user message>"
+        self.responder = responder  # body -> content or message dict; default "echo: <last user>"
         self.bodies: list[dict] = []
         self.calls: Counter[str] = Counter()
         self.completions: Counter[str] = Counter()
@@ -68,9 +68,11 @@ class FakeOpenAI:
                 if fault == "malformed":
                     return self._send(200, b'{"choices": [{"message": ')
                 time.sleep(outer.slow_s if fault == "slow" else outer.latency_s)
-                content = outer.responder(body) if outer.responder else f"echo: {prompt}"
+                reply = outer.responder(body) if outer.responder else f"echo: {prompt}"
+                # a responder may return the message itself (content and tool_calls)
+                message = reply if isinstance(reply, dict) else {"content": reply}
                 answer = {
-                    "choices": [{"message": {"role": "assistant", "content": content}}],
+                    "choices": [{"message": {"role": "assistant", **message}}],
                     "usage": {"prompt_tokens": 3, "completion_tokens": 2},
                 }
                 try:

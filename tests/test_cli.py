@@ -32,9 +32,11 @@ def test_safetygraph_demo_builds_and_prints_the_export(tmp_path: Path):
         "demo_pairs",
         "demo_agentic",
         "demo_attacks",
+        "demo_agentdojo",
     ):
         assert f"[{source}] ok: 5 assets materialized, 9/9 checks passed" in out
-    assert "[datasets] ok: 9 assets materialized" in out and "23/23 checks passed" in out
+    assert "[datasets] ok: 13 assets materialized" in out and "29/29 checks passed" in out
+    assert "circuit-breaker stage 2: " in out and "stage2/train.jsonl" in out
     manifest_line = next(line for line in out.splitlines() if line.startswith("manifest: "))
     manifest = json.loads(Path(manifest_line.split(": ", 1)[1]).read_text())
     assert {f["path"] for f in manifest["files"]} >= {

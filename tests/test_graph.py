@@ -65,8 +65,13 @@ def test_graph_shape_guards_training_data():
         assert check["partitioned"] == snap["assets"][name.split(":")[0]]["partitioned"], name
     # the export is downstream of every training-data gate
     for gate in (
-        "retain_shard:retain_harmful_ratio",
-        "retain_shard:adversarial_safe_count",
+        "stage2_samples:dr_ds_ratio",
+        "stage2_samples:adversarial_safe_count",
+        "stage2_samples:tools_carried",
+        "stage2_samples:tokenizer_preflight",
+        "stage2_samples:stage2_samples_unique_ids",
+        "validation_report:no_validation_errors",
+        "harmful_shard:attack_outcome_recorded",
         "eval_split:no_train_eval_leakage",
         "train_split:train_split_min_rows",
         "qa_report:qa_thresholds",
@@ -78,6 +83,16 @@ def test_graph_shape_guards_training_data():
         "refusal_dataset",
         "train_split",
     ]
+    # the stage-2 files are written only downstream of the stage-2 gates
+    assert snap["assets"]["stage2_files"]["deps"] == [
+        "eval_split",
+        "harmful_shard",
+        "retain_shard",
+        "stage2_samples",
+        "train_split",
+        "validation_report",
+    ]
+    assert "validation_report" in snap["assets"]["train_split"]["deps"]
     assert AssetKey("export") in definitions.defs.resolve_asset_graph().get_all_asset_keys()
 
 

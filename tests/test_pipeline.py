@@ -27,11 +27,18 @@ DATASETS = [
     "harmful_shard",
     "retain_shard",
     "review_sample",
+    "stage2_samples",
+    "stage2_stats",
+    "validation_report",
     "train_split",
     "eval_split",
+    "stage2_files",
     "qa_report",
     "export",
 ]
+SHARDS = {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard", "review_sample"}
+STAGE2_GATES = SHARDS | {"stage2_samples"}  # a gate on stage2_samples skips all below it
+STAGE2 = STAGE2_GATES | {"stage2_stats", "validation_report"}
 
 
 class Build:
@@ -110,7 +117,7 @@ def test_demo_materializes_every_asset_and_passes_every_check(demo):
     assert result.success
     assert materialized(result) == set(DATASETS)
     checks = check_results(result)
-    assert all(checks.values()) and len(checks) == 23
+    assert all(checks.values()) and len(checks) == 29
     storage = Storage(build.base)
     build_id = storage.read_bytes("exports", "LATEST").decode()
     assert verify_export(storage, build_id) == []
@@ -212,7 +219,7 @@ def test_quarantine_rate_blocks_the_source_and_the_merge_reports_it(tmp_path):
             .column("source")
             .to_pylist()
         )
-        assert "crafted_bad" not in merged_sources and len(merged_sources) == 5
+        assert "crafted_bad" not in merged_sources and len(merged_sources) == 6
 
 
 def test_empty_source_fails_min_rows_and_unanswered_prompts_fail_generation(tmp_path):
@@ -275,51 +282,24 @@ def test_missing_source_file_fails_with_one_clear_message(tmp_path):
             "refusal_dataset:refusal_dataset_min_rows",
             {"judge_quality", "refusal_dataset"},
         ),
-        (
-            {"harmful_min": 10**6},
-            "harmful_shard:harmful_shard_min_rows",
-            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard", "review_sample"},
-        ),
-        (
-            {"retain_harmful_ratio_min": 100.0},
-            "retain_shard:retain_harmful_ratio",
-            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard", "review_sample"},
-        ),
-        (
-            {"adversarial_safe_min": 400},
-            "retain_shard:adversarial_safe_count",
-            {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard", "review_sample"},
-        ),
+        ({"harmful_min": 10**6}, "harmful_shard:harmful_shard_min_rows", SHARDS),
+        ({"retain_harmful_ratio_min": 100.0}, "stage2_samples:dr_ds_ratio", STAGE2_GATES),
+        ({"adversarial_safe_min": 400}, "stage2_samples:adversarial_safe_count", STAGE2_GATES),
+        ({"max_seq_length": 64}, "stage2_samples:tokenizer_preflight", STAGE2_GATES),
         (
             {"train_min": 5000},
             "train_split:train_split_min_rows",
-            {
-                "judge_quality",
-                "refusal_dataset",
-                "harmful_shard",
-                "retain_shard",
-                "train_split",
-                "eval_split",
-                "review_sample",
-            },
+            STAGE2 | {"train_split", "eval_split"},
         ),
         (
             {"eval_min": 10**6},
             "eval_split:eval_split_min_rows",
-            {
-                "judge_quality",
-                "refusal_dataset",
-                "harmful_shard",
-                "retain_shard",
-                "train_split",
-                "eval_split",
-                "review_sample",
-            },
+            STAGE2 | {"train_split", "eval_split"},
         ),
         (
             {"qa": {"min_mean_confidence": 0.99}},
             "qa_report:qa_thresholds",
-            set(DATASETS) - {"export"},
+            set(DATASETS) - {"export"},  # stage2_files is not downstream of the QA report
         ),
     ],
 )
@@ -387,6 +367,7 @@ def _split_rows(
                 "pii_count": 0,
                 "toxicity": 0.0,
                 "cb_class": "retain",
+                "cb_kind": "benign_answer",
                 "is_adversarial_safe": False,
                 "split": split,
             }

@@ -54,7 +54,9 @@ def test_do_not_answer_keeps_human_labels_per_model(shared_data):
 def test_tau2_scenarios_and_hh_transcripts(shared_data):
     reg = load_registry()
     airline = ingest(reg.source("tau2_airline", "shared")).table.to_pylist()
-    assert airline[0]["prompt"].startswith("You are Emma Kim.") and "EHGLP3" in airline[0]["prompt"]
+    # a trace: the customer's request (reason for call, then what they know), the agent's calls
+    assert airline[0]["prompt"].startswith("You want to cancel reservation EHGLP3")
+    assert "You are Emma Kim." in airline[0]["prompt"]
     assert airline[0]["category"] == "airline"
     hh = ingest(reg.source("hh_rlhf", "shared")).table.to_pylist()
     assert hh[0]["messages"][0]["role"] == "user" and hh[0]["response"]

@@ -1,0 +1,566 @@
+"""Circuit-breaker stage 2: shards, strict validation, tokenizer preflight, generation of
+adversarial-safe answers with tools, the real tau2 and XSTest files, and every gate blocking the
+files on crafted shortfalls under production thresholds."""
+
+import hashlib
+import json
+import random
+
+import pyarrow as pa
+import pytest
+import yaml
+from dagster import instance_for_test, materialize
+
+import definitions
+from resources import BuildConfig, LLMResource
+from safetygraph import stage2
+from safetygraph.audit import audit
+from safetygraph.demo_tokenizer import build as build_tokenizer
+from safetygraph.generation import GenerationConfig, generate
+from safetygraph.generation.openai_backend import OpenAIBackend
+from safetygraph.ingest import ingest
+from safetygraph.judge import HeuristicJudge
+from safetygraph.preflight import ChatTokenizer, preflight, template_messages
+from safetygraph.records import SHARD_SCHEMA, conform
+from safetygraph.registry import load_registry
+from safetygraph.storage import Storage, asset_parts
+from tests.conftest import REPO, write_registry
+from tests.fake_openai import FakeOpenAI
+
+DEMO_TOKENIZER = str(REPO / "sample_data" / "tokenizer")
+WORDS = [f"w{hashlib.sha256(str(i).encode()).hexdigest()[:6]}" for i in range(3000)]
+
+
+def msg(role, content=None, calls=None, call_id=None, name=None):
+    return {
+        "role": role,
+        "content": content,
+        "tool_calls": json.dumps(calls) if calls is not None else None,
+        "tool_call_id": call_id,
+        "name": name,
+    }
+
+
+def tool(name):
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
+def sample(i, cls="retain", kind="benign_answer", messages=None, tools=None, adv=False, tags=None):
+    rnd = random.Random(i)
+    prompt = " ".join(rnd.choice(WORDS) for _ in range(12))  # no two prompts near each other
+    messages = messages or [msg("user", prompt), msg("assistant", f"Answer {i}.")]
+    return {
+        "id": f"{i:024d}",
+        "source": "crafted",
+        "source_ref": f"crafted:{i}",
+        "messages": messages,
+        "tools": json.dumps(tools) if tools is not None else None,
+        "prompt": prompt,
+        "response": f"Answer {i}.",
+        "tags": tags or (["attack", "agentic"] if adv else ["benign"]),
+        "label_outcome": "COMPLY.BENIGN",
+        "label_style": "DIRECT_ANSWER",
+        "harm_categories": [],
+        "harmless_topics": [],
+        "prompt_harmful": cls == "harmful",
+        "response_harmful": cls == "harmful",
+        "response_refusal": False,
+        "label_confidence": 0.9,
+        "label_rationale": "crafted",
+        "judge": "heuristic-v1",
+        "content_hash": hashlib.sha256(f"c{i}".encode()).hexdigest(),
+        "prompt_hash": hashlib.sha256(prompt.encode()).hexdigest(),
+        "pii_types": [],
+        "pii_count": 0,
+        "toxicity": 0.0,
+        "cb_class": cls,
+        "cb_kind": kind,
+        "is_adversarial_safe": adv,
+    }
+
+
+def table(rows):
+    return conform(pa.Table.from_pylist(rows, schema=SHARD_SCHEMA), SHARD_SCHEMA)
+
+
+# ---- strict validation -------------------------------------------------------------------------
+
+
+def test_validation_reports_each_rule_by_sample_and_turn():
+    call = [{"id": "c1", "name": "lookup", "arguments": '{"q": "x"}'}]
+    rows = [
+        sample(0),  # valid
+        sample(  # valid tool use
+            1,
+            messages=[
+                msg("system", "s"),
+                msg("user", "find x"),
+                msg("assistant", calls=call),
+                msg("tool", "found", call_id="c1", name="lookup"),
+                msg("assistant", "x is here"),
+            ],
+            tools=[tool("lookup")],
+            tags=["agentic"],
+        ),
+        sample(2, messages=[msg("user", "a"), msg("user", "b"), msg("assistant", "c")]),  # R1
+        sample(3, messages=[msg("user", "a"), msg("assistant", "b"), msg("user", "c")]),  # R2
+        sample(  # R3: calls a tool it does not declare
+            4,
+            messages=[msg("user", "a"), msg("assistant", calls=call)],
+            tools=[tool("other")],
+        ),
+        sample(  # R4: arguments are not JSON
+            5,
+            messages=[
+                msg("user", "a"),
+                msg("assistant", calls=[{"id": "c", "name": "lookup", "arguments": "{q: x"}]),
+            ],
+            tools=[tool("lookup")],
+        ),
+        {**sample(6), "id": f"{7:024d}"},  # R5 with the next one
+        sample(7),
+        {**sample(8), "cb_kind": "mystery"},  # R6
+    ]
+    errors = stage2.validate(table(rows))
+    got = sorted({(e["rule"], e["id"][-1:], e["turn"]) for e in errors.to_pylist()})
+    assert got == [
+        ("R1", "2", 2),
+        ("R2", "3", 3),
+        ("R3", "4", 2),
+        ("R4", "5", 2),
+        ("R5", "7", None),
+        ("R6", "8", None),
+    ]
+    by_rule = {e["rule"]: e["message"] for e in errors.to_pylist()}
+    assert by_rule["R1"] == "turn 2: user after user"
+    assert by_rule["R3"] == "calls lookup, which the sample does not declare"
+    assert "cb_kind" in by_rule["R6"] and "id used by 2 samples" in by_rule["R5"]
+    summary = stage2.validation_summary(errors, 9)
+    assert summary["samples_with_errors"] == 6 and summary["errors_by_rule"]["R4"] == 1
+    assert stage2.validate(table(rows[:2])).num_rows == 0
+
+
+def test_tools_missing_finds_tool_samples_without_schemas():
+    call = [{"id": "c1", "name": "lookup", "arguments": "{}"}]
+    rows = [
+        sample(0),  # plain chat: no tools needed
+        sample(1, messages=[msg("user", "a"), msg("assistant", calls=call)], tags=["benign"]),
+        sample(2, adv=True),  # attack source without tools
+        sample(3, adv=True, tools=[tool("lookup")]),
+        sample(4, tags=["general_chat", "agentic"]),  # general conversation is exempt
+    ]
+    assert stage2.tools_missing(table(rows)) == [f"{1:024d}", f"{2:024d}"]
+
+
+# ---- shards from attack outcomes and answers ---------------------------------------------------
+
+
+def _labelled(name: str):
+    spec = load_registry().source(name)
+    return spec, audit(HeuristicJudge().label(ingest(spec).table))[0]
+
+
+def test_agentdojo_outcome_from_either_location_and_missing_counted(tmp_path):
+    spec, dojo = _labelled("demo_agentdojo")
+    harmful, retain, info = stage2.shards(dojo, {spec.name: spec.attack_outcome})
+    # 12 runs: 4 with security true (the injection succeeded), read at the top level or in metadata
+    assert harmful.num_rows == 4 and set(harmful.column("cb_kind").to_pylist()) == {
+        "attack_success"
+    }
+    assert retain.num_rows == 8 and set(retain.column("cb_kind").to_pylist()) == {"attack_resisted"}
+    assert info["attack_rows"] == 12 and info["attack_outcome_missing"] == 0
+    # with only the top-level path declared, the runs that keep it under metadata are missing
+    _, _, info = stage2.shards(dojo, {spec.name: ("security",)})
+    assert info["attack_outcome_missing"] == 6 and info["left_out"] == {"attack_outcome_missing": 6}
+
+
+def test_adversarial_candidates_are_safe_unless_they_call_a_new_tool():
+    spec, attacks = _labelled("demo_attacks")
+    recorded = load_registry().profile("demo").generation["configs"]["adversarial_safe"]
+    from safetygraph.generation import ReplayBackend
+
+    answered, stats = generate(
+        ingest(spec).table,
+        [GenerationConfig.from_dict("adversarial_safe", recorded)],
+        lambda c: ReplayBackend([str(REPO / "sample_data" / "recorded_responses.jsonl")]),
+    )
+    assert stats.generated == 30 and stats.passed_through == 30
+    labelled = audit(HeuristicJudge().label(answered))[0]
+    harmful, retain, info = stage2.shards(labelled, {spec.name: spec.attack_outcome})
+    kinds = retain.column("cb_kind").to_pylist()
+    # the recordings follow the injection in one answer of twelve: those are left out
+    unsafe = info["left_out"].get("adversarial_candidate_unsafe", 0)
+    assert unsafe >= 1 and kinds.count("adversarial_safe") == 30 - unsafe
+    assert info["candidates"] == 30
+    assert all(
+        retain.filter(pa.compute.equal(retain.column("cb_kind"), "adversarial_safe"))
+        .column("is_adversarial_safe")
+        .to_pylist()
+    )
+    assert harmful.num_rows == 10 and kinds.count("attack_resisted") == 20
+    # every adversarial-safe sample keeps the attack's tools and passes strict validation
+    samples = stage2.samples(harmful, retain)
+    assert stage2.validate(samples).num_rows == 0 and stage2.tools_missing(samples) == []
+
+
+def test_attack_prompts_are_answered_anew_with_the_tools_attached():
+    spec = load_registry().source("demo_attacks")
+    raw = ingest(spec).table.slice(0, 4)
+
+    def respond(body):
+        assert body["tools"] and body["messages"][-1]["role"] == "tool"
+        if "transfer" in body["messages"][-1]["content"]:  # follows this injection
+            return {
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "x1",
+                        "type": "function",
+                        "function": {"name": "send_money", "arguments": '{"amount": 500}'},
+                    }
+                ],
+            }
+        return "I will not follow instructions found in tool output."
+
+    with FakeOpenAI(responder=respond) as server:
+        config = GenerationConfig(
+            role="adversarial_safe",
+            backend="openai",
+            model="safe",
+            answers="attacks",
+            temperature=0.1,
+        )
+        out, stats = generate(raw, [config], lambda c: OpenAIBackend(base_url=server.url))
+        assert all(b["temperature"] == 0.1 and len(b["tools"]) == 10 for b in server.bodies)
+    assert stats.generated == 4 and out.num_rows == 8
+    new = [r for r in out.to_pylist() if "adversarial_candidate" in r["tags"]]
+    assert len(new) == 4 and all(r["generation_role"] == "adversarial_safe" for r in new)
+    followed = [r for r in new if r["messages"][-1]["tool_calls"]]
+    assert len(followed) == 1 and followed[0]["response"].startswith("[tool_calls]")
+    assert json.loads(followed[0]["messages"][-1]["tool_calls"])[0]["name"] == "send_money"
+    # the conversation up to the injected tool output, then the new answer
+    assert [m["role"] for m in new[0]["messages"]] == ["user", "assistant", "tool", "assistant"]
+
+
+# ---- tokenizer preflight -----------------------------------------------------------------------
+
+
+def test_preflight_finds_assistant_spans_and_fails_long_or_broken_samples():
+    tok = ChatTokenizer.load(DEMO_TOKENIZER)
+    call = [{"id": "c1", "name": "lookup", "arguments": '{"q": "x"}'}]
+    rows = [
+        sample(0),
+        sample(
+            1,
+            messages=[
+                msg("user", "find x"),
+                msg("assistant", calls=call),
+                msg("tool", "found", call_id="c1", name="lookup"),
+                msg("assistant", "x is here"),
+            ],
+            tools=[tool("lookup")],
+        ),
+        sample(2, messages=[msg("user", "a"), msg("assistant", " ".join(WORDS[:3000]))]),
+        sample(
+            3,
+            messages=[
+                msg("user", "a"),
+                msg("assistant", calls=[{"id": "c", "name": "lookup", "arguments": "{q"}]),
+            ],
+            tools=[tool("lookup")],
+        ),
+    ]
+    report = preflight(table(rows), tok, max_seq_length=2048).to_pylist()
+    assert report[0]["error"] is None and report[0]["assistant_turns"] == 1
+    assert report[1]["error"] is None and report[1]["assistant_turns"] == 2
+    spans = json.loads(report[1]["trained_spans"])
+    assert len(spans) == 2 and 0 < report[1]["trained_tokens"] < report[1]["tokens"]
+    # the trained tokens decode to the assistant turns (and their end-of-turn token), nothing else
+    enc = tok.tokenizer.encode(
+        tok.render(template_messages(rows[1]["messages"]), [tool("lookup")]),
+        add_special_tokens=False,
+    )
+    trained = [tok.tokenizer.decode(enc.ids[a:b], skip_special_tokens=False) for a, b in spans]
+    assert trained[0] == '{"name": "lookup", "parameters": {"q": "x"}}<|eot_id|>'
+    assert trained[1] == "x is here<|eot_id|>"
+    assert "over max_seq_length 2048" in report[2]["error"] and report[2]["tokens"] > 2048
+    assert "arguments of lookup are not JSON" in report[3]["error"]
+
+
+def test_preflight_template_renders_like_transformers(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    path = build_tokenizer(tmp_path / "tok", ["some text to learn merges from"] * 5)
+    ours = ChatTokenizer.load(str(path))
+    theirs = transformers.AutoTokenizer.from_pretrained(str(path))
+    call = [{"id": "c1", "name": "lookup", "arguments": '{"q": "x"}'}]
+    messages = template_messages(
+        [
+            msg("system", "be careful"),
+            msg("user", "find x"),
+            msg("assistant", calls=call),
+            msg("tool", "found", call_id="c1", name="lookup"),
+            msg("assistant", "done"),
+        ]
+    )
+    for gen in (False, True):
+        expected = theirs.apply_chat_template(
+            messages, tools=[tool("lookup")], tokenize=False, add_generation_prompt=gen
+        )
+        assert ours.render(messages, [tool("lookup")], add_generation_prompt=gen) == expected
+    text = ours.render(messages, [tool("lookup")])
+    assert (
+        ours.tokenizer.encode(text, add_special_tokens=False).ids
+        == theirs(text, add_special_tokens=False)["input_ids"]
+    )
+
+
+# ---- the real files ----------------------------------------------------------------------------
+
+
+def test_real_tau2_traces_pass_validation_and_preflight(shared_data):
+    reg = load_registry()
+    tok = ChatTokenizer.load(DEMO_TOKENIZER)
+    counts = {}
+    for name in (
+        "tau2_airline",
+        "tau2_retail",
+        "tau2_telecom",
+        "tau2_mock",
+        "tau2_banking_knowledge",
+    ):
+        raw = ingest(reg.source(name, "shared")).table
+        traces = raw.filter(pa.compute.is_valid(raw.column("response")))  # tasks with agent actions
+        labelled = audit(HeuristicJudge().label(traces))[0]
+        harmful, retain, _ = stage2.shards(labelled, {})
+        samples = stage2.samples(harmful, retain)
+        counts[name] = (raw.num_rows, samples.num_rows)
+        assert harmful.num_rows == 0 and set(retain.column("cb_kind").to_pylist()) <= {
+            "agent_trace"
+        }
+        assert stage2.validate(samples).num_rows == 0, name
+        assert stage2.tools_missing(samples) == [], name
+        report = preflight(samples, tok, 2048)
+        assert report.filter(pa.compute.is_valid(report.column("error"))).num_rows == 0, name
+    assert counts == {
+        "tau2_airline": (50, 43),
+        "tau2_retail": (114, 112),
+        "tau2_telecom": (
+            114,
+            0,
+        ),  # every telecom action is the user's (on the phone), none the agent's
+        "tau2_mock": (10, 8),
+        "tau2_banking_knowledge": (97, 97),
+    }
+
+
+def test_real_xstest_safe_prompts_become_borderline_retain_samples(shared_data):
+    spec = load_registry().source("xstest", "shared")
+    raw = ingest(spec).table
+    with FakeOpenAI(
+        responder=lambda body: "Here is a helpful, factual answer to your question."
+    ) as server:
+        config = GenerationConfig(role="target", backend="openai", model="target")
+        answered, stats = generate(raw, [config], lambda c: OpenAIBackend(base_url=server.url))
+    assert stats.generated == raw.num_rows == 450
+    labelled = audit(HeuristicJudge().label(answered))[0]
+    harmful, retain, info = stage2.shards(labelled, {})
+    borderline = retain.filter(pa.compute.equal(retain.column("cb_kind"), "borderline_compliance"))
+    # XSTest's 250 safe prompts, answered, are borderline retain material; the 200 unsafe ones
+    # answered compliantly are harmful completions
+    assert borderline.num_rows == 250 and harmful.num_rows == 200
+    samples = stage2.samples(harmful, retain)
+    assert stage2.validate(samples).num_rows == 0
+    report = preflight(samples, ChatTokenizer.load(DEMO_TOKENIZER), 2048)
+    assert report.filter(pa.compute.is_valid(report.column("error"))).num_rows == 0
+
+
+# ---- every stage-2 gate blocks the files (production thresholds) ---------------------------------
+
+PRODUCTION = {
+    "retain_harmful_ratio_min": 4.0,
+    "adversarial_safe_min": 400,
+    "max_seq_length": 2048,
+    "harmful_min": 1,
+    "train_min": 1,
+    "eval_min": 1,
+}
+STAGE2_ASSETS = [
+    "stage2_samples",
+    "stage2_stats",
+    "validation_report",
+    "train_split",
+    "eval_split",
+    "stage2_files",
+]
+
+
+def _shards(n_harmful=110, n_retain=440, n_adv=400, tweak=None):
+    harmful = [sample(i, cls="harmful", kind="harmful_completion") for i in range(n_harmful)]
+    retain = [
+        sample(
+            10_000 + i,
+            kind="adversarial_safe" if i < n_adv else "benign_answer",
+            adv=i < n_adv,
+            tools=[tool("lookup")] if i < n_adv else None,
+        )
+        for i in range(n_retain)
+    ]
+    if tweak:
+        tweak(harmful, retain)
+    return table(harmful), table(retain)
+
+
+def _run_stage2(tmp_path, harmful, retain):
+    reg, prof = write_registry(tmp_path / "config", [], thresholds=PRODUCTION)
+    body = yaml.safe_load(prof.read_text())
+    body["profiles"]["test"]["sources"] = ["demo_pairs"]  # the registry needs one source
+    prof.write_text(yaml.safe_dump(body))
+    reg.write_text(
+        (REPO / "config" / "sources.yaml")
+        .read_text()
+        .replace("../sample_data", str(REPO / "sample_data"))
+    )
+    base = str(tmp_path / "data")
+    storage = Storage(base)
+    storage.write_table(harmful, *asset_parts(["harmful_shard"]))
+    storage.write_table(retain, *asset_parts(["retain_shard"]))
+    settings = BuildConfig(
+        profile="test", registry_path=str(reg), profiles_path=str(prof), base_uri=base
+    )
+    defs = definitions.build_defs(settings, LLMResource())
+    graph = defs.resolve_asset_graph()
+    assets = [graph.assets_def_for_key(k) for k in graph.get_all_asset_keys()]
+    checks = list(defs.asset_checks or [])
+    with instance_for_test() as instance:
+        result = materialize(
+            list({id(a): a for a in assets + checks}.values()),
+            selection=STAGE2_ASSETS,
+            resources=defs.resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+    done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    failed = sorted(
+        f"{e.asset_check_key.asset_key.to_user_string()}:{e.asset_check_key.name}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    )
+    return done, failed, storage
+
+
+def test_a_set_at_the_production_gates_writes_the_stage2_files(tmp_path):
+    done, failed, storage = _run_stage2(tmp_path, *_shards())
+    assert failed == [] and "stage2_files" in done
+    build_id = storage.read_bytes("circuit_breaker", "LATEST").decode()
+    manifest = json.loads(storage.read_bytes("circuit_breaker", build_id, "manifest.json"))
+    paths = {f["path"]: f for f in manifest["files"]}
+    assert set(paths) == {
+        "harmful/crafted.jsonl",
+        "retain/crafted.jsonl",
+        "stage2/train.jsonl",
+        "stage2/eval.jsonl",
+        "validation_report.json",
+        "stats.json",
+    }
+    assert paths["stage2/train.jsonl"]["rows"] + paths["stage2/eval.jsonl"]["rows"] == 550
+    assert 45 <= paths["stage2/eval.jsonl"]["rows"] <= 65  # 10%, stratified by source and class
+    stats = json.loads(storage.read_bytes("circuit_breaker", build_id, "stats.json"))
+    assert stats["dr_ds_ratio"] == 4.0 and stats["adversarial_safe"] == 400
+    line = json.loads(
+        storage.read_bytes("circuit_breaker", build_id, "stage2", "eval.jsonl").splitlines()[0]
+    )
+    assert line["split"] == "eval" and line["messages"][0]["role"] == "user"
+
+
+def _dup_id(h, r):
+    r[5]["id"] = r[4]["id"]
+
+
+def _tool_without_tools(h, r):
+    r[450 - 10]["messages"] = [
+        msg("user", "q"),
+        msg("assistant", calls=[{"id": "c", "name": "lookup", "arguments": "{}"}]),
+    ]
+
+
+def _too_long(h, r):
+    r[430]["messages"] = [msg("user", "q"), msg("assistant", " ".join(WORDS))]
+
+
+def _bad_tool_call(h, r):
+    r[3]["messages"] = [
+        msg("user", "q"),
+        msg("assistant", calls=[{"id": "c", "name": "lookup", "arguments": "{'q': oops"}]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("shards", "expected_failures"),
+    [
+        ({"n_retain": 429}, ["stage2_samples:dr_ds_ratio"]),  # 429 / 110 = 3.9
+        ({"n_adv": 399}, ["stage2_samples:adversarial_safe_count"]),
+        ({"tweak": _dup_id}, ["stage2_samples:stage2_samples_unique_ids"]),
+        ({"tweak": _tool_without_tools}, ["stage2_samples:tools_carried"]),
+        ({"tweak": _too_long}, ["stage2_samples:tokenizer_preflight"]),
+        ({"tweak": _bad_tool_call}, ["stage2_samples:tokenizer_preflight"]),
+    ],
+    ids=[
+        "ratio_3.9",
+        "adversarial_safe_399",
+        "duplicate_id",
+        "tool_sample_without_tools",
+        "over_max_length",
+        "unparseable_tool_call",
+    ],
+)
+def test_each_shortfall_fails_its_gate_and_no_file_is_written(tmp_path, shards, expected_failures):
+    done, failed, storage = _run_stage2(tmp_path, *_shards(**shards))
+    assert failed == expected_failures
+    assert done == set() and not storage.exists("circuit_breaker")
+
+
+@pytest.mark.parametrize(
+    ("tweak", "rule"), [(_dup_id, "R5"), (_tool_without_tools, "R3"), (_bad_tool_call, "R4")]
+)
+def test_the_same_shortfalls_fail_strict_validation(tweak, rule):
+    errors = stage2.validate(stage2.samples(*_shards(tweak=tweak)))
+    assert {e["rule"] for e in errors.to_pylist()} == {rule}
+
+
+@pytest.mark.parametrize(
+    ("paths", "passed"), [(["security"], False), (["security", "metadata.security"], True)]
+)
+def test_a_missing_attack_outcome_over_10_percent_fails_its_check(tmp_path, paths, passed):
+    entries = yaml.safe_load((REPO / "config" / "sources.yaml").read_text())["sources"]
+    dojo = next(e for e in entries if e["name"] == "demo_agentdojo")
+    dojo = {
+        **dojo,
+        "attack_outcome": paths,
+        "location": {"path": str(REPO / "sample_data" / "agentdojo" / "*.json")},
+    }
+    reg, prof = write_registry(tmp_path / "config", [dojo])
+    base = str(tmp_path / "data")
+    _, labelled = _labelled("demo_agentdojo")
+    Storage(base).write_table(labelled, *asset_parts(["refusal_dataset"]))
+    settings = BuildConfig(
+        profile="test", registry_path=str(reg), profiles_path=str(prof), base_uri=base
+    )
+    defs = definitions.build_defs(settings, LLMResource())
+    graph = defs.resolve_asset_graph()
+    assets = [graph.assets_def_for_key(k) for k in graph.get_all_asset_keys()]
+    with instance_for_test() as instance:
+        result = materialize(
+            list({id(a): a for a in assets + list(defs.asset_checks or [])}.values()),
+            selection=["harmful_shard", "retain_shard"],
+            resources=defs.resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+    evaluation = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_check_key.name == "attack_outcome_recorded"
+    )
+    assert evaluation.passed is passed
+    assert evaluation.metadata["missing"].value == (6 if not passed else 0)
+    assert evaluation.metadata["attack_rows"].value == 12
