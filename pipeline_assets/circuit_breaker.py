@@ -16,6 +16,8 @@ from pipeline_assets.metadata import counts_table, value_counts
 from resources import BuildConfig
 from safetygraph import stage2
 from safetygraph.merge import train_eval_split
+from safetygraph.preflight import ChatTokenizer, preflight
+from safetygraph.registry import resolve_repo_path
 
 
 def outcome_paths(settings: BuildConfig) -> dict[str, tuple[str, ...]]:
@@ -80,9 +82,25 @@ def build():
         "adversarial-safe count, unique ids, tools carried, tokenizer preflight.",
     )
     def stage2_samples(
-        context: AssetExecutionContext, harmful_shard: pa.Table, retain_shard: pa.Table
+        context: AssetExecutionContext,
+        harmful_shard: pa.Table,
+        retain_shard: pa.Table,
+        settings: BuildConfig,
     ) -> pa.Table:
         out = stage2.samples(harmful_shard, retain_shard)
+        dropped: dict[str, int] = {}
+        if settings.active().thresholds.get("over_length", "fail") == "drop":
+            # longer than max_seq_length with the target tokenizer: left out and counted here
+            # (the default, "fail", keeps them, and the preflight gate blocks the set)
+            limit = int(settings.active().thresholds.get("max_seq_length", 2048))
+            tok = ChatTokenizer.load(
+                resolve_repo_path(str(settings.threshold("preflight_tokenizer")))
+            )
+            report = preflight(out, tok, limit)
+            over = report.column("over_length")
+            dropped = value_counts(report.filter(over), "source")
+            out = out.filter(pc.invert(over))
+            context.log.info(f"left out over max_seq_length {limit}: {dropped}")
         s = stage2.stats(out)
         context.add_output_metadata(
             {
@@ -91,6 +109,7 @@ def build():
                 "retain": s["retain"],
                 "dr_ds_ratio": MetadataValue.float(s["dr_ds_ratio"] or 0.0),
                 "adversarial_safe": s["adversarial_safe"],
+                "over_length_left_out": counts_table("source", dropped),
             }
         )
         return out

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 PREFLIGHT_SCHEMA = pa.schema(
@@ -32,6 +33,7 @@ PREFLIGHT_SCHEMA = pa.schema(
         pa.field("trained_tokens", pa.int64()),
         pa.field("assistant_turns", pa.int64()),
         pa.field("trained_spans", pa.string()),  # JSON [[start_token, end_token], ...]
+        pa.field("over_length", pa.bool_()),  # renders fine but has more than max_seq_length tokens
         pa.field("error", pa.string()),  # null when the sample passed
     ]
 )
@@ -127,8 +129,9 @@ class ChatTokenizer:
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = False,
     ) -> str:
-        template = _environment().from_string(self.chat_template)
-        return template.render(
+        if getattr(self, "_compiled", None) is None:  # compile once per tokenizer
+            self._compiled = _environment().from_string(self.chat_template)
+        return self._compiled.render(
             messages=messages,
             tools=tools,
             add_generation_prompt=add_generation_prompt,
@@ -243,21 +246,24 @@ def preflight(table: pa.Table, tok: ChatTokenizer, max_seq_length: int = 2048) -
     n_trained = [None] * len(ids)
     n_turns = [None] * len(ids)
     spans_out: list[str | None] = [None] * len(ids)
+    over = [False] * len(ids)
     for i, enc in zip(ok, encodings, strict=True):
         spans = rendered[i][1]
         token_spans = []
         trained = 0
+        offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
         for start, end in spans:
-            inside = [t for t, (a, b) in enumerate(enc.offsets) if a < end and b > start]
-            if inside:
-                token_spans.append([inside[0], inside[-1] + 1])
-                trained += len(inside)
+            inside = np.flatnonzero((offsets[:, 0] < end) & (offsets[:, 1] > start))
+            if inside.size:
+                token_spans.append([int(inside[0]), int(inside[-1]) + 1])
+                trained += int(inside.size)
         n_tokens[i], n_trained[i], n_turns[i] = len(enc.ids), trained, len(spans)
         spans_out[i] = json.dumps(token_spans)
         if trained == 0:
             errors[i] = "assistant turns found but no token falls inside them"
         elif len(enc.ids) > max_seq_length:
             errors[i] = f"{len(enc.ids)} tokens, over max_seq_length {max_seq_length}"
+            over[i] = True
     return pa.table(
         {
             "id": ids,
@@ -266,6 +272,7 @@ def preflight(table: pa.Table, tok: ChatTokenizer, max_seq_length: int = 2048) -
             "trained_tokens": pa.array(n_trained, pa.int64()),
             "assistant_turns": pa.array(n_turns, pa.int64()),
             "trained_spans": spans_out,
+            "over_length": over,
             "error": errors,
         },
         schema=PREFLIGHT_SCHEMA,

@@ -9,7 +9,7 @@ import random
 import pyarrow as pa
 import pytest
 import yaml
-from dagster import instance_for_test, materialize
+from dagster import AssetKey, instance_for_test
 
 import definitions
 from resources import BuildConfig, LLMResource
@@ -317,9 +317,24 @@ def test_preflight_template_renders_like_transformers(tmp_path):
 # ---- the real files ----------------------------------------------------------------------------
 
 
-def test_real_tau2_traces_pass_validation_and_preflight(shared_data):
+@pytest.fixture(scope="module")
+def realistic_tokenizer(tmp_path_factory):
+    """A byte-level BPE with an 8k vocabulary learnt on the tau2 and XSTest files: token counts in
+    the range of a real model's tokenizer (the 800-token demo tokenizer splits far finer)."""
+    from tests.conftest import SHARED_DATA
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip("real data not present")
+    corpus = []
+    for f in sorted(SHARED_DATA.glob("tau2-bench/*/tasks.json")) + [
+        SHARED_DATA / "xstest" / "xstest_prompts.csv"
+    ]:
+        corpus += f.read_text(encoding="utf-8").splitlines()[:4000]
+    return ChatTokenizer.load(str(build_tokenizer(tmp_path_factory.mktemp("tok"), corpus, 8000)))
+
+
+def test_real_tau2_traces_pass_validation_and_preflight(shared_data, realistic_tokenizer):
     reg = load_registry()
-    tok = ChatTokenizer.load(DEMO_TOKENIZER)
     counts = {}
     for name in (
         "tau2_airline",
@@ -333,27 +348,33 @@ def test_real_tau2_traces_pass_validation_and_preflight(shared_data):
         labelled = audit(HeuristicJudge().label(traces))[0]
         harmful, retain, _ = stage2.shards(labelled, {})
         samples = stage2.samples(harmful, retain)
-        counts[name] = (raw.num_rows, samples.num_rows)
         assert harmful.num_rows == 0 and set(retain.column("cb_kind").to_pylist()) <= {
             "agent_trace"
         }
         assert stage2.validate(samples).num_rows == 0, name
         assert stage2.tools_missing(samples) == [], name
-        report = preflight(samples, tok, 2048)
-        assert report.filter(pa.compute.is_valid(report.column("error"))).num_rows == 0, name
-    assert counts == {
+        report = preflight(samples, realistic_tokenizer, 2048)
+        failed = report.filter(pa.compute.is_valid(report.column("error")))
+        # the only failures are traces longer than 2048 tokens (over_length: drop leaves them out)
+        assert all(failed.column("over_length").to_pylist()), name
+        kept = samples.filter(pa.compute.invert(report.column("over_length")))
+        again = preflight(kept, realistic_tokenizer, 2048)
+        assert again.filter(pa.compute.is_valid(again.column("error"))).num_rows == 0
+        counts[name] = (raw.num_rows, samples.num_rows, kept.num_rows)
+    assert {k: v[:2] for k, v in counts.items()} == {
         "tau2_airline": (50, 43),
         "tau2_retail": (114, 112),
-        "tau2_telecom": (
-            114,
-            0,
-        ),  # every telecom action is the user's (on the phone), none the agent's
-        "tau2_mock": (10, 8),
-        "tau2_banking_knowledge": (97, 97),
+        "tau2_telecom": (114, 43),  # most telecom actions are the user's own (on the phone)
+        "tau2_mock": (10, 6),  # two of the traces are exact copies of others
+        "tau2_banking_knowledge": (97, 90),
     }
+    assert sum(v[2] for v in counts.values()) >= 180  # most traces fit in 2048 tokens
+    print("tau2 (tasks, traces, within 2048 tokens):", counts)
 
 
-def test_real_xstest_safe_prompts_become_borderline_retain_samples(shared_data):
+def test_real_xstest_safe_prompts_become_borderline_retain_samples(
+    shared_data, realistic_tokenizer
+):
     spec = load_registry().source("xstest", "shared")
     raw = ingest(spec).table
     with FakeOpenAI(
@@ -370,8 +391,9 @@ def test_real_xstest_safe_prompts_become_borderline_retain_samples(shared_data):
     assert borderline.num_rows == 250 and harmful.num_rows == 200
     samples = stage2.samples(harmful, retain)
     assert stage2.validate(samples).num_rows == 0
-    report = preflight(samples, ChatTokenizer.load(DEMO_TOKENIZER), 2048)
+    report = preflight(samples, realistic_tokenizer, 2048)
     assert report.filter(pa.compute.is_valid(report.column("error"))).num_rows == 0
+    assert stage2.validate(stage2.samples(harmful.slice(0, 0), borderline)).num_rows == 0
 
 
 # ---- every stage-2 gate blocks the files (production thresholds) ---------------------------------
@@ -428,15 +450,10 @@ def _run_stage2(tmp_path, harmful, retain):
         profile="test", registry_path=str(reg), profiles_path=str(prof), base_uri=base
     )
     defs = definitions.build_defs(settings, LLMResource())
-    graph = defs.resolve_asset_graph()
-    assets = [graph.assets_def_for_key(k) for k in graph.get_all_asset_keys()]
-    checks = list(defs.asset_checks or [])
     with instance_for_test() as instance:
-        result = materialize(
-            list({id(a): a for a in assets + checks}.values()),
-            selection=STAGE2_ASSETS,
-            resources=defs.resources,
+        result = defs.resolve_job_def(definitions.DATASET_JOB).execute_in_process(
             instance=instance,
+            asset_selection=[AssetKey(k) for k in STAGE2_ASSETS],
             raise_on_error=False,
         )
     done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
@@ -477,7 +494,7 @@ def _dup_id(h, r):
 
 
 def _tool_without_tools(h, r):
-    r[450 - 10]["messages"] = [
+    r[420]["messages"] = [
         msg("user", "q"),
         msg("assistant", calls=[{"id": "c", "name": "lookup", "arguments": "{}"}]),
     ]
@@ -516,7 +533,8 @@ def _bad_tool_call(h, r):
 def test_each_shortfall_fails_its_gate_and_no_file_is_written(tmp_path, shards, expected_failures):
     done, failed, storage = _run_stage2(tmp_path, *_shards(**shards))
     assert failed == expected_failures
-    assert done == set() and not storage.exists("circuit_breaker")
+    # the gated asset itself is stored (Dagster stores it before its checks run); nothing below
+    assert done == {"stage2_samples"} and not storage.exists("circuit_breaker")
 
 
 @pytest.mark.parametrize(
@@ -546,14 +564,10 @@ def test_a_missing_attack_outcome_over_10_percent_fails_its_check(tmp_path, path
         profile="test", registry_path=str(reg), profiles_path=str(prof), base_uri=base
     )
     defs = definitions.build_defs(settings, LLMResource())
-    graph = defs.resolve_asset_graph()
-    assets = [graph.assets_def_for_key(k) for k in graph.get_all_asset_keys()]
     with instance_for_test() as instance:
-        result = materialize(
-            list({id(a): a for a in assets + list(defs.asset_checks or [])}.values()),
-            selection=["harmful_shard", "retain_shard"],
-            resources=defs.resources,
+        result = defs.resolve_job_def(definitions.DATASET_JOB).execute_in_process(
             instance=instance,
+            asset_selection=[AssetKey("harmful_shard"), AssetKey("retain_shard")],
             raise_on_error=False,
         )
     evaluation = next(
