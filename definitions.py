@@ -3,7 +3,9 @@
 ``dagster dev`` in the repo root loads ``defs`` (pyproject's [tool.dagster]). Settings come from the
 environment: SAFETYGRAPH_PROFILE (demo), SAFETYGRAPH_BASE_URI (.safetygraph/data in the repo),
 SAFETYGRAPH_REGISTRY / _PROFILES / _CONSTITUTION, SAFETYGRAPH_OPENAI_BASE_URL,
-SAFETYGRAPH_LLM_MAX_CONCURRENCY / _RPM / _TPM and, as a secret, SAFETYGRAPH_LLM_API_KEY.
+SAFETYGRAPH_LLM_MAX_CONCURRENCY / _RPM / _TPM and, as secrets, SAFETYGRAPH_LLM_API_KEY and
+SAFETYGRAPH_ALERT_WEBHOOK_URL. SAFETYGRAPH_EXECUTOR picks the executor (in_process, multiprocess,
+k8s); by default k8s_job_executor inside a Kubernetes pod, multiprocess elsewhere.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from dagster import (
     AssetSelection,
     Definitions,
     EnvVar,
+    ExecutorDefinition,
     StaticPartitionsDefinition,
     define_asset_job,
+    in_process_executor,
+    multiprocess_executor,
 )
 
 from checks import blocking_check_keys, dataset_checks, per_source_checks
@@ -26,6 +31,10 @@ from resources import BuildConfig, LLMResource, ParquetIOManager
 from resources.settings import DEFAULT_BASE_URI
 from safetygraph.judge import DEFAULT_CONSTITUTION
 from safetygraph.registry import DEFAULT_PROFILES, DEFAULT_REGISTRY, REPO_ROOT
+from sensors import build_check_alert_sensor, build_file_sensor, build_schedules, run_failure_alerts
+from sensors.alerts import AlertResource, default_alerts
+
+EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 SOURCE_JOB = "source_pipeline"
 DATASET_JOB = "dataset_pipeline"
@@ -58,11 +67,33 @@ def default_llm() -> LLMResource:
     )
 
 
-def build_defs(settings: BuildConfig | None = None, llm: LLMResource | None = None) -> Definitions:
+def executor_from_env() -> ExecutorDefinition:
+    """The executor for the environment: SAFETYGRAPH_EXECUTOR if set; else k8s_job_executor in a
+    Kubernetes pod (one pod per step, GPU steps on GPU nodes through their op tags) and the
+    multiprocess executor elsewhere (dagster dev, the CLI)."""
+    name = os.environ.get("SAFETYGRAPH_EXECUTOR") or (
+        "k8s" if os.environ.get("KUBERNETES_SERVICE_HOST") else "multiprocess"
+    )
+    if name not in EXECUTORS:
+        raise ValueError(f"SAFETYGRAPH_EXECUTOR={name!r}: use one of {', '.join(EXECUTORS)}")
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return in_process_executor if name == "in_process" else multiprocess_executor
+
+
+def build_defs(
+    settings: BuildConfig | None = None,
+    llm: LLMResource | None = None,
+    alerts: AlertResource | None = None,
+    executor: ExecutorDefinition | None = None,
+) -> Definitions:
     """The Definitions for one registry: one partition per registry source."""
     settings = settings or default_settings()
     partitions = StaticPartitionsDefinition(settings.registry().names)
     source_checks = per_source_checks(partitions)
+    all_dataset_checks = dataset_checks()
     assets = [
         *sources.build(partitions),
         *per_source.build(partitions, gpu_op_tags(settings.active().generation.get("placement"))),
@@ -74,7 +105,7 @@ def build_defs(settings: BuildConfig | None = None, llm: LLMResource | None = No
     per_source_selection = AssetSelection.assets(*SOURCE_CHAIN, RAW_QUARANTINE)
     return Definitions(
         assets=assets,
-        asset_checks=[*source_checks, *dataset_checks()],
+        asset_checks=[*source_checks, *all_dataset_checks],
         jobs=[
             define_asset_job(
                 SOURCE_JOB,
@@ -88,11 +119,21 @@ def build_defs(settings: BuildConfig | None = None, llm: LLMResource | None = No
                 description="Merge the profile's sources, cut the shards and splits, QA and export.",
             ),
         ],
+        sensors=[
+            build_check_alert_sensor(
+                [spec.key for c in [*source_checks, *all_dataset_checks] for spec in c.check_specs]
+            ),
+            run_failure_alerts,
+            build_file_sensor(SOURCE_JOB),
+        ],
+        schedules=build_schedules(DATASET_JOB),
         resources={
             "settings": settings,
             "llm": llm or default_llm(),
+            "alerts": alerts or default_alerts(),
             "io_manager": ParquetIOManager(base_uri=settings.base_uri),
         },
+        executor=executor or executor_from_env(),
     )
 
 
