@@ -1,0 +1,167 @@
+"""A per-source backfill as users launch it: `dagster job backfill` from the CLI, runs dequeued and
+launched by the daemon, one run per partition. The good sources materialize; a bad one is blocked by
+its check, alerted on (webhook on loopback), and the merge names it."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus
+
+import definitions
+from resources import BuildConfig
+from tests.conftest import REPO, demo_sources_copy, write_registry
+from tests.test_alerts import Receiver
+
+BIN = Path(sys.executable).parent
+PARTITIONS = ["demo_pairs", "demo_agentic", "crafted_bad"]
+
+
+def _bad_source(folder: Path) -> dict:
+    f = folder / "crafted_bad.jsonl"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    good = [
+        json.dumps({"prompt": f"question {i}?", "response": f"Here is answer {i}."})
+        for i in range(3)
+    ]
+    f.write_text("\n".join(good + ['{"prompt": "truncated', '{"response": "no prompt"}']) + "\n")
+    return {
+        "name": "crafted_bad",
+        "kind": "local",
+        "location": {"path": str(f)},
+        "format": "jsonl",
+        "mapping": {"prompt": "prompt", "response": "response"},
+        "roles": ["benign"],
+    }
+
+
+def test_cli_backfill_runs_through_the_daemon_blocks_the_bad_source_and_alerts(tmp_path):
+    sources = demo_sources_copy(tmp_path) + [_bad_source(tmp_path / "in")]
+    reg, prof = write_registry(tmp_path / "config", sources)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "telemetry": {"enabled": False},
+                "run_coordinator": {
+                    "module": "dagster.core.run_coordinator",
+                    "class": "QueuedRunCoordinator",
+                    "config": {"max_concurrent_runs": 2},
+                },
+            }
+        )
+    )
+    with Receiver() as receiver:
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "SAFETYGRAPH_PROFILE": "test",
+            "SAFETYGRAPH_REGISTRY": str(reg),
+            "SAFETYGRAPH_PROFILES": str(prof),
+            "SAFETYGRAPH_BASE_URI": str(tmp_path / "data"),
+            "SAFETYGRAPH_ALERT_WEBHOOK_URL": receiver.url,
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+        }
+        launch = subprocess.run(
+            [
+                str(BIN / "dagster"),
+                "job",
+                "backfill",
+                "-m",
+                "definitions",
+                "-j",
+                definitions.SOURCE_JOB,
+                "--partitions",
+                ",".join(PARTITIONS),
+                "--noprompt",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert launch.returncode == 0 and "Launched backfill job" in launch.stdout, (
+            launch.stdout + launch.stderr
+        )
+        daemon = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-m", "definitions"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.environ["DAGSTER_HOME"], saved = str(home), os.environ.get("DAGSTER_HOME")
+        try:
+            instance = DagsterInstance.get()
+            deadline = time.monotonic() + 420
+            while time.monotonic() < deadline:
+                runs = instance.get_runs()
+                if (
+                    len(runs) == 3
+                    and all(r.is_finished for r in runs)
+                    and any(b["text"].startswith("Blocking check failed") for b in receiver.bodies)
+                    and any(b["text"].startswith("Run failed") for b in receiver.bodies)
+                ):
+                    break
+                time.sleep(3)
+            runs = {r.tags["dagster/partition"]: r for r in instance.get_runs()}
+            assert {p: runs[p].status for p in PARTITIONS} == {
+                "demo_pairs": DagsterRunStatus.SUCCESS,
+                "demo_agentic": DagsterRunStatus.SUCCESS,
+                "crafted_bad": DagsterRunStatus.FAILURE,
+            }
+            assert len({r.tags.get("dagster/backfill") for r in runs.values()}) == 1  # one backfill
+
+            def materialized(asset: str, partition: str) -> bool:
+                flt = AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition])
+                return bool(instance.fetch_materializations(flt, limit=1).records)
+
+            for good in ("demo_pairs", "demo_agentic"):
+                assert all(
+                    materialized(a, good)
+                    for a in ("raw_samples", "generated_responses", "labels", "audited")
+                )
+            assert materialized("raw_samples", "crafted_bad")
+            assert not materialized(
+                "generated_responses", "crafted_bad"
+            )  # blocked by quarantine_rate
+            # the daemon's sensors sent the alerts: the failed check (once) and the failed run
+            check_alerts = [
+                b for b in receiver.bodies if b["text"].startswith("Blocking check failed")
+            ]
+            assert len(check_alerts) == 1 and "raw_samples[crafted_bad]" in check_alerts[0]["text"]
+            assert any(
+                b["text"].startswith("Run failed: source_pipeline [crafted_bad]")
+                for b in receiver.bodies
+            )
+
+            # the merge while a source is blocked: it fails and names the source
+            settings = BuildConfig(
+                profile="test",
+                registry_path=str(reg),
+                profiles_path=str(prof),
+                base_uri=str(tmp_path / "data"),
+            )
+            merged = (
+                definitions.build_defs(settings)
+                .resolve_job_def(definitions.DATASET_JOB)
+                .execute_in_process(instance=instance, raise_on_error=False, tags={"test": "merge"})
+            )
+            message = merged.get_step_failure_events()[0].event_specific_data.error.message
+            assert (
+                "crafted_bad is blocked (blocking check failed: raw_samples:quarantine_rate)"
+                in message
+            )
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+            if saved is None:
+                os.environ.pop("DAGSTER_HOME", None)
+            else:
+                os.environ["DAGSTER_HOME"] = saved
