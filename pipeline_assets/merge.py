@@ -29,7 +29,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from pydantic import Field
 
 from pipeline_assets.keys import AUDITED, JUDGE_QUALITY, OWNER, SOURCE_CHAIN
-from pipeline_assets.metadata import counts_table
+from pipeline_assets.metadata import counts_table, shares
 from resources import BuildConfig
 from safetygraph.merge import dataset_info, merge_sources, near_duplicate_rate
 from safetygraph.review import confidence_distribution, coverage
@@ -162,6 +162,10 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
                 ),
                 "by_source": counts_table("source", info["by_source"]),
                 "by_outcome": counts_table("outcome", info["by_outcome"]),
+                # numbers the UI plots over materializations (the label mix and the source mix)
+                "rows": merged.num_rows,
+                **shares("label mix", info["by_outcome"]),
+                **shares("source mix", info["by_source"]),
                 "by_harm_category": counts_table("harm category", info["by_harm_category"]),
                 "dataset_info": MetadataValue.json(info),
                 "confidence": counts_table("confidence bucket", confidence_distribution(merged)),

@@ -19,3 +19,12 @@ def value_counts(table: pa.Table, column: str) -> dict[str, int]:
         return {}
     vc = pc.value_counts(table.column(column)).to_pylist()
     return {str(d["values"]): int(d["counts"]) for d in sorted(vc, key=lambda d: str(d["values"]))}
+
+
+def shares(prefix: str, counts: dict[str, int]) -> dict[str, MetadataValue]:
+    """``{"<prefix>: <key>": share}`` as float metadata: the asset's Plots tab draws each over time."""
+    total = sum(counts.values()) or 1
+    return {
+        f"{prefix}: {k}": MetadataValue.float(round(n / total, 4))
+        for k, n in sorted(counts.items())
+    }
