@@ -20,6 +20,7 @@ from dagster import (
     StaticPartitionsDefinition,
     define_asset_job,
     in_process_executor,
+    multi_or_in_process_executor,
     multiprocess_executor,
 )
 
@@ -34,7 +35,7 @@ from safetygraph.registry import DEFAULT_PROFILES, DEFAULT_REGISTRY, REPO_ROOT
 from sensors import build_check_alert_sensor, build_file_sensor, build_schedules, run_failure_alerts
 from sensors.alerts import AlertResource, default_alerts
 
-EXECUTORS = ("in_process", "multiprocess", "k8s")
+EXECUTORS = ("in_process", "multiprocess", "multi_or_in_process", "k8s")
 
 SOURCE_JOB = "source_pipeline"
 DATASET_JOB = "dataset_pipeline"
@@ -69,10 +70,11 @@ def default_llm() -> LLMResource:
 
 def executor_from_env() -> ExecutorDefinition:
     """The executor for the environment: SAFETYGRAPH_EXECUTOR if set; else k8s_job_executor in a
-    Kubernetes pod (one pod per step, GPU steps on GPU nodes through their op tags) and the
-    multiprocess executor elsewhere (dagster dev, the CLI)."""
+    Kubernetes pod (one pod per step, GPU steps on GPU nodes through their op tags) and, elsewhere
+    (dagster dev, the CLI), Dagster's multi_or_in_process executor: multiprocess by default, in
+    process when a run's config asks for it (``execution: {config: {in_process: {}}}``)."""
     name = os.environ.get("SAFETYGRAPH_EXECUTOR") or (
-        "k8s" if os.environ.get("KUBERNETES_SERVICE_HOST") else "multiprocess"
+        "k8s" if os.environ.get("KUBERNETES_SERVICE_HOST") else "multi_or_in_process"
     )
     if name not in EXECUTORS:
         raise ValueError(f"SAFETYGRAPH_EXECUTOR={name!r}: use one of {', '.join(EXECUTORS)}")
@@ -80,7 +82,11 @@ def executor_from_env() -> ExecutorDefinition:
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
-    return in_process_executor if name == "in_process" else multiprocess_executor
+    return {
+        "in_process": in_process_executor,
+        "multiprocess": multiprocess_executor,
+        "multi_or_in_process": multi_or_in_process_executor,
+    }[name]
 
 
 def build_defs(
