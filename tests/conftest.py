@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -59,3 +60,40 @@ def demo_sources_copy(folder: Path) -> list[dict]:
             e["location"] = {"path": str(samples / rel)}
             out.append(e)
     return out
+
+
+def crafted_bad_source(folder: Path) -> dict:
+    """A registry entry whose file has 3 good rows and 2 broken ones: a 40% quarantine rate, so its
+    blocking quarantine_rate check fails and nothing downstream of raw_samples is built."""
+    f = folder / "crafted_bad.jsonl"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    good = [
+        json.dumps({"prompt": f"question {i}?", "response": f"Here is answer {i}."})
+        for i in range(3)
+    ]
+    f.write_text("\n".join(good + ['{"prompt": "truncated', '{"response": "no prompt"}']) + "\n")
+    return {
+        "name": "crafted_bad",
+        "kind": "local",
+        "location": {"path": str(f)},
+        "format": "jsonl",
+        "mapping": {"prompt": "prompt", "response": "response"},
+        "roles": ["benign"],
+    }
+
+
+def code_location_env(home: Path, registry: Path, profiles: Path, base: Path, **extra: str) -> dict:
+    """The environment for a `dagster` subprocess that loads definitions.py on these files."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SAFETYGRAPH_PROFILE": "test",
+        "SAFETYGRAPH_REGISTRY": str(registry),
+        "SAFETYGRAPH_PROFILES": str(profiles),
+        "SAFETYGRAPH_BASE_URI": str(base),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        **extra,
+    }
+    if "SAFETYGRAPH_ALERT_WEBHOOK_URL" not in extra:
+        env.pop("SAFETYGRAPH_ALERT_WEBHOOK_URL", None)
+    return env

@@ -2,7 +2,6 @@
 launched by the daemon, one run per partition. The good sources materialize; a bad one is blocked by
 its check, alerted on (webhook on loopback), and the merge names it."""
 
-import json
 import os
 import subprocess
 import sys
@@ -14,33 +13,21 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunSta
 
 import definitions
 from resources import BuildConfig
-from tests.conftest import REPO, demo_sources_copy, write_registry
+from tests.conftest import (
+    REPO,
+    code_location_env,
+    crafted_bad_source,
+    demo_sources_copy,
+    write_registry,
+)
 from tests.test_alerts import Receiver
 
 BIN = Path(sys.executable).parent
 PARTITIONS = ["demo_pairs", "demo_agentic", "crafted_bad"]
 
 
-def _bad_source(folder: Path) -> dict:
-    f = folder / "crafted_bad.jsonl"
-    f.parent.mkdir(parents=True, exist_ok=True)
-    good = [
-        json.dumps({"prompt": f"question {i}?", "response": f"Here is answer {i}."})
-        for i in range(3)
-    ]
-    f.write_text("\n".join(good + ['{"prompt": "truncated', '{"response": "no prompt"}']) + "\n")
-    return {
-        "name": "crafted_bad",
-        "kind": "local",
-        "location": {"path": str(f)},
-        "format": "jsonl",
-        "mapping": {"prompt": "prompt", "response": "response"},
-        "roles": ["benign"],
-    }
-
-
 def test_cli_backfill_runs_through_the_daemon_blocks_the_bad_source_and_alerts(tmp_path):
-    sources = demo_sources_copy(tmp_path) + [_bad_source(tmp_path / "in")]
+    sources = demo_sources_copy(tmp_path) + [crafted_bad_source(tmp_path / "in")]
     reg, prof = write_registry(tmp_path / "config", sources)
     home = tmp_path / "home"
     home.mkdir()
@@ -57,16 +44,9 @@ def test_cli_backfill_runs_through_the_daemon_blocks_the_bad_source_and_alerts(t
         )
     )
     with Receiver() as receiver:
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "SAFETYGRAPH_PROFILE": "test",
-            "SAFETYGRAPH_REGISTRY": str(reg),
-            "SAFETYGRAPH_PROFILES": str(prof),
-            "SAFETYGRAPH_BASE_URI": str(tmp_path / "data"),
-            "SAFETYGRAPH_ALERT_WEBHOOK_URL": receiver.url,
-            "DAGSTER_DISABLE_TELEMETRY": "1",
-        }
+        env = code_location_env(
+            home, reg, prof, tmp_path / "data", SAFETYGRAPH_ALERT_WEBHOOK_URL=receiver.url
+        )
         launch = subprocess.run(
             [
                 str(BIN / "dagster"),

@@ -432,6 +432,20 @@ def _shards(n_harmful=110, n_retain=440, n_adv=400, tweak=None):
     return table(harmful), table(retain)
 
 
+def _run_datasets(reg, prof, base: str, assets: list[str]):
+    """The dataset job in process, for a subset of its assets (the rest read from storage)."""
+    settings = BuildConfig(
+        profile="test", registry_path=str(reg), profiles_path=str(prof), base_uri=base
+    )
+    defs = definitions.build_defs(settings, LLMResource())
+    with instance_for_test() as instance:
+        return defs.resolve_job_def(definitions.DATASET_JOB).execute_in_process(
+            instance=instance,
+            asset_selection=[AssetKey(k) for k in assets],
+            raise_on_error=False,
+        )
+
+
 def _run_stage2(tmp_path, harmful, retain):
     reg, prof = write_registry(tmp_path / "config", [], thresholds=PRODUCTION)
     body = yaml.safe_load(prof.read_text())
@@ -446,16 +460,7 @@ def _run_stage2(tmp_path, harmful, retain):
     storage = Storage(base)
     storage.write_table(harmful, *asset_parts(["harmful_shard"]))
     storage.write_table(retain, *asset_parts(["retain_shard"]))
-    settings = BuildConfig(
-        profile="test", registry_path=str(reg), profiles_path=str(prof), base_uri=base
-    )
-    defs = definitions.build_defs(settings, LLMResource())
-    with instance_for_test() as instance:
-        result = defs.resolve_job_def(definitions.DATASET_JOB).execute_in_process(
-            instance=instance,
-            asset_selection=[AssetKey(k) for k in STAGE2_ASSETS],
-            raise_on_error=False,
-        )
+    result = _run_datasets(reg, prof, base, STAGE2_ASSETS)
     done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     failed = sorted(
         f"{e.asset_check_key.asset_key.to_user_string()}:{e.asset_check_key.name}"
@@ -560,16 +565,7 @@ def test_a_missing_attack_outcome_over_10_percent_fails_its_check(tmp_path, path
     base = str(tmp_path / "data")
     _, labelled = _labelled("demo_agentdojo")
     Storage(base).write_table(labelled, *asset_parts(["refusal_dataset"]))
-    settings = BuildConfig(
-        profile="test", registry_path=str(reg), profiles_path=str(prof), base_uri=base
-    )
-    defs = definitions.build_defs(settings, LLMResource())
-    with instance_for_test() as instance:
-        result = defs.resolve_job_def(definitions.DATASET_JOB).execute_in_process(
-            instance=instance,
-            asset_selection=[AssetKey("harmful_shard"), AssetKey("retain_shard")],
-            raise_on_error=False,
-        )
+    result = _run_datasets(reg, prof, base, ["harmful_shard", "retain_shard"])
     evaluation = next(
         e
         for e in result.get_asset_check_evaluations()

@@ -6,7 +6,6 @@ Needs Debian's chromium (`.ci/run` installs it) and the playwright package (dev 
 without them. Screenshots land in test-artifacts/ui/ (or $SAFETYGRAPH_ARTIFACTS)."""
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,13 @@ import pytest
 import yaml
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
-from tests.conftest import REPO, demo_sources_copy, write_registry
+from tests.conftest import (
+    REPO,
+    code_location_env,
+    crafted_bad_source,
+    demo_sources_copy,
+    write_registry,
+)
 
 CHROMIUM = os.environ.get("SAFETYGRAPH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("SAFETYGRAPH_ARTIFACTS", REPO / "test-artifacts")) / "ui"
@@ -51,38 +56,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
-    bad = tmp / "in" / "crafted_bad.jsonl"
-    bad.parent.mkdir(parents=True)
-    rows = [
-        json.dumps({"prompt": f"question {i}?", "response": f"Here is answer {i}."})
-        for i in range(3)
-    ]
-    bad.write_text("\n".join(rows + ['{"prompt": "truncated', '{"response": "no prompt"}']) + "\n")
-    sources = demo_sources_copy(tmp) + [
-        {
-            "name": "crafted_bad",
-            "kind": "local",
-            "location": {"path": str(bad)},
-            "format": "jsonl",
-            "mapping": {"prompt": "prompt", "response": "response"},
-            "roles": ["benign"],
-        }
-    ]
+    sources = demo_sources_copy(tmp) + [crafted_bad_source(tmp / "in")]
     reg, prof = write_registry(tmp / "config", sources)
     home = tmp / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text(yaml.safe_dump({"telemetry": {"enabled": False}}))
     port = _free_port()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "SAFETYGRAPH_PROFILE": "test",
-        "SAFETYGRAPH_REGISTRY": str(reg),
-        "SAFETYGRAPH_PROFILES": str(prof),
-        "SAFETYGRAPH_BASE_URI": str(tmp / "data"),
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-    }
-    env.pop("SAFETYGRAPH_ALERT_WEBHOOK_URL", None)
+    env = code_location_env(home, reg, prof, tmp / "data")
     log = open(tmp / "dagster-dev.log", "w")  # noqa: SIM115 - open for the server's lifetime
     server = subprocess.Popen(
         [
