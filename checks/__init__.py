@@ -252,8 +252,8 @@ def dataset_checks() -> list:
         harmful_shard: pa.Table, refusal_dataset: pa.Table, settings: BuildConfig
     ) -> AssetCheckResult:
         limit = float(settings.active().thresholds.get("attack_outcome_missing_max", 0.1))
-        _, _, info = stage2.shards(refusal_dataset, outcome_paths(settings))
-        n, missing = info["attack_rows"], info["attack_outcome_missing"]
+        counts = stage2.attack_outcome_counts(refusal_dataset, outcome_paths(settings))
+        n, missing = counts["attack_rows"], counts["attack_outcome_missing"]
         share = missing / n if n else 0.0
         return AssetCheckResult(
             passed=share <= limit,

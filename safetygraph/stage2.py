@@ -89,6 +89,20 @@ def attack_outcome_sql(paths_by_source: Mapping[str, Sequence[str]]) -> str:
     return f"CASE source {' '.join(cases)} END"
 
 
+def attack_outcome_counts(
+    table: pa.Table, outcome_paths: Mapping[str, Sequence[str]]
+) -> dict[str, int]:
+    """Recorded attack rows (answers generated anew aside) and how many of them have no outcome at
+    the source's ``attack_outcome`` paths: the attack_outcome_recorded gate reads these."""
+    con = duck.connect(t=table.select(["source", "tags", "meta"]))
+    rows, missing = duck.one(
+        con,
+        f"""SELECT count(*), count(*) FILTER (WHERE {attack_outcome_sql(outcome_paths)} IS NULL)
+            FROM t WHERE list_contains(tags, 'attack') AND NOT list_contains(tags, '{CANDIDATE_TAG}')""",
+    )
+    return {"attack_rows": int(rows), "attack_outcome_missing": int(missing)}
+
+
 def shards(
     table: pa.Table, outcome_paths: Mapping[str, Sequence[str]]
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
@@ -145,15 +159,9 @@ def shards(
             "WHERE __place NOT LIKE 'harmful:%' AND __place NOT LIKE 'retain:%' GROUP BY 1 ORDER BY 1",
         )
     )
-    attack_rows, missing = duck.one(
-        con,
-        "SELECT count(*) FILTER (WHERE __attack AND NOT __candidate), "
-        "count(*) FILTER (WHERE __attack AND NOT __candidate AND __succeeded IS NULL) FROM c",
-    )
     info = {
         "left_out": {k: int(v) for k, v in left_out.items()},
-        "attack_rows": int(attack_rows),
-        "attack_outcome_missing": int(missing),
+        **attack_outcome_counts(table, outcome_paths),
         "candidates": int(duck.one(con, "SELECT count(*) FROM c WHERE __candidate")[0]),
     }
     return conform(harmful, SHARD_SCHEMA), conform(retain, SHARD_SCHEMA), info
@@ -298,13 +306,6 @@ def tools_missing(table: pa.Table) -> list[str]:
             ORDER BY id
             """,
         )
-    ]
-
-
-def duplicate_ids(table: pa.Table) -> list[str]:
-    con = duck.connect(t=table.select(["id"]))
-    return [
-        r[0] for r in duck.rows(con, "SELECT id FROM t GROUP BY id HAVING count(*) > 1 ORDER BY id")
     ]
 
 
