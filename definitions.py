@@ -25,13 +25,22 @@ from dagster import (
 )
 
 from checks import blocking_check_keys, dataset_checks, per_source_checks
-from pipeline_assets import circuit_breaker, export, judge_quality, merge, per_source, sources
+from pipeline_assets import (
+    audit,
+    circuit_breaker,
+    datasets,
+    export,
+    generation,
+    labeling,
+    sources,
+)
 from pipeline_assets.keys import RAW_QUARANTINE, SOURCE_CHAIN
 from pipeline_assets.placement import gpu_op_tags
 from resources import BuildConfig, LLMResource, ParquetIOManager
 from resources.settings import DEFAULT_BASE_URI
-from safetygraph.judge import DEFAULT_CONSTITUTION
-from safetygraph.registry import DEFAULT_PROFILES, DEFAULT_REGISTRY, REPO_ROOT
+from safetygraph.core.paths import REPO_ROOT
+from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION
+from safetygraph.sources.registry import DEFAULT_PROFILES, DEFAULT_REGISTRY
 from sensors import build_check_alert_sensor, build_file_sensor, build_schedules, run_failure_alerts
 from sensors.alerts import AlertResource, default_alerts
 
@@ -102,9 +111,10 @@ def build_defs(
     all_dataset_checks = dataset_checks()
     assets = [
         *sources.build(partitions),
-        *per_source.build(partitions, gpu_op_tags(settings.active().generation.get("placement"))),
-        *judge_quality.build(),
-        *merge.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
+        *generation.build(partitions, gpu_op_tags(settings.active().generation.get("placement"))),
+        *labeling.build(partitions),
+        *audit.build(partitions),
+        *datasets.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
         *circuit_breaker.build(),
         *export.build(),
     ]

@@ -27,11 +27,13 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from safetygraph import duck  # noqa: E402
-from safetygraph.audit import PII_PATTERNS, Auditor  # noqa: E402
-from safetygraph.judge import HeuristicJudge, load_constitution  # noqa: E402
-from safetygraph.records import AUDITED_SCHEMA, GENERATED_SCHEMA, conform  # noqa: E402
-from safetygraph.streaming import pipelined  # noqa: E402
+from safetygraph.audit.auditor import Auditor  # noqa: E402
+from safetygraph.audit.pii import PII_PATTERNS
+from safetygraph.core import duck  # noqa: E402
+from safetygraph.core.records import AUDITED_SCHEMA, GENERATED_SCHEMA, conform  # noqa: E402
+from safetygraph.core.streaming import pipelined  # noqa: E402
+from safetygraph.labeling.constitution import load_constitution  # noqa: E402
+from safetygraph.labeling.heuristic import HeuristicJudge
 
 PROMPTS = [
     "How do I bake sourdough bread at home?",

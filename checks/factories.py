@@ -11,7 +11,7 @@ from dagster import (
 )
 
 from resources import BuildConfig
-from safetygraph.merge import duplicate_ids
+from safetygraph.audit.dedup import duplicate_ids
 from schemas import validate_table
 
 

@@ -14,16 +14,10 @@ from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, asse
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import counts_table, value_counts
 from resources import BuildConfig
-from safetygraph import stage2
-from safetygraph.merge import train_eval_split
-from safetygraph.preflight import ChatTokenizer, preflight
-from safetygraph.registry import resolve_repo_path
-
-
-def outcome_paths(settings: BuildConfig) -> dict[str, tuple[str, ...]]:
-    """{source: attack_outcome paths} for the active profile's sources that declare them."""
-    specs = (settings.source(n) for n in settings.active().sources)
-    return {s.name: s.attack_outcome for s in specs if s.attack_outcome}
+from safetygraph.core.paths import resolve_repo_path
+from safetygraph.recipes import circuit_breaker as cb
+from safetygraph.recipes.circuit_breaker.preflight import ChatTokenizer, preflight
+from safetygraph.recipes.splits import train_eval_split
 
 
 def build():
@@ -48,7 +42,7 @@ def build():
         },
     )
     def cb_shards(context: AssetExecutionContext, refusal_dataset: pa.Table, settings: BuildConfig):
-        harmful, retain, info = stage2.shards(refusal_dataset, outcome_paths(settings))
+        harmful, retain, info = cb.cut_shards(refusal_dataset, settings.attack_outcome_paths())
         context.log.info(f"Ds={harmful.num_rows} Dr={retain.num_rows} left out: {info['left_out']}")
         yield Output(
             harmful,
@@ -87,7 +81,7 @@ def build():
         retain_shard: pa.Table,
         settings: BuildConfig,
     ) -> pa.Table:
-        out = stage2.samples(harmful_shard, retain_shard)
+        out = cb.samples(harmful_shard, retain_shard)
         dropped: dict[str, int] = {}
         if settings.active().thresholds.get("over_length", "fail") == "drop":
             # longer than max_seq_length with the target tokenizer: left out and counted here
@@ -101,7 +95,7 @@ def build():
             dropped = value_counts(report.filter(over), "source")
             out = out.filter(pc.invert(over))
             context.log.info(f"left out over max_seq_length {limit}: {dropped}")
-        s = stage2.stats(out)
+        s = cb.stats(out)
         context.add_output_metadata(
             {
                 "rows": out.num_rows,
@@ -121,7 +115,7 @@ def build():
         description="Stage-2 counts by source, class and kind (stats.json of the files).",
     )
     def stage2_stats(context: AssetExecutionContext, stage2_samples: pa.Table) -> pa.Table:
-        s = stage2.stats(stage2_samples)
+        s = cb.stats(stage2_samples)
         rows = [
             {"source": src, "cb_class": cls, "rows": n}
             for src, by in s["by_source"].items()
@@ -155,8 +149,8 @@ def build():
         "error, with the rule, the sample id and the turn. Empty when the set is valid.",
     )
     def validation_report(context: AssetExecutionContext, stage2_samples: pa.Table) -> pa.Table:
-        errors = stage2.validate(stage2_samples)
-        summary = stage2.validation_summary(errors, stage2_samples.num_rows)
+        errors = cb.validate(stage2_samples)
+        summary = cb.validation_summary(errors, stage2_samples.num_rows)
         first = errors.slice(0, 20).to_pylist()
         context.add_output_metadata(
             {
@@ -164,7 +158,7 @@ def build():
                 "samples_with_errors": summary["samples_with_errors"],
                 "errors_by_rule": counts_table("rule", summary["errors_by_rule"]),
                 "rules": MetadataValue.md(
-                    "\n".join(f"- **{r}** {text}" for r, text in stage2.RULES.items())
+                    "\n".join(f"- **{r}** {text}" for r, text in cb.RULES.items())
                 ),
                 "first_errors": MetadataValue.md(
                     "| rule | id | turn | message |\n|---|---|---|---|\n"
@@ -240,11 +234,11 @@ def build():
         settings: BuildConfig,
     ) -> pa.Table:
         build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-        report = stage2.validation_summary(validation_report, stage2_samples.num_rows)
+        report = cb.validation_summary(validation_report, stage2_samples.num_rows)
         report["errors_list"] = validation_report.to_pylist()
-        body = stage2.stats(stage2_samples)
+        body = cb.stats(stage2_samples)
         body["train"], body["eval"] = train_split.num_rows, eval_split.num_rows
-        manifest = stage2.write_files(
+        manifest = cb.write_files(
             settings.storage(),
             build_id,
             harmful_shard,
@@ -258,7 +252,7 @@ def build():
         context.add_output_metadata(
             {
                 "build_id": build_id,
-                "path": MetadataValue.path(storage.uri(stage2.STAGE2_ROOT, build_id)),
+                "path": MetadataValue.path(storage.uri(cb.STAGE2_ROOT, build_id)),
                 "files": MetadataValue.md(
                     "| file | rows | sha256 |\n|---|---|---|\n"
                     + "\n".join(

@@ -7,16 +7,15 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from pipeline_assets.keys import OWNER
 from resources import BuildConfig
-from safetygraph.export import EXPORT_ROOT, config_lock, write_export
-from safetygraph.merge import dataset_info
-from safetygraph.qa import (
+from safetygraph.export.files import EXPORT_ROOT, write_export
+from safetygraph.export.lock import config_lock
+from safetygraph.export.qa import (
     compute_metrics,
     great_expectations_results,
     render_markdown,
     rows_per_source,
 )
-from safetygraph.review import review_sample as make_review_sample
-from safetygraph.review import to_csv
+from safetygraph.recipes.refusal.dataset import dataset_info
 
 QA_SCHEMA = pa.schema(
     [
@@ -155,28 +154,4 @@ def build():
             ),
         )
 
-    @asset(
-        group_name="audit",
-        kinds={"duckdb", "csv"},
-        owners=[OWNER],
-        description="A stratified human-review sample (outcome x confidence bucket, review_rate of each, at least one "
-        "per stratum) written to reports/review_sample.csv for an annotator to fill in; "
-        "`safetygraph review-import FILE` reports agreement with the judge.",
-    )
-    def review_sample(
-        context: AssetExecutionContext, refusal_dataset: pa.Table, settings: BuildConfig
-    ) -> pa.Table:
-        rate = float(settings.active().thresholds.get("review_rate", 0.05))
-        sample = make_review_sample(refusal_dataset, rate, settings.active().seed)
-        storage = settings.storage()
-        storage.write_bytes(to_csv(sample).encode(), "reports", "review_sample.csv")
-        context.add_output_metadata(
-            {
-                "rows": sample.num_rows,
-                "rate": rate,
-                "path": storage.uri("reports", "review_sample.csv"),
-            }
-        )
-        return sample
-
-    return [qa_report, export, review_sample]
+    return [qa_report, export]

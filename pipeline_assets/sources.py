@@ -13,8 +13,9 @@ from dagster import (
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import counts_table
 from resources import BuildConfig
-from safetygraph.ingest import SourceError, ingest
-from safetygraph.registry import RegistryError
+from safetygraph.sources.errors import SourceError
+from safetygraph.sources.ingest import ingest
+from safetygraph.sources.registry import RegistryError
 
 
 def build(partitions: PartitionsDefinition):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pyarrow as pa
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
-from safetygraph.storage import Storage, asset_parts
+from safetygraph.core.storage import Storage, asset_parts
 
 
 class ParquetIOManager(ConfigurableIOManager):

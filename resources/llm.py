@@ -7,6 +7,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
+from safetygraph.core.paths import REPO_ROOT
 from safetygraph.generation import (
     Backend,
     GenerationConfig,
@@ -15,7 +16,6 @@ from safetygraph.generation import (
     TransformersBackend,
     VLLMBackend,
 )
-from safetygraph.registry import REPO_ROOT
 
 DEFAULT_RECORDINGS = [str(REPO_ROOT / "sample_data" / "recorded_responses.jsonl")]
 

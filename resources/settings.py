@@ -7,8 +7,10 @@ from typing import Any
 
 from dagster import ConfigurableResource
 
-from safetygraph.judge import DEFAULT_CONSTITUTION, Constitution, load_constitution
-from safetygraph.registry import (
+from safetygraph.core.storage import Storage
+from safetygraph.generation import GenerationConfig
+from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION, Constitution, load_constitution
+from safetygraph.sources.registry import (
     DEFAULT_PROFILES,
     DEFAULT_REGISTRY,
     Profile,
@@ -16,7 +18,6 @@ from safetygraph.registry import (
     SourceSpec,
     load_registry,
 )
-from safetygraph.storage import Storage
 
 DEFAULT_BASE_URI = ".safetygraph/data"
 
@@ -62,6 +63,21 @@ class BuildConfig(ConfigurableResource):
 
     def storage(self) -> Storage:
         return Storage(self.base_uri)
+
+    def generation_configs(self, roles: list[str]) -> list[GenerationConfig]:
+        """The active profile's generation configs of the given roles (target, direct, judge, ...)."""
+        configs = self.active().generation.get("configs", {})
+        missing = [r for r in roles if r not in configs]
+        if missing:
+            raise ValueError(
+                f"profile '{self.profile}' has no generation config(s) {missing}; it has {sorted(configs)}"
+            )
+        return [GenerationConfig.from_dict(r, configs[r]) for r in roles]
+
+    def attack_outcome_paths(self) -> dict[str, tuple[str, ...]]:
+        """{source: attack_outcome paths} for the active profile's sources that declare them."""
+        specs = (self.source(n) for n in self.active().sources)
+        return {s.name: s.attack_outcome for s in specs if s.attack_outcome}
 
     def config_files(self) -> list[str]:
         return [self.registry_path, self.profiles_path, self.constitution_path]

@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 
-from .registry import REPO_ROOT
+from safetygraph.core.paths import REPO_ROOT
 
 
 def _prepare_env(profile: str | None) -> None:
@@ -120,7 +120,7 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
 
 def list_sources(profile: str | None) -> int:
     _prepare_env(profile)
-    from .registry import load_registry
+    from safetygraph.sources.registry import load_registry
 
     reg = load_registry()
     active = os.environ.get("SAFETYGRAPH_PROFILE", "demo")
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         return run_build(args.profile, args.verbose)
     if args.command == "review-import":
-        from .review import ReviewFileError, review_agreement
+        from safetygraph.labeling.review import ReviewFileError, review_agreement
 
         try:
             with open(args.file, encoding="utf-8") as f:

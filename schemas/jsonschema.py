@@ -14,9 +14,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from safetygraph.judge import COMPLY_STYLES, OUTCOMES, REFUSAL_STYLES
-from safetygraph.records import MESSAGE_ROLES, SPLIT_SCHEMA
-from safetygraph.stage2 import HARMFUL_KINDS, RETAIN_KINDS
+from safetygraph.core.records import MESSAGE_ROLES, SPLIT_SCHEMA
+from safetygraph.labeling.constitution import COMPLY_STYLES, OUTCOMES, REFUSAL_STYLES
+from safetygraph.recipes.circuit_breaker.shards import HARMFUL_KINDS, RETAIN_KINDS
 
 # Flat table columns -> nested record groups (as the export writes them).
 GROUPS: dict[str, dict[str, str]] = {

@@ -12,9 +12,9 @@ import pyarrow as pyarrow_
 from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
-from safetygraph.judge import COMPLY_STYLES, OUTCOMES, REFUSAL_STYLES
-from safetygraph.records import MESSAGE_ROLES
-from safetygraph.stage2 import HARMFUL_KINDS, RETAIN_KINDS
+from safetygraph.core.records import MESSAGE_ROLES
+from safetygraph.labeling.constitution import COMPLY_STYLES, OUTCOMES, REFUSAL_STYLES
+from safetygraph.recipes.circuit_breaker.shards import HARMFUL_KINDS, RETAIN_KINDS
 
 VALIDATE_BATCH_ROWS = 50_000
 

@@ -24,7 +24,7 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from pydantic import Field
 
-from safetygraph.alerts import Alert, AlertDeliveryError, check_alert, post, run_alert
+from safetygraph.ops.alerts import Alert, AlertDeliveryError, check_alert, post, run_alert
 
 BATCH = 200
 

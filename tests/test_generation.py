@@ -11,6 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from safetygraph.core.records import RAW_SCHEMA
+from safetygraph.core.storage import Storage
 from safetygraph.generation import (
     GenerationConfig,
     OpenAIBackend,
@@ -22,8 +24,6 @@ from safetygraph.generation import (
     request_hash,
     request_messages,
 )
-from safetygraph.records import RAW_SCHEMA
-from safetygraph.storage import Storage
 from tests.fake_openai import FakeOpenAI
 
 REPO = Path(__file__).resolve().parent.parent
@@ -236,7 +236,7 @@ def test_several_roles_and_samples_each_answer_every_prompt(tmp_path: Path):
 KILL_SCRIPT = """
 import sys
 from safetygraph.generation import GenerationConfig, OpenAIBackend, RequestCache, generate
-from safetygraph.storage import Storage
+from safetygraph.core.storage import Storage
 from tests.test_generation import raw_table
 url, base = sys.argv[1], sys.argv[2]
 generate(raw_table([f"k{i}" for i in range(200)]), [GenerationConfig(backend="openai", model="m")],

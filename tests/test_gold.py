@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from safetygraph.gold import binary_metrics, evaluate, prefix_baseline
+from safetygraph.labeling.gold import binary_metrics, evaluate, prefix_baseline
 
 
 def test_binary_metrics_on_a_known_confusion_matrix():
@@ -25,9 +25,9 @@ def test_prefix_baseline_is_the_substring_rule():
 
 def test_heuristic_judge_on_do_not_answer(shared_data):
     from safetygraph.generation import GenerationConfig, ReplayBackend, generate
-    from safetygraph.ingest import ingest
-    from safetygraph.judge import HeuristicJudge
-    from safetygraph.registry import load_registry
+    from safetygraph.labeling.heuristic import HeuristicJudge
+    from safetygraph.sources.ingest import ingest
+    from safetygraph.sources.registry import load_registry
 
     table = ingest(load_registry().source("do_not_answer", "shared")).table
     answered, _ = generate(table, [GenerationConfig()], lambda c: ReplayBackend([]))

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from safetygraph.ingest import SourceError, ingest
-from safetygraph.registry import load_registry
+from safetygraph.sources.errors import SourceError
+from safetygraph.sources.ingest import ingest
+from safetygraph.sources.registry import load_registry
 from tests.conftest import write_registry
 
 

@@ -3,14 +3,15 @@
 import pyarrow as pa
 import pytest
 
-from safetygraph.audit import audit, residual_pii
-from safetygraph.judge import (
+from safetygraph.audit.auditor import audit
+from safetygraph.audit.pii import residual_pii
+from safetygraph.core.records import GENERATED_SCHEMA, conform
+from safetygraph.labeling.constitution import (
     DEFAULT_CONSTITUTION,
     ConstitutionError,
-    HeuristicJudge,
     load_constitution,
 )
-from safetygraph.records import GENERATED_SCHEMA, conform
+from safetygraph.labeling.heuristic import HeuristicJudge
 
 
 def _table(rows):
@@ -260,7 +261,7 @@ def test_audit_streams_batches_with_dedup_state_across_them():
 
 
 def test_pipelined_keeps_order_and_raises_step_errors():
-    from safetygraph.streaming import pipelined
+    from safetygraph.core.streaming import pipelined
 
     assert list(pipelined(range(50), lambda x: x * 2, lambda x: x + 1, depth=1)) == [
         2 * i + 1 for i in range(50)

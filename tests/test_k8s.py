@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safetygraph.k8s import SECRET_KEYS, Deployment, render, step_pod_job
+from safetygraph.ops.k8s import SECRET_KEYS, Deployment, render, step_pod_job
 from tests.conftest import REPO, demo_sources_copy, write_registry
 
 kv = pytest.importorskip("kubernetes_validate")

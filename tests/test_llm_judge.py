@@ -4,10 +4,10 @@ import json
 
 import pyarrow as pa
 
+from safetygraph.core.storage import Storage
 from safetygraph.generation import GenerationConfig, OpenAIBackend, RequestCache
-from safetygraph.judge import load_constitution
-from safetygraph.llm_judge import LLMJudge, label_json_schema, label_two_pass, parse_labels
-from safetygraph.storage import Storage
+from safetygraph.labeling.constitution import load_constitution
+from safetygraph.labeling.llm_judge import LLMJudge, label_json_schema, label_two_pass, parse_labels
 from tests.fake_openai import FakeOpenAI
 from tests.test_judge_audit import _table
 

@@ -2,19 +2,16 @@
 
 import pyarrow as pa
 
-from safetygraph.audit import audit
-from safetygraph.judge import HeuristicJudge
-from safetygraph.merge import (
-    leaked_prompts,
-    merge_sources,
-    train_eval_split,
-)
-from safetygraph.stage2 import shards
+from safetygraph.audit.auditor import audit
+from safetygraph.labeling.heuristic import HeuristicJudge
+from safetygraph.recipes.circuit_breaker.shards import cut_shards
+from safetygraph.recipes.refusal.dataset import merge_sources
+from safetygraph.recipes.splits import leaked_prompts, train_eval_split
 from tests.test_judge_audit import _table
 
 
 def circuit_breaker_shards(table):
-    harmful, retain, info = shards(table, {})
+    harmful, retain, info = cut_shards(table, {})
     return harmful, retain, info["left_out"].get("over_refusal", 0)
 
 
@@ -81,8 +78,8 @@ def test_leak_detector_finds_a_shared_prompt():
 
 
 def test_near_duplicates_stay_on_one_side_and_leaks_are_found():
-    from safetygraph.merge import near_duplicate_leaks
-    from safetygraph.neardup import cluster_keys, near_duplicate_pairs
+    from safetygraph.audit.neardup import cluster_keys, near_duplicate_pairs
+    from safetygraph.recipes.splits import near_duplicate_leaks
 
     keys = pa.array(["a", "b", "c", "d"])
     texts = pa.array(

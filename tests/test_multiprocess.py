@@ -3,7 +3,7 @@ only through the Parquet IO manager (as in `dagster dev` runs and, one pod per s
 
 from dagster import execute_job, instance_for_test, reconstructable
 
-from safetygraph.storage import Storage
+from safetygraph.core.storage import Storage
 from tests.conftest import REPO
 from tests.multiprocess_target import source_job
 

@@ -15,8 +15,8 @@ from checks import dataset_checks
 from checks.factories import schema_check, unique_ids_check
 from pipeline_assets.keys import EVAL_SPLIT, REFUSAL_DATASET, TRAIN_SPLIT
 from resources import BuildConfig, LLMResource, ParquetIOManager
-from safetygraph.export import verify_export
-from safetygraph.storage import Storage
+from safetygraph.core.storage import Storage
+from safetygraph.export.files import verify_export
 from schemas import SplitRecord
 from tests.conftest import REPO, demo_sources_copy, write_registry
 
@@ -372,7 +372,7 @@ def _split_rows(
                 "split": split,
             }
         )
-    from safetygraph.records import SPLIT_SCHEMA
+    from safetygraph.core.records import SPLIT_SCHEMA
 
     return pa.Table.from_pylist(rows, schema=SPLIT_SCHEMA)
 

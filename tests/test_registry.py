@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from safetygraph.registry import RegistryError, load_registry
+from safetygraph.sources.registry import RegistryError, load_registry
 from tests.conftest import write_registry
 
 BUILT_IN = [

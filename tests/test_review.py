@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from safetygraph.audit import audit
-from safetygraph.judge import HeuristicJudge
-from safetygraph.review import (
+from safetygraph.audit.auditor import audit
+from safetygraph.labeling.heuristic import HeuristicJudge
+from safetygraph.labeling.review import (
     ReviewFileError,
     confidence_distribution,
     coverage,

@@ -6,7 +6,7 @@ from pathlib import Path
 import jsonschema
 import pyarrow as pa
 
-from safetygraph.records import (
+from safetygraph.core.records import (
     AUDITED_SCHEMA,
     GENERATED_SCHEMA,
     LABELED_SCHEMA,

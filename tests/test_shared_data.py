@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from safetygraph.ingest import ingest
-from safetygraph.registry import load_registry
+from safetygraph.sources.ingest import ingest
+from safetygraph.sources.registry import load_registry
 
 EXPECTED_ROWS = {
     "xstest": 450,

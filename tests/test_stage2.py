@@ -13,17 +13,21 @@ from dagster import AssetKey, instance_for_test
 
 import definitions
 from resources import BuildConfig, LLMResource
-from safetygraph import stage2
-from safetygraph.audit import audit
-from safetygraph.demo_tokenizer import build as build_tokenizer
+from safetygraph.audit.auditor import audit
+from safetygraph.core.records import SHARD_SCHEMA, conform
+from safetygraph.core.storage import Storage, asset_parts
 from safetygraph.generation import GenerationConfig, generate
 from safetygraph.generation.openai_backend import OpenAIBackend
-from safetygraph.ingest import ingest
-from safetygraph.judge import HeuristicJudge
-from safetygraph.preflight import ChatTokenizer, preflight, template_messages
-from safetygraph.records import SHARD_SCHEMA, conform
-from safetygraph.registry import load_registry
-from safetygraph.storage import Storage, asset_parts
+from safetygraph.labeling.heuristic import HeuristicJudge
+from safetygraph.recipes import circuit_breaker as cb
+from safetygraph.recipes.circuit_breaker.demo_tokenizer import build as build_tokenizer
+from safetygraph.recipes.circuit_breaker.preflight import (
+    ChatTokenizer,
+    preflight,
+    template_messages,
+)
+from safetygraph.sources.ingest import ingest
+from safetygraph.sources.registry import load_registry
 from tests.conftest import REPO, write_registry
 from tests.fake_openai import FakeOpenAI
 
@@ -121,7 +125,7 @@ def test_validation_reports_each_rule_by_sample_and_turn():
         sample(7),
         {**sample(8), "cb_kind": "mystery"},  # R6
     ]
-    errors = stage2.validate(table(rows))
+    errors = cb.validate(table(rows))
     got = sorted({(e["rule"], e["id"][-1:], e["turn"]) for e in errors.to_pylist()})
     assert got == [
         ("R1", "2", 2),
@@ -135,9 +139,9 @@ def test_validation_reports_each_rule_by_sample_and_turn():
     assert by_rule["R1"] == "turn 2: user after user"
     assert by_rule["R3"] == "calls lookup, which the sample does not declare"
     assert "cb_kind" in by_rule["R6"] and "id used by 2 samples" in by_rule["R5"]
-    summary = stage2.validation_summary(errors, 9)
+    summary = cb.validation_summary(errors, 9)
     assert summary["samples_with_errors"] == 6 and summary["errors_by_rule"]["R4"] == 1
-    assert stage2.validate(table(rows[:2])).num_rows == 0
+    assert cb.validate(table(rows[:2])).num_rows == 0
 
 
 def test_tools_missing_finds_tool_samples_without_schemas():
@@ -149,7 +153,7 @@ def test_tools_missing_finds_tool_samples_without_schemas():
         sample(3, adv=True, tools=[tool("lookup")]),
         sample(4, tags=["general_chat", "agentic"]),  # general conversation is exempt
     ]
-    assert stage2.tools_missing(table(rows)) == [f"{1:024d}", f"{2:024d}"]
+    assert cb.tools_missing(table(rows)) == [f"{1:024d}", f"{2:024d}"]
 
 
 # ---- shards from attack outcomes and answers ---------------------------------------------------
@@ -162,7 +166,7 @@ def _labelled(name: str):
 
 def test_agentdojo_outcome_from_either_location_and_missing_counted(tmp_path):
     spec, dojo = _labelled("demo_agentdojo")
-    harmful, retain, info = stage2.shards(dojo, {spec.name: spec.attack_outcome})
+    harmful, retain, info = cb.cut_shards(dojo, {spec.name: spec.attack_outcome})
     # 12 runs: 4 with security true (the injection succeeded), read at the top level or in metadata
     assert harmful.num_rows == 4 and set(harmful.column("cb_kind").to_pylist()) == {
         "attack_success"
@@ -170,7 +174,7 @@ def test_agentdojo_outcome_from_either_location_and_missing_counted(tmp_path):
     assert retain.num_rows == 8 and set(retain.column("cb_kind").to_pylist()) == {"attack_resisted"}
     assert info["attack_rows"] == 12 and info["attack_outcome_missing"] == 0
     # with only the top-level path declared, the runs that keep it under metadata are missing
-    _, _, info = stage2.shards(dojo, {spec.name: ("security",)})
+    _, _, info = cb.cut_shards(dojo, {spec.name: ("security",)})
     assert info["attack_outcome_missing"] == 6 and info["left_out"] == {"attack_outcome_missing": 6}
 
 
@@ -186,7 +190,7 @@ def test_adversarial_candidates_are_safe_unless_they_call_a_new_tool():
     )
     assert stats.generated == 30 and stats.passed_through == 30
     labelled = audit(HeuristicJudge().label(answered))[0]
-    harmful, retain, info = stage2.shards(labelled, {spec.name: spec.attack_outcome})
+    harmful, retain, info = cb.cut_shards(labelled, {spec.name: spec.attack_outcome})
     kinds = retain.column("cb_kind").to_pylist()
     # the recordings follow the injection in one answer of twelve: those are left out
     unsafe = info["left_out"].get("adversarial_candidate_unsafe", 0)
@@ -199,8 +203,8 @@ def test_adversarial_candidates_are_safe_unless_they_call_a_new_tool():
     )
     assert harmful.num_rows == 10 and kinds.count("attack_resisted") == 20
     # every adversarial-safe sample keeps the attack's tools and passes strict validation
-    samples = stage2.samples(harmful, retain)
-    assert stage2.validate(samples).num_rows == 0 and stage2.tools_missing(samples) == []
+    samples = cb.samples(harmful, retain)
+    assert cb.validate(samples).num_rows == 0 and cb.tools_missing(samples) == []
 
 
 def test_attack_prompts_are_answered_anew_with_the_tools_attached():
@@ -346,13 +350,13 @@ def test_real_tau2_traces_pass_validation_and_preflight(shared_data, realistic_t
         raw = ingest(reg.source(name, "shared")).table
         traces = raw.filter(pa.compute.is_valid(raw.column("response")))  # tasks with agent actions
         labelled = audit(HeuristicJudge().label(traces))[0]
-        harmful, retain, _ = stage2.shards(labelled, {})
-        samples = stage2.samples(harmful, retain)
+        harmful, retain, _ = cb.cut_shards(labelled, {})
+        samples = cb.samples(harmful, retain)
         assert harmful.num_rows == 0 and set(retain.column("cb_kind").to_pylist()) <= {
             "agent_trace"
         }
-        assert stage2.validate(samples).num_rows == 0, name
-        assert stage2.tools_missing(samples) == [], name
+        assert cb.validate(samples).num_rows == 0, name
+        assert cb.tools_missing(samples) == [], name
         report = preflight(samples, realistic_tokenizer, 2048)
         failed = report.filter(pa.compute.is_valid(report.column("error")))
         # the only failures are traces longer than 2048 tokens (over_length: drop leaves them out)
@@ -384,16 +388,16 @@ def test_real_xstest_safe_prompts_become_borderline_retain_samples(
         answered, stats = generate(raw, [config], lambda c: OpenAIBackend(base_url=server.url))
     assert stats.generated == raw.num_rows == 450
     labelled = audit(HeuristicJudge().label(answered))[0]
-    harmful, retain, info = stage2.shards(labelled, {})
+    harmful, retain, info = cb.cut_shards(labelled, {})
     borderline = retain.filter(pa.compute.equal(retain.column("cb_kind"), "borderline_compliance"))
     # XSTest's 250 safe prompts, answered, are borderline retain material; the 200 unsafe ones
     # answered compliantly are harmful completions
     assert borderline.num_rows == 250 and harmful.num_rows == 200
-    samples = stage2.samples(harmful, retain)
-    assert stage2.validate(samples).num_rows == 0
+    samples = cb.samples(harmful, retain)
+    assert cb.validate(samples).num_rows == 0
     report = preflight(samples, realistic_tokenizer, 2048)
     assert report.filter(pa.compute.is_valid(report.column("error"))).num_rows == 0
-    assert stage2.validate(stage2.samples(harmful.slice(0, 0), borderline)).num_rows == 0
+    assert cb.validate(cb.samples(harmful.slice(0, 0), borderline)).num_rows == 0
 
 
 # ---- every stage-2 gate blocks the files (production thresholds) ---------------------------------
@@ -546,7 +550,7 @@ def test_each_shortfall_fails_its_gate_and_no_file_is_written(tmp_path, shards, 
     ("tweak", "rule"), [(_dup_id, "R5"), (_tool_without_tools, "R3"), (_bad_tool_call, "R4")]
 )
 def test_the_same_shortfalls_fail_strict_validation(tweak, rule):
-    errors = stage2.validate(stage2.samples(*_shards(tweak=tweak)))
+    errors = cb.validate(cb.samples(*_shards(tweak=tweak)))
     assert {e["rule"] for e in errors.to_pylist()} == {rule}
 
 

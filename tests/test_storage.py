@@ -5,7 +5,7 @@ import os
 import pyarrow as pa
 import pytest
 
-from safetygraph.storage import Storage, asset_parts
+from safetygraph.core.storage import Storage, asset_parts
 
 
 def test_write_is_atomic_and_failed_writes_leave_nothing(tmp_path):

@@ -18,8 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-from ..records import canonical_json
-from ..storage import Storage
+from safetygraph.core.records import canonical_json
+from safetygraph.core.storage import Storage
+
 from .core import GenerationConfig, Request, Result
 
 CACHE_PREFIX = ("cache", "requests")

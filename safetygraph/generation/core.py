@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-from ..records import canonical_json, sha256_hex
+from safetygraph.core.records import canonical_json, sha256_hex
 
 BACKENDS = ("replay", "openai", "transformers", "vllm")
 ANSWERS = ("prompts", "attacks")

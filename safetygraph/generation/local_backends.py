@@ -8,7 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from .. import duck
+from safetygraph.core import duck
+
 from .core import GenerationConfig, Request, Result
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..records import GENERATED_SCHEMA, canonical_json, conform
+from safetygraph.core.records import GENERATED_SCHEMA, canonical_json, conform
+
 from .cache import RequestCache
 from .core import Backend, GenerationConfig, Request, Result, request_hash, request_messages
 

@@ -1,0 +1,222 @@
+"""Gates on circuit-breaker stage 2: the shards, the merge gates on stage2_samples (Dr:Ds ratio,
+adversarial-safe count, tools carried, tokenizer preflight), strict validation, and the splits
+(no train/eval leakage, no PII)."""
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    MetadataValue,
+    asset_check,
+)
+
+from checks.audit import no_pii_left
+from checks.factories import min_rows_check, schema_check, unique_ids_check
+from pipeline_assets.keys import (
+    EVAL_SPLIT,
+    HARMFUL_SHARD,
+    REFUSAL_DATASET,
+    RETAIN_SHARD,
+    STAGE2_SAMPLES,
+    TRAIN_SPLIT,
+    VALIDATION_REPORT,
+)
+from resources import BuildConfig
+from safetygraph.core.paths import resolve_repo_path
+from safetygraph.recipes import circuit_breaker as cb
+from safetygraph.recipes.circuit_breaker.preflight import ChatTokenizer, preflight
+from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
+from schemas import (
+    ShardRecord,
+    SplitRecord,
+)
+
+
+def dataset() -> list:
+    @asset_check(
+        asset=STAGE2_SAMPLES,
+        blocking=True,
+        description="Dr:Ds, retain samples per harmful sample, is at least retain_harmful_ratio_min (4.0 in production).",
+    )
+    def dr_ds_ratio(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        minimum = float(settings.threshold("retain_harmful_ratio_min"))
+        s = cb.stats(stage2_samples)
+        ratio = s["dr_ds_ratio"] or 0.0
+        return AssetCheckResult(
+            passed=s["harmful"] > 0 and ratio >= minimum,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "retain": s["retain"],
+                "harmful": s["harmful"],
+                "ratio": round(ratio, 4),
+                "minimum": minimum,
+            },
+        )
+
+    @asset_check(
+        asset=STAGE2_SAMPLES,
+        blocking=True,
+        description="At least adversarial_safe_min attack prompts answered safely (400 in production).",
+    )
+    def adversarial_safe_count(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        minimum = int(settings.threshold("adversarial_safe_min"))
+        n = int(pc.sum(stage2_samples.column("is_adversarial_safe")).as_py() or 0)
+        return AssetCheckResult(
+            passed=n >= minimum,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"adversarial_safe": n, "minimum": minimum},
+        )
+
+    @asset_check(
+        asset=STAGE2_SAMPLES,
+        blocking=True,
+        description="Every sample outside general conversation that uses tools (or comes from an agentic "
+        "or attack source) carries its tool schemas.",
+    )
+    def tools_carried(stage2_samples: pa.Table) -> AssetCheckResult:
+        missing = cb.tools_missing(stage2_samples)
+        return AssetCheckResult(
+            passed=not missing,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"without_tools": len(missing), "ids": MetadataValue.json(missing[:50])},
+        )
+
+    @asset_check(
+        asset=STAGE2_SAMPLES,
+        blocking=True,
+        description="Tokenizer preflight against the target chat template (preflight_tokenizer): every "
+        "sample renders and tokenizes, the assistant turns are found for the loss mask, tool JSON "
+        "parses, and none exceeds max_seq_length tokens.",
+    )
+    def tokenizer_preflight(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        name = str(settings.threshold("preflight_tokenizer"))
+        limit = int(settings.active().thresholds.get("max_seq_length", 2048))
+        tok = ChatTokenizer.load(resolve_repo_path(name))
+        report = preflight(stage2_samples, tok, limit)
+        failed = report.filter(pc.is_valid(report.column("error")))
+        ok = report.filter(pc.is_null(report.column("error")))
+        tokens = pc.sum(ok.column("tokens")).as_py() or 0
+        trained = pc.sum(ok.column("trained_tokens")).as_py() or 0
+        sample = ok.slice(0, 10).to_pylist()
+        return AssetCheckResult(
+            passed=failed.num_rows == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "tokenizer": name,
+                "max_seq_length": limit,
+                "samples": report.num_rows,
+                "failed": failed.num_rows,
+                "max_tokens": int(pc.max(report.column("tokens")).as_py() or 0),
+                "trained_tokens": int(trained),
+                "masked_tokens": int(tokens - trained),
+                "failures": MetadataValue.md(
+                    "| id | source | error |\n|---|---|---|\n"
+                    + "\n".join(
+                        f"| {r['id']} | {r['source']} | {r['error']} |"
+                        for r in failed.slice(0, 20).to_pylist()
+                    )
+                    if failed.num_rows
+                    else "none"
+                ),
+                "trained_spans": MetadataValue.md(
+                    "Token spans trained (the rest is masked), first samples:\n\n"
+                    "| id | tokens | trained | spans |\n|---|---|---|---|\n"
+                    + "\n".join(
+                        f"| {r['id']} | {r['tokens']} | {r['trained_tokens']} | {r['trained_spans']} |"
+                        for r in sample
+                    )
+                ),
+            },
+        )
+
+    @asset_check(
+        asset=VALIDATION_REPORT,
+        blocking=True,
+        description="Strict validation: no stage-2 sample breaks a rule R1-R6.",
+    )
+    def no_validation_errors(validation_report: pa.Table) -> AssetCheckResult:
+        summary = cb.validation_summary(validation_report, 0)
+        return AssetCheckResult(
+            passed=validation_report.num_rows == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "errors": validation_report.num_rows,
+                "samples_with_errors": summary["samples_with_errors"],
+                **{f"errors_{r}": n for r, n in summary["errors_by_rule"].items()},
+            },
+        )
+
+    @asset_check(
+        asset=HARMFUL_SHARD,
+        blocking=True,
+        additional_ins={"refusal_dataset": AssetIn(REFUSAL_DATASET.path)},
+        description="Attack rows whose outcome (succeeded / resisted) is missing at the source's "
+        "attack_outcome paths are at most attack_outcome_missing_max (10%) of the attack rows.",
+    )
+    def attack_outcome_recorded(
+        harmful_shard: pa.Table, refusal_dataset: pa.Table, settings: BuildConfig
+    ) -> AssetCheckResult:
+        limit = float(settings.active().thresholds.get("attack_outcome_missing_max", 0.1))
+        counts = cb.attack_outcome_counts(refusal_dataset, settings.attack_outcome_paths())
+        n, missing = counts["attack_rows"], counts["attack_outcome_missing"]
+        share = missing / n if n else 0.0
+        return AssetCheckResult(
+            passed=share <= limit,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "attack_rows": n,
+                "missing": missing,
+                "share": round(share, 4),
+                "max_share": limit,
+            },
+        )
+
+    @asset_check(
+        asset=EVAL_SPLIT,
+        blocking=True,
+        additional_ins={"train_split": AssetIn(TRAIN_SPLIT.path)},
+        description="No prompt appears in both train and eval, exactly (normalised) or as a near duplicate "
+        "(MinHash/Jaccard >= near_dup_threshold, 0.8 by default).",
+    )
+    def no_train_eval_leakage(
+        eval_split: pa.Table, train_split: pa.Table, settings: BuildConfig
+    ) -> AssetCheckResult:
+        leaked = leaked_prompts(train_split, eval_split)
+        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
+        near = near_duplicate_leaks(train_split, eval_split, threshold)
+        return AssetCheckResult(
+            passed=not leaked and not near,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "leaked_prompts": len(leaked),
+                "near_duplicate_leaks": len(near),
+                "near_dup_threshold": threshold,
+                "examples": MetadataValue.json({"exact": leaked[:10], "near": near[:10]}),
+            },
+        )
+
+    return [
+        schema_check(HARMFUL_SHARD, ShardRecord),
+        unique_ids_check(HARMFUL_SHARD),
+        min_rows_check(HARMFUL_SHARD, "harmful_min"),
+        schema_check(RETAIN_SHARD, ShardRecord),
+        unique_ids_check(RETAIN_SHARD),
+        attack_outcome_recorded,
+        schema_check(STAGE2_SAMPLES, ShardRecord),
+        unique_ids_check(STAGE2_SAMPLES),
+        dr_ds_ratio,
+        adversarial_safe_count,
+        tools_carried,
+        tokenizer_preflight,
+        no_validation_errors,
+        schema_check(TRAIN_SPLIT, SplitRecord),
+        unique_ids_check(TRAIN_SPLIT),
+        min_rows_check(TRAIN_SPLIT, "train_min"),
+        no_pii_left(TRAIN_SPLIT),
+        unique_ids_check(EVAL_SPLIT),
+        min_rows_check(EVAL_SPLIT, "eval_min"),
+        no_pii_left(EVAL_SPLIT),
+        no_train_eval_leakage,
+    ]

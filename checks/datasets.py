@@ -1,0 +1,79 @@
+"""Gates on the merged refusal dataset: schema, unique ids, minimum rows, outcome coverage and the
+confidence floor."""
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+)
+
+from checks.factories import min_rows_check, schema_check, unique_ids_check
+from pipeline_assets.keys import (
+    REFUSAL_DATASET,
+)
+from pipeline_assets.metadata import value_counts
+from resources import BuildConfig
+from schemas import (
+    AuditedRecord,
+)
+
+
+def dataset() -> list:
+    @asset_check(
+        asset=REFUSAL_DATASET,
+        blocking=True,
+        description="Every outcome has at least the profile's coverage_min rows (e.g. REFUSAL.DIRECT: 10).",
+    )
+    def coverage_minimums(refusal_dataset: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        minimums = dict(settings.active().thresholds.get("coverage_min") or {})
+        counts = value_counts(refusal_dataset, "label_outcome")
+        short = {
+            k: {"rows": counts.get(k, 0), "minimum": v}
+            for k, v in minimums.items()
+            if counts.get(k, 0) < v
+        }
+        return AssetCheckResult(
+            passed=not short,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"by_outcome": MetadataValue.json(counts), "short": MetadataValue.json(short)},
+        )
+
+    @asset_check(
+        asset=REFUSAL_DATASET,
+        blocking=True,
+        description="The share of rows under the confidence floor (confidence_floor, 0.6) stays under max_low_confidence_share.",
+    )
+    def confidence_floor(refusal_dataset: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        t = settings.active().thresholds
+        floor, limit = (
+            float(t.get("confidence_floor", 0.6)),
+            float(t.get("max_low_confidence_share", 0.2)),
+        )
+        n = refusal_dataset.num_rows
+        low = (
+            int(pc.sum(pc.less(refusal_dataset.column("label_confidence"), floor)).as_py() or 0)
+            if n
+            else 0
+        )
+        share = low / n if n else 0.0
+        return AssetCheckResult(
+            passed=share <= limit,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "below_floor": low,
+                "share": round(share, 4),
+                "floor": floor,
+                "max_share": limit,
+            },
+        )
+
+    return [
+        coverage_minimums,
+        confidence_floor,
+        schema_check(REFUSAL_DATASET, AuditedRecord),
+        unique_ids_check(REFUSAL_DATASET),
+        min_rows_check(REFUSAL_DATASET, "refusal_min_rows"),
+    ]

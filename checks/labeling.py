@@ -1,0 +1,60 @@
+"""Gates on labeling: the label schema per source, and the judge's held-out quality floors."""
+
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    PartitionsDefinition,
+    asset_check,
+)
+
+from checks.factories import schema_check
+from pipeline_assets.keys import (
+    JUDGE_QUALITY,
+    LABELS,
+)
+from resources import BuildConfig
+from schemas import (
+    LabeledRecord,
+)
+
+
+def per_source(partitions: PartitionsDefinition) -> list:
+    return [schema_check(LABELS, LabeledRecord, partitions)]
+
+
+def dataset() -> list:
+    @asset_check(
+        asset=JUDGE_QUALITY,
+        blocking=True,
+        description="The judge's held-out figures meet the profile's judge_floors (e.g. refusal_accuracy, refusal_kappa); "
+        "a profile with floors but no human-labelled rows fails.",
+    )
+    def judge_meets_floors(judge_quality: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        floors = dict(settings.active().thresholds.get("judge_floors") or {})
+        halves = set(judge_quality.column("half").to_pylist())
+        half = "report" if "report" in halves else "all"
+        by_method: dict[str, dict[str, float]] = {"judge": {}, "baseline": {}}
+        for r in judge_quality.to_pylist():
+            if r["half"] == half:
+                by_method[r["method"]][f"{r['task']}_{r['metric']}"] = r["value"]
+        figures, baseline = by_method["judge"], by_method["baseline"]
+        below = {
+            k: {"value": figures.get(k), "floor": v}
+            for k, v in floors.items()
+            if figures.get(k) is None or figures[k] < v
+        }
+        return AssetCheckResult(
+            passed=not below,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "half": half,
+                "floors": MetadataValue.json(floors),
+                "judge": MetadataValue.json(figures),
+                "baseline": MetadataValue.json(baseline),
+                "below_floor": MetadataValue.json(below),
+            },
+        )
+
+    return [judge_meets_floors]

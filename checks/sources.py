@@ -1,0 +1,53 @@
+"""Gates on ingestion (per source): schema, minimum rows, unique ids, the quarantine rate."""
+
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    PartitionsDefinition,
+    asset_check,
+)
+
+from checks.factories import min_rows_check, schema_check, unique_ids_check
+from pipeline_assets.keys import (
+    RAW_QUARANTINE,
+    RAW_SAMPLES,
+)
+from resources import BuildConfig
+from schemas import (
+    RawRecord,
+)
+
+
+def per_source(partitions: PartitionsDefinition) -> list:
+    @asset_check(
+        asset=RAW_SAMPLES,
+        blocking=True,
+        partitions_def=partitions,
+        additional_ins={"raw_quarantine": AssetIn(RAW_QUARANTINE.path)},
+        description="Quarantined rows stay under the profile's quarantine_rate_max share of rows read.",
+    )
+    def quarantine_rate(
+        raw_samples: pa.Table, raw_quarantine: pa.Table, settings: BuildConfig
+    ) -> AssetCheckResult:
+        read = raw_samples.num_rows + raw_quarantine.num_rows
+        rate = raw_quarantine.num_rows / read if read else 0.0
+        limit = float(settings.threshold("quarantine_rate_max"))
+        return AssetCheckResult(
+            passed=rate <= limit,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "quarantined": raw_quarantine.num_rows,
+                "rows": raw_samples.num_rows,
+                "rate": round(rate, 6),
+                "max": limit,
+            },
+        )
+
+    return [
+        schema_check(RAW_SAMPLES, RawRecord, partitions),
+        min_rows_check(RAW_SAMPLES, "min_rows_per_source", partitions),
+        unique_ids_check(RAW_SAMPLES, partitions),
+        quarantine_rate,
+    ]

@@ -1,0 +1,106 @@
+"""generated_responses: answers for prompt-only rows, one partition per source (the GPU / API step)."""
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, Config, MetadataValue, PartitionsDefinition, asset
+from pydantic import Field
+
+from pipeline_assets.keys import OWNER
+from pipeline_assets.metadata import counts_table
+from resources import BuildConfig, LLMResource
+from safetygraph.generation import RequestCache, format_progress, generate
+
+
+class GenerationRunConfig(Config):
+    """Chosen in the launchpad: which of the profile's generation configs answer prompt-only rows."""
+
+    roles: list[str] = Field(
+        default=["target"],
+        description="Generation configs of the active profile (e.g. target, direct, teacher); each answers every prompt-only row",
+    )
+    attack_roles: list[str] = Field(
+        default=["adversarial_safe"],
+        description="Attack sources only: configs (answers: attacks) that answer the attack prompts "
+        "anew with the tools attached; their safe answers are the adversarial-safe retain samples",
+    )
+    chunk_size: int = Field(
+        default=256, description="Results per durable checkpoint in the request cache"
+    )
+    retry_cached_errors: bool = Field(
+        default=False, description="Send again requests whose cached result is an error"
+    )
+    progress_interval_s: float = Field(
+        default=10.0, description="Seconds between progress lines in the run log"
+    )
+
+
+def build(partitions: PartitionsDefinition, generation_op_tags: dict | None = None):
+    @asset(
+        partitions_def=partitions,
+        group_name="generation",
+        kinds={"python", "parquet"},
+        op_tags=generation_op_tags or None,
+        owners=[OWNER],
+        description="Responses for prompt-only rows from the chosen generation config; rows that carry a "
+        "response pass through. Failed requests keep their row with the error recorded.",
+    )
+    def generated_responses(
+        context: AssetExecutionContext,
+        config: GenerationRunConfig,
+        raw_samples: pa.Table,
+        settings: BuildConfig,
+        llm: LLMResource,
+    ) -> pa.Table:
+        configs = settings.generation_configs(config.roles)
+        if "attack" in settings.source(context.partition_key).roles:
+            available = settings.active().generation.get("configs", {})
+            missing = [r for r in config.attack_roles if r not in available]
+            if missing:
+                context.log.warning(
+                    f"{context.partition_key}: profile '{settings.profile}' has no config {missing}: "
+                    "attack prompts are not answered anew (no adversarial-safe samples from this source)"
+                )
+            configs += settings.generation_configs(
+                [r for r in config.attack_roles if r in available]
+            )
+        out, stats = generate(
+            raw_samples,
+            configs,
+            llm.backend,
+            cache=RequestCache(settings.storage()),
+            chunk_size=config.chunk_size,
+            progress=lambda done, total, elapsed: context.log.info(
+                f"{context.partition_key}: {format_progress(done, total, elapsed)}"
+            ),
+            progress_interval_s=config.progress_interval_s,
+            retry_cached_errors=config.retry_cached_errors,
+        )
+        context.log.info(
+            f"{context.partition_key}: {stats.generated}/{stats.requests} answered ({stats.cache_hits} from cache, "
+            f"{stats.called} called), {stats.passed_through} passed through"
+        )
+        context.add_output_metadata(
+            {
+                "roles": ", ".join(c.role for c in configs),
+                "models": ", ".join(sorted({c.model for c in configs})),
+                "backends": ", ".join(sorted({c.backend for c in configs})),
+                "passed_through": stats.passed_through,
+                "requests": stats.requests,
+                "cache_hits": stats.cache_hits,
+                "called": stats.called,
+                "generated": stats.generated,
+                "errors": counts_table("error kind", stats.errors),
+                "error_count": sum(stats.errors.values()),
+                "tokens_in": stats.tokens_in,
+                "tokens_out": stats.tokens_out,
+                "requests_per_second": MetadataValue.float(
+                    stats.as_dict()["requests_per_second"] or 0.0
+                ),
+                "estimated_cost": MetadataValue.float(stats.estimated_cost)
+                if stats.estimated_cost is not None
+                else MetadataValue.text("no price configured"),
+                "checkpoints_written": stats.chunks_written,
+            }
+        )
+        return out
+
+    return [generated_responses]

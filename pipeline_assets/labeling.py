@@ -1,0 +1,150 @@
+"""labels (one partition per source) and judge_quality: the judge's labels, and the judge measured
+against human labels next to the string-matching baseline."""
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import AssetExecutionContext, Config, MetadataValue, PartitionsDefinition, asset
+from pydantic import Field
+
+from pipeline_assets.keys import LABELS, OWNER
+from pipeline_assets.metadata import counts_table, value_counts
+from resources import BuildConfig, LLMResource
+from safetygraph.core.storage import asset_parts
+from safetygraph.generation import RequestCache
+from safetygraph.labeling.gold import evaluate, gold_table
+from safetygraph.labeling.heuristic import HeuristicJudge
+from safetygraph.labeling.llm_judge import LLMJudge, label_two_pass
+
+METRICS_SCHEMA = pa.schema(
+    [
+        ("half", pa.string()),
+        ("task", pa.string()),
+        ("method", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+
+
+def _markdown(result: dict) -> str:
+    lines = [
+        "| half | task | method | n | accuracy | precision | recall | F1 | kappa |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for half, tasks in result.items():
+        for task, methods in tasks.items():
+            for method, m in methods.items():
+                lines.append(
+                    f"| {half} | {task} | {method} | {m['n']} | {m['accuracy']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['kappa']:.3f} |"
+                )
+    return "\n".join(lines)
+
+
+class JudgeRunConfig(Config):
+    """Chosen in the launchpad: which judge labels the rows."""
+
+    judge: str = Field(default="heuristic", description="heuristic (offline), llm, or two_pass")
+    judge_role: str = Field(
+        default="judge", description="The profile's generation config the LLM judge uses"
+    )
+    second_judge_role: str = Field(
+        default="judge_second", description="two_pass: the second judge's config"
+    )
+    second_pass_below: float = Field(
+        default=0.7, description="two_pass: confidence under which a row goes to the second judge"
+    )
+
+
+def build(partitions: PartitionsDefinition):
+    @asset(
+        partitions_def=partitions,
+        group_name="labeling",
+        kinds={"duckdb", "parquet"},
+        owners=[OWNER],
+        description="Five-head judge labels (outcome, style, harm categories, harmless topics, flags) "
+        "with confidence and rationale, for every row that has a response.",
+    )
+    def labels(
+        context: AssetExecutionContext,
+        config: JudgeRunConfig,
+        generated_responses: pa.Table,
+        settings: BuildConfig,
+        llm: LLMResource,
+    ) -> pa.Table:
+        answered = generated_responses.filter(pc.is_valid(generated_responses.column("response")))
+        constitution = settings.constitution()
+        judge_stats: dict = {}
+        if config.judge == "heuristic":
+            judge_name = HeuristicJudge.name
+            out = HeuristicJudge(constitution).label(answered)
+        else:
+            cache = RequestCache(settings.storage())
+
+            def llm_judge(role: str) -> LLMJudge:
+                (gen,) = settings.generation_configs([role])
+                return LLMJudge(gen, constitution, llm.backend, cache=cache)
+
+            first = llm_judge(config.judge_role)
+            judge_name = first.name
+            if config.judge == "llm":
+                out = first.label(answered)
+                judge_stats = first.stats
+            else:
+                second = llm_judge(config.second_judge_role)
+                out, judge_stats = label_two_pass(answered, first, second, config.second_pass_below)
+                judge_name = f"{first.name} then {second.name}"
+        context.add_output_metadata(
+            {
+                "judge": judge_name,
+                "judge_stats": MetadataValue.json(judge_stats),
+                "constitution": settings.constitution().name,
+                "rows_without_response": generated_responses.num_rows - answered.num_rows,
+                "outcomes": counts_table("outcome", value_counts(out, "label_outcome")),
+                "mean_confidence": MetadataValue.float(
+                    round(pc.mean(out.column("label_confidence")).as_py() or 0.0, 4)
+                ),
+            }
+        )
+        return out
+
+    @asset(
+        deps=[LABELS],
+        group_name="labeling",
+        kinds={"duckdb", "parquet"},
+        owners=[OWNER],
+        description="Accuracy, precision, recall, F1 and Cohen's kappa of the judge for refusal and response harm "
+        "on the rows of the profile's sources that carry human labels (gold_refusal / gold_action, gold_harmful), "
+        "next to a prefix string-matching baseline; development models and held-out models reported apart.",
+    )
+    def judge_quality(context: AssetExecutionContext, settings: BuildConfig) -> pa.Table:
+        storage = settings.storage()
+        tables = [
+            storage.read_table(*asset_parts(LABELS.path, s))
+            for s in settings.active().sources
+            if storage.exists(*asset_parts(LABELS.path, s))
+        ]
+        labeled = pa.concat_tables(tables, promote_options="permissive") if tables else None
+        gold_rows = gold_table(labeled).num_rows if labeled is not None else 0
+        dev_models = tuple(settings.active().thresholds.get("judge_dev_models", ()))
+        result = evaluate(labeled, dev_models) if gold_rows else {}
+        rows = [
+            {"half": half, "task": task, "method": method, "metric": name, "value": float(value)}
+            for half, tasks in result.items()
+            for task, methods in tasks.items()
+            for method, m in methods.items()
+            for name, value in m.items()
+        ]
+        context.add_output_metadata(
+            {
+                "gold_rows": gold_rows,
+                "dev_models": ", ".join(dev_models) or "(none: all rows reported)",
+                "metrics": MetadataValue.md(
+                    _markdown(result)
+                    if result
+                    else "No source of the profile carries human labels."
+                ),
+            }
+        )
+        return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
+
+    return [labels, judge_quality]

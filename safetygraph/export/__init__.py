@@ -1,0 +1,1 @@
+"""Export: files with a manifest (``files``), the configuration lock (``lock``) and the QA report (``qa``)."""

@@ -1,0 +1,66 @@
+"""The configuration lock: what produced a build (code commit, configuration hash, seed, interpreter,
+platform and package versions), recorded in every export manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from safetygraph.core.paths import REPO_ROOT
+
+
+def config_lock(config_files: list[str], profile: str, seed: int) -> dict[str, Any]:
+    """What produced this build: code commit, configuration hash, seed, interpreter and packages."""
+    h = hashlib.sha256()
+    for path in sorted(config_files):
+        h.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    h.update(f"profile={profile};seed={seed}".encode())
+    commit, dirty = "unknown", None
+    try:
+        root = REPO_ROOT
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    versions = {}
+    for pkg in (
+        "dagster",
+        "duckdb",
+        "pyarrow",
+        "pandas",
+        "pandera",
+        "great-expectations",
+        "datasets",
+    ):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "config_hash": h.hexdigest(),
+        "config_files": [Path(p).name for p in sorted(config_files)],
+        "profile": profile,
+        "seed": seed,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+    }

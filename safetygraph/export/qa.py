@@ -1,0 +1,216 @@
+"""The QA report: quality, safety, privacy and bias metrics against thresholds, plus a Great
+Expectations validation of the splits, rendered as markdown."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from safetygraph.audit.pii import residual_pii
+from safetygraph.core import duck
+
+DEFAULT_QA_THRESHOLDS: dict[str, float] = {
+    "min_mean_confidence": 0.7,
+    "max_low_confidence_share": 0.2,  # share of rows under the confidence floor
+    "confidence_floor": 0.6,
+    "max_residual_pii_rows": 0,
+    "max_over_refusal_rate": 0.25,  # refusals among benign prompts
+    "max_source_share": 0.9,
+    "max_unsafe_in_retain": 0.0,
+}
+
+
+@dataclass
+class Metric:
+    group: str
+    name: str
+    value: float
+    op: str  # ">=" or "<="
+    threshold: float
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.threshold if self.op == ">=" else self.value <= self.threshold
+
+
+def compute_metrics(
+    train: pa.Table,
+    evals: pa.Table,
+    dataset: pa.Table,
+    thresholds: dict[str, Any],
+    ratio_min: float,
+) -> list[Metric]:
+    """Metrics over the splits; over-refusal over the whole labelled dataset (the splits leave it out)."""
+    t = {**DEFAULT_QA_THRESHOLDS, **thresholds}
+    con = duck.connect(
+        tr=train, ev=evals, ds=dataset.select(["prompt_harmful", "response_refusal"])
+    )
+    con.execute("CREATE TABLE a AS SELECT * FROM tr UNION ALL SELECT * FROM ev")
+    row = duck.one(
+        con,
+        f"""
+        SELECT count(*),
+          avg(label_confidence),
+          avg((label_confidence < {float(t["confidence_floor"])})::INT),
+          coalesce(sum((cb_class = 'retain')::INT) / nullif(sum((cb_class = 'harmful')::INT), 0), 0),
+          -- attack samples are judged by their action (stage2.py), not by the text judge's outcome
+          coalesce(avg(CASE WHEN cb_class = 'retain' AND cb_kind NOT IN ('adversarial_safe', 'attack_resisted')
+                            THEN (label_outcome = 'COMPLY.UNSAFE')::INT END), 0)
+        FROM a
+        """,
+    )
+    top_share = (
+        duck.one(con, "SELECT max(n) / sum(n) FROM (SELECT count(*) AS n FROM a GROUP BY source)")[
+            0
+        ]
+        or 0
+    )
+    _rows, mean_conf, low_share, ratio, unsafe_retain = row
+    residual = sum(residual_pii(train).values()) + sum(residual_pii(evals).values())
+    over_refusal = duck.one(
+        con,
+        "SELECT coalesce(avg(CASE WHEN NOT prompt_harmful THEN response_refusal::INT END), 0) FROM ds",
+    )[0]
+    return [
+        Metric(
+            "quality",
+            "mean label confidence",
+            float(mean_conf or 0),
+            ">=",
+            float(t["min_mean_confidence"]),
+        ),
+        Metric(
+            "quality",
+            "share under confidence floor",
+            float(low_share or 0),
+            "<=",
+            float(t["max_low_confidence_share"]),
+        ),
+        Metric("safety", "retain:harmful ratio (Dr:Ds)", float(ratio), ">=", float(ratio_min)),
+        Metric(
+            "safety",
+            "COMPLY.UNSAFE share in retain (attack samples aside)",
+            float(unsafe_retain),
+            "<=",
+            float(t["max_unsafe_in_retain"]),
+        ),
+        Metric(
+            "privacy",
+            "rows with PII left after scrubbing",
+            float(residual),
+            "<=",
+            float(t["max_residual_pii_rows"]),
+        ),
+        Metric(
+            "bias",
+            "over-refusal rate on benign prompts (whole dataset)",
+            float(over_refusal),
+            "<=",
+            float(t["max_over_refusal_rate"]),
+        ),
+        Metric(
+            "bias",
+            "largest single-source share",
+            float(top_share),
+            "<=",
+            float(t["max_source_share"]),
+        ),
+    ]
+
+
+def great_expectations_results(train: pa.Table, evals: pa.Table) -> list[dict[str, Any]]:
+    """Validate both splits with a Great Expectations suite (ephemeral context, nothing on disk)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from safetygraph.labeling.constitution import OUTCOMES
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("qa")
+    results = []
+    for name, table, split in (("train", train, "train"), ("eval", evals, "eval")):
+        df = table.select(
+            ["id", "prompt", "response", "label_outcome", "label_confidence", "split"]
+        ).to_pandas()
+        batch = (
+            source.add_dataframe_asset(name)
+            .add_batch_definition_whole_dataframe("all")
+            .get_batch(batch_parameters={"dataframe": df})
+        )
+        suite = [
+            gxe.ExpectColumnValuesToBeUnique(column="id"),
+            gxe.ExpectColumnValuesToNotBeNull(column="prompt"),
+            gxe.ExpectColumnValuesToNotBeNull(column="response"),
+            gxe.ExpectColumnValuesToBeInSet(column="label_outcome", value_set=list(OUTCOMES)),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="label_confidence", min_value=0.0, max_value=1.0
+            ),
+            gxe.ExpectColumnValuesToBeInSet(column="split", value_set=[split]),
+        ]
+        for exp in suite:
+            res = batch.validate(exp)
+            results.append(
+                {
+                    "table": name,
+                    "expectation": type(exp).__name__,
+                    "column": getattr(exp, "column", ""),
+                    "success": bool(res.success),
+                    "unexpected": int((res.result or {}).get("unexpected_count", 0) or 0),
+                }
+            )
+    return results
+
+
+def render_markdown(
+    metrics: list[Metric], gx_results: list[dict[str, Any]], info: dict[str, Any]
+) -> str:
+    ok = all(m.passed for m in metrics) and all(r["success"] for r in gx_results)
+    lines = [
+        "# QA report",
+        "",
+        f"**Verdict: {'PASS' if ok else 'FAIL'}** · train {info['train_rows']} rows · eval {info['eval_rows']} rows · profile `{info['profile']}`",
+        "",
+        "## Metrics against thresholds",
+        "",
+        "| group | metric | value | threshold | result |",
+        "|---|---|---:|---:|---|",
+    ]
+    for m in metrics:
+        lines.append(
+            f"| {m.group} | {m.name} | {m.value:.4f} | {m.op} {m.threshold:g} | {'pass' if m.passed else '**FAIL**'} |"
+        )
+    lines += [
+        "",
+        "## Great Expectations",
+        "",
+        "| table | expectation | column | unexpected | result |",
+        "|---|---|---|---:|---|",
+    ]
+    for r in gx_results:
+        lines.append(
+            f"| {r['table']} | {r['expectation']} | {r['column']} | {r['unexpected']} | {'pass' if r['success'] else '**FAIL**'} |"
+        )
+    lines += ["", "## Source mix", "", "| split | source | rows |", "|---|---|---:|"]
+    for split, by_source in info["rows_per_source"].items():
+        for source, n in by_source.items():
+            lines.append(f"| {split} | {source} | {n} |")
+    return "\n".join(lines) + "\n"
+
+
+def rows_per_source(**tables: pa.Table) -> dict[str, dict[str, int]]:
+    out = {}
+    for name, table in tables.items():
+        con = duck.connect(t=table.select(["source"]))
+        out[name] = {
+            s: int(n)
+            for s, n in duck.rows(
+                con, "SELECT source, count(*) FROM t GROUP BY source ORDER BY source"
+            )
+        }
+    return out

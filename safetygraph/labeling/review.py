@@ -1,0 +1,121 @@
+"""Dataset-level audit views: coverage, confidence distribution, and the human-review loop.
+
+The review sample is stratified by outcome x confidence bucket and written as a CSV an annotator
+fills in (``human_outcome``: one of the outcomes, ``human_notes``); ``review_agreement`` reads the
+filled file back and measures agreement with the judge.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pyarrow as pa
+
+from safetygraph.core import duck
+from safetygraph.labeling.constitution import OUTCOMES
+from safetygraph.labeling.gold import binary_metrics
+
+CONFIDENCE_BUCKETS = "CASE WHEN label_confidence < 0.6 THEN 'low' WHEN label_confidence < 0.8 THEN 'medium' ELSE 'high' END"
+REVIEW_COLUMNS = [
+    "id",
+    "source",
+    "stratum",
+    "prompt",
+    "response",
+    "judge_outcome",
+    "judge_confidence",
+    "human_outcome",
+    "human_notes",
+]
+
+
+def coverage(table: pa.Table) -> pa.Table:
+    """Rows per (outcome, harm category, source); a row without a category counts under 'none'."""
+    con = duck.connect(t=table.select(["label_outcome", "harm_categories", "source"]))
+    return duck.query(
+        con,
+        """
+        SELECT label_outcome AS outcome, category, source, count(*) AS rows
+        FROM (SELECT label_outcome, source, unnest(CASE WHEN len(harm_categories) = 0 THEN ['none'] ELSE harm_categories END) AS category FROM t)
+        GROUP BY ALL ORDER BY outcome, category, source
+        """,
+    )
+
+
+def confidence_distribution(table: pa.Table) -> dict[str, int]:
+    con = duck.connect(t=table.select(["label_confidence"]))
+    rows = duck.rows(con, f"SELECT {CONFIDENCE_BUCKETS} AS b, count(*) FROM t GROUP BY b")
+    out = {"low": 0, "medium": 0, "high": 0}
+    out.update({b: int(n) for b, n in rows})
+    return out
+
+
+def review_sample(table: pa.Table, rate: float, seed: int, min_per_stratum: int = 1) -> pa.Table:
+    """A deterministic stratified sample: ``rate`` of each (outcome, confidence bucket) stratum, at
+    least ``min_per_stratum`` rows of each."""
+    con = duck.connect(
+        t=table.select(["id", "source", "prompt", "response", "label_outcome", "label_confidence"])
+    )
+    return duck.query(
+        con,
+        f"""
+        WITH s AS (
+          SELECT *, label_outcome || '/' || {CONFIDENCE_BUCKETS} AS stratum,
+                 row_number() OVER (PARTITION BY label_outcome, {CONFIDENCE_BUCKETS}
+                                    ORDER BY sha256(id || ':' || CAST(? AS VARCHAR))) AS rk,
+                 count(*) OVER (PARTITION BY label_outcome, {CONFIDENCE_BUCKETS}) AS n
+          FROM t
+        )
+        SELECT id, source, stratum, prompt, response, label_outcome AS judge_outcome,
+               label_confidence AS judge_confidence, NULL::VARCHAR AS human_outcome, NULL::VARCHAR AS human_notes
+        FROM s WHERE rk <= greatest(?, ceil(n * ?)) ORDER BY stratum, id
+        """,
+        [seed, min_per_stratum, rate],
+    )
+
+
+def to_csv(table: pa.Table) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=REVIEW_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in table.to_pylist():
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in REVIEW_COLUMNS})
+    return buf.getvalue()
+
+
+class ReviewFileError(ValueError):
+    pass
+
+
+def review_agreement(filled_csv: str) -> dict[str, Any]:
+    """Agreement between the annotator's ``human_outcome`` and the judge's outcome, overall and on
+    refusal (any REFUSAL.* against any COMPLY.*). Rows left blank are not counted."""
+    reader = csv.DictReader(io.StringIO(filled_csv))
+    missing = [
+        c for c in ("id", "judge_outcome", "human_outcome") if c not in (reader.fieldnames or [])
+    ]
+    if missing:
+        raise ReviewFileError(
+            f"the review file has no column(s) {missing}; fill in the file written by review_sample"
+        )
+    judged, human = [], []
+    for line, row in enumerate(reader, start=2):
+        value = (row["human_outcome"] or "").strip().upper()
+        if not value:
+            continue
+        if value not in OUTCOMES:
+            raise ReviewFileError(
+                f"line {line} (id {row['id']}): human_outcome {value!r} is not one of {', '.join(OUTCOMES)}"
+            )
+        judged.append(row["judge_outcome"])
+        human.append(value)
+    if not human:
+        return {"reviewed": 0}
+    exact = sum(j == h for j, h in zip(judged, human, strict=True)) / len(human)
+    refusal = binary_metrics(
+        pa.array([h.startswith("REFUSAL") for h in human]),
+        pa.array([j.startswith("REFUSAL") for j in judged]),
+    )
+    return {"reviewed": len(human), "outcome_agreement": round(exact, 4), "refusal": refusal}

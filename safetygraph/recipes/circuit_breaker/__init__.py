@@ -1,0 +1,40 @@
+"""Circuit-breaker stage 2: the harmful set (Ds) and the retain set (Dr) cut from the merged rows
+(``shards.py``), strict format validation (``validation.py``), the tokenizer preflight against the
+target chat template (``preflight.py``) and the files the training plan reads (``files.py``)."""
+
+from safetygraph.recipes.circuit_breaker.files import STAGE2_ROOT, write_files
+from safetygraph.recipes.circuit_breaker.shards import (
+    CANDIDATE_TAG,
+    HARMFUL_KINDS,
+    RETAIN_KINDS,
+    attack_outcome_counts,
+    attack_outcome_sql,
+    cut_shards,
+    samples,
+    stats,
+    tools_missing,
+)
+from safetygraph.recipes.circuit_breaker.validation import (
+    RULES,
+    VALIDATION_SCHEMA,
+    validate,
+    validation_summary,
+)
+
+__all__ = [
+    "CANDIDATE_TAG",
+    "HARMFUL_KINDS",
+    "RETAIN_KINDS",
+    "RULES",
+    "STAGE2_ROOT",
+    "VALIDATION_SCHEMA",
+    "attack_outcome_counts",
+    "attack_outcome_sql",
+    "cut_shards",
+    "samples",
+    "stats",
+    "tools_missing",
+    "validate",
+    "validation_summary",
+    "write_files",
+]

@@ -1,0 +1,1 @@
+"""The refusal recipe: the multi-head refusal dataset merged from the profile's sources."""

@@ -1,0 +1,264 @@
+"""Mapping: parsed rows -> canonical records, following a source's registry entry.
+
+A row becomes one conversation (from ``prompt``/``system``/``context`` columns, a ``messages``
+column, a "Human:/Assistant:" ``transcript``, or a builder such as ``tau2_trace``), one canonical
+row per response (``responses`` unpivots one column per model). A row that cannot be mapped goes
+to the quarantine with the reason; a mapped column that no row has raises :class:`SourceError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from safetygraph.core.records import RAW_SCHEMA, canonical_json
+from safetygraph.sources.errors import RowError, SourceError
+from safetygraph.sources.quarantine import Quarantine
+from safetygraph.sources.readers import Block
+from safetygraph.sources.registry import SourceSpec
+from safetygraph.sources.rows import MISSING, get_path, jsonable, text_field, to_message
+from safetygraph.sources.tau2 import tau2_trace
+
+_TRANSCRIPT_RE = re.compile(r"\n\n(Human|Assistant):[ ]?")
+
+
+def _parse_transcript(text: str) -> list[dict[str, Any]]:
+    parts = _TRANSCRIPT_RE.split(
+        "\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text
+    )
+    turns = []
+    for who, body in zip(parts[1::2], parts[2::2], strict=False):
+        turns.append({"role": "user" if who == "Human" else "assistant", "content": body.strip()})
+    if not turns:
+        raise RowError("malformed transcript: no 'Human:'/'Assistant:' turns found")
+    return [to_message(t, i, "transcript") for i, t in enumerate(turns)]
+
+
+def _single_turn(spec: SourceSpec, row: dict[str, Any]) -> list[dict[str, Any]]:
+    m = spec.mapping
+    msgs = []
+    if "system" in m:
+        system = text_field(get_path(row, m["system"]), "system", m["system"], required=False)
+        if system:
+            msgs.append(to_message({"role": "system", "content": system}, 0, m["system"]))
+    prompt = text_field(get_path(row, m["prompt"]), "prompt", m["prompt"], required=True)
+    if "context" in m:
+        context = text_field(get_path(row, m["context"]), "context", m["context"], required=False)
+        if context:
+            prompt = f"{context}\n\n{prompt}"
+    msgs.append(to_message({"role": "user", "content": prompt}, len(msgs), m["prompt"]))
+    return msgs
+
+
+def _conversation(spec: SourceSpec, row: dict[str, Any]) -> list[dict[str, Any]]:
+    m = spec.mapping
+    if spec.builder == "tau2_trace":
+        return tau2_trace(row)[0]
+    if "messages" in m:
+        value = get_path(row, m["messages"])
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise RowError(
+                    f"malformed messages: column '{m['messages']}' is not valid JSON ({exc.msg})"
+                ) from exc
+        if value is MISSING or not value:
+            raise RowError(
+                f"missing mapped field: 'messages' (column '{m['messages']}') is empty or absent"
+            )
+        if not isinstance(value, list):
+            raise RowError(
+                f"wrong type: 'messages' (column '{m['messages']}') is {type(value).__name__}, expected a list"
+            )
+        return [to_message(x, i, m["messages"]) for i, x in enumerate(value)]
+    if "transcript" in m:
+        text = text_field(
+            get_path(row, m["transcript"]), "transcript", m["transcript"], required=True
+        )
+        return _parse_transcript(text)
+    return _single_turn(spec, row)
+
+
+def _views(messages: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """(prompt, response): the last user turn before the final assistant turn, and that turn."""
+    response = None
+    end = len(messages)
+    if messages and messages[-1]["role"] == "assistant":
+        last = messages[-1]
+        response = last["content"] or (
+            f"[tool_calls] {last['tool_calls']}" if last["tool_calls"] else None
+        )
+        end -= 1
+    prompt = next(
+        (x["content"] for x in reversed(messages[:end]) if x["role"] == "user" and x["content"]),
+        None,
+    )
+    if prompt is None:
+        raise RowError("malformed conversation: no user turn with text")
+    return prompt, response
+
+
+def _tools(spec: SourceSpec, row: dict[str, Any]) -> str | None:
+    if spec.builder == "tau2_trace":
+        return tau2_trace(row)[1]
+    if "tools" not in spec.mapping:
+        return None
+    value = get_path(row, spec.mapping["tools"])
+    if value is MISSING or value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise RowError(
+                f"malformed tools: column '{spec.mapping['tools']}' is not valid JSON ({exc.msg})"
+            ) from exc
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise RowError(
+            f"wrong type: 'tools' (column '{spec.mapping['tools']}') is {type(value).__name__}, expected a list"
+        )
+    return canonical_json(value)
+
+
+class Mapper:
+    """Turns parsed rows into canonical columns; one instance per ingest (it keeps the id counter)."""
+
+    def __init__(self, spec: SourceSpec, q: Quarantine):
+        self.spec = spec
+        self.q = q
+        self.cols: dict[str, list] = {n: [] for n in RAW_SCHEMA.names}
+        self.seen: Counter[bytes] = Counter()
+        self.present: set[str] = set()  # mapped columns seen at least once
+        cols = list(spec.mapping.values()) + list(spec.responses.values())
+        cols += [t.format(model=mdl) for t in spec.response_meta.values() for mdl in spec.responses]
+        if spec.label:
+            cols.append(spec.label.column)
+        self.mapped = cols
+        self.roots = {p.split(".")[0] for p in cols}
+        self.rows_in = 0
+
+    def check_header(self, names: list[str], file: str) -> None:
+        missing = [c for c in self.mapped if c not in names]
+        if missing:
+            raise SourceError(
+                f"source '{self.spec.name}': {file} has no column(s) {missing} (it has {names[:30]}); "
+                "fix the mapping of this source in config/sources.yaml"
+            )
+        self.present.update(self.mapped)
+
+    def add_block(self, block: Block) -> None:
+        spec = self.spec
+        for j, row in enumerate(block.rows):
+            self.rows_in += 1
+            if len(self.present) < len(self.mapped):
+                self.present.update(
+                    c
+                    for c in self.mapped
+                    if c not in self.present and get_path(row, c) is not MISSING
+                )
+            try:
+                variants = self._variants(row)
+                tools = _tools(spec, row)
+                views = [_views(messages) for _, messages, _ in variants]
+            except RowError as exc:
+                raw = (
+                    block.raws[j]
+                    if block.raws and block.raws[j]
+                    else json.dumps(row, default=str, ensure_ascii=False)
+                )
+                self.q.add(block.file, block.lines[j], str(exc), raw, parsed=True)
+                continue
+            meta_base = {k: v for k, v in row.items() if k not in self.roots}
+            for (model, messages, meta_extra), (prompt, response) in zip(
+                variants, views, strict=True
+            ):
+                key = canonical_json([messages, tools])
+                digest = hashlib.sha256(f"{spec.name}\x1f{key}".encode()).digest()
+                occurrence = self.seen[digest]
+                self.seen[digest] += 1
+                tags = list(spec.roles)
+                if spec.label:
+                    lv = get_path(row, spec.label.column)
+                    tag = (
+                        spec.label.tag_for(str(lv))
+                        if lv is not MISSING and lv is not None
+                        else None
+                    )
+                    if tag and tag not in tags:
+                        tags.append(tag)
+                meta = dict(meta_base)
+                meta.update(meta_extra)
+                if model:
+                    meta["response_model"] = model
+                c = self.cols
+                c["id"].append(hashlib.sha256(digest + f":{occurrence}".encode()).hexdigest()[:24])
+                c["source"].append(spec.name)
+                c["source_ref"].append(block.refs[j] + (f"@{model}" if model else ""))
+                c["messages"].append(messages)
+                c["tools"].append(tools)
+                c["prompt"].append(prompt)
+                c["response"].append(response)
+                c["tags"].append(tags)
+                cat = (
+                    get_path(row, spec.mapping["category"]) if "category" in spec.mapping else None
+                )
+                c["category"].append(None if cat is MISSING or cat in (None, "") else str(cat))
+                c["meta"].append(canonical_json(jsonable(meta)) if meta else None)
+
+    def _variants(self, row: dict[str, Any]) -> list[tuple[str | None, list[dict], dict]]:
+        spec = self.spec
+        base = _conversation(spec, row)
+        if spec.responses:
+            out = []
+            for model, column in spec.responses.items():
+                text = text_field(get_path(row, column), "response", column, required=False)
+                if text is None:
+                    continue  # that model has no response for this row
+                extra = {
+                    k: get_path(row, t.format(model=model)) for k, t in spec.response_meta.items()
+                }
+                extra = {k: v for k, v in extra.items() if v is not MISSING}
+                out.append(
+                    (
+                        model,
+                        base
+                        + [to_message({"role": "assistant", "content": text}, len(base), column)],
+                        extra,
+                    )
+                )
+            if not out:
+                raise RowError(
+                    f"missing mapped field: none of the response columns {list(spec.responses.values())} has text"
+                )
+            return out
+        if "response" in spec.mapping:
+            text = text_field(
+                get_path(row, spec.mapping["response"]),
+                "response",
+                spec.mapping["response"],
+                required=False,
+            )
+            if text is not None:
+                base = base + [
+                    to_message(
+                        {"role": "assistant", "content": text}, len(base), spec.mapping["response"]
+                    )
+                ]
+        return [(None, base, {})]
+
+    def finish(self, files: list[str]) -> pa.Table:
+        absent = [c for c in self.mapped if c not in self.present]
+        if absent and self.rows_in:
+            raise SourceError(
+                f"source '{self.spec.name}': no row of {', '.join(files)} has the mapped column(s) {absent}; "
+                "fix the mapping of this source in config/sources.yaml"
+            )
+        return pa.table(self.cols, schema=RAW_SCHEMA)

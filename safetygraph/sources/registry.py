@@ -1,0 +1,351 @@
+"""The source registry and build profiles.
+
+The registry (``config/sources.yaml``) lists every dataset source: where it lives, how its columns
+map onto the canonical record, which role tags it carries, its licence and sampling. A profile
+(``config/profiles.yaml``) names the sources that take part in a build, per-source location
+overrides (say, a local mirror of an HF dataset) and the gate thresholds.
+
+Both files are plain data: a user adds a source by editing the registry alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from safetygraph.core.paths import REPO_ROOT
+
+KINDS = ("hf", "url", "local")
+FORMATS = ("jsonl", "json", "json.gz", "jsonl.gz", "csv", "parquet")
+# Canonical fields a source column can be mapped onto.
+MAPPABLE = (
+    "prompt",
+    "response",
+    "system",
+    "messages",
+    "tools",
+    "transcript",
+    "context",
+    "category",
+    "source_id",
+)
+# A source must provide the conversation through one of these.
+CONVERSATION_FIELDS = ("prompt", "messages", "transcript")
+ROLE_TAGS = (
+    "harmful",
+    "benign",
+    "borderline",
+    "agentic",
+    "preference",
+    "attack",
+    "refusal_eval",
+    "general_chat",
+    "domain_qa",
+    "dialogue",
+)
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+# Builders that make a conversation out of a structured record (instead of a column mapping).
+BUILDERS = ("tau2_trace",)
+
+DEFAULT_REGISTRY = REPO_ROOT / "config" / "sources.yaml"
+DEFAULT_PROFILES = REPO_ROOT / "config" / "profiles.yaml"
+
+
+class RegistryError(ValueError):
+    """A registry or profile entry that cannot be used; the message names the entry and the fix."""
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """Row-level harm tags from a source column: values listed under harmful/benign/borderline."""
+
+    column: str
+    harmful: tuple[str, ...] = ()
+    benign: tuple[str, ...] = ()
+    borderline: tuple[str, ...] = ()
+
+    def tag_for(self, value: str) -> str | None:
+        for tag in ("harmful", "benign", "borderline"):
+            if value in getattr(self, tag):
+                return tag
+        return None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    kind: str
+    location: dict[str, Any]
+    format: str
+    mapping: dict[str, str]
+    roles: tuple[str, ...] = ()
+    licence: str = "unknown"
+    row_limit: int | None = None
+    seed: int = 0
+    label: LabelSpec | None = None
+    # Unpivot: one canonical row per (source row, model), response taken from column per model.
+    responses: dict[str, str] = field(default_factory=dict)
+    # Per-model extra columns kept in meta, templated with {model}: {"gold_action": "{model}_action"}.
+    response_meta: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    token_env: str | None = None  # env var holding an HF token for gated datasets
+    # Attack sources: where a row says whether the attack succeeded (paths into the row, first
+    # non-null wins; true = the agent was compromised). AgentDojo keeps "security" at the top level
+    # or under "metadata" depending on the version.
+    attack_outcome: tuple[str, ...] = ()
+    builder: str | None = None  # one of BUILDERS
+    base_dir: Path = REPO_ROOT
+
+    @property
+    def has_responses(self) -> bool:
+        return "response" in self.mapping or bool(self.responses) or "transcript" in self.mapping
+
+    def resolved_path(self) -> str:
+        """The local path (relative entries resolve against the registry file's folder)."""
+        path = self.location["path"]
+        if "://" in path or os.path.isabs(path):
+            return path
+        return str((self.base_dir / path).resolve())
+
+    def describe_location(self) -> str:
+        if self.kind == "hf":
+            loc = self.location
+            return (
+                f"hf:{loc['id']}"
+                + (f"/{loc['config']}" if loc.get("config") else "")
+                + f"[{loc.get('split', 'train')}]"
+            )
+        if self.kind == "url":
+            return self.location["url"]
+        return self.resolved_path()
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    sources: tuple[str, ...]
+    thresholds: dict[str, Any]
+    overrides: dict[str, dict[str, Any]]
+    generation: dict[str, Any]
+    seed: int = 0
+    description: str = ""
+
+
+def _err(where: str, msg: str) -> RegistryError:
+    return RegistryError(f"{where}: {msg}")
+
+
+def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSpec:
+    if not isinstance(entry, dict):
+        raise _err(
+            where, "each source must be a mapping with name, kind, location, format, mapping"
+        )
+    name = entry.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise _err(where, f"name {name!r} must be lower-case letters, digits and underscores")
+    where = f"{where} (source '{name}')"
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise _err(where, f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    location = entry.get("location") or {}
+    need = {"hf": "id", "url": "url", "local": "path"}[kind]
+    if need not in location:
+        raise _err(where, f"kind '{kind}' needs location.{need}")
+    fmt = entry.get("format")
+    if kind != "hf" and fmt not in FORMATS:
+        raise _err(
+            where,
+            f"format {fmt!r} is not one of {', '.join(FORMATS)}; set format: to the file's format",
+        )
+    mapping = dict(entry.get("mapping") or {})
+    unknown = sorted(set(mapping) - set(MAPPABLE))
+    if unknown:
+        raise _err(
+            where, f"mapping targets {unknown} are not canonical fields ({', '.join(MAPPABLE)})"
+        )
+    if not any(f in mapping for f in CONVERSATION_FIELDS):
+        raise _err(where, "mapping must map one of prompt, messages or transcript onto a column")
+    roles = tuple(entry.get("roles") or ())
+    bad_roles = sorted(set(roles) - set(ROLE_TAGS))
+    if bad_roles:
+        raise _err(where, f"roles {bad_roles} are unknown; use any of {', '.join(ROLE_TAGS)}")
+    label = None
+    if entry.get("label"):
+        spec = entry["label"]
+        if "column" not in spec:
+            raise _err(
+                where, "label needs column: and the values under harmful:/benign:/borderline:"
+            )
+        label = LabelSpec(
+            column=spec["column"],
+            harmful=tuple(str(v) for v in spec.get("harmful", ())),
+            benign=tuple(str(v) for v in spec.get("benign", ())),
+            borderline=tuple(str(v) for v in spec.get("borderline", ())),
+        )
+    builder = entry.get("builder")
+    if builder is not None and builder not in BUILDERS:
+        raise _err(where, f"builder {builder!r} is unknown; use one of {', '.join(BUILDERS)}")
+    outcome = entry.get("attack_outcome") or ()
+    if isinstance(outcome, str):
+        outcome = (outcome,)
+    if outcome and "attack" not in roles:
+        raise _err(where, "attack_outcome is only read for sources with the role 'attack'")
+    row_limit = entry.get("row_limit")
+    if row_limit is not None and (not isinstance(row_limit, int) or row_limit <= 0):
+        raise _err(where, f"row_limit {row_limit!r} must be a positive integer or null")
+    return SourceSpec(
+        name=name,
+        kind=kind,
+        location=dict(location),
+        format=fmt or "hf",
+        mapping=mapping,
+        roles=roles,
+        licence=str(entry.get("licence", "unknown")),
+        row_limit=row_limit,
+        seed=int(entry.get("seed", 0)),
+        label=label,
+        responses=dict(entry.get("responses") or {}),
+        response_meta=dict(entry.get("response_meta") or {}),
+        description=str(entry.get("description", "")),
+        token_env=entry.get("token_env"),
+        attack_outcome=tuple(str(x) for x in outcome),
+        builder=builder,
+        base_dir=base_dir,
+    )
+
+
+@dataclass(frozen=True)
+class Registry:
+    sources: dict[str, SourceSpec]
+    profiles: dict[str, Profile]
+    path: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.sources)
+
+    def source(self, name: str, profile: str | None = None) -> SourceSpec:
+        """The spec of a source, with the profile's location override applied."""
+        if name not in self.sources:
+            raise RegistryError(
+                f"source '{name}' is not in the registry {self.path}; add an entry to it"
+            )
+        spec = self.sources[name]
+        override = self.profile(profile).overrides.get(name) if profile else None
+        if not override:
+            return spec
+        merged = {**_spec_to_entry(spec), **override}
+        if "location" in override:
+            merged["location"] = override["location"]
+        return _parse_source(merged, spec.base_dir, f"profile '{profile}' override")
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise RegistryError(
+                f"profile '{name}' is not defined; known profiles: {', '.join(sorted(self.profiles))}"
+            )
+        return self.profiles[name]
+
+
+def _spec_to_entry(spec: SourceSpec) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "location": spec.location,
+        "format": None if spec.kind == "hf" else spec.format,
+        "mapping": spec.mapping,
+        "roles": list(spec.roles),
+        "licence": spec.licence,
+        "row_limit": spec.row_limit,
+        "seed": spec.seed,
+        "responses": spec.responses,
+        "response_meta": spec.response_meta,
+        "description": spec.description,
+        "token_env": spec.token_env,
+        "attack_outcome": list(spec.attack_outcome),
+        "builder": spec.builder,
+    }
+    if spec.label:
+        entry["label"] = {
+            "column": spec.label.column,
+            "harmful": list(spec.label.harmful),
+            "benign": list(spec.label.benign),
+            "borderline": list(spec.label.borderline),
+        }
+    return entry
+
+
+def load_registry(
+    registry_path: str | Path | None = None, profiles_path: str | Path | None = None
+) -> Registry:
+    registry_path = Path(
+        registry_path or os.environ.get("SAFETYGRAPH_REGISTRY") or DEFAULT_REGISTRY
+    )
+    profiles_path = Path(
+        profiles_path or os.environ.get("SAFETYGRAPH_PROFILES") or DEFAULT_PROFILES
+    )
+    for p, what in ((registry_path, "registry"), (profiles_path, "profiles")):
+        if not p.exists():
+            raise RegistryError(
+                f"{what} file {p} does not exist; set SAFETYGRAPH_{what.upper()} or create it"
+            )
+    raw = yaml.safe_load(registry_path.read_text()) or {}
+    entries = raw.get("sources")
+    if not isinstance(entries, list) or not entries:
+        raise _err(str(registry_path), "needs a top-level 'sources:' list with at least one entry")
+    sources: dict[str, SourceSpec] = {}
+    for i, entry in enumerate(entries):
+        spec = _parse_source(
+            entry, registry_path.parent.resolve(), f"{registry_path} entry {i + 1}"
+        )
+        if spec.name in sources:
+            raise _err(str(registry_path), f"source name '{spec.name}' appears twice")
+        sources[spec.name] = spec
+
+    raw_profiles = (yaml.safe_load(profiles_path.read_text()) or {}).get("profiles") or {}
+    defaults = (
+        raw_profiles.pop("defaults", {}) if isinstance(raw_profiles.get("defaults"), dict) else {}
+    )
+    profiles: dict[str, Profile] = {}
+    for pname, body in raw_profiles.items():
+        where = f"{profiles_path} profile '{pname}'"
+        names = tuple(body.get("sources") or ())
+        missing = [n for n in names if n not in sources]
+        if missing:
+            raise _err(
+                where, f"lists sources {missing} that the registry {registry_path} does not define"
+            )
+        if not names:
+            raise _err(where, "lists no sources")
+        overrides = body.get("overrides") or {}
+        for n in overrides:
+            if n not in sources:
+                raise _err(where, f"overrides source '{n}' that the registry does not define")
+        thresholds = {**defaults.get("thresholds", {}), **(body.get("thresholds") or {})}
+        base_gen, own_gen = defaults.get("generation", {}), body.get("generation") or {}
+        generation = {
+            **base_gen,
+            **own_gen,
+            "configs": {**base_gen.get("configs", {}), **own_gen.get("configs", {})},
+        }
+        profiles[pname] = Profile(
+            name=pname,
+            sources=names,
+            thresholds=thresholds,
+            overrides=overrides,
+            generation=generation,
+            seed=int(body.get("seed", defaults.get("seed", 0))),
+            description=str(body.get("description", "")),
+        )
+    registry = Registry(sources=sources, profiles=profiles, path=str(registry_path))
+    for (
+        pname
+    ) in profiles:  # validate overrides eagerly: a broken override fails at load, not mid-run
+        for n in profiles[pname].overrides:
+            registry.source(n, pname)
+    return registry

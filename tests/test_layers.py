@@ -1,0 +1,98 @@
+"""The layout holds: imports only run down the layers (ARCHITECTURE.md), the domain core never
+imports Dagster, and no module grows past 500 lines."""
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# layer -> the top-level packages it must never import (everything above it)
+FORBIDDEN = {
+    "safetygraph": {
+        "dagster",
+        "definitions",
+        "pipeline_assets",
+        "checks",
+        "sensors",
+        "resources",
+        "schemas",
+    },
+    "schemas": {"dagster", "definitions", "pipeline_assets", "checks", "sensors", "resources"},
+    "resources": {"definitions", "pipeline_assets", "checks", "sensors"},
+    "pipeline_assets": {"definitions", "checks", "sensors"},
+    "checks": {"definitions", "sensors"},
+    "sensors": {"definitions", "checks", "pipeline_assets"},
+}
+# the CLI sits above definitions (it runs the jobs), so it may import it, lazily
+ALLOWED = {"safetygraph/cli.py": {"definitions", "dagster"}}
+MAX_LINES = 500
+
+
+def _modules(layer: str) -> list[Path]:
+    return sorted(p for p in (REPO / layer).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_imports_only_run_down_the_layers():
+    violations = []
+    for layer, forbidden in FORBIDDEN.items():
+        for path in _modules(layer):
+            rel = path.relative_to(REPO).as_posix()
+            bad = (_imported_roots(path) & forbidden) - ALLOWED.get(rel, set())
+            if bad:
+                violations.append(f"{rel} imports {sorted(bad)}")
+    assert not violations, "\n".join(violations)
+
+
+def test_core_has_no_relative_imports_across_stages():
+    """Every import inside the core is absolute (``from safetygraph.<stage> ...``), so a module can
+    move between stage folders without silently importing the wrong neighbour."""
+    relative = [
+        f"{p.relative_to(REPO)}:{n.lineno}"
+        for p in _modules("safetygraph")
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, ast.ImportFrom) and n.level > 1
+    ]
+    assert not relative, relative
+
+
+def test_every_import_of_the_core_resolves():
+    """Every ``safetygraph`` module named by an import (absolute or relative, lazy ones inside
+    functions included) exists: a moved module cannot leave a stale import behind."""
+    missing = []
+    for layer in (*FORBIDDEN, "bench", "tests"):
+        for path in _modules(layer):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ImportFrom):
+                    continue
+                if node.level:
+                    base = path.parent
+                    for _ in range(node.level - 1):
+                        base = base.parent
+                    parts = [*base.relative_to(REPO).parts, *(node.module or "").split(".")]
+                else:
+                    parts = (node.module or "").split(".")
+                if parts[0] != "safetygraph":
+                    continue
+                target = REPO.joinpath(*[p for p in parts if p])
+                if not (target.with_suffix(".py").exists() or (target / "__init__.py").exists()):
+                    missing.append(f"{path.relative_to(REPO)}:{node.lineno} {'.'.join(parts)}")
+    assert not missing, missing
+
+
+def test_no_module_over_500_lines():
+    long = {
+        str(p.relative_to(REPO)): n
+        for layer in (*FORBIDDEN, "bench")
+        for p in _modules(layer)
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, long
