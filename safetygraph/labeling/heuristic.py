@@ -107,13 +107,19 @@ class HeuristicJudge:
                  ELSE 'no refusal signal' END) AS label_rationale,
           '{self.name}' AS judge
         FROM dec2
+        ORDER BY __pos
         """
 
     def label(self, table: pa.Table) -> pa.Table:
         """``table`` with the label columns appended. The query reads only the columns it needs and
-        returns only the labels (a projection: row order kept), so the wide columns (messages,
-        meta) never travel through DuckDB."""
-        con = duck.connect(t=table.select(["prompt", "response", "tags", "category"]))
+        returns only the labels, so the wide columns (messages, meta) never travel through DuckDB.
+        The labels come back ordered by the row's position: a parallel scan of a table in several
+        chunks does not keep the input order by itself, and labels appended by position must line
+        up with their rows."""
+        narrow = table.select(["prompt", "response", "tags", "category"])
+        con = duck.connect(
+            t=narrow.append_column("__pos", pa.array(range(table.num_rows), pa.int64()))
+        )
         labels = duck.query(con, self.sql())
         out = table.drop_columns([f.name for f in LABEL_FIELDS if f.name in table.column_names])
         for f in LABEL_FIELDS:
