@@ -32,9 +32,16 @@ from pipeline_assets import (
     export,
     generation,
     labeling,
+    preference,
     sources,
 )
-from pipeline_assets.keys import RAW_QUARANTINE, SOURCE_CHAIN
+from pipeline_assets.keys import (
+    PREFERENCE_CHAIN,
+    PREFERENCE_PAIRS,
+    RAW_QUARANTINE,
+    RAW_SAMPLES,
+    SOURCE_CHAIN,
+)
 from pipeline_assets.placement import gpu_op_tags
 from resources import BuildConfig, LLMResource, ParquetIOManager
 from resources.settings import DEFAULT_BASE_URI
@@ -48,6 +55,8 @@ EXECUTORS = ("in_process", "multiprocess", "multi_or_in_process", "k8s")
 
 SOURCE_JOB = "source_pipeline"
 DATASET_JOB = "dataset_pipeline"
+PREFERENCE_SOURCE_JOB = "preference_source_pipeline"
+PREFERENCE_JOB = "preference_pipeline"
 
 
 def default_settings() -> BuildConfig:
@@ -117,8 +126,11 @@ def build_defs(
         *datasets.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
         *circuit_breaker.build(),
         *export.build(),
+        *preference.build(partitions, blocking_check_keys(source_checks, PREFERENCE_CHAIN)),
     ]
     per_source_selection = AssetSelection.assets(*SOURCE_CHAIN, RAW_QUARANTINE)
+    preference_sources = AssetSelection.assets(RAW_SAMPLES, RAW_QUARANTINE, PREFERENCE_PAIRS)
+    preference_recipe = AssetSelection.groups("preference") - preference_sources
     return Definitions(
         assets=assets,
         asset_checks=[*source_checks, *all_dataset_checks],
@@ -131,8 +143,22 @@ def build_defs(
             ),
             define_asset_job(
                 DATASET_JOB,
-                selection=AssetSelection.all() - per_source_selection,
+                selection=AssetSelection.all()
+                - per_source_selection
+                - preference_sources
+                - preference_recipe,
                 description="Merge the profile's sources, cut the shards and splits, QA and export.",
+            ),
+            define_asset_job(
+                PREFERENCE_SOURCE_JOB,
+                selection=preference_sources,
+                partitions_def=partitions,
+                description="One preference source: ingest, then its candidate pairs, both sides judged.",
+            ),
+            define_asset_job(
+                PREFERENCE_JOB,
+                selection=preference_recipe,
+                description="Merge the preference sources' pairs, split them and write the TRL files.",
             ),
         ],
         sensors=[

@@ -8,7 +8,16 @@ import warnings
 
 from dagster import AssetCheckKey, PartitionsDefinition, PreviewWarning
 
-from checks import audit, circuit_breaker, datasets, export, generation, labeling, sources
+from checks import (
+    audit,
+    circuit_breaker,
+    datasets,
+    export,
+    generation,
+    labeling,
+    preference,
+    sources,
+)
 
 warnings.filterwarnings(
     "ignore", category=PreviewWarning
@@ -22,6 +31,7 @@ def per_source_checks(partitions: PartitionsDefinition) -> list:
         *generation.per_source(partitions),
         *labeling.per_source(partitions),
         *audit.per_source(partitions),
+        *preference.per_source(partitions),
     ]
 
 
@@ -32,6 +42,7 @@ def dataset_checks() -> list:
         *datasets.dataset(),
         *circuit_breaker.dataset(),
         *export.dataset(),
+        *preference.dataset(),
     ]
 
 

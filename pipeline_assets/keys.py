@@ -19,7 +19,13 @@ TRAIN_SPLIT = AssetKey("train_split")
 EVAL_SPLIT = AssetKey("eval_split")
 QA_REPORT = AssetKey("qa_report")
 EXPORT = AssetKey("export")
+PREFERENCE_PAIRS = AssetKey("preference_pairs")
+PREFERENCE_TRAIN = AssetKey("preference_train")
+PREFERENCE_EVAL = AssetKey("preference_eval")
+PREFERENCE_FILES = AssetKey("preference_files")
 
 # The per-source chain, in order: the merge reads the last one.
 SOURCE_CHAIN = (RAW_SAMPLES, GENERATED, LABELS, AUDITED)
+# A preference source's chain: the preference split checks it is built and not blocked.
+PREFERENCE_CHAIN = (RAW_SAMPLES, PREFERENCE_PAIRS)
 OWNER = "team:safety-data"

@@ -55,6 +55,28 @@ class JudgeRunConfig(Config):
     )
 
 
+def run_judge(
+    config: JudgeRunConfig, table: pa.Table, settings: BuildConfig, llm: LLMResource
+) -> tuple[pa.Table, str, dict]:
+    """``table`` (rows with a response) labelled by the judge ``config`` chooses: (labelled table,
+    judge name, judge statistics). Used by every asset that labels answers."""
+    constitution = settings.constitution()
+    if config.judge == "heuristic":
+        return HeuristicJudge(constitution).label(table), HeuristicJudge.name, {}
+    cache = RequestCache(settings.storage())
+
+    def llm_judge(role: str) -> LLMJudge:
+        (gen,) = settings.generation_configs([role])
+        return LLMJudge(gen, constitution, llm.backend, cache=cache)
+
+    first = llm_judge(config.judge_role)
+    if config.judge == "llm":
+        return first.label(table), first.name, first.stats
+    second = llm_judge(config.second_judge_role)
+    out, stats = label_two_pass(table, first, second, config.second_pass_below)
+    return out, f"{first.name} then {second.name}", stats
+
+
 def build(partitions: PartitionsDefinition):
     @asset(
         partitions_def=partitions,
@@ -72,27 +94,7 @@ def build(partitions: PartitionsDefinition):
         llm: LLMResource,
     ) -> pa.Table:
         answered = generated_responses.filter(pc.is_valid(generated_responses.column("response")))
-        constitution = settings.constitution()
-        judge_stats: dict = {}
-        if config.judge == "heuristic":
-            judge_name = HeuristicJudge.name
-            out = HeuristicJudge(constitution).label(answered)
-        else:
-            cache = RequestCache(settings.storage())
-
-            def llm_judge(role: str) -> LLMJudge:
-                (gen,) = settings.generation_configs([role])
-                return LLMJudge(gen, constitution, llm.backend, cache=cache)
-
-            first = llm_judge(config.judge_role)
-            judge_name = first.name
-            if config.judge == "llm":
-                out = first.label(answered)
-                judge_stats = first.stats
-            else:
-                second = llm_judge(config.second_judge_role)
-                out, judge_stats = label_two_pass(answered, first, second, config.second_pass_below)
-                judge_name = f"{first.name} then {second.name}"
+        out, judge_name, judge_stats = run_judge(config, answered, settings, llm)
         context.add_output_metadata(
             {
                 "judge": judge_name,

@@ -61,18 +61,18 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
         f"safetygraph: profile '{settings.profile}', {len(sources)} sources, data under {settings.base_uri}"
     )
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}}}
-    ok = True
-    source_job = defs.resolve_job_def(definitions.SOURCE_JOB)
-    for name in sources:
+
+    def run(job_name: str, label: str, partition: str | None = None) -> bool:
         t0 = time.perf_counter()
-        result = source_job.execute_in_process(
-            partition_key=name, instance=instance, raise_on_error=False, run_config=run_config
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            partition_key=partition, instance=instance, raise_on_error=False, run_config=run_config
         )
         lines, failed = _check_lines(result)
-        mats = len(result.get_asset_materialization_events())
-        state = "ok" if result.success else "FAILED"
+        mats = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
+        what = f" ({', '.join(mats)})" if partition is None else ""
         print(
-            f"  [{name}] {state}: {mats} assets materialized, {len(lines) - failed}/{len(lines)} checks passed ({time.perf_counter() - t0:.1f}s)"
+            f"  [{label}] {'ok' if result.success else 'FAILED'}: {len(mats)} assets materialized{what}, "
+            f"{len(lines) - failed}/{len(lines)} checks passed ({time.perf_counter() - t0:.1f}s)"
         )
         if verbose or not result.success:
             print("\n".join(lines))
@@ -80,24 +80,20 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
                 print(
                     f"    step {ev.step_key} failed: {ev.event_specific_data.error.message.strip()}"
                 )
-        ok &= result.success
-    t0 = time.perf_counter()
-    result = defs.resolve_job_def(definitions.DATASET_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=run_config
-    )
-    lines, failed = _check_lines(result)
-    mats = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
-    print(
-        f"  [datasets] {'ok' if result.success else 'FAILED'}: {len(mats)} assets materialized ({', '.join(mats)}), "
-        f"{len(lines) - failed}/{len(lines)} checks passed ({time.perf_counter() - t0:.1f}s)"
-    )
-    if verbose or not result.success:
-        print("\n".join(lines))
-        for ev in result.get_step_failure_events():
-            print(f"    step {ev.step_key} failed: {ev.event_specific_data.error.message.strip()}")
-    ok &= result.success
+        return result.success
+
+    ok = True
+    for name in sources:
+        ok &= run(definitions.SOURCE_JOB, name, name)
+    datasets_ok = run(definitions.DATASET_JOB, "datasets")
+    ok &= datasets_ok
+    preference_sources = list(settings.active().preference.get("sources") or ())
+    for name in preference_sources:
+        ok &= run(definitions.PREFERENCE_SOURCE_JOB, f"preference:{name}", name)
+    preference_ok = bool(preference_sources) and run(definitions.PREFERENCE_JOB, "preference")
+    ok &= preference_ok or not preference_sources
     storage = settings.storage()
-    if result.success and storage.exists("exports", "LATEST"):
+    if datasets_ok and storage.exists("exports", "LATEST"):
         build_id = storage.read_bytes("exports", "LATEST").decode()
         manifest = json.loads(storage.read_bytes("exports", build_id, "manifest.json"))
         print(f"\nexport:   {storage.uri('exports', build_id)}")
@@ -105,12 +101,21 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
         for f in manifest["files"]:
             rows = f"{f['rows']} rows" if f["rows"] is not None else ""
             print(f"  {f['path']:<28} {rows:>12}  sha256 {f['sha256'][:16]}…")
-    if result.success and storage.exists("circuit_breaker", "LATEST"):
+    if datasets_ok and storage.exists("circuit_breaker", "LATEST"):
         build_id = storage.read_bytes("circuit_breaker", "LATEST").decode()
         manifest = json.loads(storage.read_bytes("circuit_breaker", build_id, "manifest.json"))
         print(f"\ncircuit-breaker stage 2: {storage.uri('circuit_breaker', build_id)}")
         for f in manifest["files"]:
             rows = f"{f['rows']} rows" if f["path"].endswith(".jsonl") else ""
+            print(f"  {f['path']:<36} {rows:>12}  sha256 {f['sha256'][:16]}…")
+    if preference_ok and storage.exists("preference", "LATEST"):
+        build_id = storage.read_bytes("preference", "LATEST").decode()
+        manifest = json.loads(storage.read_bytes("preference", build_id, "manifest.json"))
+        print(
+            f"\npreference pairs ({manifest['format']}, TRL): {storage.uri('preference', build_id)}"
+        )
+        for f in manifest["files"]:
+            rows = f"{f['rows']} rows" if f["rows"] is not None else ""
             print(f"  {f['path']:<36} {rows:>12}  sha256 {f['sha256'][:16]}…")
     print(
         f"\n{'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f}s; runs recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}"

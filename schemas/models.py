@@ -15,6 +15,8 @@ from pandera.typing import Series
 from safetygraph.core.records import MESSAGE_ROLES
 from safetygraph.labeling.constitution import COMPLY_STYLES, OUTCOMES, REFUSAL_STYLES
 from safetygraph.recipes.circuit_breaker.shards import HARMFUL_KINDS, RETAIN_KINDS
+from safetygraph.recipes.preference.pairs import DROP_REASONS
+from safetygraph.recipes.preference.pairs import MODES as PAIR_MODES
 
 VALIDATE_BATCH_ROWS = 50_000
 
@@ -131,6 +133,38 @@ class QuarantineRecord(pa.DataFrameModel):
 
     class Config:
         strict = True
+
+
+class PreferencePairRecord(pa.DataFrameModel):
+    """A candidate preference pair (recipes/preference/pairs.py): both sides with their judge labels,
+    and why it was dropped (null when it is usable)."""
+
+    id: Series[str] = pa.Field(nullable=False, str_length={"min_value": 16})
+    source: Series[str] = pa.Field(nullable=False)
+    source_ref: Series[str] = pa.Field(nullable=False)
+    prompt_id: Series[str] = pa.Field(nullable=False)
+    mode: Series[str] = pa.Field(nullable=False, isin=list(PAIR_MODES))
+    prompt_messages: Series[object] = pa.Field(nullable=False)
+    prompt: Series[str] = pa.Field(nullable=False, str_length={"min_value": 1})
+    prompt_hash: Series[str] = pa.Field(
+        nullable=False, str_length={"min_value": 64, "max_value": 64}
+    )
+    category: Series[str] = pa.Field(nullable=False, str_matches=r"^[a-z0-9_]+$")
+    chosen_text: Series[str] = pa.Field(nullable=True)
+    rejected_text: Series[str] = pa.Field(nullable=True)
+    chosen_outcome: Series[str] = pa.Field(nullable=True, isin=[*OUTCOMES, "NO_RESPONSE"])
+    rejected_outcome: Series[str] = pa.Field(nullable=True, isin=[*OUTCOMES, "NO_RESPONSE"])
+    drop_reason: Series[str] = pa.Field(nullable=True, isin=list(DROP_REASONS))
+
+    @pa.check("prompt_messages", element_wise=True, name="prompt_messages_well_formed")
+    def _prompt_messages(cls, value: Any) -> bool:
+        return _messages_ok(value)
+
+    @pa.dataframe_check(name="usable_pairs_have_both_sides_and_end_with_the_user")
+    def _usable(cls, df: pd.DataFrame) -> Series[bool]:
+        usable = df["drop_reason"].isna()
+        last_user = df["prompt_messages"].map(lambda m: len(m) > 0 and m[-1]["role"] == "user")
+        return ~usable | (df["chosen_text"].notna() & df["rejected_text"].notna() & last_user)
 
 
 def validate_table(

@@ -24,6 +24,10 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def _demo_profile() -> dict:
+    return yaml.safe_load((REPO / "config" / "profiles.yaml").read_text())["profiles"]["demo"]
+
+
 def write_registry(
     folder: Path, sources: list[dict], profiles: dict | None = None, thresholds: dict | None = None
 ) -> tuple[Path, Path]:
@@ -33,12 +37,16 @@ def write_registry(
     reg.write_text(yaml.safe_dump({"sources": sources}, sort_keys=False))
     base = yaml.safe_load((REPO / "config" / "profiles.yaml").read_text())["profiles"]
     demo = base["demo"]
+    names = [s["name"] for s in sources]
+    # the demo's preference sources feed the preference recipe, not the refusal build
+    preference = [n for n in demo["preference"]["sources"] if n in names]
     body = {
         "defaults": base["defaults"],
         "test": {
-            "sources": [s["name"] for s in sources],
+            "sources": [n for n in names if n not in preference],
             "thresholds": {**demo["thresholds"], **(thresholds or {})},
             "generation": demo.get("generation", {}),
+            "preference": {**demo["preference"], "sources": preference},
         },
     }
     body.update(profiles or {})
@@ -47,14 +55,16 @@ def write_registry(
     return reg, prof
 
 
-def demo_sources_copy(folder: Path) -> list[dict]:
-    """The registry's demo entries, pointing at a copy of the bundled samples inside ``folder``."""
+def demo_sources_copy(folder: Path, preference: bool = False) -> list[dict]:
+    """The registry's demo entries, pointing at a copy of the bundled samples inside ``folder``;
+    the demo's preference-recipe sources only with ``preference``."""
+    skip = set() if preference else set(_demo_profile()["preference"]["sources"])
     samples = folder / "sample_data"
     shutil.copytree(REPO / "sample_data", samples, ignore=shutil.ignore_patterns("*.py"))
     entries = yaml.safe_load((REPO / "config" / "sources.yaml").read_text())["sources"]
     out = []
     for e in entries:
-        if e["name"].startswith("demo_"):
+        if e["name"].startswith("demo_") and e["name"] not in skip:
             e = dict(e)
             rel = Path(e["location"]["path"]).relative_to("../sample_data")
             e["location"] = {"path": str(samples / rel)}

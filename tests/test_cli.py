@@ -37,6 +37,13 @@ def test_safetygraph_demo_builds_and_prints_the_export(tmp_path: Path):
         assert f"[{source}] ok: 5 assets materialized, 9/9 checks passed" in out
     assert "[datasets] ok: 13 assets materialized" in out and "29/29 checks passed" in out
     assert "circuit-breaker stage 2: " in out and "stage2/train.jsonl" in out
+    for source in ("demo_medical", "demo_hh_pairs"):
+        assert f"[preference:{source}] ok: 3 assets materialized, 8/8 checks passed" in out
+    assert (
+        "[preference] ok: 3 assets materialized (preference_train, preference_eval, preference_files)"
+        in out
+    )
+    assert "preference pairs (standard, TRL): " in out and "train.jsonl" in out
     manifest_line = next(line for line in out.splitlines() if line.startswith("manifest: "))
     manifest = json.loads(Path(manifest_line.split(": ", 1)[1]).read_text())
     assert {f["path"] for f in manifest["files"]} >= {

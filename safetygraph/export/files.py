@@ -4,8 +4,6 @@ directory without one is incomplete, and ``LATEST`` only ever names a complete b
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -15,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.records import canonical_json
+from safetygraph.core.builds import copy_formats, new_build_id, publish, verify_build
 from safetygraph.core.storage import Storage
 
 EXPORT_ROOT = "exports"
@@ -47,14 +45,6 @@ def _nested_sql(table: pa.Table) -> str:
     """
 
 
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_export(
     storage: Storage,
     tables: dict[str, pa.Table],
@@ -63,72 +53,31 @@ def write_export(
     rows_per_source: dict[str, dict[str, int]],
 ) -> dict[str, Any]:
     """Write every table as JSONL and Parquet plus the extra text files; manifest last, then LATEST."""
-    created = datetime.now(UTC)
-    content = hashlib.sha256(
-        canonical_json({"lock": lock["config_hash"], "rows": rows_per_source}).encode()
-    ).hexdigest()[:8]
-    build_id = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{content}"
-    files = []
+    build_id = new_build_id({"lock": lock["config_hash"], "rows": rows_per_source})
     with tempfile.TemporaryDirectory(prefix="safetygraph-export-") as tmp:
         con = duck.connect()
+        files = []
         for name, table in tables.items():
             duck.register(con, "t", table)
-            for ext, fmt in (
-                ("jsonl", "FORMAT json"),
-                ("parquet", "FORMAT parquet, COMPRESSION zstd"),
-            ):
-                local = os.path.join(tmp, f"{name}.{ext}")
-                con.execute(f"COPY ({_nested_sql(table)}) TO '{local}' ({fmt})")
-                files.append((f"{name}.{ext}", local, table.num_rows))
+            files += copy_formats(con, _nested_sql(table), tmp, name, table.num_rows)
             con.unregister("t")
         for fname, text in extra_files.items():
             local = os.path.join(tmp, fname)
             Path(local).write_text(text)
             files.append((fname, local, None))
-        entries = []
-        for fname, local, rows in files:
-            storage.put_file(local, EXPORT_ROOT, build_id, fname)
-            entries.append(
-                {
-                    "path": fname,
-                    "sha256": _file_sha256(local),
-                    "bytes": os.path.getsize(local),
-                    "rows": rows,
-                }
-            )
-    manifest = {
-        "build_id": build_id,
-        "created_at": created.isoformat(),
-        "files": entries,
-        "rows_per_source": rows_per_source,
-        "config_lock": lock,
-    }
-    storage.write_bytes(
-        json.dumps(manifest, indent=2).encode(), EXPORT_ROOT, build_id, "manifest.json"
-    )
-    storage.write_bytes(build_id.encode(), EXPORT_ROOT, "LATEST")
-    return manifest
+        return publish(
+            storage,
+            EXPORT_ROOT,
+            build_id,
+            files,
+            {
+                "created_at": datetime.now(UTC).isoformat(),
+                "rows_per_source": rows_per_source,
+                "config_lock": lock,
+            },
+        )
 
 
 def verify_export(storage: Storage, build_id: str) -> list[str]:
-    """Problems found re-reading a build against its manifest (empty when every file matches)."""
-    try:
-        manifest = json.loads(storage.read_bytes(EXPORT_ROOT, build_id, "manifest.json"))
-    except FileNotFoundError:
-        return [f"build {build_id} has no manifest.json: it is incomplete"]
-    problems = []
-    for entry in manifest["files"]:
-        if not storage.exists(EXPORT_ROOT, build_id, entry["path"]):
-            problems.append(f"{entry['path']}: missing")
-            continue
-        digest = storage.sha256(EXPORT_ROOT, build_id, entry["path"])
-        if digest != entry["sha256"]:
-            problems.append(
-                f"{entry['path']}: sha256 {digest[:12]}… does not match the manifest's {entry['sha256'][:12]}…"
-            )
-        if entry["rows"] is not None and entry["path"].endswith(".jsonl"):
-            with storage.fs.open(storage.path(EXPORT_ROOT, build_id, entry["path"]), "rb") as f:
-                n = sum(1 for line in f if line.strip())
-            if n != entry["rows"]:
-                problems.append(f"{entry['path']}: {n} rows, the manifest says {entry['rows']}")
-    return problems
+    """Problems found re-reading an export build against its manifest (empty when all match)."""
+    return verify_build(storage, EXPORT_ROOT, build_id)

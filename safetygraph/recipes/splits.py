@@ -21,6 +21,43 @@ def _distinct_prompts(*tables: pa.Table) -> pa.Table:
     )
 
 
+def assign_splits(
+    keys: pa.Table, eval_fraction: float, seed: int, near_dup_threshold: float = 0.8
+) -> pa.Table:
+    """``(prompt_hash, split)`` for every prompt of ``keys`` (columns prompt_hash, prompt, stratum).
+
+    Prompts are grouped into clusters (exact copies share a ``prompt_hash``; near duplicates, by
+    MinHash/Jaccard >= ``near_dup_threshold``, are joined to them); each cluster belongs to one
+    stratum (the smallest of its rows'), and ``eval_fraction`` of each stratum's clusters, drawn by
+    a seeded hash, go to eval. So no prompt, exact or near duplicate, can sit on both sides.
+    """
+    prompts = _distinct_prompts(keys)
+    pairs = near_duplicate_pairs(
+        prompts.column("prompt_hash"), prompts.column("prompt"), threshold=near_dup_threshold
+    )
+    clusters = cluster_keys(prompts.column("prompt_hash"), pairs)
+    con = duck.connect(k=keys.select(["prompt_hash", "stratum"]), cl=clusters)
+    con.execute(
+        """
+        CREATE TABLE g AS SELECT cl.cluster, min(k.stratum) AS stratum
+                          FROM k JOIN cl ON cl.key = k.prompt_hash GROUP BY cl.cluster;
+        """
+    )
+    return duck.query(
+        con,
+        """
+        WITH assign AS (
+          SELECT cluster,
+                 CASE WHEN row_number() OVER (PARTITION BY stratum ORDER BY sha256(cluster || ':' || CAST(? AS VARCHAR)))
+                           <= round(count(*) OVER (PARTITION BY stratum) * ?) THEN 'eval' ELSE 'train' END AS split
+          FROM g
+        )
+        SELECT cl.key AS prompt_hash, a.split FROM cl JOIN assign a USING (cluster) ORDER BY 1
+        """,
+        [seed, eval_fraction],
+    )
+
+
 def train_eval_split(
     harmful: pa.Table,
     retain: pa.Table,
@@ -28,39 +65,18 @@ def train_eval_split(
     seed: int,
     near_dup_threshold: float = 0.8,
 ) -> tuple[pa.Table, pa.Table]:
-    """A holdout stratified by (source, class) where a prompt and its near duplicates land on one side.
-
-    Prompts are grouped into clusters (exact copies share a ``prompt_hash``; near duplicates, by
-    MinHash/Jaccard >= ``near_dup_threshold``, are joined to them); the split is drawn per cluster,
-    each cluster belonging to one stratum, so no prompt can sit in both train and eval.
-    """
+    """A holdout of the stage-2 samples stratified by (source, class), drawn per prompt cluster
+    (``assign_splits``), so no prompt can sit in both train and eval."""
     harmful, retain = conform(harmful, SHARD_SCHEMA), conform(retain, SHARD_SCHEMA)
-    prompts = _distinct_prompts(harmful, retain)
-    pairs = near_duplicate_pairs(
-        prompts.column("prompt_hash"), prompts.column("prompt"), threshold=near_dup_threshold
+    con = duck.connect(h=harmful, r=retain)
+    con.execute("CREATE TABLE u AS SELECT * FROM h UNION ALL SELECT * FROM r")
+    keys = duck.query(
+        con, "SELECT prompt_hash, prompt, source || '/' || cb_class AS stratum FROM u"
     )
-    clusters = cluster_keys(prompts.column("prompt_hash"), pairs)
-    con = duck.connect(h=harmful, r=retain, cl=clusters)
-    con.execute(
-        """
-        CREATE TABLE u AS SELECT u.*, cl.cluster FROM (SELECT * FROM h UNION ALL SELECT * FROM r) u
-                          JOIN cl ON cl.key = u.prompt_hash;
-        CREATE TABLE g AS SELECT cluster, min(source || '/' || cb_class) AS stratum FROM u GROUP BY cluster;
-        """
-    )
-    con.execute(
-        """
-        CREATE TABLE assign AS
-        SELECT cluster,
-               CASE WHEN row_number() OVER (PARTITION BY stratum ORDER BY sha256(cluster || ':' || CAST(? AS VARCHAR)))
-                         <= round(count(*) OVER (PARTITION BY stratum) * ?) THEN 'eval' ELSE 'train' END AS split
-        FROM g
-        """,
-        [seed, eval_fraction],
-    )
+    duck.register(con, "a", assign_splits(keys, eval_fraction, seed, near_dup_threshold))
     out = duck.query(
         con,
-        "SELECT u.* EXCLUDE (cluster), a.split FROM u JOIN assign a USING (cluster) ORDER BY u.source, u.id",
+        "SELECT u.*, a.split FROM u JOIN a USING (prompt_hash) ORDER BY u.source, u.id",
     )
     duck.register(con, "out", out)
     train = duck.query(con, "SELECT * FROM out WHERE split = 'train'")

@@ -27,7 +27,7 @@ from safetygraph.sources.tau2 import tau2_trace
 _TRANSCRIPT_RE = re.compile(r"\n\n(Human|Assistant):[ ]?")
 
 
-def _parse_transcript(text: str) -> list[dict[str, Any]]:
+def parse_transcript(text: str) -> list[dict[str, Any]]:
     parts = _TRANSCRIPT_RE.split(
         "\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text
     )
@@ -81,7 +81,7 @@ def _conversation(spec: SourceSpec, row: dict[str, Any]) -> list[dict[str, Any]]
         text = text_field(
             get_path(row, m["transcript"]), "transcript", m["transcript"], required=True
         )
-        return _parse_transcript(text)
+        return parse_transcript(text)
     return _single_turn(spec, row)
 
 

@@ -49,6 +49,10 @@ ROLE_TAGS = (
     "dialogue",
 )
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+# The preference recipe: how pairs are made from generation (recorded pairs come from the source),
+# and TRL's two file formats.
+PREFERENCE_MODES = ("roles", "judged")
+PREFERENCE_FORMATS = ("standard", "conversational")
 # Builders that make a conversation out of a structured record (instead of a column mapping).
 BUILDERS = ("tau2_trace",)
 
@@ -134,6 +138,8 @@ class Profile:
     generation: dict[str, Any]
     seed: int = 0
     description: str = ""
+    # the preference recipe: sources, mode, chosen/rejected configs, format (config/profiles.yaml)
+    preference: dict[str, Any] = field(default_factory=dict)
 
 
 def _err(where: str, msg: str) -> RegistryError:
@@ -333,8 +339,26 @@ def load_registry(
             **own_gen,
             "configs": {**base_gen.get("configs", {}), **own_gen.get("configs", {})},
         }
+        preference = {**defaults.get("preference", {}), **(body.get("preference") or {})}
+        unknown_pref = [n for n in preference.get("sources") or () if n not in sources]
+        if unknown_pref:
+            raise _err(
+                where,
+                f"preference.sources lists {unknown_pref} that the registry {registry_path} does not define",
+            )
+        if preference.get("mode", "roles") not in PREFERENCE_MODES:
+            raise _err(
+                where,
+                f"preference.mode {preference.get('mode')!r} is not one of {', '.join(PREFERENCE_MODES)}",
+            )
+        if preference.get("format", "standard") not in PREFERENCE_FORMATS:
+            raise _err(
+                where,
+                f"preference.format {preference.get('format')!r} is not one of {', '.join(PREFERENCE_FORMATS)}",
+            )
         profiles[pname] = Profile(
             name=pname,
+            preference=preference,
             sources=names,
             thresholds=thresholds,
             overrides=overrides,

@@ -1,0 +1,173 @@
+"""Gates on the preference recipe: per source, the share of pairs lost to failed requests and to
+drops; on the merged split, well-formed pairs, no duplicates, the over-refusal ceiling on benign
+prompts and no prompt on both sides. All blocking: preference_files is written only below them."""
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    MetadataValue,
+    PartitionsDefinition,
+    asset_check,
+)
+
+from checks.factories import min_rows_check, schema_check, unique_ids_check
+from pipeline_assets.keys import PREFERENCE_EVAL, PREFERENCE_PAIRS, PREFERENCE_TRAIN
+from resources import BuildConfig
+from safetygraph.recipes.preference.dataset import (
+    benign_chosen_refusals,
+    duplicate_pairs,
+    malformed_pairs,
+)
+from safetygraph.recipes.preference.pairs import summary
+from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
+from schemas import PreferencePairRecord
+
+
+def _rate_result(count: int, total: int, limit: float, **metadata) -> AssetCheckResult:
+    rate = count / total if total else 0.0
+    return AssetCheckResult(
+        passed=rate <= limit,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "count": count,
+            "candidates": total,
+            "rate": round(rate, 6),
+            "max": limit,
+            **metadata,
+        },
+    )
+
+
+def per_source(partitions: PartitionsDefinition) -> list:
+    @asset_check(
+        asset=PREFERENCE_PAIRS,
+        blocking=True,
+        partitions_def=partitions,
+        description="Pairs lost to a failed request (either side) stay under preference_error_rate_max; "
+        "one hard error drops its pair and the source goes on.",
+    )
+    def preference_error_rate(
+        preference_pairs: pa.Table, settings: BuildConfig
+    ) -> AssetCheckResult:
+        errors = summary(preference_pairs)["dropped"].get("error", 0)
+        failed = preference_pairs.filter(pc.equal(preference_pairs.column("drop_reason"), "error"))
+        examples = [
+            e
+            for col in ("chosen_error", "rejected_error")
+            for e in failed.column(col).drop_null().to_pylist()[:3]
+        ]
+        return _rate_result(
+            errors,
+            preference_pairs.num_rows,
+            float(settings.threshold("preference_error_rate_max")),
+            examples=MetadataValue.json(examples),
+        )
+
+    @asset_check(
+        asset=PREFERENCE_PAIRS,
+        blocking=True,
+        partitions_def=partitions,
+        description="Candidate pairs dropped for any reason (failed, empty, identical sides, the chosen "
+        "side judged less safe, prompts that differ, no contrast) stay under preference_drop_rate_max.",
+    )
+    def preference_drop_rate(preference_pairs: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        s = summary(preference_pairs)
+        return _rate_result(
+            sum(s["dropped"].values()),
+            s["candidates"],
+            float(settings.threshold("preference_drop_rate_max")),
+            by_reason=MetadataValue.json(s["dropped"]),
+        )
+
+    return [
+        schema_check(PREFERENCE_PAIRS, PreferencePairRecord, partitions),
+        unique_ids_check(PREFERENCE_PAIRS, partitions),
+        preference_error_rate,
+        preference_drop_rate,
+    ]
+
+
+def dataset() -> list:
+    @asset_check(
+        asset=PREFERENCE_TRAIN,
+        blocking=True,
+        description="Every training pair is usable: both sides present and without a generation error, "
+        "chosen differs from rejected, and the chosen side is not judged harmful where the rejected is not.",
+    )
+    def preference_pairs_well_formed(preference_train: pa.Table) -> AssetCheckResult:
+        bad = malformed_pairs(preference_train)
+        return AssetCheckResult(
+            passed=not bad,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"malformed": len(bad), "examples": MetadataValue.json(bad)},
+        )
+
+    @asset_check(
+        asset=PREFERENCE_TRAIN,
+        blocking=True,
+        description="No pair (same prompt, chosen and rejected) appears twice.",
+    )
+    def preference_no_duplicate_pairs(preference_train: pa.Table) -> AssetCheckResult:
+        n = duplicate_pairs(preference_train)
+        return AssetCheckResult(
+            passed=n == 0, severity=AssetCheckSeverity.ERROR, metadata={"duplicates": n}
+        )
+
+    @asset_check(
+        asset=PREFERENCE_TRAIN,
+        blocking=True,
+        description="Refusals among the chosen answers to benign prompts stay under "
+        "preference_benign_refusal_max: a safety tune must not teach refusing ordinary questions.",
+    )
+    def preference_over_refusal(
+        preference_train: pa.Table, settings: BuildConfig
+    ) -> AssetCheckResult:
+        refusals, benign = benign_chosen_refusals(preference_train)
+        share = refusals / benign if benign else 0.0
+        limit = float(settings.threshold("preference_benign_refusal_max"))
+        return AssetCheckResult(
+            passed=share <= limit,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "benign_pairs": benign,
+                "chosen_refusals": refusals,
+                "share": round(share, 4),
+                "max": limit,
+            },
+        )
+
+    @asset_check(
+        asset=PREFERENCE_EVAL,
+        blocking=True,
+        additional_ins={"preference_train": AssetIn(PREFERENCE_TRAIN.path)},
+        description="No prompt appears in both train and eval, exactly or as a near duplicate.",
+    )
+    def preference_no_leakage(
+        preference_eval: pa.Table, preference_train: pa.Table, settings: BuildConfig
+    ) -> AssetCheckResult:
+        leaked = leaked_prompts(preference_train, preference_eval)
+        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
+        near = near_duplicate_leaks(preference_train, preference_eval, threshold)
+        return AssetCheckResult(
+            passed=not leaked and not near,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "leaked_prompts": len(leaked),
+                "near_duplicate_leaks": len(near),
+                "examples": MetadataValue.json({"exact": leaked[:10], "near": near[:10]}),
+            },
+        )
+
+    return [
+        schema_check(PREFERENCE_TRAIN, PreferencePairRecord),
+        unique_ids_check(PREFERENCE_TRAIN),
+        min_rows_check(PREFERENCE_TRAIN, "preference_train_min"),
+        preference_pairs_well_formed,
+        preference_no_duplicate_pairs,
+        preference_over_refusal,
+        min_rows_check(PREFERENCE_EVAL, "preference_eval_min"),
+        preference_no_leakage,
+    ]

@@ -1,0 +1,49 @@
+"""The preference files: ``train.jsonl``/``.parquet`` and ``eval.jsonl``/``.parquet`` in TRL's format,
+``stats.json``, and a manifest, under ``preference/<build_id>/`` (``core.builds``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import pyarrow as pa
+
+from safetygraph.core import duck
+from safetygraph.core.builds import copy_formats, new_build_id, publish
+from safetygraph.core.storage import Storage
+from safetygraph.recipes.preference.dataset import trl_sql
+
+PREFERENCE_ROOT = "preference"
+
+
+def write_files(
+    storage: Storage,
+    train: pa.Table,
+    evals: pa.Table,
+    fmt: str,
+    system_prompt: str | None,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the TRL files of both splits; the manifest records the format and the stats."""
+    build_id = new_build_id(
+        {"format": fmt, "train": train.num_rows, "eval": evals.num_rows, **stats}
+    )
+    con = duck.connect(tr=train, ev=evals)
+    with tempfile.TemporaryDirectory(prefix="safetygraph-preference-") as tmp:
+        files = [
+            *copy_formats(con, trl_sql(fmt, system_prompt, "tr"), tmp, "train", train.num_rows),
+            *copy_formats(con, trl_sql(fmt, system_prompt, "ev"), tmp, "eval", evals.num_rows),
+        ]
+        local = os.path.join(tmp, "stats.json")
+        with open(local, "w") as f:
+            json.dump(stats, f, indent=2)
+        files.append(("stats.json", local, None))
+        return publish(
+            storage,
+            PREFERENCE_ROOT,
+            build_id,
+            files,
+            {"format": fmt, "training_system_prompt": system_prompt},
+        )
