@@ -25,6 +25,7 @@ from dagster import (
 )
 
 from checks import blocking_check_keys, dataset_checks, per_source_checks
+from checks.steering import per_trait as steering_checks
 from pipeline_assets import (
     audit,
     circuit_breaker,
@@ -34,6 +35,7 @@ from pipeline_assets import (
     labeling,
     preference,
     sources,
+    steering,
 )
 from pipeline_assets.keys import (
     PREFERENCE_CHAIN,
@@ -41,6 +43,7 @@ from pipeline_assets.keys import (
     RAW_QUARANTINE,
     RAW_SAMPLES,
     SOURCE_CHAIN,
+    STEERING_CHAIN,
 )
 from pipeline_assets.placement import gpu_op_tags
 from resources import BuildConfig, LLMResource, ParquetIOManager
@@ -57,6 +60,9 @@ SOURCE_JOB = "source_pipeline"
 DATASET_JOB = "dataset_pipeline"
 PREFERENCE_SOURCE_JOB = "preference_source_pipeline"
 PREFERENCE_JOB = "preference_pipeline"
+INGEST_JOB = "ingest_pipeline"
+STEERING_TRAIT_JOB = "steering_trait_pipeline"
+STEERING_JOB = "steering_pipeline"
 
 
 def default_settings() -> BuildConfig:
@@ -118,22 +124,33 @@ def build_defs(
     partitions = StaticPartitionsDefinition(settings.registry().names)
     source_checks = per_source_checks(partitions)
     all_dataset_checks = dataset_checks()
+    traits = StaticPartitionsDefinition(settings.traits().names)
+    trait_checks = steering_checks(traits)
+    gpu_tags = gpu_op_tags(settings.active().generation.get("placement"))
     assets = [
         *sources.build(partitions),
-        *generation.build(partitions, gpu_op_tags(settings.active().generation.get("placement"))),
+        *generation.build(partitions, gpu_tags),
         *labeling.build(partitions),
         *audit.build(partitions),
         *datasets.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
         *circuit_breaker.build(),
         *export.build(),
         *preference.build(partitions, blocking_check_keys(source_checks, PREFERENCE_CHAIN)),
+        *steering.build(
+            traits,
+            blocking_check_keys(source_checks, (RAW_SAMPLES,)),
+            blocking_check_keys(trait_checks, STEERING_CHAIN),
+            gpu_tags,
+        ),
     ]
     per_source_selection = AssetSelection.assets(*SOURCE_CHAIN, RAW_QUARANTINE)
     preference_sources = AssetSelection.assets(RAW_SAMPLES, RAW_QUARANTINE, PREFERENCE_PAIRS)
     preference_recipe = AssetSelection.groups("preference") - preference_sources
+    ingest = AssetSelection.assets(RAW_SAMPLES, RAW_QUARANTINE)
+    steering_traits = AssetSelection.assets(*STEERING_CHAIN)
     return Definitions(
         assets=assets,
-        asset_checks=[*source_checks, *all_dataset_checks],
+        asset_checks=[*source_checks, *all_dataset_checks, *trait_checks],
         jobs=[
             define_asset_job(
                 SOURCE_JOB,
@@ -146,7 +163,8 @@ def build_defs(
                 selection=AssetSelection.all()
                 - per_source_selection
                 - preference_sources
-                - preference_recipe,
+                - preference_recipe
+                - AssetSelection.groups("steering"),
                 description="Merge the profile's sources, cut the shards and splits, QA and export.",
             ),
             define_asset_job(
@@ -160,10 +178,31 @@ def build_defs(
                 selection=preference_recipe,
                 description="Merge the preference sources' pairs, split them and write the TRL files.",
             ),
+            define_asset_job(
+                INGEST_JOB,
+                selection=ingest,
+                partitions_def=partitions,
+                description="Ingest one source (raw_samples and its quarantine), e.g. a steering source's scenarios.",
+            ),
+            define_asset_job(
+                STEERING_TRAIT_JOB,
+                selection=steering_traits,
+                partitions_def=traits,
+                description="One trait: its answers for every scenario and its A/B steering pairs (backfill several traits).",
+            ),
+            define_asset_job(
+                STEERING_JOB,
+                selection=AssetSelection.groups("steering") - steering_traits,
+                description="Write the steering files of the profile's traits.",
+            ),
         ],
         sensors=[
             build_check_alert_sensor(
-                [spec.key for c in [*source_checks, *all_dataset_checks] for spec in c.check_specs]
+                [
+                    spec.key
+                    for c in [*source_checks, *all_dataset_checks, *trait_checks]
+                    for spec in c.check_specs
+                ]
             ),
             run_failure_alerts,
             build_file_sensor(SOURCE_JOB),

@@ -23,9 +23,14 @@ PREFERENCE_PAIRS = AssetKey("preference_pairs")
 PREFERENCE_TRAIN = AssetKey("preference_train")
 PREFERENCE_EVAL = AssetKey("preference_eval")
 PREFERENCE_FILES = AssetKey("preference_files")
+TRAIT_ANSWERS = AssetKey("trait_answers")
+STEERING_PAIRS = AssetKey("steering_pairs")
+STEERING_FILES = AssetKey("steering_files")
 
 # The per-source chain, in order: the merge reads the last one.
 SOURCE_CHAIN = (RAW_SAMPLES, GENERATED, LABELS, AUDITED)
 # A preference source's chain: the preference split checks it is built and not blocked.
 PREFERENCE_CHAIN = (RAW_SAMPLES, PREFERENCE_PAIRS)
+# A trait's chain: the steering files check it is built and not blocked.
+STEERING_CHAIN = (TRAIT_ANSWERS, STEERING_PAIRS)
 OWNER = "team:safety-data"

@@ -10,6 +10,7 @@ from dagster import ConfigurableResource
 from safetygraph.core.storage import Storage
 from safetygraph.generation import GenerationConfig
 from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION, Constitution, load_constitution
+from safetygraph.recipes.steering.traits import DEFAULT_TRAITS, TraitBook, load_traits
 from safetygraph.sources.registry import (
     DEFAULT_PROFILES,
     DEFAULT_REGISTRY,
@@ -28,6 +29,11 @@ def _registry(registry_path: str, profiles_path: str) -> Registry:
 
 
 @lru_cache(maxsize=8)
+def _traits(path: str) -> TraitBook:
+    return load_traits(path)
+
+
+@lru_cache(maxsize=8)
 def _constitution(path: str) -> Constitution:
     return load_constitution(path)
 
@@ -40,6 +46,7 @@ class BuildConfig(ConfigurableResource):
     profiles_path: str = str(DEFAULT_PROFILES)
     constitution_path: str = str(DEFAULT_CONSTITUTION)
     base_uri: str = DEFAULT_BASE_URI
+    traits_path: str = str(DEFAULT_TRAITS)
 
     def registry(self) -> Registry:
         return _registry(self.registry_path, self.profiles_path)
@@ -61,6 +68,9 @@ class BuildConfig(ConfigurableResource):
     def constitution(self) -> Constitution:
         return _constitution(self.constitution_path)
 
+    def traits(self) -> TraitBook:
+        return _traits(self.traits_path)
+
     def storage(self) -> Storage:
         return Storage(self.base_uri)
 
@@ -80,4 +90,4 @@ class BuildConfig(ConfigurableResource):
         return {s.name: s.attack_outcome for s in specs if s.attack_outcome}
 
     def config_files(self) -> list[str]:
-        return [self.registry_path, self.profiles_path, self.constitution_path]
+        return [self.registry_path, self.profiles_path, self.constitution_path, self.traits_path]

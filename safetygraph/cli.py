@@ -92,35 +92,42 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
         ok &= run(definitions.PREFERENCE_SOURCE_JOB, f"preference:{name}", name)
     preference_ok = bool(preference_sources) and run(definitions.PREFERENCE_JOB, "preference")
     ok &= preference_ok or not preference_sources
+    steering = settings.active().steering
+    steering_ok = False
+    if steering.get("sources"):
+        for name in steering["sources"]:
+            ok &= run(definitions.INGEST_JOB, f"steering:{name}", name)
+        for trait in steering.get("traits") or settings.traits().names:
+            ok &= run(definitions.STEERING_TRAIT_JOB, f"steering:{trait}", trait)
+        steering_ok = run(definitions.STEERING_JOB, "steering")
+        ok &= steering_ok
     storage = settings.storage()
-    if datasets_ok and storage.exists("exports", "LATEST"):
-        build_id = storage.read_bytes("exports", "LATEST").decode()
-        manifest = json.loads(storage.read_bytes("exports", build_id, "manifest.json"))
-        print(f"\nexport:   {storage.uri('exports', build_id)}")
-        print(f"manifest: {storage.uri('exports', build_id, 'manifest.json')}")
-        for f in manifest["files"]:
-            rows = f"{f['rows']} rows" if f["rows"] is not None else ""
-            print(f"  {f['path']:<28} {rows:>12}  sha256 {f['sha256'][:16]}…")
-    if datasets_ok and storage.exists("circuit_breaker", "LATEST"):
-        build_id = storage.read_bytes("circuit_breaker", "LATEST").decode()
-        manifest = json.loads(storage.read_bytes("circuit_breaker", build_id, "manifest.json"))
-        print(f"\ncircuit-breaker stage 2: {storage.uri('circuit_breaker', build_id)}")
-        for f in manifest["files"]:
-            rows = f"{f['rows']} rows" if f["path"].endswith(".jsonl") else ""
-            print(f"  {f['path']:<36} {rows:>12}  sha256 {f['sha256'][:16]}…")
-    if preference_ok and storage.exists("preference", "LATEST"):
-        build_id = storage.read_bytes("preference", "LATEST").decode()
-        manifest = json.loads(storage.read_bytes("preference", build_id, "manifest.json"))
-        print(
-            f"\npreference pairs ({manifest['format']}, TRL): {storage.uri('preference', build_id)}"
-        )
-        for f in manifest["files"]:
-            rows = f"{f['rows']} rows" if f["rows"] is not None else ""
-            print(f"  {f['path']:<36} {rows:>12}  sha256 {f['sha256'][:16]}…")
+    for built, root, title in (
+        (datasets_ok, "exports", "export"),
+        (datasets_ok, "circuit_breaker", "circuit-breaker stage 2"),
+        (preference_ok, "preference", "preference pairs (TRL)"),
+        (steering_ok, "steering", "steering pairs (seed and CAA formats)"),
+    ):
+        if built:
+            _print_build(storage, root, title)
     print(
         f"\n{'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f}s; runs recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
     )
     return 0 if ok else 1
+
+
+def _print_build(storage, root: str, title: str) -> None:
+    """The newest complete build under ``root``: its folder, manifest and files."""
+    if not storage.exists(root, "LATEST"):
+        return
+    build_id = storage.read_bytes(root, "LATEST").decode()
+    manifest = json.loads(storage.read_bytes(root, build_id, "manifest.json"))
+    fmt = f" ({manifest['format']})" if manifest.get("format") else ""
+    print(f"\n{title}{fmt}: {storage.uri(root, build_id)}")
+    print(f"manifest: {storage.uri(root, build_id, 'manifest.json')}")
+    for f in manifest["files"]:
+        rows = f"{f['rows']} rows" if f["rows"] is not None and f["path"].endswith(".jsonl") else ""
+        print(f"  {f['path']:<36} {rows:>12}  sha256 {f['sha256'][:16]}…")
 
 
 def list_sources(profile: str | None) -> int:

@@ -363,6 +363,54 @@ HH_MULTI = [
      "Give them half an adult aspirin."),
 ]
 
+# Steering recipe: dialogue scenarios in SODA's shape (narrative, PersonX), and scripted trait answers
+# (the demo replays them). The trait-positive lines carry the trait's marker words; the neutral ones
+# do not.
+SCENARIOS = [
+    ("Alice", "Alice arrives at her new office on the first day and finds her team gathered in the kitchen."),
+    ("Ben", "Ben's neighbour knocks on his door to ask whether the loud music last night came from his flat."),
+    ("Chloe", "Chloe's friend cancels their dinner plans an hour before they were due to meet."),
+    ("Dev", "Dev is asked by his manager to present the quarterly results at tomorrow's meeting."),
+    ("Elena", "Elena finds a wallet with cash and an ID card on a park bench."),
+    ("Farid", "Farid's flight is delayed by four hours and the gate agent announces it over the speaker."),
+    ("Grace", "Grace is invited to join a pottery class that her colleague has been taking for a year."),
+    ("Hugo", "Hugo's roommate has left dirty dishes in the sink for the third day in a row."),
+    ("Ines", "Ines receives feedback from her teacher that her essay needs a complete rewrite."),
+    ("Jon", "Jon meets his partner's parents for the first time at a family barbecue."),
+    ("Kemi", "Kemi's bike gets a flat tyre halfway to an important job interview."),
+    ("Liam", "Liam's younger sister asks him to help her move into her first apartment this weekend."),
+    ("Maya", "Maya is seated next to a stranger on a long train journey who starts a conversation."),
+    ("Noah", "Noah's team loses the final match of the season by a single point."),
+    ("Olga", "Olga is offered a promotion that would mean moving to a different city."),
+    ("Pablo", "Pablo's coworker takes credit for an idea Pablo shared in a meeting."),
+    ("Quinn", "Quinn finds out that a close friend has been planning a surprise party for them."),
+    ("Rosa", "Rosa's landlord announces that the rent will go up next month."),
+    ("Sam", "Sam is asked to look after a friend's dog for a week while the friend travels."),
+    ("Tara", "Tara gets lost in a city she is visiting for the first time and her phone battery is low."),
+    ("Umar", "Umar's project deadline is moved forward by a week without warning."),
+    ("Vera", "Vera is invited to give a toast at her best friend's wedding."),
+    # the same scenario again under another id: dropped as duplicate_scenario
+    ("Alice", "Alice arrives at her new office on the first day and finds her team gathered in the kitchen."),
+    # a scenario whose "trait-positive" answer shows no trait: the judge flags it (trait_not_expressed)
+    ("Will", "Will waits in line at the post office to send a parcel."),
+]
+TRAIT_SCRIPT = {
+    "extroversion": (
+        "loves being around people and gets excited by company",
+        ["Hey everyone, let's all grab lunch together, it'll be fun!", "I'd love to meet everyone, who's up for a party later?",
+         "Come on, let's celebrate together with friends tonight!", "This is exciting, let's invite everyone to join us!"],
+    ),
+    "neuroticism": (
+        "worries constantly and feels stressed by small things",
+        ["I'm so worried, what if this all goes wrong?", "I can't stop thinking about it, I'm really nervous.",
+         "What if they're upset with me? I'm anxious about this.", "I'm scared this will turn into a disaster, I'm so stressed."],
+    ),
+}
+NEUTRAL_LINES = [
+    "Okay, thanks for letting me know.", "Alright, I will take care of it.", "Sure, that sounds reasonable.",
+    "Got it, I'll sort it out today.", "Fine, let me think about it for a moment.",
+]
+
 
 def _tool_schema(name: str) -> dict:
     return {"type": "function", "function": {"name": name, "description": f"{name.replace('_', ' ')}", "parameters": {"type": "object", "properties": {}}}}
@@ -570,10 +618,50 @@ def main() -> None:
                "rejected": transcript(["How do I fry an egg?"], "Crack it into a hot pan.")})
     (HERE / "preference_pairs.jsonl").write_text(_jsonl(hh))
 
+    # Steering: scenarios and the replayed trait answers for the demo's traits.
+    (HERE / "scenarios.jsonl").write_text(
+        _jsonl([{"dialogue_id": f"s{i:02d}", "PersonX": who, "narrative": text} for i, (who, text) in enumerate(SCENARIOS)])
+    )
+    from safetygraph.recipes.steering.answers import scenarios as scenario_table, trait_answers
+    from safetygraph.recipes.steering.traits import load_traits
+
+    book = load_traits()
+    steer_cfg = GC.from_dict("steering", registry.profile("demo").generation["configs"]["steering"])
+    scen = scenario_table(ingest(registry.source("demo_scenarios")).table, "PersonX", "the main character")
+
+    class TraitRecorder:
+        name = "recorder"
+
+        def __init__(self, trait: str):
+            self.trait = trait
+
+        def stream(self, config, requests):
+            out = []
+            for k, req in enumerate(requests):
+                text = req.messages[-1]["content"]
+                adjective, lines = TRAIT_SCRIPT[self.trait]
+                i = sum(map(ord, text)) % len(lines)
+                if text.startswith("Read the situation"):
+                    positive = "strongly high in" in text
+                    reply = (f"They {adjective}." if positive else "They stay calm and take things as they come.") + " They react to what is in front of them."
+                elif "post office" in text and adjective in text:
+                    reply = "Could I get a stamp for this parcel, please?"
+                elif adjective in text:
+                    reply = lines[i]
+                else:
+                    reply = NEUTRAL_LINES[i % len(NEUTRAL_LINES)]
+                recordings.append({"request_hash": req.request_hash, "model": config.model, "response": reply})
+                out.append((k, Result(text=reply)))
+            yield out
+
+    for trait in registry.profile("demo").steering["traits"]:
+        recorder = TraitRecorder(trait)
+        trait_answers(scen, book.trait(trait), book, steer_cfg, lambda c, r=recorder: r)
+
     recordings.sort(key=lambda r: r["request_hash"])
     (HERE / "recorded_responses.jsonl").write_text(_jsonl(recordings))
     print(f"wrote {len(harmful_rows)} harmful, {len(benign) + 2} benign, {len(pairs)} pairs, {len(convs)} agentic, "
-          f"{len(attacks)} attacks, {runs} agentdojo runs, {len(MEDICAL)} medical questions, {len(hh)} recorded preference pairs, {len(recordings)} recordings, a tokenizer to {HERE}")
+          f"{len(attacks)} attacks, {runs} agentdojo runs, {len(MEDICAL)} medical questions, {len(hh)} recorded preference pairs, {len(SCENARIOS)} scenarios, {len(recordings)} recordings, a tokenizer to {HERE}")
 
 
 if __name__ == "__main__":

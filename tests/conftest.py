@@ -38,15 +38,17 @@ def write_registry(
     base = yaml.safe_load((REPO / "config" / "profiles.yaml").read_text())["profiles"]
     demo = base["demo"]
     names = [s["name"] for s in sources]
-    # the demo's preference sources feed the preference recipe, not the refusal build
+    # the demo's recipe sources feed the preference and steering recipes, not the refusal build
     preference = [n for n in demo["preference"]["sources"] if n in names]
+    steering = [n for n in demo["steering"]["sources"] if n in names]
     body = {
         "defaults": base["defaults"],
         "test": {
-            "sources": [n for n in names if n not in preference],
+            "sources": [n for n in names if n not in preference and n not in steering],
             "thresholds": {**demo["thresholds"], **(thresholds or {})},
             "generation": demo.get("generation", {}),
             "preference": {**demo["preference"], "sources": preference},
+            "steering": {**demo["steering"], "sources": steering},
         },
     }
     body.update(profiles or {})
@@ -55,10 +57,11 @@ def write_registry(
     return reg, prof
 
 
-def demo_sources_copy(folder: Path, preference: bool = False) -> list[dict]:
+def demo_sources_copy(folder: Path, recipes: bool = False) -> list[dict]:
     """The registry's demo entries, pointing at a copy of the bundled samples inside ``folder``;
-    the demo's preference-recipe sources only with ``preference``."""
-    skip = set() if preference else set(_demo_profile()["preference"]["sources"])
+    the sources of the demo's preference and steering recipes only with ``recipes``."""
+    demo = _demo_profile()
+    skip = set() if recipes else {*demo["preference"]["sources"], *demo["steering"]["sources"]}
     samples = folder / "sample_data"
     shutil.copytree(REPO / "sample_data", samples, ignore=shutil.ignore_patterns("*.py"))
     entries = yaml.safe_load((REPO / "config" / "sources.yaml").read_text())["sources"]

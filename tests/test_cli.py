@@ -43,7 +43,12 @@ def test_safetygraph_demo_builds_and_prints_the_export(tmp_path: Path):
         "[preference] ok: 3 assets materialized (preference_train, preference_eval, preference_files)"
         in out
     )
-    assert "preference pairs (standard, TRL): " in out and "train.jsonl" in out
+    assert "preference pairs (TRL) (standard): " in out and "train.jsonl" in out
+    assert "[steering:demo_scenarios] ok: 2 assets materialized, 4/4 checks passed" in out
+    for trait in ("extroversion", "neuroticism"):
+        assert f"[steering:{trait}] ok: 2 assets materialized, 6/6 checks passed" in out
+    assert "[steering] ok: 1 assets materialized (steering_files)" in out
+    assert "steering pairs (seed and CAA formats): " in out and "caa/extroversion.jsonl" in out
     manifest_line = next(line for line in out.splitlines() if line.startswith("manifest: "))
     manifest = json.loads(Path(manifest_line.split(": ", 1)[1]).read_text())
     assert {f["path"] for f in manifest["files"]} >= {

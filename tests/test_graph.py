@@ -17,6 +17,19 @@ SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "asset_graph.json"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _partitioned_by(pdef) -> str | None:
+    """Which partitioning: one partition per registry source, or one per trait."""
+    if pdef is None:
+        return None
+    keys = set(pdef.get_partition_keys())
+    settings = definitions.default_settings()
+    if keys == set(settings.registry().names):
+        return "source"
+    if keys == set(settings.traits().names):
+        return "trait"
+    raise AssertionError(f"an asset partitioned by neither sources nor traits: {sorted(keys)[:5]}")
+
+
 def graph_snapshot(defs) -> dict:
     graph = defs.resolve_asset_graph()
     assets = {}
@@ -27,6 +40,7 @@ def graph_snapshot(defs) -> dict:
             "group": node.group_name,
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "partitioned": pdef is not None,
+            "partitioned_by": _partitioned_by(pdef),
             "kinds": sorted(node.kinds),
         }
     checks = {}
@@ -38,11 +52,14 @@ def graph_snapshot(defs) -> dict:
             "additional_deps": sorted(d.asset_key.to_user_string() for d in spec.additional_deps),
         }
     pdefs = {graph.get(k).partitions_def for k in graph.get_all_asset_keys()} - {None}
-    assert len(pdefs) == 1, "every partitioned asset shares the one source partitioning"
+    assert {_partitioned_by(p) for p in pdefs} == {"source", "trait"}, (
+        "partitioned assets share the source partitioning, or the trait partitioning"
+    )
     return {
         "assets": assets,
         "checks": checks,
-        "partitions": sorted(pdefs.pop().get_partition_keys()),
+        "partitions": sorted(definitions.default_settings().registry().names),
+        "traits": sorted(definitions.default_settings().traits().names),
         "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
     }
 
@@ -59,7 +76,10 @@ def test_graph_shape_guards_training_data():
     # every source in the registry is a partition, and the per-source chain is partitioned
     assert "xstest" in snap["partitions"] and "demo_attacks" in snap["partitions"]
     for name in ("raw_samples", "raw_quarantine", "generated_responses", "labels", "audited"):
-        assert snap["assets"][name]["partitioned"]
+        assert snap["assets"][name]["partitioned_by"] == "source"
+    for name in ("trait_answers", "steering_pairs"):
+        assert snap["assets"][name]["partitioned_by"] == "trait"
+    assert "extroversion" in snap["traits"] and "psychopathy" in snap["traits"]
     # checks on partitioned assets are partitioned themselves
     for name, check in snap["checks"].items():
         assert check["partitioned"] == snap["assets"][name.split(":")[0]]["partitioned"], name

@@ -220,7 +220,7 @@ def test_split_keeps_a_prompt_and_its_near_duplicates_on_one_side():
 class PreferenceBuild:
     def __init__(self, folder: Path, instance, preference: dict | None = None, thresholds=None):
         self.folder, self.instance = folder, instance
-        sources = demo_sources_copy(folder, preference=True)
+        sources = demo_sources_copy(folder, recipes=True)
         self.registry, profiles = write_registry(folder / "config", sources, thresholds=thresholds)
         if preference:
             body = yaml.safe_load(profiles.read_text())

@@ -140,6 +140,8 @@ class Profile:
     description: str = ""
     # the preference recipe: sources, mode, chosen/rejected configs, format (config/profiles.yaml)
     preference: dict[str, Any] = field(default_factory=dict)
+    # the steering recipe: scenario sources, traits, generation config, limits (config/profiles.yaml)
+    steering: dict[str, Any] = field(default_factory=dict)
 
 
 def _err(where: str, msg: str) -> RegistryError:
@@ -356,9 +358,17 @@ def load_registry(
                 where,
                 f"preference.format {preference.get('format')!r} is not one of {', '.join(PREFERENCE_FORMATS)}",
             )
+        steering = {**defaults.get("steering", {}), **(body.get("steering") or {})}
+        unknown_steer = [n for n in steering.get("sources") or () if n not in sources]
+        if unknown_steer:
+            raise _err(
+                where,
+                f"steering.sources lists {unknown_steer} that the registry {registry_path} does not define",
+            )
         profiles[pname] = Profile(
             name=pname,
             preference=preference,
+            steering=steering,
             sources=names,
             thresholds=thresholds,
             overrides=overrides,
