@@ -51,7 +51,13 @@ from resources.settings import DEFAULT_BASE_URI
 from safetygraph.core.paths import REPO_ROOT
 from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION
 from safetygraph.sources.registry import DEFAULT_PROFILES, DEFAULT_REGISTRY
-from sensors import build_check_alert_sensor, build_file_sensor, build_schedules, run_failure_alerts
+from sensors import (
+    build_check_alert_sensor,
+    build_file_sensor,
+    build_schedules,
+    dead_run_reaper,
+    run_failure_alerts,
+)
 from sensors.alerts import AlertResource, default_alerts
 
 EXECUTORS = ("in_process", "multiprocess", "multi_or_in_process", "k8s")
@@ -205,6 +211,7 @@ def build_defs(
                 ]
             ),
             run_failure_alerts,
+            dead_run_reaper,
             build_file_sensor(SOURCE_JOB),
         ],
         schedules=build_schedules(DATASET_JOB),

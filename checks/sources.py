@@ -1,10 +1,12 @@
-"""Gates on ingestion (per source): schema, minimum rows, unique ids, the quarantine rate."""
+"""Gates on ingestion (per source): schema, minimum rows, unique ids, the quarantine rate; and a
+warning for upstream ids reused with different content."""
 
 import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetIn,
+    MetadataValue,
     PartitionsDefinition,
     asset_check,
 )
@@ -15,6 +17,7 @@ from pipeline_assets.keys import (
     RAW_SAMPLES,
 )
 from resources import BuildConfig
+from safetygraph.sources.quality import reused_source_ids as source_ids_reused
 from schemas import (
     RawRecord,
 )
@@ -45,7 +48,23 @@ def per_source(partitions: PartitionsDefinition) -> list:
             },
         )
 
+    @asset_check(
+        asset=RAW_SAMPLES,
+        blocking=False,
+        partitions_def=partitions,
+        description="Upstream ids (the source_id mapping, kept in meta.source_id) that name rows with "
+        "different prompts: an id reused upstream makes rows untraceable. A warning, not a gate.",
+    )
+    def reused_source_ids(raw_samples: pa.Table) -> AssetCheckResult:
+        found = source_ids_reused(raw_samples)
+        return AssetCheckResult(
+            passed=found["reused"] == 0,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"reused": found["reused"], "examples": MetadataValue.json(found["examples"])},
+        )
+
     return [
+        reused_source_ids,
         schema_check(RAW_SAMPLES, RawRecord, partitions),
         min_rows_check(RAW_SAMPLES, "min_rows_per_source", partitions),
         unique_ids_check(RAW_SAMPLES, partitions),

@@ -4,6 +4,7 @@
     safetygraph demo --profile shared
     safetygraph sources              # list the registry and the active profile
     safetygraph review-import FILE   # agreement of a filled-in review sample with the judge
+    safetygraph cleanup [--dry-run]  # remove incomplete build folders and temporary files
 
 Runs are recorded in DAGSTER_HOME (default: .dagster_home in the repo), so ``dagster dev`` shows
 them afterwards with their check results.
@@ -20,6 +21,33 @@ import warnings
 
 from safetygraph.core.paths import REPO_ROOT
 
+# What the local instance needs (DAGSTER_HOME/dagster.yaml, shared by the CLI and `dagster dev`):
+# no telemetry, and run monitoring, so the daemon marks a run whose process died (kill -9) as failed
+# instead of leaving it STARTED for good, and the run-failure alert reports it.
+INSTANCE_CONFIG = {
+    "telemetry": {"enabled": False},
+    "run_monitoring": {
+        "enabled": True,
+        "start_timeout_seconds": 180,
+        "max_resume_run_attempts": 0,
+        "poll_interval_seconds": 15,
+    },
+}
+
+
+def ensure_instance_config(path: str) -> None:
+    """Add the settings above to the instance's dagster.yaml, keeping what the user set there."""
+    import yaml
+
+    body = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            body = yaml.safe_load(f) or {}
+    merged = {**INSTANCE_CONFIG, **body}
+    if merged != body:
+        with open(path, "w") as f:
+            yaml.safe_dump(merged, f, sort_keys=False)
+
 
 def _prepare_env(profile: str | None) -> None:
     if profile:
@@ -27,10 +55,7 @@ def _prepare_env(profile: str | None) -> None:
     if not os.environ.get("DAGSTER_HOME"):  # unset or empty
         os.environ["DAGSTER_HOME"] = str(REPO_ROOT / ".dagster_home")
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
-    config = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
-    if not os.path.exists(config):  # a local SQLite instance, no telemetry
-        with open(config, "w") as f:
-            f.write("telemetry:\n  enabled: false\n")
+    ensure_instance_config(os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml"))
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))  # the code location lives at the repo root
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -130,6 +155,19 @@ def _print_build(storage, root: str, title: str) -> None:
         print(f"  {f['path']:<36} {rows:>12}  sha256 {f['sha256'][:16]}…")
 
 
+def cleanup(profile: str | None, min_age_s: float, dry_run: bool) -> int:
+    _prepare_env(profile)
+    import definitions
+    from safetygraph.core.builds import clean
+
+    storage = definitions.default_settings().storage()
+    paths = clean(storage, min_age_s, dry_run)
+    for path in paths:
+        print(f"{'would remove' if dry_run else 'removed'} {path}")
+    print(f"{len(paths)} incomplete build folder(s) or temporary file(s) under {storage.base_uri}")
+    return 0
+
+
 def list_sources(profile: str | None) -> int:
     _prepare_env(profile)
     from safetygraph.sources.registry import load_registry
@@ -169,7 +207,16 @@ def main(argv: list[str] | None = None) -> int:
         "review-import", help="agreement of a filled-in review_sample.csv with the judge"
     )
     r.add_argument("file", help="the review sample CSV with human_outcome filled in")
+    c = sub.add_parser(
+        "cleanup",
+        help="remove build folders without a manifest and temporary files left by killed runs",
+    )
+    c.add_argument("--profile", default=None)
+    c.add_argument("--min-age", type=float, default=3600.0, help="seconds; younger ones are kept")
+    c.add_argument("--dry-run", action="store_true", help="list, remove nothing")
     args = parser.parse_args(argv)
+    if args.command == "cleanup":
+        return cleanup(args.profile, args.min_age, args.dry_run)
     if args.command == "demo":
         return run_build(args.profile, args.verbose)
     if args.command == "review-import":

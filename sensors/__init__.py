@@ -2,11 +2,13 @@
 
 from sensors.alerts import AlertResource, build_check_alert_sensor, run_failure_alerts
 from sensors.files import build_file_sensor, build_schedules
+from sensors.runs import dead_run_reaper
 
 __all__ = [
     "AlertResource",
     "build_file_sensor",
     "build_schedules",
+    "dead_run_reaper",
     "build_check_alert_sensor",
     "run_failure_alerts",
 ]

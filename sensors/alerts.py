@@ -115,7 +115,12 @@ def build_check_alert_sensor(check_keys: Sequence[AssetCheckKey]):
 @run_failure_sensor(
     name="run_failure_alerts",
     default_status=DefaultSensorStatus.RUNNING,
-    description="Alerts (webhook + log) on every failed run of this code location.",
+    # runs launched from the CLI (`dagster asset materialize -m definitions`) carry another
+    # code-location origin than the UI's; they are this project's runs all the same
+    monitor_all_code_locations=True,
+    minimum_interval_seconds=15,
+    description="Alerts (webhook + log) on every failed run in this instance, whoever launched it "
+    "(UI, CLI, backfills, schedules), once each.",
 )
 def run_failure_alerts(context: RunFailureSensorContext, alerts: AlertResource):
     run = context.dagster_run

@@ -24,6 +24,17 @@ from tests.test_alerts import Receiver
 
 BIN = Path(sys.executable).parent
 PARTITIONS = ["demo_pairs", "demo_agentic", "crafted_bad"]
+SLOW_JOB = """
+import time
+from dagster import DagsterInstance, Definitions, asset, define_asset_job
+
+@asset
+def slow() -> None:
+    time.sleep(300)
+
+defs = Definitions(assets=[slow], jobs=[define_asset_job("slow_job", selection="slow")])
+defs.resolve_job_def("slow_job").execute_in_process(instance=DagsterInstance.get())
+"""
 
 
 def test_cli_backfill_runs_through_the_daemon_blocks_the_bad_source_and_alerts(tmp_path):
@@ -137,6 +148,36 @@ def test_cli_backfill_runs_through_the_daemon_blocks_the_bad_source_and_alerts(t
             assert (
                 "crafted_bad is blocked (blocking check failed: raw_samples:quarantine_rate)"
                 in message
+            )
+
+            # a run killed with -9 (here a CLI run in its own process) is marked failed by the
+            # daemon's dead_run_reaper and alerted; the failed in-process merge above is alerted too,
+            # each once, although neither was launched through the daemon's code location
+            slow = subprocess.Popen([sys.executable, "-c", SLOW_JOB], cwd=REPO, env=env)
+            started = time.monotonic()
+            while time.monotonic() - started < 60:
+                killed = [r for r in instance.get_runs() if r.job_name == "slow_job"]
+                if killed and killed[0].status == DagsterRunStatus.STARTED:
+                    break
+                time.sleep(0.3)
+            slow.kill()
+            slow.wait(timeout=30)
+            killed_at = time.monotonic()
+
+            def run_alerts(job: str) -> list[dict]:
+                return [b for b in receiver.bodies if b["text"].startswith(f"Run failed: {job}")]
+
+            while time.monotonic() - killed_at < 90 and not (
+                run_alerts("slow_job") and run_alerts("dataset_pipeline")
+            ):
+                time.sleep(2)
+            (killed_run,) = [r for r in instance.get_runs() if r.job_name == "slow_job"]
+            assert instance.get_run_by_id(killed_run.run_id).status == DagsterRunStatus.FAILURE
+            assert len(run_alerts("slow_job")) == 1, receiver.bodies
+            assert "killed or crashed" in run_alerts("slow_job")[0]["text"]
+            assert len(run_alerts("dataset_pipeline")) == 1
+            print(
+                f"killed run marked failed and alerted {time.monotonic() - killed_at:.0f}s after the kill"
             )
         finally:
             daemon.terminate()

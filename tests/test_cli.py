@@ -34,17 +34,17 @@ def test_safetygraph_demo_builds_and_prints_the_export(tmp_path: Path):
         "demo_attacks",
         "demo_agentdojo",
     ):
-        assert f"[{source}] ok: 5 assets materialized, 9/9 checks passed" in out
+        assert f"[{source}] ok: 5 assets materialized, 10/10 checks passed" in out
     assert "[datasets] ok: 13 assets materialized" in out and "29/29 checks passed" in out
     assert "circuit-breaker stage 2: " in out and "stage2/train.jsonl" in out
     for source in ("demo_medical", "demo_hh_pairs"):
-        assert f"[preference:{source}] ok: 3 assets materialized, 8/8 checks passed" in out
+        assert f"[preference:{source}] ok: 3 assets materialized, 9/9 checks passed" in out
     assert (
         "[preference] ok: 3 assets materialized (preference_train, preference_eval, preference_files)"
         in out
     )
     assert "preference pairs (TRL) (standard): " in out and "train.jsonl" in out
-    assert "[steering:demo_scenarios] ok: 2 assets materialized, 4/4 checks passed" in out
+    assert "[steering:demo_scenarios] ok: 2 assets materialized, 5/5 checks passed" in out
     for trait in ("extroversion", "neuroticism"):
         assert f"[steering:{trait}] ok: 2 assets materialized, 6/6 checks passed" in out
     assert "[steering] ok: 1 assets materialized (steering_files)" in out

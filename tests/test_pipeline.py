@@ -112,7 +112,7 @@ def test_demo_materializes_every_asset_and_passes_every_check(demo):
     for name, result in results.items():
         assert result.success, name
         assert materialized(result) == set(PER_SOURCE)
-        assert all(check_results(result).values()) and len(check_results(result)) == 9
+        assert all(check_results(result).values()) and len(check_results(result)) == 10
     result = build.run_datasets()
     assert result.success
     assert materialized(result) == set(DATASETS)
@@ -222,7 +222,7 @@ def test_quarantine_rate_blocks_the_source_and_the_merge_reports_it(tmp_path):
         assert "crafted_bad" not in merged_sources and len(merged_sources) == 6
 
 
-def test_empty_source_fails_min_rows_and_unanswered_prompts_fail_generation(tmp_path):
+def test_empty_source_fails_naming_its_file_and_unanswered_prompts_fail_generation(tmp_path):
     unrecorded = [json.dumps({"prompt": f"never recorded {i}"}).encode() for i in range(3)]
     with instance_for_test() as instance:
         build = Build(
@@ -234,8 +234,11 @@ def test_empty_source_fails_min_rows_and_unanswered_prompts_fail_generation(tmp_
             ],
         )
         empty = build.run_source("empty")
-        assert check_results(empty)["raw_samples:raw_samples_min_rows"] is False
-        assert materialized(empty) == {"raw_samples", "raw_quarantine"}
+        assert not empty.success and materialized(empty) == set()
+        message = empty.get_step_failure_events()[0].event_specific_data.error.message
+        assert (
+            "source 'empty'" in message and "is empty" in message and "fix location.path" in message
+        )
         unanswered = build.run_source("unanswered")
         assert check_results(unanswered)["generated_responses:generation_errors"] is False
         assert materialized(unanswered) == {"raw_samples", "raw_quarantine", "generated_responses"}

@@ -281,6 +281,7 @@ def demo_files(tmp_path_factory):
             for s, r in per_source.items():
                 assert set(checks(r)) == {
                     "raw_samples:quarantine_rate",
+                    "raw_samples:reused_source_ids",
                     "raw_samples:raw_samples_schema",
                     "raw_samples:raw_samples_min_rows",
                     "raw_samples:raw_samples_unique_ids",

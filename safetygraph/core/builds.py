@@ -96,3 +96,47 @@ def verify_build(storage: Storage, root: str, build_id: str) -> list[str]:
             if n != entry["rows"]:
                 problems.append(f"{entry['path']}: {n} rows, the manifest says {entry['rows']}")
     return problems
+
+
+BUILD_ROOTS = ("exports", "circuit_breaker", "preference", "steering")
+
+
+def incomplete(storage: Storage, min_age_s: float = 3600.0) -> list[str]:
+    """What a crashed or killed run left behind, older than ``min_age_s``: build folders without a
+    ``manifest.json`` (the manifest is written last, so they never completed) and temporary files
+    (``*.tmp-<uuid>``) of interrupted atomic writes, anywhere under the base URI. A complete build,
+    and anything younger than ``min_age_s`` (a run may be writing it now), is never listed."""
+    import time
+
+    now = time.time()
+
+    def old(path: str) -> bool:
+        try:
+            modified = storage.fs.modified(path).timestamp()
+        except (FileNotFoundError, NotImplementedError, AttributeError):
+            return False
+        return now - modified >= min_age_s
+
+    found = []
+    for root in BUILD_ROOTS:
+        for name in storage.listdir(root):
+            folder = storage.path(root, name)
+            if name == "LATEST" or not storage.fs.isdir(folder):
+                continue
+            if not storage.exists(root, name, "manifest.json") and old(folder):
+                found.append(folder)
+    if storage.fs.exists(storage.path()):
+        for path in storage.fs.find(storage.path()):
+            if ".tmp-" in path.rsplit("/", 1)[-1] and old(path):
+                found.append(path)
+    return sorted(set(found))
+
+
+def clean(storage: Storage, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
+    """Remove what :func:`incomplete` lists (nothing with ``dry_run``); returns the paths."""
+    paths = incomplete(storage, min_age_s)
+    if not dry_run:
+        for path in paths:
+            if storage.fs.exists(path):
+                storage.fs.rm(path, recursive=True)
+    return paths

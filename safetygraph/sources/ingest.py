@@ -52,6 +52,23 @@ def _sample(table: pa.Table, row_limit: int, seed: int) -> pa.Table:
     return table.take(picked.column("__pos").sort())
 
 
+def _check_format(
+    spec: SourceSpec, file: str, q: Quarantine, rows: int, quarantined_before: int
+) -> None:
+    """A file of which no line parsed, every line failing the format's parser, is in another
+    format: one error naming it, instead of a quarantine of every line."""
+    reasons = q.rows["reason"][quarantined_before:]
+    if rows or len(reasons) < 2 or not all(r.startswith("malformed JSON") for r in reasons):
+        return
+    first = q.rows["raw"][quarantined_before]
+    looks = "csv" if first.count(",") >= 1 and not first.lstrip().startswith("{") else "json"
+    raise SourceError(
+        f"source '{spec.name}': no line of {file} parses as {spec.format} (line "
+        f"{q.rows['line'][quarantined_before]}: {reasons[0]}); the file looks like {looks}: "
+        f"set format: {looks if looks != 'json' else 'json (a JSON document)'} in config/sources.yaml"
+    )
+
+
 def ingest(spec: SourceSpec) -> IngestResult:
     """Read one source into (canonical records, quarantine)."""
     q = Quarantine(spec.name)
@@ -69,12 +86,13 @@ def ingest(spec: SourceSpec) -> IngestResult:
             )
         for file, of in open_files(spec):
             files.append(file)
+            rows_before, quarantined_before = mapper.rows_in, len(q.rows["line"])
             try:
                 with of as f:
                     if fmt in ("jsonl", "jsonl.gz"):
                         blocks = read_jsonl(spec.name, f, file, q)
                     elif fmt in ("json", "json.gz"):
-                        blocks = read_json_document(spec, f, file, q)
+                        blocks = read_json_document(spec, f, file, q, mapper.roots)
                     elif fmt == "csv":
                         blocks = read_csv(spec, f, file, q, mapper.check_header)
                     else:
@@ -91,6 +109,12 @@ def ingest(spec: SourceSpec) -> IngestResult:
                 raise SourceError(
                     f"source '{spec.name}': cannot read {file}: {exc}; check the file and its format ({fmt})"
                 ) from exc
+            _check_format(spec, file, q, mapper.rows_in - rows_before, quarantined_before)
+        if not mapper.rows_in and not q.unparsed:
+            raise SourceError(
+                f"source '{spec.name}': {', '.join(files)} {'is' if len(files) == 1 else 'are'} empty "
+                "(no rows); fix location.path in config/sources.yaml or point it at the data"
+            )
     table = mapper.finish(files)
     rows_ok = table.num_rows
     if spec.row_limit:

@@ -43,12 +43,18 @@ def _single_turn(spec: SourceSpec, row: dict[str, Any]) -> list[dict[str, Any]]:
     m = spec.mapping
     msgs = []
     if "system" in m:
-        system = text_field(get_path(row, m["system"]), "system", m["system"], required=False)
+        system = text_field(
+            get_path(row, m["system"]), "system", m["system"], required=False, coerce=spec.coerce
+        )
         if system:
             msgs.append(to_message({"role": "system", "content": system}, 0, m["system"]))
-    prompt = text_field(get_path(row, m["prompt"]), "prompt", m["prompt"], required=True)
+    prompt = text_field(
+        get_path(row, m["prompt"]), "prompt", m["prompt"], required=True, coerce=spec.coerce
+    )
     if "context" in m:
-        context = text_field(get_path(row, m["context"]), "context", m["context"], required=False)
+        context = text_field(
+            get_path(row, m["context"]), "context", m["context"], required=False, coerce=spec.coerce
+        )
         if context:
             prompt = f"{context}\n\n{prompt}"
     msgs.append(to_message({"role": "user", "content": prompt}, len(msgs), m["prompt"]))
@@ -79,7 +85,11 @@ def _conversation(spec: SourceSpec, row: dict[str, Any]) -> list[dict[str, Any]]
         return [to_message(x, i, m["messages"]) for i, x in enumerate(value)]
     if "transcript" in m:
         text = text_field(
-            get_path(row, m["transcript"]), "transcript", m["transcript"], required=True
+            get_path(row, m["transcript"]),
+            "transcript",
+            m["transcript"],
+            required=True,
+            coerce=spec.coerce,
         )
         return parse_transcript(text)
     return _single_turn(spec, row)
@@ -128,6 +138,34 @@ def _tools(spec: SourceSpec, row: dict[str, Any]) -> str | None:
     return canonical_json(value)
 
 
+def _within_limit(messages: list[dict[str, Any]], tools: str | None, limit: int) -> None:
+    """A row whose text is longer than the source's ``max_text_chars`` is quarantined: it would be
+    sent to a model and kept to the end otherwise (a 10 MB string is a broken export, not a prompt)."""
+    for k, m in enumerate(messages):
+        for part in (m.get("content"), m.get("tool_calls")):
+            if part is not None and len(part) > limit:
+                raise RowError(
+                    f"too long: turn {k + 1} ({m['role']}) has {len(part):,} characters, over "
+                    f"max_text_chars {limit:,}; raise max_text_chars for this source if it is real"
+                )
+    if tools is not None and len(tools) > limit:
+        raise RowError(f"too long: the tool schemas have {len(tools):,} characters, over {limit:,}")
+
+
+def _source_id(spec: SourceSpec, row: dict[str, Any]) -> str | None:
+    """The upstream id (``mapping.source_id``), kept in ``meta.source_id`` for tracing."""
+    if "source_id" not in spec.mapping:
+        return None
+    value = get_path(row, spec.mapping["source_id"])
+    if value is MISSING or value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RowError(
+            f"wrong type: 'source_id' (column '{spec.mapping['source_id']}') is {type(value).__name__}"
+        )
+    return str(value)
+
+
 class Mapper:
     """Turns parsed rows into canonical columns; one instance per ingest (it keeps the id counter)."""
 
@@ -168,6 +206,9 @@ class Mapper:
                 variants = self._variants(row)
                 tools = _tools(spec, row)
                 views = [_views(messages) for _, messages, _ in variants]
+                for _, messages, _ in variants:
+                    _within_limit(messages, tools, spec.max_text_chars)
+                source_id = _source_id(spec, row)
             except RowError as exc:
                 raw = (
                     block.raws[j]
@@ -196,6 +237,8 @@ class Mapper:
                         tags.append(tag)
                 meta = dict(meta_base)
                 meta.update(meta_extra)
+                if source_id is not None:
+                    meta["source_id"] = source_id
                 if model:
                     meta["response_model"] = model
                 c = self.cols
@@ -219,7 +262,9 @@ class Mapper:
         if spec.responses:
             out = []
             for model, column in spec.responses.items():
-                text = text_field(get_path(row, column), "response", column, required=False)
+                text = text_field(
+                    get_path(row, column), "response", column, required=False, coerce=spec.coerce
+                )
                 if text is None:
                     continue  # that model has no response for this row
                 extra = {
@@ -245,6 +290,7 @@ class Mapper:
                 "response",
                 spec.mapping["response"],
                 required=False,
+                coerce=spec.coerce,
             )
             if text is not None:
                 base = base + [

@@ -8,10 +8,15 @@ line; problems no row can survive raise :class:`SourceError`.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
+import gzip
 import json
+import lzma
 import os
+import re
+import zlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -81,9 +86,53 @@ def _decode(raw: bytes, q: Quarantine, file: str, line: int) -> str | None:
         return None
 
 
+class Lines:
+    """The physical lines of one file as ``(line number, bytes)``, with a UTF-8 byte-order mark
+    dropped from line 1 and a pushback buffer (readers that resynchronise give lines back).
+
+    A compressed file that ends early or is damaged (a truncated ``.gz``) stops the lines at the
+    damage: every complete line before it arrives, and the tail is quarantined with its line number
+    instead of failing the source."""
+
+    def __init__(self, f: Any, file: str, q: Quarantine):
+        self._it = enumerate(f, 1)
+        self._back: deque[tuple[int, bytes]] = deque()
+        self.file, self.q = file, q
+        self.last = 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        while (item := self.next()) is not None:
+            yield item
+
+    def next(self) -> tuple[int, bytes] | None:
+        if self._back:
+            return self._back.popleft()
+        try:
+            lineno, raw = next(self._it)
+        except StopIteration:
+            return None
+        except (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
+            self.q.add(
+                self.file,
+                self.last + 1,
+                f"truncated or damaged compressed file: nothing after line {self.last} can be read "
+                f"({exc}); the {self.last} lines before were kept; re-download or re-compress the file",
+                "",
+            )
+            self._it = iter(())
+            return None
+        if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        self.last = lineno
+        return lineno, raw
+
+    def push(self, items: list[tuple[int, bytes]]) -> None:
+        self._back.extendleft(reversed(items))
+
+
 def read_jsonl(name: str, f: Any, file: str, q: Quarantine) -> Iterator[Block]:
     block = Block([], [], [], file, [])
-    for lineno, raw in enumerate(f, 1):
+    for lineno, raw in Lines(f, file, q):
         if not raw.strip():
             continue
         text = _decode(raw.rstrip(b"\r\n"), q, file, lineno)
@@ -110,15 +159,30 @@ def read_jsonl(name: str, f: Any, file: str, q: Quarantine) -> Iterator[Block]:
         yield block
 
 
-def read_json_document(spec: SourceSpec, f: Any, file: str, q: Quarantine) -> Iterator[Block]:
-    head = f.read(1)
-    while head and head.isspace():
-        head = f.read(1)
-    if head != b"[" and head != b"{":
+def _records_under(doc: dict) -> list[tuple[str, int]]:
+    """Keys of ``doc`` that hold a list of objects, with the list's length (largest first)."""
+    keys = [
+        (k, len(v))
+        for k, v in doc.items()
+        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v[:20])
+    ]
+    return sorted(keys, key=lambda kv: -kv[1])
+
+
+def read_json_document(
+    spec: SourceSpec, f: Any, file: str, q: Quarantine, mapped_roots: set[str] = frozenset()
+) -> Iterator[Block]:
+    data = f.read()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    head = data.lstrip()[:1]
+    if not head:
+        return  # an empty file: ingest names it if the source has no rows at all
+    if head not in (b"[", b"{"):
         raise SourceError(
-            f"source '{spec.name}': {file} is not a JSON document (starts with {head!r}); set format: jsonl"
+            f"source '{spec.name}': {file} line 1 is not a JSON document (starts with {head!r}); "
+            "set format: jsonl (one object per line) or csv"
         )
-    data = head + f.read()
     text = _decode(data, q, file, 1)
     if text is None:
         raise SourceError(f"source '{spec.name}': {file} is not valid UTF-8; re-encode it as UTF-8")
@@ -134,10 +198,19 @@ def read_json_document(spec: SourceSpec, f: Any, file: str, q: Quarantine) -> It
         if key:
             if not isinstance(doc.get(key), list):
                 raise SourceError(
-                    f"source '{spec.name}': {file} has no list under records_key '{key}'; fix location.records_key"
+                    f"source '{spec.name}': {file} has no list under records_key '{key}' (its keys: "
+                    f"{sorted(doc)[:20]}); fix location.records_key"
                 )
             doc = doc[key]
         else:
+            lists = _records_under(doc)
+            if mapped_roots and not mapped_roots & set(doc) and lists:
+                k, n = lists[0]
+                raise SourceError(
+                    f"source '{spec.name}': {file} is a JSON object whose records sit under a key "
+                    f"(keys: {sorted(doc)[:20]}; '{k}' holds a list of {n} objects): set "
+                    f"location.records_key: {k} in config/sources.yaml"
+                )
             doc = [doc]  # one object per file (e.g. one agent run per file)
     block = Block([], [], [], file, [])
     for i, obj in enumerate(doc, 1):
@@ -160,20 +233,105 @@ def read_json_document(spec: SourceSpec, f: Any, file: str, q: Quarantine) -> It
         yield block
 
 
+# A record may span lines only inside a quoted field; one that stays open this long is a broken quote.
+MAX_RECORD_LINES = 10_000
+_QUOTES = re.compile(r'"+')
+
+
+def _open_after(text: str, delim: str, inside: bool) -> bool:
+    """Whether a quoted field is still open at the end of ``text``, by CSV's quoting: a run of
+    quotes at a field's start opens a quoted field when its length is odd (one opening quote, then
+    escaped ones; two quotes are an empty field); inside a field, an odd run closes it (doubled
+    quotes are literal quotes); anywhere else quotes are literal characters."""
+    for m in _QUOTES.finditer(text):
+        odd = len(m.group()) % 2 == 1
+        if inside:
+            inside = not odd
+        elif odd and (m.start() == 0 or text[m.start() - 1] == delim):
+            inside = True
+    return inside
+
+
+def _all_records(parts: list[tuple[int, str]], delim: str, expected: int) -> bool:
+    """Whether every line in ``parts`` is, on its own, a complete record of ``expected`` fields
+    (quotes balanced): then the quote that swallowed them is the defect, not a field spanning lines."""
+    for _, text in parts:
+        if _open_after(text, delim, False):
+            return False
+        if len(next(csv.reader([text], delimiter=delim), [])) != expected:
+            return False
+    return True
+
+
+def _csv_records(
+    lines: Lines, delim: str, q: Quarantine, file: str, expected: int | None
+) -> Iterator[tuple[int, list[str], str]]:
+    """(first line, values, raw text) per CSV record. A quote that never closes, or a record that
+    spans lines and then has the wrong field count, is quarantined at its first line with the line
+    range, and parsing resumes at the next line: the damage stays with the lines it really affects."""
+    while (first := lines.next()) is not None:
+        lineno = first[0]
+        parts = [(lineno, first[1].decode("utf-8", "surrogateescape"))]
+        inside = _open_after(parts[0][1], delim, False)
+        while inside and len(parts) < MAX_RECORD_LINES:
+            nxt = lines.next()
+            if nxt is None:
+                break
+            parts.append((nxt[0], nxt[1].decode("utf-8", "surrogateescape")))
+            inside = _open_after(parts[-1][1], delim, True)
+        text = "".join(t for _, t in parts)
+        end = parts[-1][0]
+        if inside:
+            q.add(
+                file,
+                lineno,
+                f"unterminated quote: the quoted field opened on line {lineno} is still open at line "
+                f"{end}; the line is left out and reading resumes at line {lineno + 1}; fix the quoting",
+                parts[0][1].rstrip("\r\n"),
+            )
+            lines.push([(n, t.encode("utf-8", "surrogateescape")) for n, t in parts[1:]])
+            continue
+        values = next(csv.reader([text], delimiter=delim), [])
+        if expected is not None and len(parts) > 2 and _all_records(parts[1:-1], delim, expected):
+            q.add(
+                file,
+                lineno,
+                f"unbalanced quote: the quoted field opened on line {lineno} closes on line {end}, "
+                f"but lines {lineno + 1}-{end - 1} are complete records of their own; line {lineno} is "
+                f"left out and reading resumes at line {lineno + 1}; fix the quoting",
+                parts[0][1].rstrip("\r\n"),
+            )
+            lines.push([(n, t.encode("utf-8", "surrogateescape")) for n, t in parts[1:]])
+            continue
+        if len(parts) > 1 and expected is not None and len(values) != expected:
+            q.add(
+                file,
+                lineno,
+                f"unbalanced quote: lines {lineno}-{end} read as one record of {len(values)} fields, "
+                f"expected {expected}; line {lineno} is left out and reading resumes at line "
+                f"{lineno + 1}; fix the quoting",
+                parts[0][1].rstrip("\r\n"),
+            )
+            lines.push([(n, t.encode("utf-8", "surrogateescape")) for n, t in parts[1:]])
+            continue
+        yield lineno, values, text.rstrip("\r\n")
+
+
 def read_csv(spec: SourceSpec, f: Any, file: str, q: Quarantine, header_check) -> Iterator[Block]:
-    text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
-    reader = csv.reader(text, delimiter=spec.location.get("delimiter", ","))
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    header_check(header, file)
+    delim = spec.location.get("delimiter", ",")
+    lines = Lines(f, file, q)
+    header = None
     block = Block([], [], [], file, [])
-    prev_line = reader.line_num
-    for values in reader:
-        lineno = prev_line + 1  # first physical line of the record
-        prev_line = reader.line_num
-        raw = ",".join(values)
+    for _line, values, _raw in _csv_records(lines, delim, q, file, None):
+        if not any(v.strip() for v in values):
+            continue
+        if header is None:
+            header = values
+            header_check(header, file)
+            break
+    if header is None:
+        return
+    for lineno, values, raw in _csv_records(lines, delim, q, file, len(header)):
         if not any(v.strip() for v in values):
             continue
         if any(_has_surrogate(v) for v in values):

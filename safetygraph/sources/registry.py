@@ -57,6 +57,8 @@ PREFERENCE_FORMATS = ("standard", "conversational")
 BUILDERS = ("tau2_trace",)
 
 DEFAULT_REGISTRY = REPO_ROOT / "config" / "sources.yaml"
+DEFAULT_MAX_TEXT_CHARS = 200_000  # well under any model's context, well over any real turn
+TEXT_FIELDS = ("prompt", "response", "system", "context", "transcript")
 DEFAULT_PROFILES = REPO_ROOT / "config" / "profiles.yaml"
 
 
@@ -103,6 +105,10 @@ class SourceSpec:
     # or under "metadata" depending on the version.
     attack_outcome: tuple[str, ...] = ()
     builder: str | None = None  # one of BUILDERS
+    # text fields whose numbers may become text (otherwise a number where text belongs is quarantined)
+    coerce: tuple[str, ...] = ()
+    # a row with a longer turn (or tool schemas) is quarantined as too long
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     base_dir: Path = REPO_ROOT
 
     @property
@@ -206,6 +212,15 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
     row_limit = entry.get("row_limit")
     if row_limit is not None and (not isinstance(row_limit, int) or row_limit <= 0):
         raise _err(where, f"row_limit {row_limit!r} must be a positive integer or null")
+    coerce = tuple(entry.get("coerce") or ())
+    if set(coerce) - set(TEXT_FIELDS):
+        raise _err(
+            where,
+            f"coerce {sorted(set(coerce) - set(TEXT_FIELDS))} must be text fields ({', '.join(TEXT_FIELDS)})",
+        )
+    max_chars = entry.get("max_text_chars", DEFAULT_MAX_TEXT_CHARS)
+    if not isinstance(max_chars, int) or max_chars <= 0:
+        raise _err(where, f"max_text_chars {max_chars!r} must be a positive integer")
     return SourceSpec(
         name=name,
         kind=kind,
@@ -223,6 +238,8 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
         token_env=entry.get("token_env"),
         attack_outcome=tuple(str(x) for x in outcome),
         builder=builder,
+        coerce=coerce,
+        max_text_chars=max_chars,
         base_dir=base_dir,
     )
 
@@ -277,6 +294,8 @@ def _spec_to_entry(spec: SourceSpec) -> dict[str, Any]:
         "token_env": spec.token_env,
         "attack_outcome": list(spec.attack_outcome),
         "builder": spec.builder,
+        "coerce": list(spec.coerce),
+        "max_text_chars": spec.max_text_chars,
     }
     if spec.label:
         entry["label"] = {

@@ -33,16 +33,24 @@ def get_path(row: dict[str, Any], path: str) -> Any:
     return cur
 
 
-def text_field(value: Any, fld: str, column: str, required: bool) -> str | None:
+def text_field(
+    value: Any, fld: str, column: str, required: bool, coerce: tuple[str, ...] = ()
+) -> str | None:
+    """A text field's value. Text must be a string: a number or a boolean is quarantined as a wrong
+    type (a shifted column looks exactly like that), unless the source lists the field under
+    ``coerce`` in the registry, where numbers become their text."""
     if value is MISSING or value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise RowError(f"missing mapped field: '{fld}' (column '{column}') is empty or absent")
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise RowError(
-            f"wrong type: '{fld}' (column '{column}') is {type(value).__name__}, expected text"
-        )
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if fld in coerce and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise RowError(
+        f"wrong type: '{fld}' (column '{column}') is {type(value).__name__} ({str(value)[:40]}), "
+        f"expected text; fix the mapping, or list '{fld}' under coerce: for this source"
+    )
 
 
 def to_message(m: Any, i: int, column: str) -> dict[str, Any]:
