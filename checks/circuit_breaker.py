@@ -13,7 +13,12 @@ from dagster import (
 )
 
 from checks.audit import no_pii_left
-from checks.factories import min_rows_check, schema_check, unique_ids_check
+from checks.factories import (
+    min_rows_check,
+    no_leakage_check,
+    schema_check,
+    unique_ids_check,
+)
 from pipeline_assets.keys import (
     EVAL_SPLIT,
     HARMFUL_SHARD,
@@ -27,7 +32,6 @@ from resources import BuildConfig
 from safetygraph.core.paths import resolve_repo_path
 from safetygraph.recipes import circuit_breaker as cb
 from safetygraph.recipes.circuit_breaker.preflight import ChatTokenizer, preflight
-from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
 from schemas import (
     ShardRecord,
     SplitRecord,
@@ -173,30 +177,6 @@ def dataset() -> list:
             },
         )
 
-    @asset_check(
-        asset=EVAL_SPLIT,
-        blocking=True,
-        additional_ins={"train_split": AssetIn(TRAIN_SPLIT.path)},
-        description="No prompt appears in both train and eval, exactly (normalised) or as a near duplicate "
-        "(MinHash/Jaccard >= near_dup_threshold, 0.8 by default).",
-    )
-    def no_train_eval_leakage(
-        eval_split: pa.Table, train_split: pa.Table, settings: BuildConfig
-    ) -> AssetCheckResult:
-        leaked = leaked_prompts(train_split, eval_split)
-        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
-        near = near_duplicate_leaks(train_split, eval_split, threshold)
-        return AssetCheckResult(
-            passed=not leaked and not near,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "leaked_prompts": len(leaked),
-                "near_duplicate_leaks": len(near),
-                "near_dup_threshold": threshold,
-                "examples": MetadataValue.json({"exact": leaked[:10], "near": near[:10]}),
-            },
-        )
-
     return [
         schema_check(HARMFUL_SHARD, ShardRecord),
         unique_ids_check(HARMFUL_SHARD),
@@ -218,5 +198,5 @@ def dataset() -> list:
         unique_ids_check(EVAL_SPLIT),
         min_rows_check(EVAL_SPLIT, "eval_min"),
         no_pii_left(EVAL_SPLIT),
-        no_train_eval_leakage,
+        no_leakage_check(EVAL_SPLIT, TRAIN_SPLIT, "no_train_eval_leakage"),
     ]

@@ -1,9 +1,11 @@
-"""Check factories for the patterns that repeat across assets: schema, unique ids, minimum rows."""
+"""Check factories for the patterns that repeat across assets: schema, unique ids, minimum rows,
+no train/eval leakage."""
 
 import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetIn,
     AssetKey,
     MetadataValue,
     PartitionsDefinition,
@@ -12,6 +14,7 @@ from dagster import (
 
 from resources import BuildConfig
 from safetygraph.audit.dedup import duplicate_ids
+from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
 from schemas import validate_table
 
 
@@ -78,6 +81,36 @@ def min_rows_check(asset: AssetKey, threshold: str, partitions: PartitionsDefini
             passed=table.num_rows >= minimum,
             severity=AssetCheckSeverity.ERROR,
             metadata={"rows": table.num_rows, "minimum": minimum, "threshold": threshold},
+        )
+
+    return _check
+
+
+def no_leakage_check(eval_asset: AssetKey, train_asset: AssetKey, name: str):
+    """Blocking: no prompt is on both sides of a split, exactly (normalised prompt hash) or as a near
+    duplicate (MinHash/Jaccard >= the profile's near_dup_threshold, 0.8 by default)."""
+
+    @asset_check(
+        asset=eval_asset,
+        name=name,
+        blocking=True,
+        additional_ins={"train": AssetIn(train_asset.path)},
+        description="No prompt appears in both train and eval, exactly (normalised) or as a near "
+        "duplicate (MinHash/Jaccard >= near_dup_threshold, 0.8 by default).",
+    )
+    def _check(evals: pa.Table, train: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        leaked = leaked_prompts(train, evals)
+        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
+        near = near_duplicate_leaks(train, evals, threshold)
+        return AssetCheckResult(
+            passed=not leaked and not near,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "leaked_prompts": len(leaked),
+                "near_duplicate_leaks": len(near),
+                "near_dup_threshold": threshold,
+                "examples": MetadataValue.json({"exact": leaked[:10], "near": near[:10]}),
+            },
         )
 
     return _check

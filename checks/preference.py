@@ -7,13 +7,17 @@ import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetIn,
     MetadataValue,
     PartitionsDefinition,
     asset_check,
 )
 
-from checks.factories import min_rows_check, schema_check, unique_ids_check
+from checks.factories import (
+    min_rows_check,
+    no_leakage_check,
+    schema_check,
+    unique_ids_check,
+)
 from pipeline_assets.keys import PREFERENCE_EVAL, PREFERENCE_PAIRS, PREFERENCE_TRAIN
 from resources import BuildConfig
 from safetygraph.recipes.preference.dataset import (
@@ -22,7 +26,6 @@ from safetygraph.recipes.preference.dataset import (
     malformed_pairs,
 )
 from safetygraph.recipes.preference.pairs import summary
-from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
 from schemas import PreferencePairRecord
 
 
@@ -139,28 +142,6 @@ def dataset() -> list:
             },
         )
 
-    @asset_check(
-        asset=PREFERENCE_EVAL,
-        blocking=True,
-        additional_ins={"preference_train": AssetIn(PREFERENCE_TRAIN.path)},
-        description="No prompt appears in both train and eval, exactly or as a near duplicate.",
-    )
-    def preference_no_leakage(
-        preference_eval: pa.Table, preference_train: pa.Table, settings: BuildConfig
-    ) -> AssetCheckResult:
-        leaked = leaked_prompts(preference_train, preference_eval)
-        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
-        near = near_duplicate_leaks(preference_train, preference_eval, threshold)
-        return AssetCheckResult(
-            passed=not leaked and not near,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "leaked_prompts": len(leaked),
-                "near_duplicate_leaks": len(near),
-                "examples": MetadataValue.json({"exact": leaked[:10], "near": near[:10]}),
-            },
-        )
-
     return [
         schema_check(PREFERENCE_TRAIN, PreferencePairRecord),
         unique_ids_check(PREFERENCE_TRAIN),
@@ -169,5 +150,5 @@ def dataset() -> list:
         preference_no_duplicate_pairs,
         preference_over_refusal,
         min_rows_check(PREFERENCE_EVAL, "preference_eval_min"),
-        preference_no_leakage,
+        no_leakage_check(PREFERENCE_EVAL, PREFERENCE_TRAIN, "preference_no_leakage"),
     ]

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, asset, multi_asset
 
 from pipeline_assets.keys import OWNER
-from pipeline_assets.metadata import counts_table, value_counts
+from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from resources import BuildConfig
 from safetygraph.core.paths import resolve_repo_path
 from safetygraph.recipes import circuit_breaker as cb
@@ -249,30 +249,14 @@ def build():
             body,
         )
         storage = settings.storage()
+        files_md, files_table = manifest_files(manifest)
         context.add_output_metadata(
             {
                 "build_id": build_id,
                 "path": MetadataValue.path(storage.uri(cb.STAGE2_ROOT, build_id)),
-                "files": MetadataValue.md(
-                    "| file | rows | sha256 |\n|---|---|---|\n"
-                    + "\n".join(
-                        f"| {f['path']} | {f['rows']} | `{f['sha256'][:16]}` |"
-                        for f in manifest["files"]
-                    )
-                ),
+                "files": files_md,
             }
         )
-        return pa.Table.from_pylist(
-            [{"build_id": build_id, **f} for f in manifest["files"]],
-            schema=pa.schema(
-                [
-                    ("build_id", pa.string()),
-                    ("path", pa.string()),
-                    ("rows", pa.int64()),
-                    ("bytes", pa.int64()),
-                    ("sha256", pa.string()),
-                ]
-            ),
-        )
+        return files_table
 
     return [cb_shards, stage2_samples, stage2_stats, validation_report, cb_split, stage2_files]

@@ -6,6 +6,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from pipeline_assets.keys import OWNER
+from pipeline_assets.metadata import manifest_files
 from resources import BuildConfig
 from safetygraph.export.files import EXPORT_ROOT, write_export
 from safetygraph.export.lock import config_lock
@@ -124,6 +125,7 @@ def build():
             rows_per_source(refusal_dataset=refusal_dataset, train=train_split, eval=eval_split),
         )
         build_dir = storage.uri(EXPORT_ROOT, manifest["build_id"])
+        files_md, files_table = manifest_files(manifest)
         context.log.info(f"export written to {build_dir}")
         context.add_output_metadata(
             {
@@ -132,26 +134,9 @@ def build():
                 "manifest": storage.uri(EXPORT_ROOT, manifest["build_id"], "manifest.json"),
                 "config_hash": manifest["config_lock"]["config_hash"],
                 "git_commit": manifest["config_lock"]["git_commit"],
-                "files": MetadataValue.md(
-                    "| file | rows | sha256 |\n|---|---:|---|\n"
-                    + "\n".join(
-                        f"| {f['path']} | {f['rows'] if f['rows'] is not None else ''} | `{f['sha256'][:16]}…` |"
-                        for f in manifest["files"]
-                    )
-                ),
+                "files": files_md,
             }
         )
-        return pa.Table.from_pylist(
-            [{"build_id": manifest["build_id"], **f} for f in manifest["files"]],
-            schema=pa.schema(
-                [
-                    ("build_id", pa.string()),
-                    ("path", pa.string()),
-                    ("sha256", pa.string()),
-                    ("bytes", pa.int64()),
-                    ("rows", pa.int64()),
-                ]
-            ),
-        )
+        return files_table
 
     return [qa_report, export]

@@ -28,3 +28,24 @@ def shares(prefix: str, counts: dict[str, int]) -> dict[str, MetadataValue]:
         f"{prefix}: {k}": MetadataValue.float(round(n / total, 4))
         for k, n in sorted(counts.items())
     }
+
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("build_id", pa.string()),
+        ("path", pa.string()),
+        ("sha256", pa.string()),
+        ("bytes", pa.int64()),
+        ("rows", pa.int64()),
+    ]
+)
+
+
+def manifest_files(manifest: Mapping) -> tuple[MetadataValue, pa.Table]:
+    """A build's files as a markdown table for the UI, and as the asset's value (one row a file)."""
+    table = "| file | rows | sha256 |\n|---|---:|---|\n" + "\n".join(
+        f"| {f['path']} | {f['rows'] if f['rows'] is not None else ''} | `{f['sha256'][:16]}…` |"
+        for f in manifest["files"]
+    )
+    rows = [{"build_id": manifest["build_id"], **f} for f in manifest["files"]]
+    return MetadataValue.md(table), pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)

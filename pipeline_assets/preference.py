@@ -22,7 +22,7 @@ from pydantic import Field
 
 from pipeline_assets.keys import OWNER, PREFERENCE_CHAIN, PREFERENCE_PAIRS
 from pipeline_assets.labeling import JudgeRunConfig, run_judge
-from pipeline_assets.metadata import counts_table, value_counts
+from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
 from resources import BuildConfig, LLMResource
 from safetygraph.core.storage import asset_parts
@@ -246,31 +246,15 @@ def build(
             stats,
         )
         storage = settings.storage()
+        files_md, files_table = manifest_files(manifest)
         context.add_output_metadata(
             {
                 "build_id": manifest["build_id"],
                 "format": fmt,
                 "path": MetadataValue.path(storage.uri(PREFERENCE_ROOT, manifest["build_id"])),
-                "files": MetadataValue.md(
-                    "| file | rows | sha256 |\n|---|---:|---|\n"
-                    + "\n".join(
-                        f"| {f['path']} | {f['rows'] if f['rows'] is not None else ''} | `{f['sha256'][:16]}` |"
-                        for f in manifest["files"]
-                    )
-                ),
+                "files": files_md,
             }
         )
-        return pa.Table.from_pylist(
-            [{"build_id": manifest["build_id"], **f} for f in manifest["files"]],
-            schema=pa.schema(
-                [
-                    ("build_id", pa.string()),
-                    ("path", pa.string()),
-                    ("sha256", pa.string()),
-                    ("bytes", pa.int64()),
-                    ("rows", pa.int64()),
-                ]
-            ),
-        )
+        return files_table
 
     return [preference_pairs, preference_split, preference_files]

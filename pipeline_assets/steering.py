@@ -25,7 +25,7 @@ from pipeline_assets.keys import (
     STEERING_CHAIN,
     STEERING_PAIRS,
 )
-from pipeline_assets.metadata import counts_table
+from pipeline_assets.metadata import counts_table, manifest_files
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
 from resources import BuildConfig, LLMResource
 from safetygraph.core import duck
@@ -193,25 +193,16 @@ def build(
                 description="no trait is ready: materialize steering_pairs for the traits first"
             )
         manifest = write_files(storage, kept, stats)
+        files_md, files_table = manifest_files(manifest)
         context.add_output_metadata(
             {
+                "files": files_md,
                 "build_id": manifest["build_id"],
                 "path": MetadataValue.path(storage.uri(STEERING_ROOT, manifest["build_id"])),
                 "traits": MetadataValue.md(status_markdown(statuses)),
                 "pairs_per_trait": counts_table("trait", {t: p.num_rows for t, p in kept.items()}),
             }
         )
-        return pa.Table.from_pylist(
-            [{"build_id": manifest["build_id"], **f} for f in manifest["files"]],
-            schema=pa.schema(
-                [
-                    ("build_id", pa.string()),
-                    ("path", pa.string()),
-                    ("sha256", pa.string()),
-                    ("bytes", pa.int64()),
-                    ("rows", pa.int64()),
-                ]
-            ),
-        )
+        return files_table
 
     return [trait_answers, steering_pairs, steering_files]
