@@ -324,3 +324,35 @@ def test_labels_line_up_with_their_rows_when_the_table_has_many_chunks():
         out = judge.label(chunked)
         assert out.column("response_refusal").to_pylist() == [True, False] * 20
         assert out.column("prompt_harmful").to_pylist() == [True, False] * 20
+
+
+def test_audit_columns_line_up_with_their_rows_when_the_table_has_many_chunks():
+    """The audit patches scrubbed text and PII counts back by position: its query orders by row
+    position, so rows in many chunks keep their own PII flags and texts."""
+    rows = [
+        {
+            "id": f"{i:024d}",
+            "source": "s",
+            "source_ref": f"f:{i}",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": f"Question {i}"
+                    + (f" mail user{i}@example.com" if i % 2 == 0 else ""),
+                }
+            ],
+            "prompt": f"Question {i}" + (f" mail user{i}@example.com" if i % 2 == 0 else ""),
+            "response": f"Answer {i}",
+            "tags": ["benign"],
+        }
+        for i in range(40)
+    ]
+    labeled = HeuristicJudge().label(conform(pa.Table.from_pylist(rows), GENERATED_SCHEMA))
+    chunked = pa.concat_tables([labeled.slice(i, 3) for i in range(0, 40, 3)])
+    for _ in range(30):
+        out, _ = audit(chunked)
+        for r in out.to_pylist():
+            i = int(r["prompt"].split()[1])
+            assert (r["pii_count"] > 0) == (i % 2 == 0), r
+            assert r["response"] == f"Answer {i}"
+            assert ("[EMAIL]" in r["prompt"]) == (i % 2 == 0)

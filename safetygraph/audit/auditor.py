@@ -55,7 +55,8 @@ class Auditor:
             f"list_transform(__m.{n}, lambda x: {{'needle': x, 'placeholder': '[{n.upper()}]'}})"
             for n in m
         )
-        # plain projections over one scan: DuckDB keeps the input order
+        # ordered by row position: the columns are patched back onto the batch by position, and a
+        # parallel scan of a table in several chunks does not keep the input order by itself
         self._audit_sql = f"""
         WITH c AS (SELECT *, {CONVERSATION_TEXT} AS __conv FROM kept),
         m AS (
@@ -69,6 +70,7 @@ class Auditor:
                CAST(coalesce({" + ".join(f"len(__m.{n})" for n in m)}, 0) AS INTEGER) AS pii_count,
                {toxicity_sql("response")} AS toxicity
         FROM (SELECT *, CASE WHEN __m IS NOT NULL THEN {subs} END AS __subs FROM m)
+        ORDER BY __kpos
         """
 
     def feed(self, batch: pa.Table | pa.RecordBatch) -> pa.Table:
@@ -89,8 +91,13 @@ class Auditor:
             mask = np.zeros(n, dtype=bool)
             mask[positions] = True
             batch = batch.filter(pa.array(mask))
-        duck.register(self.con, "kept", batch.select(["prompt", "response", "messages"]))
-        audited = duck.query(self.con, self._audit_sql)  # projections only: row order kept
+        kept = batch.select(["prompt", "response", "messages"])
+        duck.register(
+            self.con,
+            "kept",
+            kept.append_column("__kpos", pa.array(range(kept.num_rows), pa.int64())),
+        )
+        audited = duck.query(self.con, self._audit_sql)
         self.con.unregister("kept")
         replaced = (
             {
