@@ -208,10 +208,9 @@ def test_split_keeps_a_prompt_and_its_near_duplicates_on_one_side():
     )
     train, evals = split_pairs(pairs, 0.25, seed=0)
     assert train.num_rows + evals.num_rows == 41 and evals.num_rows >= 5
-    sides = {r["prompt"].rstrip(" ?"): r for r in []}
     train_prompts = {p.replace(" ?", "?") for p in train.column("prompt").to_pylist()}
     eval_prompts = {p.replace(" ?", "?") for p in evals.column("prompt").to_pylist()}
-    assert not train_prompts & eval_prompts, sides
+    assert not train_prompts & eval_prompts
 
 
 # ---------------------------------------------------------------- the demo through Dagster
@@ -315,8 +314,8 @@ def test_demo_writes_pairs_with_their_judge_labels(demo_files):
     assert {r["meta"]["teacher_model"] for r in medical} == {"demo-careful-teacher"}
     assert {r["meta"]["rejected_model"] for r in medical} == {"demo-less-safe-direct"}
     # the harmful medical request: the teacher's refusal is chosen over the direct compliance
-    table = {(t["chosen"], t["rejected"]): t["pairs"] for t in []}
-    assert any(t["chosen"].startswith("REFUSAL") for t in stats["label_table_train"]), table
+    table = {(t["chosen"], t["rejected"]): t["pairs"] for t in stats["label_table_train"]}
+    assert table[("REFUSAL.DIRECT", "COMPLY.UNSAFE")] >= 1, table
     assert stats["benign_chosen_refusals_train"] <= 0.1 * stats["benign_prompts_train"]
 
 
