@@ -35,6 +35,7 @@ from safetygraph.recipes.steering.answers import ANSWER_SCHEMA, scenarios
 from safetygraph.recipes.steering.answers import trait_answers as answer_trait
 from safetygraph.recipes.steering.files import STEERING_ROOT, write_files
 from safetygraph.recipes.steering.pairs import build_pairs, summary
+from safetygraph.recipes.steering.pairs import kept as kept_pairs
 
 GROUP = "steering"
 
@@ -50,8 +51,9 @@ class SteeringRunConfig(Config):
 
 def _scenario_rows(settings: BuildConfig, sources: list[str]) -> pa.Table:
     storage = settings.storage()
-    tables = [storage.read_table(*asset_parts(RAW_SAMPLES.path, s)) for s in sources]
-    return pa.concat_tables(tables) if tables else None
+    return pa.concat_tables(
+        [storage.read_table(*asset_parts(RAW_SAMPLES.path, s)) for s in sources]
+    )
 
 
 def _limited(table: pa.Table, limit: int | None, seed: int) -> pa.Table:
@@ -186,7 +188,7 @@ def build(
         stats = {}
         for name in ready:
             pairs = storage.read_table(*asset_parts(STEERING_PAIRS.path, name))
-            kept[name] = pairs.filter(pa.compute.is_null(pairs.column("drop_reason")))
+            kept[name] = kept_pairs(pairs)
             stats[name] = summary(pairs)
         if not kept:
             raise Failure(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import yaml
-from dagster import asset, instance_for_test, materialize
+from dagster import StaticPartitionsDefinition, asset, instance_for_test, materialize
 
 import definitions
 from checks.steering import per_trait
@@ -140,7 +140,7 @@ def test_drop_reasons():
 
 def crafted(pairs: pa.Table):
     """Run the per-trait gates on a crafted steering_pairs value, with a downstream asset."""
-    traits = definitions.StaticPartitionsDefinition(BOOK.names)
+    traits = StaticPartitionsDefinition(BOOK.names)
 
     @asset(partitions_def=traits, name="steering_pairs")
     def steering_pairs() -> pa.Table:

@@ -19,12 +19,14 @@ is not), ``prompts_differ`` (recorded pairs), ``no_contrast`` (judged mode found
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from safetygraph.core import duck
-from safetygraph.core.records import MESSAGE_TYPE, canonical_json
+from safetygraph.core.records import MESSAGE_TYPE
 from safetygraph.recipes.preference import categories
 from safetygraph.sources.errors import RowError
 from safetygraph.sources.mapping import parse_transcript
@@ -245,8 +247,6 @@ def recorded_sides(
     the chosen answer and whose ``meta[rejected_key]`` holds the rejected transcript. ``chosen`` and
     ``rejected`` are generated-like tables (to be labelled and passed to :func:`side`); a rejected
     transcript that does not share the prompt is marked ``prompts_differ``."""
-    import json
-
     prompt_msgs, rejected, reasons = [], [], []
     for rid, msgs, meta in zip(
         rows.column("id").to_pylist(),
@@ -301,8 +301,6 @@ def _turns(messages: list[dict]) -> list[tuple[str, str]]:
 
 def kept(pairs: pa.Table) -> pa.Table:
     """The pairs that go on to training (no drop reason)."""
-    import pyarrow.compute as pc
-
     return pairs.filter(pc.is_null(pairs.column("drop_reason")))
 
 
@@ -335,7 +333,3 @@ def summary(pairs: pa.Table) -> dict:
         "benign_prompts": int(benign),
         "benign_chosen_refusals": int(benign_refusals),
     }
-
-
-def meta_json(chosen_model: str | None, rejected_model: str | None) -> str:
-    return canonical_json({"teacher_model": chosen_model, "rejected_model": rejected_model})

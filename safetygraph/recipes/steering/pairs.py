@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from safetygraph.core import duck
 from safetygraph.core.duck import sql_literal
@@ -114,6 +115,11 @@ def build_pairs(answers: pa.Table, trait: Trait, max_length_ratio: float = 3.0) 
     return pa.Table.from_arrays(
         [t.column(f.name).cast(f.type) for f in PAIR_SCHEMA], schema=PAIR_SCHEMA
     )
+
+
+def kept(pairs: pa.Table) -> pa.Table:
+    """The pairs that go into the files (no drop reason)."""
+    return pairs.filter(pc.is_null(pairs.column("drop_reason")))
 
 
 def summary(pairs: pa.Table) -> dict:
