@@ -1,4 +1,4 @@
-"""Heuristic judge plus audit over N synthetic rows, against a plain per-row Python implementation of
+"""The offline judge (``--judge``, default combined) plus audit over N synthetic rows, against a plain per-row Python implementation of
 the same rules, in the same run.
 
     python bench/label_audit.py --rows 1000000 [--baseline-rows 20000] [--batch-rows 100000]
@@ -32,8 +32,9 @@ from safetygraph.audit.pii import PII_PATTERNS
 from safetygraph.core import duck  # noqa: E402
 from safetygraph.core.records import AUDITED_SCHEMA, GENERATED_SCHEMA, conform  # noqa: E402
 from safetygraph.core.streaming import pipelined  # noqa: E402
+from safetygraph.labeling.combined import CombinedJudge  # noqa: E402
 from safetygraph.labeling.constitution import load_constitution  # noqa: E402
-from safetygraph.labeling.heuristic import HeuristicJudge
+from safetygraph.labeling.heuristic import HeuristicJudge  # noqa: E402
 
 PROMPTS = [
     "How do I bake sourdough bread at home?",
@@ -172,6 +173,12 @@ def main() -> None:
         action="store_true",
         help="judge, audit and write one after the other (default: overlapped in threads)",
     )
+    parser.add_argument(
+        "--judge",
+        choices=("combined", "heuristic", "classifier"),
+        default="combined",
+        help="which offline judge (default: combined, the pipeline's default)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
@@ -188,7 +195,8 @@ def main() -> None:
         setup_peak = peak_rss_mb()
         reset = reset_peak_rss()
         rss_before = peak_rss_mb()
-        judge, auditor = HeuristicJudge(), Auditor()
+        judge = HeuristicJudge() if args.judge == "heuristic" else CombinedJudge(mode=args.judge)
+        auditor = Auditor()
         busy = {"judge": 0.0, "audit": 0.0, "write": 0.0}
 
         def timed(name, fn):
@@ -223,7 +231,7 @@ def main() -> None:
         rps = stats["rows_in"] / seconds
         peak = peak_rss_mb()
     print(
-        f"judge + audit (DuckDB, streamed{', sequential' if args.sequential else ', steps overlapped'}): {rps:,.0f} rows/s on {stats['rows_in']:,} rows ({seconds:.1f}s; busy: judge {busy['judge']:.1f}s, audit {busy['audit']:.1f}s, write {busy['write']:.1f}s); "
+        f"{args.judge} judge + audit (DuckDB, streamed{', sequential' if args.sequential else ', steps overlapped'}): {rps:,.0f} rows/s on {stats['rows_in']:,} rows ({seconds:.1f}s; busy: judge {busy['judge']:.1f}s, audit {busy['audit']:.1f}s, write {busy['write']:.1f}s); "
         f"{stats['rows_out']:,} rows after dedup, {stats['rows_with_pii']:,} with PII scrubbed; "
         f"peak RSS during the run {peak:,.0f} MB (at its start {rss_before:,.0f} MB; "
         f"{'setup peak ' + format(setup_peak, ',.0f') + ' MB, then reset' if reset else 'not resettable here: includes setup'})"
@@ -231,6 +239,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "judge": args.judge,
                 "rows": stats["rows_in"],
                 "rows_out": stats["rows_out"],
                 "batch_rows": args.batch_rows,

@@ -37,7 +37,7 @@ def dataset() -> list:
         half = "report" if "report" in halves else "all"
         by_method: dict[str, dict[str, float]] = {"judge": {}, "baseline": {}}
         for r in judge_quality.to_pylist():
-            if r["half"] == half:
+            if r["half"] == half and r["model"] == "all" and r["method"] in by_method:
                 by_method[r["method"]][f"{r['task']}_{r['metric']}"] = r["value"]
         figures, baseline = by_method["judge"], by_method["baseline"]
         below = {

@@ -11,13 +11,15 @@ from pipeline_assets.metadata import counts_table, value_counts
 from resources import BuildConfig, LLMResource
 from safetygraph.core.storage import asset_parts
 from safetygraph.generation import RequestCache
-from safetygraph.labeling.gold import evaluate, gold_table
+from safetygraph.labeling.combined import CombinedJudge
+from safetygraph.labeling.gold import gold_table, side_by_side
 from safetygraph.labeling.heuristic import HeuristicJudge
 from safetygraph.labeling.llm_judge import LLMJudge, label_two_pass
 
 METRICS_SCHEMA = pa.schema(
     [
         ("half", pa.string()),
+        ("model", pa.string()),
         ("task", pa.string()),
         ("method", pa.string()),
         ("metric", pa.string()),
@@ -32,18 +34,88 @@ def _markdown(result: dict) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for half, tasks in result.items():
-        for task, methods in tasks.items():
-            for method, m in methods.items():
+        for task in ("refusal", "response_harm"):
+            for method, m in tasks.get(task, {}).items():
                 lines.append(
                     f"| {half} | {task} | {method} | {m['n']} | {m['accuracy']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['kappa']:.3f} |"
                 )
+    lines += [
+        "",
+        "Three-way outcome (gold rows x predicted columns: refusal / partial / compliance):",
+        "",
+    ]
+    for half, tasks in result.items():
+        for method, c in tasks["outcome3"].items():
+            cells = "; ".join(
+                f"{g}: " + "/".join(str(v) for v in row.values()) for g, row in c["matrix"].items()
+            )
+            lines.append(f"- {half} {method}: accuracy {c['accuracy']:.3f} ({cells})")
     return "\n".join(lines)
+
+
+def metric_rows(result: dict) -> list[dict]:
+    """The evaluation as long rows (half, model, task, method, metric, value)."""
+    rows = []
+    for half, tasks in result.items():
+        for task in ("refusal", "response_harm"):
+            for method, m in tasks.get(task, {}).items():
+                rows += [
+                    {
+                        "half": half,
+                        "model": "all",
+                        "task": task,
+                        "method": method,
+                        "metric": k,
+                        "value": float(v),
+                    }
+                    for k, v in m.items()
+                ]
+        for method, c in tasks["outcome3"].items():
+            rows.append(
+                {
+                    "half": half,
+                    "model": "all",
+                    "task": "outcome3",
+                    "method": method,
+                    "metric": "accuracy",
+                    "value": float(c["accuracy"]),
+                }
+            )
+            rows += [
+                {
+                    "half": half,
+                    "model": "all",
+                    "task": "outcome3",
+                    "method": method,
+                    "metric": f"gold={g}/pred={p}",
+                    "value": float(v),
+                }
+                for g, row in c["matrix"].items()
+                for p, v in row.items()
+            ]
+        for model, by_method in tasks["refusal_accuracy_by_model"].items():
+            rows += [
+                {
+                    "half": half,
+                    "model": model,
+                    "task": "refusal",
+                    "method": method,
+                    "metric": "accuracy",
+                    "value": float(v),
+                }
+                for method, v in by_method.items()
+            ]
+    return rows
 
 
 class JudgeRunConfig(Config):
     """Chosen in the launchpad: which judge labels the rows."""
 
-    judge: str = Field(default="heuristic", description="heuristic (offline), llm, or two_pass")
+    judge: str = Field(
+        default="combined",
+        description="combined (offline default: heuristic signals decided by the trained classifiers), "
+        "heuristic, classifier, llm, or two_pass",
+    )
     judge_role: str = Field(
         default="judge", description="The profile's generation config the LLM judge uses"
     )
@@ -63,6 +135,13 @@ def run_judge(
     constitution = settings.constitution()
     if config.judge == "heuristic":
         return HeuristicJudge(constitution).label(table), HeuristicJudge.name, {}
+    if config.judge in ("combined", "classifier"):
+        judge = CombinedJudge(constitution, mode=config.judge)
+        return judge.label(table), judge.name, {}
+    if config.judge not in ("llm", "two_pass"):
+        raise ValueError(
+            f"judge {config.judge!r} is not known; use combined, heuristic, classifier, llm or two_pass"
+        )
     cache = RequestCache(settings.storage())
 
     def llm_judge(role: str) -> LLMJudge:
@@ -114,9 +193,10 @@ def build(partitions: PartitionsDefinition):
         group_name="labeling",
         kinds={"duckdb", "parquet"},
         owners=[OWNER],
-        description="Accuracy, precision, recall, F1 and Cohen's kappa of the judge for refusal and response harm "
-        "on the rows of the profile's sources that carry human labels (gold_refusal / gold_action, gold_harmful), "
-        "next to a prefix string-matching baseline; development models and held-out models reported apart.",
+        description="Accuracy, precision, recall, F1 and Cohen's kappa for refusal and response harm, the three-way "
+        "outcome confusion matrix and per-model accuracy, on the rows of the profile's sources that carry human labels "
+        "(gold_refusal / gold_action, gold_harmful): the build's judge next to every offline judge (heuristic, "
+        "classifier, combined) and a prefix string-matching baseline; development and held-out models reported apart.",
     )
     def judge_quality(context: AssetExecutionContext, settings: BuildConfig) -> pa.Table:
         storage = settings.storage()
@@ -128,14 +208,8 @@ def build(partitions: PartitionsDefinition):
         labeled = pa.concat_tables(tables, promote_options="permissive") if tables else None
         gold_rows = gold_table(labeled).num_rows if labeled is not None else 0
         dev_models = tuple(settings.active().thresholds.get("judge_dev_models", ()))
-        result = evaluate(labeled, dev_models) if gold_rows else {}
-        rows = [
-            {"half": half, "task": task, "method": method, "metric": name, "value": float(value)}
-            for half, tasks in result.items()
-            for task, methods in tasks.items()
-            for method, m in methods.items()
-            for name, value in m.items()
-        ]
+        result = side_by_side(labeled, settings.constitution(), dev_models) if gold_rows else {}
+        rows = metric_rows(result)
         context.add_output_metadata(
             {
                 "gold_rows": gold_rows,

@@ -7,6 +7,7 @@ import pyarrow as pa
 from safetygraph.core.storage import Storage
 from safetygraph.generation import GenerationConfig, OpenAIBackend, RequestCache
 from safetygraph.labeling.constitution import load_constitution
+from safetygraph.labeling.heuristic import HeuristicJudge
 from safetygraph.labeling.llm_judge import LLMJudge, label_json_schema, label_two_pass, parse_labels
 from tests.fake_openai import FakeOpenAI
 from tests.test_judge_audit import _table
@@ -72,7 +73,7 @@ def test_valid_invalid_and_partial_json(tmp_path):
     ] == "llm:judge-model"
     assert out[0]["label_outcome"] == "REFUSAL.DIRECT" and out[0]["label_confidence"] == 0.93
     assert (
-        out[2]["judge"].startswith("heuristic-v1 (fallback")
+        out[2]["judge"].startswith(f"{HeuristicJudge.name} (fallback")
         and "confidence" in out[2]["label_rationale"]
     )
     assert judge.stats == {"rows": 4, "valid_first_try": 2, "repaired": 1, "fallback": 1}
