@@ -13,6 +13,7 @@ from safetygraph.core.storage import asset_parts
 from safetygraph.generation import RequestCache
 from safetygraph.labeling.combined import CombinedJudge
 from safetygraph.labeling.gold import gold_table, side_by_side
+from safetygraph.labeling.guard import GuardJudge
 from safetygraph.labeling.heuristic import HeuristicJudge
 from safetygraph.labeling.llm_judge import LLMJudge, label_two_pass
 
@@ -114,7 +115,7 @@ class JudgeRunConfig(Config):
     judge: str = Field(
         default="combined",
         description="combined (offline default: heuristic signals decided by the trained classifiers), "
-        "heuristic, classifier, llm, or two_pass",
+        "heuristic, classifier, llm, two_pass, or a guard model: wildguard, llamaguard",
     )
     judge_role: str = Field(
         default="judge", description="The profile's generation config the LLM judge uses"
@@ -138,11 +139,16 @@ def run_judge(
     if config.judge in ("combined", "classifier"):
         judge = CombinedJudge(constitution, mode=config.judge)
         return judge.label(table), judge.name, {}
-    if config.judge not in ("llm", "two_pass"):
+    if config.judge not in ("llm", "two_pass", "wildguard", "llamaguard"):
         raise ValueError(
-            f"judge {config.judge!r} is not known; use combined, heuristic, classifier, llm or two_pass"
+            f"judge {config.judge!r} is not known; use combined, heuristic, classifier, llm, "
+            "two_pass, wildguard or llamaguard"
         )
     cache = RequestCache(settings.storage())
+    if config.judge in ("wildguard", "llamaguard"):
+        (gen,) = settings.generation_configs([config.judge_role])
+        guard = GuardJudge(config.judge, gen, llm.backend, constitution, cache=cache)
+        return guard.label(table), guard.name, guard.stats
 
     def llm_judge(role: str) -> LLMJudge:
         (gen,) = settings.generation_configs([role])

@@ -110,7 +110,7 @@ def parse_labels(text: str | None, schema: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _requests_table(ids: list[str], conversations: list[list[dict[str, Any]]]) -> pa.Table:
+def requests_table(ids: list[str], conversations: list[list[dict[str, Any]]]) -> pa.Table:
     rows = [
         {
             "id": i,
@@ -152,7 +152,7 @@ class LLMJudge:
         self, ids: list[str], conversations: list[list[dict[str, Any]]], config: GenerationConfig
     ) -> dict[str, str | None]:
         out, _ = generate(
-            _requests_table(ids, conversations), [config], self.backend_for, cache=self.cache
+            requests_table(ids, conversations), [config], self.backend_for, cache=self.cache
         )
         return dict(
             zip(out.column("id").to_pylist(), out.column("response").to_pylist(), strict=True)
