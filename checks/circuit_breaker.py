@@ -19,6 +19,7 @@ from checks.factories import (
     schema_check,
     unique_ids_check,
 )
+from pipeline_assets.circuit_breaker import preflight_setup
 from pipeline_assets.keys import (
     EVAL_SPLIT,
     HARMFUL_SHARD,
@@ -29,9 +30,8 @@ from pipeline_assets.keys import (
     VALIDATION_REPORT,
 )
 from resources import BuildConfig
-from safetygraph.core.paths import resolve_repo_path
 from safetygraph.recipes import circuit_breaker as cb
-from safetygraph.recipes.circuit_breaker.preflight import ChatTokenizer, preflight
+from safetygraph.recipes.circuit_breaker.preflight import preflight
 from schemas import (
     ShardRecord,
     SplitRecord,
@@ -76,8 +76,24 @@ def dataset() -> list:
     @asset_check(
         asset=STAGE2_SAMPLES,
         blocking=True,
-        description="Every sample outside general conversation that uses tools (or comes from an agentic "
-        "or attack source) carries its tool schemas.",
+        description="At least agent_trace_min agent traces that use tools (tau2-bench and support logs; "
+        "the plan asks TAU2 >= 300; 0 turns the gate off).",
+    )
+    def agent_trace_count(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        minimum = int(settings.active().thresholds.get("agent_trace_min", 0))
+        by_kind = cb.stats(stage2_samples)["by_kind"]
+        n = int(by_kind.get("agent_trace", 0))
+        return AssetCheckResult(
+            passed=n >= minimum,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"agent_trace": n, "minimum": minimum},
+        )
+
+    @asset_check(
+        asset=STAGE2_SAMPLES,
+        blocking=True,
+        description="Every sample that uses tools (a tool call or a tool result), or comes from an attack "
+        "source, carries its tool schemas.",
     )
     def tools_carried(stage2_samples: pa.Table) -> AssetCheckResult:
         missing = cb.tools_missing(stage2_samples)
@@ -90,15 +106,16 @@ def dataset() -> list:
     @asset_check(
         asset=STAGE2_SAMPLES,
         blocking=True,
-        description="Tokenizer preflight against the target chat template (preflight_tokenizer): every "
-        "sample renders and tokenizes, the assistant turns are found for the loss mask, tool JSON "
-        "parses, and none exceeds max_seq_length tokens.",
+        description="Tokenizer preflight on the rows as exported: every row renders with the target chat "
+        "template (preflight_tokenizer / preflight_chat_template, through transformers), the model maker's "
+        "reference encoder accepts it (preflight_target: llama3, mistral-v3, ...), the assistant turns are "
+        "found for the loss mask, and none exceeds max_seq_length tokens of the real tokenizer.",
     )
     def tokenizer_preflight(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
         name = str(settings.threshold("preflight_tokenizer"))
         limit = int(settings.active().thresholds.get("max_seq_length", 2048))
-        tok = ChatTokenizer.load(resolve_repo_path(name))
-        report = preflight(stage2_samples, tok, limit)
+        tok, references = preflight_setup(settings)
+        report = preflight(stage2_samples, tok, limit, references)
         failed = report.filter(pc.is_valid(report.column("error")))
         ok = report.filter(pc.is_null(report.column("error")))
         tokens = pc.sum(ok.column("tokens")).as_py() or 0
@@ -109,6 +126,9 @@ def dataset() -> list:
             severity=AssetCheckSeverity.ERROR,
             metadata={
                 "tokenizer": name,
+                "template_renderer": tok.renderer,
+                "reference_encoders": ", ".join(r.name for r in references)
+                or "(none: set preflight_target)",
                 "max_seq_length": limit,
                 "samples": report.num_rows,
                 "failed": failed.num_rows,
@@ -188,6 +208,7 @@ def dataset() -> list:
         unique_ids_check(STAGE2_SAMPLES),
         dr_ds_ratio,
         adversarial_safe_count,
+        agent_trace_count,
         tools_carried,
         tokenizer_preflight,
         no_validation_errors,

@@ -17,7 +17,22 @@ from resources import BuildConfig
 from safetygraph.core.paths import resolve_repo_path
 from safetygraph.recipes import circuit_breaker as cb
 from safetygraph.recipes.circuit_breaker.preflight import ChatTokenizer, preflight
-from safetygraph.recipes.splits import train_eval_split
+from safetygraph.recipes.circuit_breaker.references import reference_for
+from safetygraph.recipes.splits import holdout_report, train_eval_split
+
+
+def preflight_setup(settings: BuildConfig) -> tuple[ChatTokenizer, list]:
+    """The profile's preflight: its chat tokenizer (``preflight_tokenizer``, with
+    ``preflight_chat_template`` replacing its template when given) and the reference encoders of
+    ``preflight_target`` (``llama3``, ``mistral-v3``, ...; none when unset)."""
+    thresholds = settings.active().thresholds
+    template = thresholds.get("preflight_chat_template")
+    tok = ChatTokenizer.load(
+        resolve_repo_path(str(settings.threshold("preflight_tokenizer"))),
+        template_file=resolve_repo_path(str(template)) if template else None,
+    )
+    target = thresholds.get("preflight_target")
+    return tok, [reference_for(str(target))] if target else []
 
 
 def build():
@@ -81,16 +96,20 @@ def build():
         retain_shard: pa.Table,
         settings: BuildConfig,
     ) -> pa.Table:
-        out = cb.samples(harmful_shard, retain_shard)
+        retain, downsampled = retain_shard, {}
+        dr_ratio = settings.active().thresholds.get("dr_ratio")
+        if dr_ratio:  # the plan's --dr-ratio: the retain set cut to dr_ratio x Ds
+            retain, downsampled = cb.downsample_retain(
+                retain_shard, harmful_shard.num_rows, float(dr_ratio), settings.active().seed
+            )
+        out = cb.samples(harmful_shard, retain)
         dropped: dict[str, int] = {}
         if settings.active().thresholds.get("over_length", "fail") == "drop":
             # longer than max_seq_length with the target tokenizer: left out and counted here
             # (the default, "fail", keeps them, and the preflight gate blocks the set)
             limit = int(settings.active().thresholds.get("max_seq_length", 2048))
-            tok = ChatTokenizer.load(
-                resolve_repo_path(str(settings.threshold("preflight_tokenizer")))
-            )
-            report = preflight(out, tok, limit)
+            tok, references = preflight_setup(settings)
+            report = preflight(out, tok, limit, references)
             over = report.column("over_length")
             dropped = value_counts(report.filter(over), "source")
             out = out.filter(pc.invert(over))
@@ -104,6 +123,8 @@ def build():
                 "dr_ds_ratio": MetadataValue.float(s["dr_ds_ratio"] or 0.0),
                 "adversarial_safe": s["adversarial_safe"],
                 "over_length_left_out": counts_table("source", dropped),
+                "dr_ratio": str(dr_ratio or "off"),
+                "retain_downsampled": counts_table("kind", downsampled),
             }
         )
         return out
@@ -203,13 +224,18 @@ def build():
             settings.active().seed,
             threshold,
         )
-        context.log.info(f"train={train.num_rows} eval={evals.num_rows} (eval fraction {fraction})")
+        holdout = holdout_report(train, evals, fraction)
+        context.log.info(
+            f"train={train.num_rows} eval={evals.num_rows} (eval share {holdout['eval_share']}, "
+            f"fraction {fraction})"
+        )
         for name, table in (("train_split", train), ("eval_split", evals)):
             yield Output(
                 table,
                 name,
                 metadata={
                     "rows": table.num_rows,
+                    "holdout": MetadataValue.json(holdout),
                     "by_class": counts_table("class", value_counts(table, "cb_class")),
                     "by_source": counts_table("source", value_counts(table, "source")),
                 },

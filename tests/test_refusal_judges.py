@@ -162,7 +162,10 @@ def test_training_reproduces_the_shipped_classifiers(shared_data, tmp_path):
 
     assert main(["--data", str(shared_data), "--out", str(tmp_path)]) == 0
     for shipped in (REFUSAL_MODEL, PROMPT_HARM_MODEL):
-        ours, theirs = json.loads((tmp_path / shipped.name).read_text()), json.loads(shipped.read_text())
+        ours, theirs = (
+            json.loads((tmp_path / shipped.name).read_text()),
+            json.loads(shipped.read_text()),
+        )
         assert ours["provenance"] == theirs["provenance"] and ours["features"] == theirs["features"]
         assert set(ours["weights"]) == set(theirs["weights"])
         assert max(abs(ours["weights"][k] - theirs["weights"][k]) for k in ours["weights"]) < 1e-3

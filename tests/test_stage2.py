@@ -21,11 +21,9 @@ from safetygraph.generation.openai_backend import OpenAIBackend
 from safetygraph.labeling.heuristic import HeuristicJudge
 from safetygraph.recipes import circuit_breaker as cb
 from safetygraph.recipes.circuit_breaker.demo_tokenizer import build as build_tokenizer
-from safetygraph.recipes.circuit_breaker.preflight import (
-    ChatTokenizer,
-    preflight,
-    template_messages,
-)
+from safetygraph.recipes.circuit_breaker.files import stage2_rows
+from safetygraph.recipes.circuit_breaker.preflight import ChatTokenizer, preflight
+from safetygraph.recipes.circuit_breaker.references import Llama3Reference
 from safetygraph.sources.ingest import ingest
 from safetygraph.sources.registry import load_registry
 from tests.conftest import REPO, write_registry
@@ -274,44 +272,55 @@ def test_preflight_finds_assistant_spans_and_fails_long_or_broken_samples():
             tools=[tool("lookup")],
         ),
     ]
-    report = preflight(table(rows), tok, max_seq_length=2048).to_pylist()
+    report = preflight(table(rows), tok, 2048, [Llama3Reference()]).to_pylist()
     assert report[0]["error"] is None and report[0]["assistant_turns"] == 1
     assert report[1]["error"] is None and report[1]["assistant_turns"] == 2
     spans = json.loads(report[1]["trained_spans"])
     assert len(spans) == 2 and 0 < report[1]["trained_tokens"] < report[1]["tokens"]
     # the trained tokens decode to the assistant turns (and their end-of-turn token), nothing else
+    exported = stage2_rows(table(rows))[1]
     enc = tok.tokenizer.encode(
-        tok.render(template_messages(rows[1]["messages"]), [tool("lookup")]),
-        add_special_tokens=False,
+        tok.render(exported["messages"], exported["tools"]), add_special_tokens=False
     )
     trained = [tok.tokenizer.decode(enc.ids[a:b], skip_special_tokens=False) for a, b in spans]
     assert trained[0] == '{"name": "lookup", "parameters": {"q": "x"}}<|eot_id|>'
     assert trained[1] == "x is here<|eot_id|>"
     assert "over max_seq_length 2048" in report[2]["error"] and report[2]["tokens"] > 2048
-    assert "arguments of lookup are not JSON" in report[3]["error"]
+    assert "arguments must be a JSON object" in report[3]["error"]  # the Llama-3 reference
 
 
-def test_preflight_template_renders_like_transformers(tmp_path):
+def test_preflight_fallback_renders_like_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
     path = build_tokenizer(tmp_path / "tok", ["some text to learn merges from"] * 5)
     ours = ChatTokenizer.load(str(path))
+    assert ours.renderer == "transformers apply_chat_template"
     theirs = transformers.AutoTokenizer.from_pretrained(str(path))
     call = [{"id": "c1", "name": "lookup", "arguments": '{"q": "x"}'}]
-    messages = template_messages(
-        [
-            msg("system", "be careful"),
-            msg("user", "find x"),
-            msg("assistant", calls=call),
-            msg("tool", "found", call_id="c1", name="lookup"),
-            msg("assistant", "done"),
-        ]
-    )
+    row = stage2_rows(
+        table(
+            [
+                sample(
+                    0,
+                    messages=[
+                        msg("system", "be careful"),
+                        msg("user", "find x"),
+                        msg("assistant", calls=call),
+                        msg("tool", "found", call_id="c1", name="lookup"),
+                        msg("assistant", "done"),
+                    ],
+                    tools=[tool("lookup")],
+                )
+            ]
+        )
+    )[0]
+    messages = row["messages"]
     for gen in (False, True):
         expected = theirs.apply_chat_template(
-            messages, tools=[tool("lookup")], tokenize=False, add_generation_prompt=gen
+            messages, tools=row["tools"], tokenize=False, add_generation_prompt=gen
         )
-        assert ours.render(messages, [tool("lookup")], add_generation_prompt=gen) == expected
-    text = ours.render(messages, [tool("lookup")])
+        assert ours.render(messages, row["tools"], add_generation_prompt=gen) == expected
+        assert ours.render_jinja(messages, row["tools"], add_generation_prompt=gen) == expected
+    text = ours.render(messages, row["tools"])
     assert (
         ours.tokenizer.encode(text, add_special_tokens=False).ids
         == theirs(text, add_special_tokens=False)["input_ids"]
@@ -483,12 +492,21 @@ def test_a_set_at_the_production_gates_writes_the_stage2_files(tmp_path):
     assert set(paths) == {
         "harmful/crafted.jsonl",
         "retain/crafted.jsonl",
+        # per kind as well as per source, as the plan lays them out
+        "harmful/harmful_completion.jsonl",
+        "retain/adversarial_safe.jsonl",
+        "retain/benign_answer.jsonl",
         "stage2/train.jsonl",
         "stage2/eval.jsonl",
         "validation_report.json",
         "stats.json",
     }
     assert paths["stage2/train.jsonl"]["rows"] + paths["stage2/eval.jsonl"]["rows"] == 550
+    assert paths["retain/adversarial_safe.jsonl"]["rows"] == 400
+    assert (
+        paths["retain/adversarial_safe.jsonl"]["rows"] + paths["retain/benign_answer.jsonl"]["rows"]
+        == paths["retain/crafted.jsonl"]["rows"]
+    )
     assert 45 <= paths["stage2/eval.jsonl"]["rows"] <= 65  # 10%, stratified by source and class
     stats = json.loads(storage.read_bytes("circuit_breaker", build_id, "stats.json"))
     assert stats["dr_ds_ratio"] == 4.0 and stats["adversarial_safe"] == 400
@@ -526,7 +544,11 @@ def _bad_tool_call(h, r):
         ({"n_retain": 429}, ["stage2_samples:dr_ds_ratio"]),  # 429 / 110 = 3.9
         ({"n_adv": 399}, ["stage2_samples:adversarial_safe_count"]),
         ({"tweak": _dup_id}, ["stage2_samples:stage2_samples_unique_ids"]),
-        ({"tweak": _tool_without_tools}, ["stage2_samples:tools_carried"]),
+        # the preflight names the unknown tool too
+        (
+            {"tweak": _tool_without_tools},
+            ["stage2_samples:tokenizer_preflight", "stage2_samples:tools_carried"],
+        ),
         ({"tweak": _too_long}, ["stage2_samples:tokenizer_preflight"]),
         ({"tweak": _bad_tool_call}, ["stage2_samples:tokenizer_preflight"]),
     ],
@@ -578,3 +600,22 @@ def test_a_missing_attack_outcome_over_10_percent_fails_its_check(tmp_path, path
     assert evaluation.passed is passed
     assert evaluation.metadata["missing"].value == (6 if not passed else 0)
     assert evaluation.metadata["attack_rows"].value == 12
+
+
+def test_dr_ratio_downsamples_the_retain_set_by_kind():
+    h, r = _shards()
+    kept, dropped = cb.downsample_retain(r, h.num_rows, 2.0, seed=7)
+    assert kept.num_rows == 2 * h.num_rows
+    before = pa.compute.value_counts(r.column("cb_kind")).to_pylist()
+    after = {
+        d["values"]: d["counts"]
+        for d in pa.compute.value_counts(kept.column("cb_kind")).to_pylist()
+    }
+    for d in before:  # every kind kept in proportion
+        assert after[d["values"]] + dropped[d["values"]] == d["counts"]
+        assert abs(after[d["values"]] / d["counts"] - 0.5) < 0.01
+    again, _ = cb.downsample_retain(r, h.num_rows, 2.0, seed=7)
+    assert again.column("id").to_pylist() == kept.column("id").to_pylist()  # seeded
+    assert (
+        cb.downsample_retain(r, h.num_rows, 100.0, seed=7)[0].num_rows == r.num_rows
+    )  # never grows

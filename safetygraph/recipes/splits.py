@@ -28,8 +28,8 @@ def assign_splits(
 
     Prompts are grouped into clusters (exact copies share a ``prompt_hash``; near duplicates, by
     MinHash/Jaccard >= ``near_dup_threshold``, are joined to them); each cluster belongs to one
-    stratum (the smallest of its rows'), and ``eval_fraction`` of each stratum's clusters, drawn by
-    a seeded hash, go to eval. So no prompt, exact or near duplicate, can sit on both sides.
+    stratum (the smallest of its rows'), and clusters drawn in a seeded order go to eval until they
+    hold ``eval_fraction`` of the stratum's rows (a cluster counted at its midpoint). So no prompt, exact or near duplicate, can sit on both sides.
     """
     prompts = _distinct_prompts(keys)
     pairs = near_duplicate_pairs(
@@ -39,18 +39,25 @@ def assign_splits(
     con = duck.connect(k=keys.select(["prompt_hash", "stratum"]), cl=clusters)
     con.execute(
         """
-        CREATE TABLE g AS SELECT cl.cluster, min(k.stratum) AS stratum
+        CREATE TABLE g AS SELECT cl.cluster, min(k.stratum) AS stratum, count(*) AS n
                           FROM k JOIN cl ON cl.key = k.prompt_hash GROUP BY cl.cluster;
         """
     )
     return duck.query(
         con,
         """
-        WITH assign AS (
-          SELECT cluster,
-                 CASE WHEN row_number() OVER (PARTITION BY stratum ORDER BY sha256(cluster || ':' || CAST(? AS VARCHAR)))
-                           <= round(count(*) OVER (PARTITION BY stratum) * ?) THEN 'eval' ELSE 'train' END AS split
+        WITH ordered AS (
+          SELECT cluster, n,
+                 sum(n) OVER (PARTITION BY stratum ORDER BY sha256(cluster || ':' || CAST(? AS VARCHAR))
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before,
+                 sum(n) OVER (PARTITION BY stratum) AS total
           FROM g
+        ), assign AS (
+          -- clusters in seeded order until their rows reach the fraction of the stratum's rows,
+          -- a cluster counted at its midpoint: each stratum's share is as close as whole clusters allow
+          SELECT cluster,
+                 CASE WHEN coalesce(before, 0) + n / 2 <= total * ? THEN 'eval' ELSE 'train' END AS split
+          FROM ordered
         )
         SELECT cl.key AS prompt_hash, a.split FROM cl JOIN assign a USING (cluster) ORDER BY 1
         """,
@@ -112,3 +119,37 @@ def near_duplicate_leaks(train: pa.Table, evals: pa.Table, threshold: float = 0.
         """,
     )
     return [{"a": a, "b": b, "jaccard": round(j, 3)} for a, b, j in rows]
+
+
+def holdout_report(train: pa.Table, evals: pa.Table, eval_fraction: float) -> dict:
+    """The eval share reached and why it differs from ``eval_fraction``: the (source/class) strata
+    whose clusters are too few or too large to hold out a part without splitting a cluster."""
+    con = duck.connect(
+        a=train.select(["source", "cb_class"]), b=evals.select(["source", "cb_class"])
+    )
+    rows = duck.rows(
+        con,
+        """
+        WITH s AS (
+          SELECT source || '/' || cb_class AS stratum, count(*) AS n, 0 AS e FROM a GROUP BY 1
+          UNION ALL SELECT source || '/' || cb_class, count(*), count(*) FROM b GROUP BY 1
+        )
+        SELECT stratum, sum(n)::BIGINT, sum(e)::BIGINT FROM s GROUP BY 1 ORDER BY 1
+        """,
+    )
+    total = sum(r[1] for r in rows)
+    held = sum(r[2] for r in rows)
+    off = {
+        stratum: {"rows": int(n), "eval": int(e), "share": round(e / n, 3)}
+        for stratum, n, e in rows
+        if abs(e / n - eval_fraction) > 0.05
+    }
+    return {
+        "eval_fraction": eval_fraction,
+        "eval_share": round(held / total, 4) if total else 0.0,
+        "strata_off_target": off,
+        "why": "whole prompt clusters (exact and near duplicates) stay on one side; a stratum with "
+        "few or large clusters cannot hold out its exact share"
+        if off
+        else "",
+    }

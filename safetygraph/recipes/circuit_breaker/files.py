@@ -15,30 +15,66 @@ from safetygraph.core.records import canonical_json
 from safetygraph.core.storage import Storage
 
 
-def _records_sql(table_name: str) -> str:
-    """Stage-2 JSONL records: OpenAI-style messages (tool calls as objects), tools as JSON."""
+def _call_id(call_id: str) -> str:
+    """A tool-call id every reference accepts (Mistral's: 9 characters of [a-zA-Z0-9]), derived
+    from the row id and the source's id, so a call and its result keep matching ids."""
+    return f"left(md5(id || '|' || coalesce({call_id}, '')), 9)"
+
+
+def _records_sql(
+    table_name: str, split: bool = False, where: str = "", order_by: str = "id"
+) -> str:
+    """One JSON text per stage-2 row, in the transformers chat convention (``schemas/stage2_row.schema.json``):
+    no null keys; ``tool_calls`` only on assistant turns that call tools, each
+    ``{id, type: function, function: {name, arguments}}`` with ``arguments`` a JSON object (text
+    that is not JSON stays a string, for the validation and the preflight to reject by row); tool
+    results as ``role: tool`` with ``tool_call_id`` and ``name``; ``tools`` only where the row has
+    schemas. (A JSON merge patch drops the keys whose value is null.)"""
+    message = f"""json_merge_patch(
+        json_object('role', m.role, 'content', coalesce(m.content, '')),
+        json_object(
+          'tool_calls', CASE WHEN m.role = 'assistant' AND coalesce(json_array_length(m.tool_calls), 0) > 0 THEN
+            to_json(list_transform(json_extract(m.tool_calls, '$[*]'), lambda c: json_object(
+              'id', {_call_id("json_extract_string(c, '$.id')")}, 'type', 'function',
+              'function', json_object('name', json_extract_string(c, '$.name'),
+                                      'arguments', CASE WHEN json_valid(coalesce(nullif(json_extract_string(c, '$.arguments'), ''), '{{}}')) THEN json(coalesce(nullif(json_extract_string(c, '$.arguments'), ''), '{{}}')) ELSE to_json(json_extract_string(c, '$.arguments')) END))))
+            END,
+          'tool_call_id', CASE WHEN m.role = 'tool' AND m.tool_call_id IS NOT NULL THEN {_call_id("m.tool_call_id")} END,
+          -- a tool result without a name takes the name of the call it answers
+          'name', CASE WHEN m.role = 'tool' THEN coalesce(m.name, json_extract_string(
+            list_filter(__calls, lambda c: json_extract_string(c, '$.id') = m.tool_call_id)[1], '$.name')) END))"""
     return f"""
-    SELECT id, source, cb_class, cb_kind, is_adversarial_safe, category,
-      list_transform(messages, lambda m: struct_pack(
-        role := m.role, content := m.content,
-        tool_calls := CASE WHEN m.tool_calls IS NULL THEN NULL ELSE
-          list_transform(json_extract(m.tool_calls, '$[*]'), lambda c: json_object(
-            'id', json_extract_string(c, '$.id'), 'type', 'function',
-            'function', json_object('name', json_extract_string(c, '$.name'),
-                                    'arguments', json_extract_string(c, '$.arguments')))) END,
-        tool_call_id := m.tool_call_id, name := m.name)) AS messages,
-      CASE WHEN tools IS NULL THEN NULL ELSE json(tools) END AS tools,
-      struct_pack(outcome := label_outcome, prompt_harmful := prompt_harmful,
-                  response_harmful := response_harmful, response_refusal := response_refusal,
-                  confidence := label_confidence, judge := judge) AS labels
-      {{split}}
-    FROM {table_name} ORDER BY id
+    SELECT json_merge_patch(
+      json_object(
+        'id', id, 'source', source, 'cb_class', cb_class, 'cb_kind', cb_kind,
+        'is_adversarial_safe', is_adversarial_safe,
+        'messages', to_json(list_transform(messages, lambda m: {message})),
+        'labels', json_object('outcome', label_outcome, 'prompt_harmful', prompt_harmful,
+                              'response_harmful', response_harmful, 'response_refusal', response_refusal,
+                              'confidence', label_confidence, 'judge', judge)),
+      json_object('category', category, 'tools', CASE WHEN tools IS NULL THEN NULL ELSE json(tools) END
+                  {", 'split', split" if split else ""}))::VARCHAR AS line
+    FROM (SELECT *, flatten(list_transform(messages,
+            lambda x: coalesce(json_extract(x.tool_calls, '$[*]'), []::JSON[]))) AS __calls
+          FROM {table_name} {where})
+    ORDER BY {order_by}
     """
 
 
-def _jsonl_bytes(con, sql: str) -> bytes:
-    rows = duck.rows(con, f"SELECT to_json(r)::VARCHAR FROM ({sql}) r")
+def jsonl_bytes(
+    con, table_name: str, split: bool = False, where: str = "", order_by: str = "id"
+) -> bytes:
+    """The stage-2 JSONL file of ``table_name`` (registered on ``con``), as written."""
+    rows = duck.rows(con, _records_sql(table_name, split, where, order_by))
     return "".join(r[0] + "\n" for r in rows).encode("utf-8")
+
+
+def stage2_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """``table``'s rows exactly as the stage-2 files carry them (the same bytes, parsed back), in
+    the table's order."""
+    con = duck.connect(t=table.append_column("__pos", pa.array(range(table.num_rows), pa.int64())))
+    lines = jsonl_bytes(con, "t", order_by="__pos").decode("utf-8").splitlines()
+    return [json.loads(line) for line in lines]
 
 
 STAGE2_ROOT = "circuit_breaker"
@@ -54,27 +90,30 @@ def write_files(
     validation_report: dict[str, Any],
     stats_body: dict[str, Any],
 ) -> dict[str, Any]:
-    """The stage-2 layout under ``circuit_breaker/<build_id>/``: harmful/<source>.jsonl,
-    retain/<source>.jsonl, stage2/train.jsonl, stage2/eval.jsonl, validation_report.json,
+    """The stage-2 layout under ``circuit_breaker/<build_id>/``: harmful/<source>.jsonl and
+    harmful/<kind>.jsonl, retain/<source>.jsonl and retain/<kind>.jsonl, stage2/train.jsonl, stage2/eval.jsonl, validation_report.json,
     stats.json, then manifest.json (sha256 and rows per file) last and ``LATEST`` after it: a
     folder without a manifest is incomplete. Every file is written atomically."""
     con = duck.connect(h=harmful, r=retain, tr=train, ev=evals)
     files: list[tuple[tuple[str, ...], bytes, int]] = []
     for name, shard in (("harmful", "h"), ("retain", "r")):
-        for (source,) in duck.rows(con, f"SELECT DISTINCT source FROM {shard} ORDER BY source"):
-            sql = (
-                _records_sql(shard)
-                .format(split="")
-                .replace(
-                    f"FROM {shard} ORDER BY",
-                    f"FROM {shard} WHERE source = {sql_literal(source)} ORDER BY",
-                )
+        sources = [r[0] for r in duck.rows(con, f"SELECT DISTINCT source FROM {shard} ORDER BY 1")]
+        kinds = [r[0] for r in duck.rows(con, f"SELECT DISTINCT cb_kind FROM {shard} ORDER BY 1")]
+        if set(sources) & set(kinds):
+            raise ValueError(
+                f"{name}/: source name(s) {sorted(set(sources) & set(kinds))} equal a sample kind; "
+                "the per-source and per-kind files would share a path: rename the source"
             )
-            n = duck.one(con, f"SELECT count(*) FROM {shard} WHERE source = ?", [source])[0]
-            files.append(((name, f"{source}.jsonl"), _jsonl_bytes(con, sql), int(n)))
+        # one file per source and one per kind (the plan's retain/adversarial_safe.jsonl, ...)
+        for column, values in (("source", sources), ("cb_kind", kinds)):
+            for value in values:
+                where = f"WHERE {column} = {sql_literal(value)}"
+                n = duck.one(con, f"SELECT count(*) FROM {shard} {where}")[0]
+                files.append(
+                    ((name, f"{value}.jsonl"), jsonl_bytes(con, shard, where=where), int(n))
+                )
     for name, t, table in (("train", "tr", train), ("eval", "ev", evals)):
-        sql = _records_sql(t).format(split=", split")
-        files.append((("stage2", f"{name}.jsonl"), _jsonl_bytes(con, sql), table.num_rows))
+        files.append((("stage2", f"{name}.jsonl"), jsonl_bytes(con, t, split=True), table.num_rows))
     files.append((("validation_report.json",), json.dumps(validation_report, indent=2).encode(), 0))
     files.append((("stats.json",), json.dumps(stats_body, indent=2).encode(), 0))
     entries = []

@@ -1,11 +1,15 @@
-"""Tokenizer preflight for stage-2 samples: every sample renders with the target chat template and
-tokenizes, the assistant turns are found for the loss mask, none exceeds ``max_seq_length``, and the
-tool JSON (schemas and call arguments) parses.
+"""Tokenizer preflight for stage-2 samples, on the rows exactly as the stage-2 files carry them
+(the exporter's bytes, parsed back; nothing cleaned): every row renders with the target chat
+template and tokenizes, the assistant turns are found for the loss mask, the model maker's
+reference encoder accepts it (``references.py``: Meta's Llama-3 format, Mistral's), and none
+exceeds ``max_seq_length`` tokens of the real tokenizer.
 
 The tokenizer is a ``tokenizer.json`` (the ``tokenizers`` library) plus the chat template from
-``tokenizer_config.json`` (or ``chat_template.jinja``), from a local folder or a Hugging Face repo
-id. Templates are rendered the way transformers renders them (sandboxed Jinja, ``trim_blocks``,
-``lstrip_blocks``, ``tojson``, ``raise_exception``), so torch and transformers are not needed.
+``tokenizer_config.json`` (or ``chat_template.jinja``, or a template file given apart), from a local
+folder or a Hugging Face repo id. The template is rendered by transformers'
+``apply_chat_template`` (what TRL and most trainers call) when transformers is installed; without
+it, by a sandboxed Jinja environment set up as transformers sets up its own (``trim_blocks``,
+``lstrip_blocks``, ``tojson``, ``raise_exception``), and the report says which one ran.
 
 Loss mask: for each assistant turn k the conversation is rendered up to turn k with the generation
 prompt (the prefix) and up to and including turn k; the characters between the two are the turn's
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +35,7 @@ PREFLIGHT_SCHEMA = pa.schema(
         pa.field("id", pa.string()),
         pa.field("source", pa.string()),
         pa.field("tokens", pa.int64()),
+        pa.field("reference_tokens", pa.int64()),  # the first reference encoder's count
         pa.field("trained_tokens", pa.int64()),
         pa.field("assistant_turns", pa.int64()),
         pa.field("trained_spans", pa.string()),  # JSON [[start_token, end_token], ...]
@@ -76,9 +82,12 @@ class ChatTokenizer:
     name: str
 
     @classmethod
-    def load(cls, name_or_path: str, token_env: str | None = "HF_TOKEN") -> ChatTokenizer:
+    def load(
+        cls, name_or_path: str, token_env: str | None = "HF_TOKEN", template_file: str | None = None
+    ) -> ChatTokenizer:
         """From a local folder, or a Hugging Face repo id (downloaded through huggingface_hub; the
-        token, for gated repos, from the environment variable ``token_env``)."""
+        token, for gated repos, from the environment variable ``token_env``). ``template_file``
+        (a ``.jinja`` file) replaces the tokenizer's own chat template."""
         from tokenizers import Tokenizer
 
         path = Path(name_or_path)
@@ -107,6 +116,10 @@ class ChatTokenizer:
             template = next((t["template"] for t in template if t.get("name") == "default"), None)
         if "chat_template.jinja" in files:
             template = files["chat_template.jinja"].read_text()
+        if template_file:
+            if not Path(template_file).is_file():
+                raise PreflightError(f"chat template file {template_file} does not exist")
+            template = Path(template_file).read_text()
         if not template:
             raise PreflightError(
                 f"tokenizer {name_or_path}: no chat template (tokenizer_config.json chat_template or "
@@ -123,12 +136,49 @@ class ChatTokenizer:
             Tokenizer.from_file(str(files["tokenizer.json"])), template, special, name_or_path
         )
 
+    @property
+    def renderer(self) -> str:
+        """Which implementation renders the template."""
+        return (
+            "transformers apply_chat_template"
+            if self._hf() is not None
+            else "jinja (transformers not installed)"
+        )
+
+    def _hf(self):
+        if getattr(self, "_hf_tok", False) is False:
+            try:
+                from transformers import PreTrainedTokenizerFast
+            except ImportError:
+                self._hf_tok = None
+            else:
+                self._hf_tok = PreTrainedTokenizerFast(
+                    tokenizer_object=self.tokenizer,
+                    chat_template=self.chat_template,
+                    **{k: v for k, v in self.special.items() if v},
+                )
+        return self._hf_tok
+
     def render(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = False,
     ) -> str:
+        hf = self._hf()
+        if hf is not None:
+            return hf.apply_chat_template(
+                messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        return self.render_jinja(messages, tools, add_generation_prompt)
+
+    def render_jinja(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+    ) -> str:
+        """The template rendered without transformers (the fallback)."""
         if getattr(self, "_compiled", None) is None:  # compile once per tokenizer
             self._compiled = _environment().from_string(self.chat_template)
         return self._compiled.render(
@@ -158,55 +208,9 @@ def _download(repo_id: str, token: str | None) -> dict[str, Path]:
     return out
 
 
-def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Canonical messages in the shape chat templates expect: tool calls as
-    ``{id, type, function: {name, arguments: dict}}``. Raises ValueError on unparseable tool JSON."""
-    out = []
-    for k, m in enumerate(messages):
-        msg: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
-        if m.get("tool_calls"):
-            try:
-                calls = json.loads(m["tool_calls"])
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"turn {k + 1}: tool calls are not JSON ({exc.msg})") from exc
-            msg["tool_calls"] = []
-            for c in calls:
-                try:
-                    args = json.loads(c.get("arguments") or "{}")
-                except (json.JSONDecodeError, TypeError) as exc:
-                    raise ValueError(
-                        f"turn {k + 1}: arguments of {c.get('name')} are not JSON: {str(c.get('arguments'))[:80]}"
-                    ) from exc
-                if not isinstance(args, dict):
-                    raise ValueError(
-                        f"turn {k + 1}: arguments of {c.get('name')} are not an object"
-                    )
-                msg["tool_calls"].append(
-                    {
-                        "id": c.get("id"),
-                        "type": "function",
-                        "function": {"name": c.get("name"), "arguments": args},
-                    }
-                )
-        if m.get("tool_call_id"):
-            msg["tool_call_id"] = m["tool_call_id"]
-        if m.get("name"):
-            msg["name"] = m["name"]
-        out.append(msg)
-    return out
-
-
-def _sample(
-    tok: ChatTokenizer, messages: list[dict], tools_json: str | None
-) -> tuple[str, list[tuple[int, int]]]:
-    """(rendered conversation, trained character spans) of one sample; raises ValueError."""
-    tools = None
-    if tools_json:
-        try:
-            tools = json.loads(tools_json)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"tool schemas are not JSON ({exc.msg})") from exc
-    msgs = template_messages(messages)
+def _sample(tok: ChatTokenizer, row: dict[str, Any]) -> tuple[str, list[tuple[int, int]]]:
+    """(rendered conversation, trained character spans) of one exported row; raises."""
+    msgs, tools = row["messages"], row.get("tools")
     full = tok.render(msgs, tools)
     spans = []
     for k, m in enumerate(msgs):
@@ -222,31 +226,115 @@ def _sample(
     return full, spans
 
 
-def preflight(table: pa.Table, tok: ChatTokenizer, max_seq_length: int = 2048) -> pa.Table:
-    """One row per sample: tokens, trained tokens, trained token spans, and the error (null when it
-    passed: renders, boundary found, tool JSON parses, at most ``max_seq_length`` tokens)."""
-    ids = table.column("id").to_pylist()
-    sources = table.column("source").to_pylist()
-    messages = table.column("messages").to_pylist()
-    tools = table.column("tools").to_pylist()
-    rendered: list[tuple[str, list[tuple[int, int]]] | None] = []
-    errors: list[str | None] = []
-    for msgs, tj in zip(messages, tools, strict=True):
+ROW_SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "stage2_row.schema.json"
+
+
+def row_problems(row: dict[str, Any]) -> list[str]:
+    """Where the row breaks the stage-2 row schema (``schemas/stage2_row.schema.json``), and tool
+    calls to a tool the row carries no schema for."""
+    import jsonschema
+
+    if getattr(row_problems, "_validator", None) is None:
+        row_problems._validator = jsonschema.Draft202012Validator(
+            json.loads(ROW_SCHEMA.read_text())
+        )
+    out = [
+        f"schema: {'/'.join(str(p) for p in e.absolute_path) or '(row)'}: {e.message}"
+        for e in sorted(
+            row_problems._validator.iter_errors(row), key=lambda e: list(e.absolute_path)
+        )[:3]
+    ]
+    known = {
+        (t.get("function") or {}).get("name")
+        for t in (row.get("tools") or [])
+        if isinstance(t, dict)
+    }
+    for k, m in enumerate(row.get("messages") or []):
+        for c in (m.get("tool_calls") or []) if isinstance(m, dict) else []:
+            name = (c.get("function") or {}).get("name") if isinstance(c, dict) else None
+            if name not in known:
+                out.append(f"turn {k + 1}: calls {name!r}, a tool the row carries no schema for")
+    return out
+
+
+def preflight(
+    table: pa.Table,
+    tok: ChatTokenizer,
+    max_seq_length: int = 2048,
+    references: Sequence[Any] = (),
+) -> pa.Table:
+    """``preflight_rows`` on ``table``'s rows exactly as the stage-2 files carry them (the
+    exporter's bytes, parsed back), in the table's order."""
+    from safetygraph.recipes.circuit_breaker.files import stage2_rows
+
+    return preflight_rows(stage2_rows(table), tok, max_seq_length, references)
+
+
+def preflight_file(
+    data: bytes, tok: ChatTokenizer, max_seq_length: int = 2048, references: Sequence[Any] = ()
+) -> pa.Table:
+    """``preflight_rows`` on the lines of a stage-2 JSONL file; a line that is not a JSON object is
+    a failed row named by its line number."""
+    rows = []
+    for n, line in enumerate(data.decode("utf-8").splitlines(), start=1):
         try:
-            rendered.append(_sample(tok, msgs, tj))
-            errors.append(None)
-        except Exception as exc:  # template errors included: reported per sample
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            row = {
+                "id": f"line {n}",
+                "source": "",
+                "__unreadable": f"line {n}: not JSON ({exc.msg})",
+            }
+        if not isinstance(row, dict):
+            row = {"id": f"line {n}", "source": "", "__unreadable": f"line {n}: not a JSON object"}
+        rows.append(row)
+    return preflight_rows(rows, tok, max_seq_length, references)
+
+
+def preflight_rows(
+    rows: list[dict[str, Any]],
+    tok: ChatTokenizer,
+    max_seq_length: int = 2048,
+    references: Sequence[Any] = (),
+) -> pa.Table:
+    """One row per sample: tokens, trained tokens, trained token spans, the reference encoder's
+    token count, and the error (null when it passed: the row follows the stage-2 row schema, the
+    template renders it, the assistant boundary is found, every reference accepts it, at most
+    ``max_seq_length`` tokens). Tokens are counted by the model's real tokenizer where the first
+    reference brings one: the larger of its encoding of the row and its count of the template's
+    rendering (which carries the tool schemas); else the chat tokenizer's count of the rendering."""
+    ids = [str(r.get("id")) for r in rows]
+    sources = [str(r.get("source")) for r in rows]
+    rendered: list[tuple[str, list[tuple[int, int]]] | None] = []
+    errors: list[list[str]] = []
+    ref_tokens: list[int | None] = []
+    for row in rows:
+        if "__unreadable" in row:
             rendered.append(None)
-            errors.append(
-                f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
-            )
+            ref_tokens.append(None)
+            errors.append([row["__unreadable"]])
+            continue
+        problems = row_problems(row)
+        try:
+            rendered.append(_sample(tok, row))
+        except Exception as exc:  # the template's own errors, reported per row
+            rendered.append(None)
+            problems.append(f"chat template ({tok.renderer}): {type(exc).__name__}: {exc}")
+        counted = None
+        for k, ref in enumerate(references):
+            try:
+                n = ref.count(row)
+                counted = n if k == 0 else counted
+            except ValueError as exc:
+                problems.append(f"{ref.name}: {exc}")
+        ref_tokens.append(counted)
+        errors.append(problems)
     ok = [i for i, r in enumerate(rendered) if r is not None]
     encodings = tok.tokenizer.encode_batch([rendered[i][0] for i in ok], add_special_tokens=False)
-    n_tokens = [None] * len(ids)
+    n_tokens: list[int | None] = list(ref_tokens)
     n_trained = [None] * len(ids)
     n_turns = [None] * len(ids)
     spans_out: list[str | None] = [None] * len(ids)
-    over = [False] * len(ids)
     for i, enc in zip(ok, encodings, strict=True):
         spans = rendered[i][1]
         token_spans = []
@@ -257,23 +345,31 @@ def preflight(table: pa.Table, tok: ChatTokenizer, max_seq_length: int = 2048) -
             if inside.size:
                 token_spans.append([int(inside[0]), int(inside[-1]) + 1])
                 trained += int(inside.size)
-        n_tokens[i], n_trained[i], n_turns[i] = len(enc.ids), trained, len(spans)
+        if n_tokens[i] is None:
+            n_tokens[i] = len(enc.ids)
+        elif references and hasattr(references[0], "text_count"):
+            # the template's rendering (tool schemas included) in the model's own tokenizer
+            n_tokens[i] = max(n_tokens[i], references[0].text_count(rendered[i][0]))
+        n_trained[i], n_turns[i] = trained, len(spans)
         spans_out[i] = json.dumps(token_spans)
         if trained == 0:
-            errors[i] = "assistant turns found but no token falls inside them"
-        elif len(enc.ids) > max_seq_length:
-            errors[i] = f"{len(enc.ids)} tokens, over max_seq_length {max_seq_length}"
-            over[i] = True
+            errors[i].append("assistant turns found but no token falls inside them")
+    over = [False] * len(ids)
+    for i, n in enumerate(n_tokens):
+        if n is not None and n > max_seq_length:
+            errors[i].append(f"{n} tokens, over max_seq_length {max_seq_length}")
+            over[i] = len(errors[i]) == 1  # renders fine, only too long
     return pa.table(
         {
             "id": ids,
             "source": sources,
             "tokens": pa.array(n_tokens, pa.int64()),
+            "reference_tokens": pa.array(ref_tokens, pa.int64()),
             "trained_tokens": pa.array(n_trained, pa.int64()),
             "assistant_turns": pa.array(n_turns, pa.int64()),
             "trained_spans": spans_out,
             "over_length": over,
-            "error": errors,
+            "error": ["; ".join(e) if e else None for e in errors],
         },
         schema=PREFLIGHT_SCHEMA,
     )

@@ -15,7 +15,8 @@ Which rows go where (first rule that applies; ``cb_kind`` records it):
 | responses judged harmful                                     | harmful | harmful_completion    |
 | refusals of benign prompts (over-refusals)                   | left out                        |
 | general conversation (tag ``general_chat``)                  | retain  | general_chat          |
-| agent traces (tag ``agentic``: tau2, support logs)           | retain  | agent_trace           |
+| agent traces (tag ``agentic``: tau2, support logs) that use tools | retain  | agent_trace           |
+| an agentic source's conversation without tool use (a tau2 task with no actions) | retain | general_chat |
 | borderline prompts answered (tag ``borderline``: XSTest)     | retain  | borderline_compliance |
 | harmful prompts refused                                      | retain  | harmful_refusal       |
 | anything else answered                                       | retain  | benign_answer         |
@@ -80,6 +81,9 @@ def attack_outcome_counts(
     return {"attack_rows": int(rows), "attack_outcome_missing": int(missing)}
 
 
+USES_TOOLS = "len(list_filter(messages, lambda m: m.tool_calls IS NOT NULL OR m.role = 'tool')) > 0"
+
+
 def cut_shards(
     table: pa.Table, outcome_paths: Mapping[str, Sequence[str]]
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
@@ -110,7 +114,10 @@ def cut_shards(
             WHEN response_harmful THEN 'harmful:harmful_completion'
             WHEN response_refusal AND NOT prompt_harmful THEN 'out:over_refusal'
             WHEN list_contains(tags, 'general_chat') THEN 'retain:general_chat'
-            WHEN list_contains(tags, 'agentic') THEN 'retain:agent_trace'
+            -- an agentic source's conversation that uses no tool (a tau2 task without expected
+            -- actions) is general conversation, not a tool sample
+            WHEN list_contains(tags, 'agentic') AND {USES_TOOLS} THEN 'retain:agent_trace'
+            WHEN list_contains(tags, 'agentic') THEN 'retain:general_chat'
             WHEN list_contains(tags, 'borderline') THEN 'retain:borderline_compliance'
             WHEN prompt_harmful THEN 'retain:harmful_refusal'
             ELSE 'retain:benign_answer'
@@ -150,19 +157,17 @@ def samples(harmful: pa.Table, retain: pa.Table) -> pa.Table:
 
 
 def tools_missing(table: pa.Table) -> list[str]:
-    """Ids of samples outside general conversation that use tools (or come from an agentic or attack
-    source) but carry no tool schemas."""
+    """Ids of samples that use tools (a tool call or a tool result), or come from an attack source,
+    but carry no tool schemas."""
     con = duck.connect(t=table.select(["id", "tags", "messages", "tools"]))
     return [
         r[0]
         for r in duck.rows(
             con,
-            """
+            f"""
             SELECT id FROM t
             WHERE (tools IS NULL OR tools IN ('', '[]'))
-              AND NOT list_contains(tags, 'general_chat')
-              AND (list_contains(tags, 'agentic') OR list_contains(tags, 'attack')
-                   OR len(list_filter(messages, lambda m: m.tool_calls IS NOT NULL OR m.role = 'tool')) > 0)
+              AND (list_contains(tags, 'attack') OR {USES_TOOLS})
             ORDER BY id
             """,
         )
@@ -198,3 +203,34 @@ def stats(table: pa.Table) -> dict[str, Any]:
         "by_kind": counts("cb_kind"),
         "by_source": by_source_class,
     }
+
+
+def downsample_retain(
+    retain: pa.Table, harmful_rows: int, ratio: float, seed: int
+) -> tuple[pa.Table, dict[str, int]]:
+    """The plan's ``--dr-ratio``: the retain set cut to ``ratio`` x ``harmful_rows`` rows (when it
+    holds more), every kind kept in proportion, rows drawn by a seeded hash of their id. Returns
+    (kept rows, rows left out per kind)."""
+    target = int(round(ratio * harmful_rows))
+    if retain.num_rows <= target:
+        return retain, {}
+    keep = target / retain.num_rows
+    con = duck.connect(r=retain)
+    con.execute(
+        """CREATE TABLE ranked AS SELECT *,
+              row_number() OVER (PARTITION BY cb_kind ORDER BY sha256(id || ':' || CAST(? AS VARCHAR))) AS __rank,
+              count(*) OVER (PARTITION BY cb_kind) AS __n
+            FROM r""",
+        [seed],
+    )
+    kept = duck.query(
+        con,
+        f"SELECT * EXCLUDE (__rank, __n) FROM ranked WHERE __rank <= round(__n * {keep}) ORDER BY id",
+    )
+    dropped = dict(
+        duck.rows(
+            con,
+            f"SELECT cb_kind, count(*) FROM ranked WHERE __rank > round(__n * {keep}) GROUP BY 1 ORDER BY 1",
+        )
+    )
+    return conform(kept, SHARD_SCHEMA), {k: int(v) for k, v in dropped.items()}

@@ -1,0 +1,195 @@
+"""The stage-2 files against their real consumers: every row of the demo's train and eval files
+renders through transformers' apply_chat_template with Meta's stock Llama-3.1 template and through
+Meta's reference Llama-3 encoder (llama-models), and through Mistral's reference encoder
+(mistral-common); crafted bad rows fail the preflight with a message that names the row."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from safetygraph.recipes.circuit_breaker.preflight import ChatTokenizer, preflight_file
+from safetygraph.recipes.circuit_breaker.references import Llama3Reference, MistralReference
+from tests.conftest import REPO
+
+TEMPLATES = Path(
+    os.environ.get("SAFETYGRAPH_REFERENCE_TEMPLATES", REPO / ".cache" / "reference-templates")
+)
+LLAMA31 = TEMPLATES / "meta-llama-Llama-3.1-8B-Instruct.jinja"
+MISTRAL_NEMO = TEMPLATES / "mistralai-Mistral-Nemo-Instruct-2407.jinja"
+
+
+def _template(path: Path) -> str:
+    if not path.is_file():
+        pytest.skip(f"stock chat template not present at {path}: run .ci/fetch-templates")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    """The README's demo, run as a user runs it; the stage-2 train and eval files it exports."""
+    tmp = tmp_path_factory.mktemp("demo")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp / "home"),
+        "SAFETYGRAPH_BASE_URI": str(tmp / "data"),
+    }
+    env.pop("SAFETYGRAPH_PROFILE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "safetygraph", "demo"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    root = tmp / "data" / "circuit_breaker"
+    build = root / (root / "LATEST").read_text()
+    return {name: (build / "stage2" / f"{name}.jsonl").read_bytes() for name in ("train", "eval")}
+
+
+def _rows(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def test_every_demo_row_renders_with_the_stock_llama31_template_and_meta_reference(demo_files):
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer
+
+    hf = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_file(
+            str(REPO / "sample_data" / "tokenizer" / "tokenizer.json")
+        ),
+        chat_template=Path(_template(LLAMA31)).read_text(),
+        bos_token="<|begin_of_text|>",
+    )
+    reference = Llama3Reference()
+    counts = []
+    for name, data in demo_files.items():
+        rows = _rows(data)
+        assert rows, name
+        for row in rows:
+            text = hf.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=False)
+            assert text.startswith("<|begin_of_text|><|start_header_id|>system"), row["id"]
+            counts.append(reference.count(row))
+            # no null keys anywhere in a message
+            assert all(v is not None for m in row["messages"] for v in m.values()), row["id"]
+    q = statistics.quantiles(counts, n=20)
+    print(
+        f"demo stage 2, Llama-3 tokens: n={len(counts)} p50={statistics.median(counts)} p95={q[18]} max={max(counts)}"
+    )
+    assert len(counts) == sum(len(_rows(d)) for d in demo_files.values())
+
+
+def test_the_preflight_passes_the_demo_files_for_llama3(demo_files):
+    tok = ChatTokenizer.load(
+        str(REPO / "sample_data" / "tokenizer"), template_file=_template(LLAMA31)
+    )
+    for data in demo_files.values():
+        report = preflight_file(data, tok, 2048, [Llama3Reference()])
+        failed = report.filter(pc.is_valid(report.column("error")))
+        assert failed.num_rows == 0, failed.slice(0, 3).to_pylist()
+        assert pc.min(report.column("reference_tokens")).as_py() > 0
+
+
+def test_every_demo_row_renders_for_mistral(demo_files):
+    """Mistral's stock template (Mistral-Nemo) through transformers, and Mistral's reference
+    encoder in finetuning mode. (Mistral templates move the tool schemas next to the last user
+    turn, so a prefix rendering is no prefix of the whole: loss masks for Mistral come from
+    mistral-common's own tooling, not from the template.)"""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer
+
+    hf = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_file(
+            str(REPO / "sample_data" / "tokenizer" / "tokenizer.json")
+        ),
+        chat_template=Path(_template(MISTRAL_NEMO)).read_text(),
+        bos_token="<s>",
+        eos_token="</s>",
+    )
+    reference = MistralReference("v3")
+    for data in demo_files.values():
+        for row in _rows(data):
+            assert hf.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=False)
+            assert reference.count(row) > 0, row["id"]
+
+
+def _tool_row(demo_files) -> dict:
+    return next(
+        r for r in _rows(demo_files["train"]) if any(m.get("tool_calls") for m in r["messages"])
+    )
+
+
+def test_crafted_rows_fail_the_preflight_by_name(demo_files):
+    good = _tool_row(demo_files)
+    null_calls = json.loads(json.dumps(good))
+    null_calls["id"] = "row-null-tool-calls"
+    for m in null_calls["messages"]:
+        m.setdefault("tool_calls", None)
+    string_args = json.loads(json.dumps(good))
+    string_args["id"] = "row-string-arguments"
+    for m in string_args["messages"]:
+        for c in m.get("tool_calls") or []:
+            c["function"]["arguments"] = json.dumps(c["function"]["arguments"])
+    too_long = json.loads(json.dumps(good))
+    too_long["id"] = "row-too-long"
+    too_long["messages"][0]["content"] = "please " * 3000
+    unknown_tool = json.loads(json.dumps(good))
+    unknown_tool["id"] = "row-unknown-tool"
+    next(m for m in unknown_tool["messages"] if m.get("tool_calls"))["tool_calls"][0]["function"][
+        "name"
+    ] = "launch_rockets"
+    data = (
+        "".join(
+            json.dumps(r) + "\n" for r in (good, null_calls, string_args, too_long, unknown_tool)
+        )
+        + "{oops\n"
+    )
+    tok = ChatTokenizer.load(
+        str(REPO / "sample_data" / "tokenizer"), template_file=_template(LLAMA31)
+    )
+    report = {
+        r["id"]: r
+        for r in preflight_file(data.encode(), tok, 2048, [Llama3Reference()]).to_pylist()
+    }
+    assert report[good["id"]]["error"] is None
+    # transformers 5 drops null keys before rendering; a raw Jinja render of Meta's stock template
+    # (what transformers 4 did) takes the tool-call branch on the null key and fails on len(None)
+    assert "tool_calls: None is not of type 'array'" in report["row-null-tool-calls"]["error"]
+    with pytest.raises(TypeError, match="NoneType"):
+        tok.render_jinja(null_calls["messages"], null_calls.get("tools"))
+    assert "arguments must be a JSON object" in report["row-string-arguments"]["error"]
+    assert (
+        "over max_seq_length 2048" in report["row-too-long"]["error"]
+        and report["row-too-long"]["over_length"]
+    )
+    assert (
+        "calls 'launch_rockets', a tool the row carries no schema for"
+        in report["row-unknown-tool"]["error"]
+    )
+    assert report["line 6"]["error"].startswith("line 6: not JSON")
+
+
+def test_mistral_reference_rejects_what_mistral_cannot_encode(demo_files):
+    row = _tool_row(demo_files)
+    bad_id = json.loads(json.dumps(row))
+    bad_id["id"] = "row-openai-call-id"
+    for m in bad_id["messages"]:
+        for c in m.get("tool_calls") or []:
+            c["id"] = "call_1"
+        if m["role"] == "tool":
+            m["tool_call_id"] = "call_1"
+    tok = ChatTokenizer.load(str(REPO / "sample_data" / "tokenizer"))
+    data = (json.dumps(row) + "\n" + json.dumps(bad_id) + "\n").encode()
+    report = {
+        r["id"]: r for r in preflight_file(data, tok, 4096, [MistralReference("v3")]).to_pylist()
+    }
+    assert report[row["id"]]["error"] is None
+    assert "must be a-z, A-Z, 0-9, with a length of 9" in report["row-openai-call-id"]["error"]
