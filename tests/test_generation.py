@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +17,6 @@ from safetygraph.generation import (
     OpenAIBackend,
     ReplayBackend,
     RequestCache,
-    VLLMBackend,
     generate,
     parse_retry_after,
     request_hash,
@@ -271,58 +269,6 @@ def test_killed_run_resumes_and_repeats_at_most_one_chunk(tmp_path: Path):
     repeated = sum(n - 1 for n in server.calls.values() if n > 1)
     assert repeated <= 20 + 4  # at most one unflushed chunk plus the requests in flight
     assert sum(server.calls.values()) == calls_before + stats.called
-
-
-def test_vllm_backend_drives_the_offline_engine(monkeypatch):
-    """A contract test: vLLM needs a GPU and its wheel, so a stand-in module records the calls."""
-    calls = {}
-
-    class LLM:
-        def __init__(self, **kw):
-            calls["init"] = kw
-
-        def chat(self, conversations, sampling, use_tqdm=False):
-            calls.setdefault("batches", []).append(len(conversations))
-            calls["sampling"] = sampling
-            return [
-                types.SimpleNamespace(
-                    prompt_token_ids=[1, 2, 3],
-                    outputs=[types.SimpleNamespace(text=f"v:{c[-1]['content']}", token_ids=[7, 8])],
-                )
-                for c in conversations
-            ]
-
-    class SamplingParams:
-        def __init__(self, **kw):
-            self.kw = kw
-
-    monkeypatch.setitem(
-        sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
-    )
-    cfg = GenerationConfig(
-        backend="vllm",
-        model="meta-llama/Llama-3.1-8B-Instruct",
-        tensor_parallel_size=2,
-        max_model_len=4096,
-        temperature=0.3,
-    )
-    out, stats = generate(
-        raw_table([f"q{i}" for i in range(5)]), [cfg], lambda c: VLLMBackend(batch_size=2)
-    )
-    assert out.column("response").to_pylist() == [f"v:q{i}" for i in range(5)]
-    assert calls["init"] == {
-        "model": "meta-llama/Llama-3.1-8B-Instruct",
-        "tensor_parallel_size": 2,
-        "max_model_len": 4096,
-        "gpu_memory_utilization": 0.9,
-    }
-    assert calls["batches"] == [2, 2, 1] and calls["sampling"].kw == {
-        "temperature": 0.3,
-        "top_p": 1.0,
-        "max_tokens": 512,
-        "seed": 0,
-    }
-    assert stats.tokens_in == 15 and stats.tokens_out == 10
 
 
 def test_generation_config_rejects_unknown_keys_and_backends():

@@ -117,7 +117,7 @@ def test_demo_materializes_every_asset_and_passes_every_check(demo):
     assert result.success
     assert materialized(result) == set(DATASETS)
     checks = check_results(result)
-    assert all(checks.values()) and len(checks) == 29
+    assert all(checks.values()) and len(checks) == 30
     storage = Storage(build.base)
     build_id = storage.read_bytes("exports", "LATEST").decode()
     assert verify_export(storage, build_id) == []

@@ -33,10 +33,14 @@ class GenerationConfig:
     # prices in the currency of your choice per million tokens, for the cost estimate
     price_in_per_mtok: float | None = None
     price_out_per_mtok: float | None = None
-    # vLLM engine settings (ignored by other backends)
+    # vLLM engine settings (ignored by other backends); on a CPU build of vLLM
+    # gpu_memory_utilization is the share of system memory it reserves, and float32 with
+    # enforce_eager is what its CPU path runs
     tensor_parallel_size: int = 1
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
+    enforce_eager: bool = False
     # structured output: a JSON schema the answer must follow (response_format for OpenAI-compatible
     # servers, guided decoding for vLLM); part of the request, so part of its hash
     json_schema: dict | None = field(default=None, hash=False, compare=False)

