@@ -144,32 +144,11 @@ def test_llamaguard_judge_asks_twice_per_row_and_maps_categories(tmp_path):
 
 
 def test_wildguard_from_the_launchpad(tmp_path, monkeypatch):
-    from dagster import instance_for_test
+    from tests.test_pipeline import label_demo_pairs_with
 
-    import definitions
-    from resources import BuildConfig
-    from tests.test_pipeline import Build
-
-    with FakeOpenAI(responder=lambda body: WG_REFUSAL) as server, instance_for_test() as instance:
-        monkeypatch.setenv("SAFETYGRAPH_OPENAI_BASE_URL", server.url)
-        build = Build(tmp_path, instance)
-        settings = BuildConfig(
-            profile="test",
-            registry_path=str(build.registry),
-            profiles_path=str(build.profiles),
-            base_uri=build.base,
-        )
-        job = definitions.build_defs(settings, definitions.default_llm()).resolve_job_def(
-            definitions.SOURCE_JOB
-        )
-        result = job.execute_in_process(
-            partition_key="demo_pairs",
-            instance=instance,
-            raise_on_error=False,
-            run_config={"ops": {"labels": {"config": {"judge": "wildguard"}}}},
-        )
+    with FakeOpenAI(responder=lambda body: WG_REFUSAL) as server:
+        result, labels = label_demo_pairs_with(tmp_path, monkeypatch, server.url, "wildguard")
         assert result.success
-        labels = Storage(build.base).read_table("assets", "labels", "demo_pairs.parquet")
     assert set(labels.column("label_outcome").to_pylist()) <= {
         "REFUSAL.DIRECT",
         "REFUSAL.REDIRECT",

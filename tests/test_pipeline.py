@@ -501,15 +501,11 @@ def test_judge_quality_measures_the_judge_on_human_labels(demo):
     assert acc[("refusal", "judge")] > acc[("refusal", "baseline")]
 
 
-def test_labels_with_the_llm_judge_from_the_launchpad(tmp_path, monkeypatch):
-    from tests.fake_openai import FakeOpenAI
-    from tests.test_llm_judge import GOOD
-
-    with (
-        FakeOpenAI(responder=lambda body: json.dumps(GOOD)) as server,
-        instance_for_test() as instance,
-    ):
-        monkeypatch.setenv("SAFETYGRAPH_OPENAI_BASE_URL", server.url)
+def label_demo_pairs_with(tmp_path, monkeypatch, base_url: str, judge: str):
+    """demo_pairs through the source job with ``judge`` chosen in the launchpad, the model server
+    at ``base_url``: (the run's result, the stored labels)."""
+    monkeypatch.setenv("SAFETYGRAPH_OPENAI_BASE_URL", base_url)
+    with instance_for_test() as instance:
         build = Build(tmp_path, instance)
         settings = BuildConfig(
             profile="test",
@@ -524,10 +520,18 @@ def test_labels_with_the_llm_judge_from_the_launchpad(tmp_path, monkeypatch):
             partition_key="demo_pairs",
             instance=instance,
             raise_on_error=False,
-            run_config={"ops": {"labels": {"config": {"judge": "llm"}}}},
+            run_config={"ops": {"labels": {"config": {"judge": judge}}}},
         )
+        return result, Storage(build.base).read_table("assets", "labels", "demo_pairs.parquet")
+
+
+def test_labels_with_the_llm_judge_from_the_launchpad(tmp_path, monkeypatch):
+    from tests.fake_openai import FakeOpenAI
+    from tests.test_llm_judge import GOOD
+
+    with FakeOpenAI(responder=lambda body: json.dumps(GOOD)) as server:
+        result, labels = label_demo_pairs_with(tmp_path, monkeypatch, server.url, "llm")
         assert result.success
-        labels = Storage(build.base).read_table("assets", "labels", "demo_pairs.parquet")
         assert (
             set(labels.column("judge").to_pylist()) == {"llm:judge-model"} and labels.num_rows == 43
         )

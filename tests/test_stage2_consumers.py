@@ -54,21 +54,27 @@ def demo_files(tmp_path_factory):
     return {name: (build / "stage2" / f"{name}.jsonl").read_bytes() for name in ("train", "eval")}
 
 
+def _hf(template: Path, bos: str, eos: str):
+    """transformers' fast tokenizer over the demo vocabulary with a stock chat template."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer
+
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_file(
+            str(REPO / "sample_data" / "tokenizer" / "tokenizer.json")
+        ),
+        chat_template=Path(_template(template)).read_text(),
+        bos_token=bos,
+        eos_token=eos,
+    )
+
+
 def _rows(data: bytes) -> list[dict]:
     return [json.loads(line) for line in data.decode().splitlines()]
 
 
 def test_every_demo_row_renders_with_the_stock_llama31_template_and_meta_reference(demo_files):
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer
-
-    hf = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_file(
-            str(REPO / "sample_data" / "tokenizer" / "tokenizer.json")
-        ),
-        chat_template=Path(_template(LLAMA31)).read_text(),
-        bos_token="<|begin_of_text|>",
-    )
+    hf = _hf(LLAMA31, "<|begin_of_text|>", "<|eot_id|>")
     reference = Llama3Reference()
     counts = []
     for name, data in demo_files.items():
@@ -103,17 +109,7 @@ def test_every_demo_row_renders_for_mistral(demo_files):
     encoder in finetuning mode. (Mistral templates move the tool schemas next to the last user
     turn, so a prefix rendering is no prefix of the whole: loss masks for Mistral come from
     mistral-common's own tooling, not from the template.)"""
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer
-
-    hf = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_file(
-            str(REPO / "sample_data" / "tokenizer" / "tokenizer.json")
-        ),
-        chat_template=Path(_template(MISTRAL_NEMO)).read_text(),
-        bos_token="<s>",
-        eos_token="</s>",
-    )
+    hf = _hf(MISTRAL_NEMO, "<s>", "</s>")
     reference = MistralReference("v3")
     for data in demo_files.values():
         for row in _rows(data):
