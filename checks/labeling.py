@@ -15,6 +15,7 @@ from pipeline_assets.keys import (
     LABELS,
 )
 from resources import BuildConfig
+from safetygraph.core.storage import asset_parts
 from schemas import (
     LabeledRecord,
 )
@@ -45,10 +46,18 @@ def dataset() -> list:
             for k, v in floors.items()
             if figures.get(k) is None or figures[k] < v
         }
+        storage = settings.storage()
+        unbuilt = [
+            src
+            for src in settings.active().sources
+            if not storage.exists(*asset_parts(LABELS.path, src))
+        ]
         return AssetCheckResult(
             passed=not below,
             severity=AssetCheckSeverity.ERROR,
             metadata={
+                # a source that is blocked or not built contributes no human-labelled rows
+                "sources_without_labels": ", ".join(unbuilt) or "none",
                 "half": half,
                 "floors": MetadataValue.json(floors),
                 "judge": MetadataValue.json(figures),

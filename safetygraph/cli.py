@@ -61,14 +61,37 @@ def _prepare_env(profile: str | None) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+def _metadata_line(metadata: dict, limit: int = 300) -> str:
+    """A check's metadata as one short line (what failed, by how much)."""
+    parts = []
+    for k, v in metadata.items():
+        value = getattr(v, "value", v)
+        text = json.dumps(value, default=str) if not isinstance(value, str) else value
+        parts.append(f"{k}={' '.join(text.split())[:120]}")
+    line = "; ".join(parts)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def _check_lines(result) -> tuple[list[str], int]:
     lines, failed = [], 0
     for ev in result.get_asset_check_evaluations():
         key = ev.asset_check_key
         status = "pass" if ev.passed else f"FAIL ({ev.severity.value})"
         failed += not ev.passed
-        lines.append(f"    check {key.asset_key.to_user_string()}:{key.name} {status}")
+        line = f"    check {key.asset_key.to_user_string()}:{key.name} {status}"
+        if not ev.passed:
+            line += f": {_metadata_line(ev.metadata)}"
+        lines.append(line)
     return lines, failed
+
+
+def _cause(message: str) -> str:
+    """The first line of a step's error without Dagster's exception class prefix."""
+    first = message.strip().splitlines()[0] if message.strip() else "(no message)"
+    for prefix in ("dagster._core.definitions.events.Failure: ", "dagster._core.errors."):
+        if first.startswith(prefix):
+            first = first[len(prefix) :]
+    return first
 
 
 def run_build(profile: str | None = None, verbose: bool = False) -> int:
@@ -100,12 +123,19 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
             f"{len(lines) - failed}/{len(lines)} checks passed ({time.perf_counter() - t0:.1f}s)"
         )
         if verbose or not result.success:
-            print("\n".join(lines))
+            print("\n".join(line for line in lines if verbose or " FAIL " in line))
             for ev in result.get_step_failure_events():
-                print(
-                    f"    step {ev.step_key} failed: {ev.event_specific_data.error.message.strip()}"
-                )
+                cause = _cause(ev.event_specific_data.error.message)
+                if cause.startswith("DagsterAssetCheckFailedError"):
+                    continue  # the failed check is printed above, with its figures
+                print(f"    step {ev.step_key} failed: {cause}")
+                first_failure.setdefault("at", f"[{label}] step {ev.step_key}: {cause}")
+            if not result.success and "at" not in first_failure:
+                failed_checks = [line.strip() for line in lines if " FAIL " in line]
+                first_failure["at"] = f"[{label}] {failed_checks[0] if failed_checks else 'failed'}"
         return result.success
+
+    first_failure: dict[str, str] = {}
 
     ok = True
     for name in sources:
@@ -135,6 +165,8 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
     ):
         if built:
             _print_build(storage, root, title)
+    if not ok and first_failure:
+        print(f"\nfirst failure: {first_failure['at']}")
     print(
         f"\n{'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f}s; runs recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
     )
@@ -215,6 +247,28 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--min-age", type=float, default=3600.0, help="seconds; younger ones are kept")
     c.add_argument("--dry-run", action="store_true", help="list, remove nothing")
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except CONFIG_ERRORS as exc:
+        # a configuration mistake: one line that names the file and the fix, no traceback
+        print(f"safetygraph: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _config_errors() -> tuple[type[BaseException], ...]:
+    from safetygraph.labeling.classifier import ClassifierError
+    from safetygraph.labeling.constitution import ConstitutionError
+    from safetygraph.recipes.circuit_breaker.preflight import PreflightError
+    from safetygraph.recipes.steering.traits import TraitsError
+    from safetygraph.sources.registry import RegistryError
+
+    return (RegistryError, ConstitutionError, TraitsError, ClassifierError, PreflightError)
+
+
+CONFIG_ERRORS = _config_errors()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "cleanup":
         return cleanup(args.profile, args.min_age, args.dry_run)
     if args.command == "demo":

@@ -72,3 +72,83 @@ def test_sources_lists_the_registry():
     )
     assert result.returncode == 0
     assert "* xstest" in result.stdout and "shared/data/xstest/xstest_prompts.csv" in result.stdout
+
+
+def _cli(tmp_path: Path, *args: str, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "SAFETYGRAPH_BASE_URI": str(tmp_path / "data"),
+        **env_extra,
+    }
+    env.pop("SAFETYGRAPH_PROFILE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "safetygraph", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_config_mistakes_are_one_line_that_names_the_file_and_the_fix(tmp_path: Path):
+    profiles = (REPO / "config" / "profiles.yaml").read_text()
+    registry = (
+        (REPO / "config" / "sources.yaml")
+        .read_text()
+        .replace("../sample_data/", f"{REPO}/sample_data/")
+    )
+    broken_yaml = tmp_path / "profiles-broken.yaml"
+    broken_yaml.write_text(
+        profiles.replace("  defaults:\n", "  defaults:\n    oops: [unclosed\n", 1)
+    )
+    misspelt = tmp_path / "sources-misspelt.yaml"
+    misspelt.write_text(registry.replace("format:", "formt:", 1))
+    cases = [
+        (
+            (),
+            {"SAFETYGRAPH_PROFILES": str(REPO / "config" / "profiles.yaml")},
+            ["profile 'nope' is not defined; known profiles: demo"],
+        ),
+        ((), {"SAFETYGRAPH_PROFILES": str(broken_yaml)}, [f"{broken_yaml}:", "YAML syntax error"]),
+        (
+            (),
+            {"SAFETYGRAPH_REGISTRY": str(misspelt)},
+            [f"{misspelt} entry 1", "unknown key 'formt'; did you mean 'format'?"],
+        ),
+    ]
+    for i, (_, env, expected) in enumerate(cases):
+        args = ("demo", "--profile", "nope") if i == 0 else ("demo",)
+        result = _cli(tmp_path, *args, **env)
+        err = result.stderr.strip().splitlines()
+        assert (
+            result.returncode == 2 and len(err) == 1 and err[0].startswith("safetygraph: error: ")
+        ), result.stderr[-2000:]
+        for text in expected:
+            assert text in err[0], err[0]
+
+
+def test_a_mapping_typo_names_the_source_first(tmp_path: Path):
+    registry = (
+        (REPO / "config" / "sources.yaml")
+        .read_text()
+        .replace("../sample_data/", f"{REPO}/sample_data/")
+    )
+    typo = tmp_path / "sources-typo.yaml"
+    typo.write_text(
+        registry.replace("mapping: {prompt: instruction,", "mapping: {prompt: instrution,", 1)
+    )
+    result = _cli(tmp_path, "demo", SAFETYGRAPH_REGISTRY=str(typo))
+    assert result.returncode == 1
+    first = [line for line in result.stdout.splitlines() if line.startswith("first failure: ")]
+    assert first == [
+        "first failure: [demo_pairs] step ingest_source: source 'demo_pairs': no row of "
+        f"{REPO}/sample_data/pairs.jsonl has the mapped column(s) ['instrution']; fix the mapping "
+        "of this source in config/sources.yaml"
+    ]
+    # the merge's gate says which source it is missing
+    assert (
+        "check judge_quality:judge_meets_floors FAIL (ERROR): sources_without_labels=demo_pairs"
+        in result.stdout
+    )

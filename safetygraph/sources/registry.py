@@ -10,6 +10,8 @@ Both files are plain data: a user adds a source by editing the registry alone.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -154,6 +156,41 @@ def _err(where: str, msg: str) -> RegistryError:
     return RegistryError(f"{where}: {msg}")
 
 
+SOURCE_KEYS = tuple(f.name for f in dataclasses.fields(SourceSpec) if f.name != "base_dir")
+PROFILE_KEYS = (
+    "description",
+    "sources",
+    "thresholds",
+    "overrides",
+    "generation",
+    "preference",
+    "steering",
+    "seed",
+)
+
+
+def _unknown_keys(where: str, body: dict[str, Any], known: tuple[str, ...]) -> None:
+    """A misspelt key is named as such, with the nearest known key, not reported as a missing one."""
+    for key in body:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean '{near[0]}'?" if near else f"known keys: {', '.join(known)}"
+            raise _err(where, f"unknown key '{key}'; {hint}")
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file, or a RegistryError naming the file, line and column of a syntax error."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RegistryError(
+            f"{at}: YAML syntax error: {problem}; fix the indentation or quoting on that line"
+        ) from None
+
+
 def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSpec:
     if not isinstance(entry, dict):
         raise _err(
@@ -163,6 +200,7 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise _err(where, f"name {name!r} must be lower-case letters, digits and underscores")
     where = f"{where} (source '{name}')"
+    _unknown_keys(where, entry, SOURCE_KEYS)
     kind = entry.get("kind")
     if kind not in KINDS:
         raise _err(where, f"kind {kind!r} is not one of {', '.join(KINDS)}")
@@ -321,7 +359,7 @@ def load_registry(
             raise RegistryError(
                 f"{what} file {p} does not exist; set SAFETYGRAPH_{what.upper()} or create it"
             )
-    raw = yaml.safe_load(registry_path.read_text()) or {}
+    raw = load_yaml(registry_path) or {}
     entries = raw.get("sources")
     if not isinstance(entries, list) or not entries:
         raise _err(str(registry_path), "needs a top-level 'sources:' list with at least one entry")
@@ -334,13 +372,14 @@ def load_registry(
             raise _err(str(registry_path), f"source name '{spec.name}' appears twice")
         sources[spec.name] = spec
 
-    raw_profiles = (yaml.safe_load(profiles_path.read_text()) or {}).get("profiles") or {}
+    raw_profiles = (load_yaml(profiles_path) or {}).get("profiles") or {}
     defaults = (
         raw_profiles.pop("defaults", {}) if isinstance(raw_profiles.get("defaults"), dict) else {}
     )
     profiles: dict[str, Profile] = {}
     for pname, body in raw_profiles.items():
         where = f"{profiles_path} profile '{pname}'"
+        _unknown_keys(where, body, PROFILE_KEYS)
         names = tuple(body.get("sources") or ())
         missing = [n for n in names if n not in sources]
         if missing:
