@@ -114,7 +114,7 @@ def ready_sources(
         raise Failure(
             description="cannot merge: "
             + "; ".join(f"{s.source} is {s.state} ({s.detail})" for s in bad)
-            + ". Materialize (or fix) those partitions, or set allow_partial to merge the others.",
+            + ". Materialize (or fix) those partitions, or set allow_partial (safetygraph demo --allow-partial; in the launchpad: allow_partial: true) to merge the others.",
             metadata={"sources": MetadataValue.md(status_markdown(statuses))},
         )
     return [s for s in sources if statuses[s].ok], statuses

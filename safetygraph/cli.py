@@ -18,6 +18,8 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
+from pathlib import Path
 
 from safetygraph.core.paths import REPO_ROOT
 
@@ -94,7 +96,16 @@ def _cause(message: str) -> str:
     return first
 
 
-def run_build(profile: str | None = None, verbose: bool = False) -> int:
+def run_build(
+    profile: str | None = None,
+    verbose: bool = False,
+    only: Sequence[str] = (),
+    allow_partial: bool = False,
+    only_sources: bool = False,
+) -> int:
+    """Every job of the profile: the per-source chains, then the merges and files. ``only`` builds
+    a subset of the profile's sources, ``allow_partial`` lets the merges take the sources that are
+    ready, ``only_sources`` stops after the per-source chains."""
     _prepare_env(profile)
     from dagster import DagsterInstance
 
@@ -105,14 +116,32 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
     instance = DagsterInstance.get()
     started = time.perf_counter()
     sources = settings.active().sources
+    if only:
+        unknown = [n for n in only if n not in sources]
+        if unknown:
+            from safetygraph.sources.registry import RegistryError
+
+            raise RegistryError(
+                f"--sources {','.join(unknown)}: not in profile '{settings.profile}'; its sources: "
+                f"{', '.join(sources)}"
+            )
+        sources = tuple(n for n in sources if n in only)
     print(
         f"safetygraph: profile '{settings.profile}', {len(sources)} sources, data under {settings.base_uri}"
     )
-    run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}}}
+    logs = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}}}
+    merges = {"refusal_dataset", "preference_split", "steering_files"}
 
     def run(job_name: str, label: str, partition: str | None = None) -> bool:
         t0 = time.perf_counter()
-        result = defs.resolve_job_def(job_name).execute_in_process(
+        job = defs.resolve_job_def(job_name)
+        run_config = dict(logs)
+        if allow_partial:
+            ops = {n: {"config": {"allow_partial": True}} for n in merges if job.has_node_named(n)}
+            if ops:
+                run_config["ops"] = ops
+        print(f"  [{label}] running...", flush=True)
+        result = job.execute_in_process(
             partition_key=partition, instance=instance, raise_on_error=False, run_config=run_config
         )
         lines, failed = _check_lines(result)
@@ -140,6 +169,9 @@ def run_build(profile: str | None = None, verbose: bool = False) -> int:
     ok = True
     for name in sources:
         ok &= run(definitions.SOURCE_JOB, name, name)
+    if only_sources:
+        print(f"\n{'done' if ok else 'FAILED'}: per-source chains only (--only-sources)")
+        return 0 if ok else 1
     datasets_ok = run(definitions.DATASET_JOB, "datasets")
     ok &= datasets_ok
     preference_sources = list(settings.active().preference.get("sources") or ())
@@ -200,6 +232,74 @@ def cleanup(profile: str | None, min_age_s: float, dry_run: bool) -> int:
     return 0
 
 
+def verify(folder: str) -> int:
+    """Re-hash every file of a build against its manifest; 0 when all match, 1 otherwise."""
+    from safetygraph.core.builds import verify_build
+    from safetygraph.core.storage import Storage
+
+    path = Path(folder).resolve()
+    if (path / "LATEST").is_file() and not (path / "manifest.json").exists():
+        path = path / (path / "LATEST").read_text().strip()
+    if not path.is_dir():
+        print(f"safetygraph verify: {folder}: no such build folder", file=sys.stderr)
+        return 2
+    problems = verify_build(Storage(str(path.parent.parent)), path.parent.name, path.name)
+    for p in problems:
+        print(f"  {p}")
+    manifest = path / "manifest.json"
+    n = len(json.loads(manifest.read_text())["files"]) if manifest.exists() else 0
+    print(
+        f"{path}: "
+        + (f"{len(problems)} problem(s)" if problems else f"ok, {n} files match the manifest")
+    )
+    return 1 if problems else 0
+
+
+def _availability(spec) -> str:
+    if spec.kind == "local":
+        path = spec.resolved_path()
+        if "://" in path:
+            return "remote file (not checked)"
+        import glob
+
+        found = glob.glob(path) if glob.has_magic(path) else [path] * os.path.exists(path)
+        return "ok" if found else f"MISSING: {path}"
+    return "hub (not checked offline)" if spec.kind == "hf" else "url (not checked offline)"
+
+
+def validate(profile: str | None) -> int:
+    """Load every configuration file the build reads and check the active profile's local files."""
+    _prepare_env(profile)
+    from safetygraph.labeling.classifier import PROMPT_HARM_MODEL, REFUSAL_MODEL, LinearTextModel
+    from safetygraph.labeling.constitution import load_constitution
+    from safetygraph.recipes.steering.traits import load_traits
+    from safetygraph.sources.registry import load_registry
+
+    reg = load_registry()
+    active = os.environ.get("SAFETYGRAPH_PROFILE", "demo")
+    prof = reg.profile(active)
+    print(
+        f"registry {reg.path}: {len(reg.sources)} sources; profiles: {', '.join(sorted(reg.profiles))}"
+    )
+    c = load_constitution()
+    print(
+        f"constitution {c.path}: {len(c.harm_categories)} harm categories, {len(c.body['outcome_rules'])} outcome rules"
+    )
+    t = load_traits()
+    print(f"traits: {', '.join(t.names)}")
+    for path in (REFUSAL_MODEL, PROMPT_HARM_MODEL):
+        m = LinearTextModel.load(path)
+        print(f"judge file {path.name}: {m.name}, {len(m.weights)} weights")
+    missing = []
+    recipe = list(prof.preference.get("sources") or ()) + list(prof.steering.get("sources") or ())
+    for name in list(prof.sources) + recipe:
+        state = _availability(reg.source(name, active))
+        missing += [name] if state.startswith("MISSING") else []
+        print(f"  {name:<28} {state}")
+    print(f"profile '{active}': " + (f"{len(missing)} source file(s) missing" if missing else "ok"))
+    return 1 if missing else 0
+
+
 def list_sources(profile: str | None) -> int:
     _prepare_env(profile)
     from safetygraph.sources.registry import load_registry
@@ -211,7 +311,8 @@ def list_sources(profile: str | None) -> int:
         spec = reg.source(name, active if name in chosen else None)
         mark = "*" if name in chosen else " "
         print(
-            f"{mark} {name:<24} {spec.kind:<6} {spec.format:<9} {','.join(spec.roles):<28} {spec.describe_location()}"
+            f"{mark} {name:<24} {spec.kind:<6} {spec.format:<9} {','.join(spec.roles):<28} "
+            f"{spec.describe_location()}  [{_availability(spec)}]"
         )
     print(f"\n* = in profile '{active}'")
     return 0
@@ -233,6 +334,26 @@ def main(argv: list[str] | None = None) -> int:
         help="profile from config/profiles.yaml (default: $SAFETYGRAPH_PROFILE or demo)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="print every check result")
+    p.add_argument(
+        "--sources", default="", help="comma-separated: build only these sources of the profile"
+    )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="merge the sources that are ready and report the others (default: a blocked source stops the merge)",
+    )
+    p.add_argument(
+        "--only-sources", action="store_true", help="the per-source chains only, no merge or files"
+    )
+    v = sub.add_parser(
+        "verify", help="re-hash a build folder (or its root, via LATEST) against its manifest"
+    )
+    v.add_argument("folder", help="e.g. .safetygraph/data/exports/<build_id> or .../exports")
+    lint = sub.add_parser(
+        "validate",
+        help="lint the registry, profiles, constitution, traits and judge files; check local source files exist",
+    )
+    lint.add_argument("--profile", default=None)
     s = sub.add_parser("sources", help="list the registry's sources")
     s.add_argument("--profile", default=None)
     r = sub.add_parser(
@@ -249,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
+    except BrokenPipeError:  # the output went to `head` or the like
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        return 0
     except CONFIG_ERRORS as exc:
         # a configuration mistake: one line that names the file and the fix, no traceback
         print(f"safetygraph: error: {exc}", file=sys.stderr)
@@ -272,7 +396,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "cleanup":
         return cleanup(args.profile, args.min_age, args.dry_run)
     if args.command == "demo":
-        return run_build(args.profile, args.verbose)
+        only = tuple(x.strip() for x in args.sources.split(",") if x.strip())
+        return run_build(args.profile, args.verbose, only, args.allow_partial, args.only_sources)
+    if args.command == "verify":
+        return verify(args.folder)
+    if args.command == "validate":
+        return validate(args.profile)
     if args.command == "review-import":
         from safetygraph.labeling.review import ReviewFileError, review_agreement
 

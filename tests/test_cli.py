@@ -152,3 +152,73 @@ def test_a_mapping_typo_names_the_source_first(tmp_path: Path):
         "check judge_quality:judge_meets_floors FAIL (ERROR): sources_without_labels=demo_pairs"
         in result.stdout
     )
+
+
+def test_verify_catches_a_flipped_byte(tmp_path: Path):
+    from safetygraph.core.builds import new_build_id, publish
+    from safetygraph.core.storage import Storage
+
+    storage = Storage(str(tmp_path / "data"))
+    build_id = new_build_id({"test": 1})
+    local = tmp_path / "train.jsonl"
+    local.write_bytes(b'{"a": 1}\n{"a": 2}\n')
+    publish(storage, "exports", build_id, [("train.jsonl", str(local), 2)], {})
+    folder = tmp_path / "data" / "exports"
+    ok = _cli(tmp_path, "verify", str(folder))  # the root: LATEST names the build
+    assert ok.returncode == 0 and "ok, 1 files match the manifest" in ok.stdout
+    path = folder / build_id / "train.jsonl"
+    data = bytearray(path.read_bytes())
+    data[3] ^= 0x01
+    path.write_bytes(bytes(data))
+    bad = _cli(tmp_path, "verify", str(folder / build_id))
+    assert (
+        bad.returncode == 1 and "train.jsonl: sha256" in bad.stdout and "1 problem(s)" in bad.stdout
+    )
+
+
+def test_validate_lints_the_configuration_and_finds_missing_files(tmp_path: Path):
+    ok = _cli(tmp_path, "validate", "--profile", "demo")
+    assert (
+        ok.returncode == 0
+        and "profile 'demo': ok" in ok.stdout
+        and "refusal-classifier-v1" in ok.stdout
+    )
+    registry = (
+        (REPO / "config" / "sources.yaml")
+        .read_text()
+        .replace("../sample_data/", f"{REPO}/sample_data/")
+    )
+    gone = tmp_path / "sources.yaml"
+    gone.write_text(registry.replace("pairs.jsonl", "pairs-gone.jsonl", 1))
+    bad = _cli(tmp_path, "validate", "--profile", "demo", SAFETYGRAPH_REGISTRY=str(gone))
+    assert bad.returncode == 1 and "demo_pairs" in bad.stdout and "MISSING" in bad.stdout
+    assert "1 source file(s) missing" in bad.stdout
+
+
+def test_a_subset_of_sources_and_only_the_per_source_chains(tmp_path: Path):
+    result = _cli(
+        tmp_path, "demo", "--profile", "demo", "--sources", "demo_pairs", "--only-sources"
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "[demo_pairs] ok: 5 assets materialized" in result.stdout
+    assert "demo_harmful_prompts" not in result.stdout and "[datasets]" not in result.stdout
+    unknown = _cli(tmp_path, "demo", "--profile", "demo", "--sources", "nope")
+    assert unknown.returncode == 2 and "--sources nope: not in profile 'demo'" in unknown.stderr
+
+
+def test_allow_partial_merges_the_ready_sources(tmp_path: Path):
+    """Two of the six sources built: the merge fails without --allow-partial and goes on with it."""
+    args = ("demo", "--profile", "demo", "--sources", "demo_pairs,demo_harmful_prompts")
+    strict = _cli(tmp_path, *args)
+    assert strict.returncode == 1 and "[datasets] FAILED" in strict.stdout
+    assert (
+        "first failure: [datasets] step refusal_dataset: cannot merge: demo_benign_prompts is not_built"
+        in strict.stdout
+    )
+    partial = _cli(tmp_path, *args, "--allow-partial")
+    # the two built sources are merged (83 rows: under the demo's floor of 100, which still gates)
+    assert "materialized (judge_quality, refusal_dataset)" in partial.stdout
+    assert (
+        "refusal_dataset:refusal_dataset_min_rows FAIL (ERROR): rows=83; minimum=100"
+        in partial.stdout
+    )
