@@ -68,6 +68,9 @@ def build():
                 "by_source": counts_table("source", value_counts(harmful, "source")),
                 "attack_rows": info["attack_rows"],
                 "attack_outcome_missing": info["attack_outcome_missing"],
+                # merged rows in neither shard, by reason (over_refusal, no_response, ...)
+                "left_out": counts_table("reason", info["left_out"]),
+                "merged_rows": refusal_dataset.num_rows,
             },
         )
         yield Output(
@@ -225,6 +228,12 @@ def build():
             threshold,
         )
         holdout = holdout_report(train, evals, fraction)
+        if (
+            train.num_rows + evals.num_rows != stage2_samples.num_rows
+        ):  # the split leaves nothing out
+            raise RuntimeError(
+                f"split lost rows: {stage2_samples.num_rows} samples, {train.num_rows} train + {evals.num_rows} eval"
+            )
         context.log.info(
             f"train={train.num_rows} eval={evals.num_rows} (eval share {holdout['eval_share']}, "
             f"fraction {fraction})"
@@ -236,6 +245,12 @@ def build():
                 metadata={
                     "rows": table.num_rows,
                     "holdout": MetadataValue.json(holdout),
+                    "rows_in": stage2_samples.num_rows,
+                    "left_out": MetadataValue.md(
+                        "none: every stage-2 sample is in train or eval. Rows left out before: "
+                        "harmful_shard `left_out` (the cut, by reason), stage2_samples "
+                        "`over_length_left_out` and `retain_downsampled`."
+                    ),
                     "by_class": counts_table("class", value_counts(table, "cb_class")),
                     "by_source": counts_table("source", value_counts(table, "source")),
                 },

@@ -485,6 +485,24 @@ def test_openai_generation_through_the_asset_keeps_the_api_key_secret(tmp_path, 
             assert secret.encode() not in stored.read_bytes("cache", "requests", name)
 
 
+def test_no_stored_asset_has_a_column_of_type_null(demo):
+    """Every column of every stored table is typed (an all-null column keeps its type), so a reader
+    never meets a NULL-typed column."""
+    import pyarrow.parquet as pq
+
+    build, _ = demo
+    build.run_datasets()
+    files = sorted((Path(build.base) / "assets").rglob("*.parquet"))
+    assert len(files) > 10
+    untyped = {
+        f"{f.relative_to(build.base)}:{field.name}"
+        for f in files
+        for field in pq.read_schema(f)
+        if pa.types.is_null(field.type)
+    }
+    assert untyped == set()
+
+
 def test_judge_quality_measures_the_judge_on_human_labels(demo):
     build, _ = demo
     result = build.run_datasets()
