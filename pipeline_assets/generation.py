@@ -1,12 +1,21 @@
 """generated_responses: answers for prompt-only rows, one partition per source (the GPU / API step)."""
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, Config, MetadataValue, PartitionsDefinition, asset
+import pyarrow.compute as pc
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MetadataValue,
+    PartitionsDefinition,
+    asset,
+)
 from pydantic import Field
 
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import counts_table
 from resources import BuildConfig, LLMResource
+from safetygraph.core.records import conform
 from safetygraph.generation import RequestCache, format_progress, generate
 
 
@@ -30,6 +39,11 @@ class GenerationRunConfig(Config):
     )
     progress_interval_s: float = Field(
         default=10.0, description="Seconds between progress lines in the run log"
+    )
+    answer_recorded_gaps: bool = Field(
+        default=False,
+        description="A source with recorded responses: also generate for its few rows without one "
+        "(default: they pass through unanswered and are counted, so the source needs no model server)",
     )
 
 
@@ -62,6 +76,23 @@ def build(partitions: PartitionsDefinition, generation_op_tags: dict | None = No
             configs += settings.generation_configs(
                 [r for r in config.attack_roles if r in available]
             )
+        spec = settings.source(context.partition_key)
+        gaps = raw_samples.slice(0, 0)
+        needs = pc.is_null(raw_samples.column("response"))
+        if spec.has_responses and not config.answer_recorded_gaps:
+            # recorded answers: the rows without one (a transcript ending on the user) stay unanswered
+            gaps, raw_samples = raw_samples.filter(needs), raw_samples.filter(pc.invert(needs))
+            needs = pc.is_null(raw_samples.column("response"))
+        prompt_only = int(pc.sum(needs).as_py() or 0)
+        offline = {"replay", "transformers", "vllm"}
+        need_server = [c for c in configs if c.backend not in offline and c.answers == "prompts"]
+        if prompt_only and need_server and not llm.openai_base_url:
+            raise Failure(
+                f"source '{context.partition_key}': {prompt_only} prompt-only row(s) need an answer from "
+                f"generation config '{need_server[0].role}' (backend {need_server[0].backend}, model "
+                f"{need_server[0].model}) and no model server is set: export SAFETYGRAPH_OPENAI_BASE_URL, "
+                "or use a profile whose configs answer offline"
+            )
         out, stats = generate(
             raw_samples,
             configs,
@@ -76,14 +107,18 @@ def build(partitions: PartitionsDefinition, generation_op_tags: dict | None = No
         )
         context.log.info(
             f"{context.partition_key}: {stats.generated}/{stats.requests} answered ({stats.cache_hits} from cache, "
-            f"{stats.called} called), {stats.passed_through} passed through"
+            f"{stats.called} called), {stats.passed_through} passed through, {gaps.num_rows} recorded rows "
+            "without a response left unanswered"
         )
+        if gaps.num_rows:
+            out = pa.concat_tables([out, conform(gaps, out.schema)])
         context.add_output_metadata(
             {
                 "roles": ", ".join(c.role for c in configs),
                 "models": ", ".join(sorted({c.model for c in configs})),
                 "backends": ", ".join(sorted({c.backend for c in configs})),
                 "passed_through": stats.passed_through,
+                "recorded_without_response": gaps.num_rows,
                 "requests": stats.requests,
                 "cache_hits": stats.cache_hits,
                 "called": stats.called,

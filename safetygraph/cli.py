@@ -152,7 +152,9 @@ def run_build(
             f"{len(lines) - failed}/{len(lines)} checks passed ({time.perf_counter() - t0:.1f}s)"
         )
         if verbose or not result.success:
-            print("\n".join(line for line in lines if verbose or " FAIL " in line))
+            shown = [line for line in lines if verbose or " FAIL " in line]
+            if shown:
+                print("\n".join(shown))
             for ev in result.get_step_failure_events():
                 cause = _cause(ev.event_specific_data.error.message)
                 if cause.startswith("DagsterAssetCheckFailedError"):

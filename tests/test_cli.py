@@ -222,3 +222,25 @@ def test_allow_partial_merges_the_ready_sources(tmp_path: Path):
         "refusal_dataset:refusal_dataset_min_rows FAIL (ERROR): rows=83; minimum=100"
         in partial.stdout
     )
+
+
+def test_recorded_sources_need_no_model_server_and_the_others_say_why(tmp_path: Path, shared_data):
+    env = {"SAFETYGRAPH_OPENAI_BASE_URL": ""}
+    result = _cli(
+        tmp_path,
+        "demo",
+        "--profile",
+        "shared",
+        "--sources",
+        "hh_rlhf,tau2_mock",
+        "--only-sources",
+        **env,
+    )
+    assert result.returncode == 1
+    # hh-rlhf carries its answers: 4 of its 2,312 transcripts end on the user and stay unanswered
+    assert "[hh_rlhf] ok: 5 assets materialized" in result.stdout
+    # tau2 tasks without expected actions are prompts: they need a model, and the summary says so
+    assert (
+        "step generated_responses failed: source 'tau2_mock': 2 prompt-only row(s) need an answer "
+        "from generation config 'target' (backend openai, model target) and no model server is set"
+    ) in result.stdout
