@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import manifest_files
 from resources import BuildConfig
+from safetygraph.export import seed_compat
 from safetygraph.export.files import EXPORT_ROOT, write_export
 from safetygraph.export.lock import config_lock
 from safetygraph.export.qa import (
@@ -97,7 +98,7 @@ def build():
         return table
 
     @asset(
-        deps=["qa_report"],
+        deps=["qa_report", "review_sample"],
         group_name="export",
         kinds={"parquet", "json"},
         owners=[OWNER],
@@ -114,13 +115,34 @@ def build():
         storage = settings.storage()
         profile = settings.active()
         report = storage.read_bytes("reports", "qa_report.md").decode()
+        extra = {
+            "qa_report.md": report,
+            "dataset_info.json": json.dumps(dataset_info(refusal_dataset), indent=2),
+        }
+        if profile.thresholds.get("seed_compat"):  # the rejection-detection system's names
+            review = (
+                storage.read_table("assets", "review_sample.parquet")
+                if storage.exists("assets", "review_sample.parquet")
+                else None
+            )
+            qa = (
+                storage.read_table("assets", "qa_report.parquet").to_pylist()
+                if storage.exists("assets", "qa_report.parquet")
+                else []
+            )
+            extra.update(
+                seed_compat.files(
+                    refusal_dataset,
+                    review,
+                    qa,
+                    dict(profile.thresholds.get("coverage_min") or {}),
+                    float(profile.thresholds.get("confidence_floor", 0.6)),
+                )
+            )
         manifest = write_export(
             storage,
             {"refusal_dataset": refusal_dataset, "train": train_split, "eval": eval_split},
-            {
-                "qa_report.md": report,
-                "dataset_info.json": json.dumps(dataset_info(refusal_dataset), indent=2),
-            },
+            extra,
             config_lock(settings.config_files(), profile.name, profile.seed),
             rows_per_source(refusal_dataset=refusal_dataset, train=train_split, eval=eval_split),
         )

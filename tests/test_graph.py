@@ -101,6 +101,7 @@ def test_graph_shape_guards_training_data():
         "eval_split",
         "qa_report",
         "refusal_dataset",
+        "review_sample",  # the seed-compatible human_review_samples.json
         "train_split",
     ]
     # the stage-2 files are written only downstream of the stage-2 gates

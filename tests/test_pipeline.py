@@ -485,6 +485,51 @@ def test_openai_generation_through_the_asset_keeps_the_api_key_secret(tmp_path, 
             assert secret.encode() not in stored.read_bytes("cache", "requests", name)
 
 
+def test_seed_compatible_files_load_as_the_seed_loader_reads_them(demo):
+    """The rejection-detection system's users: json.load of final_dataset.json, one JSON object per
+    line of final_dataset.jsonl, audit/audit_report.json and audit/human_review_samples.json."""
+    build, _ = demo
+    result = build.run_datasets()
+    assert result.success
+    storage = Storage(build.base)
+    build_id = storage.read_bytes("exports", "LATEST").decode()
+    root = Path(build.base) / "exports" / build_id
+    records = json.loads((root / "final_dataset.json").read_text())
+    lines = [json.loads(x) for x in (root / "final_dataset.jsonl").read_text().splitlines()]
+    dataset = storage.read_table("assets", "refusal_dataset.parquet")
+    assert records == lines and len(records) == dataset.num_rows
+    heads = {"head_a", "head_b", "head_c_a", "head_c_b", "head_d", "metadata"}
+    for r in records:
+        assert heads <= set(r) and set(r["head_d"]) == {
+            "prompt_harmful",
+            "response_harmful",
+            "response_refusal",
+        }
+        assert set(r["metadata"]) == {"confidence", "rationale", "judge_model"}
+        assert isinstance(r["head_c_a"], list) and isinstance(r["head_d"]["response_refusal"], bool)
+    by_id = {r["id"]: r for r in records}
+    for row in dataset.slice(0, 20).to_pylist():
+        assert by_id[row["id"]]["head_a"] == row["label_outcome"]
+        assert by_id[row["id"]]["metadata"]["confidence"] == row["label_confidence"]
+    report = json.loads((root / "audit" / "audit_report.json").read_text())
+    assert report["total_samples"] == dataset.num_rows
+    assert sum(report["distributions"]["head_a"].values()) == dataset.num_rows
+    assert {"quality_metrics", "coverage", "recommendations", "qa_checks"} <= set(report)
+    samples = json.loads((root / "audit" / "human_review_samples.json").read_text())
+    review = storage.read_table("assets", "review_sample.parquet")
+    assert [s["id"] for s in samples] == review.column("id").to_pylist() and samples
+    # listed in the manifest, so `safetygraph verify` covers them
+    manifest = json.loads((root / "manifest.json").read_text())
+    paths = {f["path"] for f in manifest["files"]}
+    assert {
+        "final_dataset.json",
+        "final_dataset.jsonl",
+        "audit/audit_report.json",
+        "audit/human_review_samples.json",
+        "dataset_info.json",
+    } <= paths
+
+
 def test_no_stored_asset_has_a_column_of_type_null(demo):
     """Every column of every stored table is typed (an all-null column keeps its type), so a reader
     never meets a NULL-typed column."""

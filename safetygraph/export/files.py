@@ -63,6 +63,7 @@ def write_export(
             con.unregister("t")
         for fname, text in extra_files.items():
             local = os.path.join(tmp, fname)
+            Path(local).parent.mkdir(parents=True, exist_ok=True)
             Path(local).write_text(text)
             files.append((fname, local, None))
         return publish(
