@@ -24,10 +24,11 @@ from pathlib import Path
 from safetygraph.core.paths import REPO_ROOT
 
 # What the local instance needs (DAGSTER_HOME/dagster.yaml, shared by the CLI and `dagster dev`):
-# no telemetry, and run monitoring, so the daemon marks a run whose process died (kill -9) as failed
+# no telemetry, no first-visit pop-up in the UI (nux), and run monitoring, so the daemon marks a run whose process died (kill -9) as failed
 # instead of leaving it STARTED for good, and the run-failure alert reports it.
 INSTANCE_CONFIG = {
     "telemetry": {"enabled": False},
+    "nux": {"enabled": False},
     "run_monitoring": {
         "enabled": True,
         "start_timeout_seconds": 180,
