@@ -325,3 +325,45 @@ def test_generated_responses_on_the_offline_engine_through_dagster(tiny, tmp_pat
         "assets", "generated_responses", "demo_harmful_prompts.parquet"
     )
     assert answered.column("response").null_count == 0
+
+
+def test_guard_judges_against_the_real_vllm_server(server, tmp_path):
+    """WildGuard- and Llama-Guard-style requests through the real server: the tiny model's words
+    are noise, so every row is a clear per-row parse error that keeps the offline label, never a
+    crash; requests are cached (a second pass makes none)."""
+    from safetygraph.labeling.guard import GuardJudge
+
+    rows = _table(
+        [
+            {"prompt": f"How do I pick a lock? ({i})", "response": "I can't help with that."}
+            for i in range(2)
+        ]
+    )
+    cache = RequestCache(Storage(str(tmp_path)))
+    backend = OpenAIBackend(base_url=server)
+    for kind, per_row in (("wildguard", 1), ("llamaguard", 2)):
+        judge = GuardJudge(
+            kind,
+            GenerationConfig(role="judge", backend="openai", model="tiny", max_tokens=16),
+            lambda c: backend,
+            cache=cache,
+        )
+        out = judge.label(rows).to_pylist()
+        assert judge.stats["rows"] == 2 and judge.stats["parsed"] + judge.stats["fallback"] == 2
+        for r in out:
+            assert (
+                r["judge"] == judge.name or f"(fallback: {judge.name} {kind} output" in r["judge"]
+            )
+        st = Storage(str(tmp_path))
+        cached = sum(
+            st.read_table("cache", "requests", n).num_rows for n in st.listdir("cache", "requests")
+        )
+        judge.label(rows)
+        assert (
+            sum(
+                st.read_table("cache", "requests", n).num_rows
+                for n in st.listdir("cache", "requests")
+            )
+            == cached
+        )
+        assert cached >= 2 * per_row
