@@ -18,15 +18,18 @@ EXPECTED_ROWS = {
     "tau2_telecom": 114,
     "tau2_mock": 10,
     "tau2_banking_knowledge": 97,
-    "hh_rlhf": 2312,
+    "hh_rlhf": 2304,  # of 2,312: 8 transcripts with two Assistant turns in a row are quarantined
 }
+EXPECTED_QUARANTINE = {"hh_rlhf": 8}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_ROWS))
 def test_real_file_ingests_completely(shared_data, name):
     result = ingest(load_registry().source(name, "shared"))
     assert result.table.num_rows == EXPECTED_ROWS[name]
-    assert result.quarantine.num_rows == 0
+    assert result.quarantine.num_rows == EXPECTED_QUARANTINE.get(name, 0)
+    for reason in result.quarantine.column("reason").to_pylist():
+        assert "two 'Assistant:' turns in a row" in reason
     ids = result.table.column("id").to_pylist()
     assert len(set(ids)) == len(ids)
     assert all(p.strip() for p in result.table.column("prompt").to_pylist())

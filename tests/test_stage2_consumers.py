@@ -189,3 +189,60 @@ def test_mistral_reference_rejects_what_mistral_cannot_encode(demo_files):
     }
     assert report[row["id"]]["error"] is None
     assert "must be a-z, A-Z, 0-9, with a length of 9" in report["row-openai-call-id"]["error"]
+
+
+def test_shared_profile_stage2_files_render_for_llama3(tmp_path, shared_data):
+    """The shared profile (real XSTest, HarmBench, AdvBench, Do-Not-Answer, tau2, hh-rlhf) built with a
+    model server on loopback, its Dr:Ds floor set aside (a stand-in server answers every prompt
+    alike): every row of its stage-2 train and eval files renders with Meta's stock template through
+    transformers and with Meta's reference encoder."""
+    import yaml
+
+    from tests.fake_openai import FakeOpenAI
+
+    hf = _hf(LLAMA31, "<|begin_of_text|>", "<|eot_id|>")
+    body = yaml.safe_load((REPO / "config" / "profiles.yaml").read_text())
+    shared = body["profiles"]["shared"]
+    shared["thresholds"]["retain_harmful_ratio_min"] = 0.0
+    # the preflight (and over_length: drop) renders with the model's own template
+    shared["thresholds"]["preflight_chat_template"] = _template(LLAMA31)
+    shared["preference"] = {"sources": []}
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text(yaml.safe_dump(body))
+    with FakeOpenAI(
+        responder=lambda b: "Here is a short, careful answer: " + b["messages"][-1]["content"][:60]
+    ) as server:
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(tmp_path / "home"),
+            "SAFETYGRAPH_BASE_URI": str(tmp_path / "data"),
+            "SAFETYGRAPH_PROFILES": str(profiles),
+            "SAFETYGRAPH_OPENAI_BASE_URL": server.url,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "safetygraph", "demo", "--profile", "shared"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    assert "circuit-breaker stage 2: " in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    root = tmp_path / "data" / "circuit_breaker"
+    build = root / (root / "LATEST").read_text()
+    reference, counts = Llama3Reference(), []
+    for name in ("train", "eval"):
+        for row in _rows((build / "stage2" / f"{name}.jsonl").read_bytes()):
+            assert hf.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=False)
+            counts.append(
+                reference.text_count(
+                    hf.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=False)
+                )
+            )
+    q = statistics.quantiles(counts, n=20)
+    print(
+        f"shared stage 2, Llama-3 tokens (stock template, tools included): n={len(counts)} p50={statistics.median(counts)} p95={q[18]} max={max(counts)}"
+    )
+    assert (
+        len(counts) > 5000 and max(counts) <= 2048
+    )  # over_length: drop keeps the files within max_seq_length

@@ -36,6 +36,13 @@ def parse_transcript(text: str) -> list[dict[str, Any]]:
         turns.append({"role": "user" if who == "Human" else "assistant", "content": body.strip()})
     if not turns:
         raise RowError("malformed transcript: no 'Human:'/'Assistant:' turns found")
+    for k in range(1, len(turns)):
+        if turns[k]["role"] == turns[k - 1]["role"]:
+            who = "Human" if turns[k]["role"] == "user" else "Assistant"
+            raise RowError(
+                f"malformed transcript: two '{who}:' turns in a row (turns {k} and {k + 1}); "
+                "a chat cannot alternate there"
+            )
     return [to_message(t, i, "transcript") for i, t in enumerate(turns)]
 
 
