@@ -38,6 +38,15 @@ from schemas import (
 )
 
 
+def _at_least(name: str, n: int, minimum: int) -> AssetCheckResult:
+    """A blocking count gate: ``n`` of ``name`` against the profile's minimum."""
+    return AssetCheckResult(
+        passed=n >= minimum,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={name: n, "minimum": minimum},
+    )
+
+
 def dataset() -> list:
     @asset_check(
         asset=STAGE2_SAMPLES,
@@ -65,13 +74,8 @@ def dataset() -> list:
         description="At least adversarial_safe_min attack prompts answered safely (400 in production).",
     )
     def adversarial_safe_count(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-        minimum = int(settings.threshold("adversarial_safe_min"))
         n = int(pc.sum(stage2_samples.column("is_adversarial_safe")).as_py() or 0)
-        return AssetCheckResult(
-            passed=n >= minimum,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"adversarial_safe": n, "minimum": minimum},
-        )
+        return _at_least("adversarial_safe", n, int(settings.threshold("adversarial_safe_min")))
 
     @asset_check(
         asset=STAGE2_SAMPLES,
@@ -80,13 +84,10 @@ def dataset() -> list:
         "the plan asks TAU2 >= 300; 0 turns the gate off).",
     )
     def agent_trace_count(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-        minimum = int(settings.active().thresholds.get("agent_trace_min", 0))
-        by_kind = cb.stats(stage2_samples)["by_kind"]
-        n = int(by_kind.get("agent_trace", 0))
-        return AssetCheckResult(
-            passed=n >= minimum,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"agent_trace": n, "minimum": minimum},
+        is_trace = pc.equal(stage2_samples.column("cb_kind"), "agent_trace")
+        n = int(pc.sum(is_trace).as_py() or 0)
+        return _at_least(
+            "agent_trace", n, int(settings.active().thresholds.get("agent_trace_min", 0))
         )
 
     @asset_check(

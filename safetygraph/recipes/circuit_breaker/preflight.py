@@ -19,6 +19,7 @@ not found. Tokens overlapping a trained span are trained; all others are masked.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -229,20 +230,22 @@ def _sample(tok: ChatTokenizer, row: dict[str, Any]) -> tuple[str, list[tuple[in
 ROW_SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "stage2_row.schema.json"
 
 
+@functools.cache
+def _row_validator():
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads(ROW_SCHEMA.read_text()))
+
+
 def row_problems(row: dict[str, Any]) -> list[str]:
     """Where the row breaks the stage-2 row schema (``schemas/stage2_row.schema.json``), and tool
     calls to a tool the row carries no schema for."""
-    import jsonschema
-
-    if getattr(row_problems, "_validator", None) is None:
-        row_problems._validator = jsonschema.Draft202012Validator(
-            json.loads(ROW_SCHEMA.read_text())
-        )
+    errors = sorted(
+        _row_validator().iter_errors(row), key=lambda e: [str(p) for p in e.absolute_path]
+    )
     out = [
         f"schema: {'/'.join(str(p) for p in e.absolute_path) or '(row)'}: {e.message}"
-        for e in sorted(
-            row_problems._validator.iter_errors(row), key=lambda e: list(e.absolute_path)
-        )[:3]
+        for e in errors[:3]
     ]
     known = {
         (t.get("function") or {}).get("name")
