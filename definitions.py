@@ -49,6 +49,7 @@ from pipeline_assets.placement import gpu_op_tags
 from resources import BuildConfig, LLMResource, ParquetIOManager
 from resources.settings import DEFAULT_BASE_URI
 from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.tables import batch_rows_from_env
 from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION
 from safetygraph.sources.registry import DEFAULT_PROFILES, DEFAULT_REGISTRY
 from sensors import (
@@ -78,6 +79,7 @@ def default_settings() -> BuildConfig:
         profiles_path=os.environ.get("SAFETYGRAPH_PROFILES", str(DEFAULT_PROFILES)),
         constitution_path=os.environ.get("SAFETYGRAPH_CONSTITUTION", str(DEFAULT_CONSTITUTION)),
         base_uri=os.environ.get("SAFETYGRAPH_BASE_URI", str(REPO_ROOT / DEFAULT_BASE_URI)),
+        batch_rows=batch_rows_from_env(),
     )
 
 
@@ -219,7 +221,9 @@ def build_defs(
             "settings": settings,
             "llm": llm or default_llm(),
             "alerts": alerts or default_alerts(),
-            "io_manager": ParquetIOManager(base_uri=settings.base_uri),
+            "io_manager": ParquetIOManager(
+                base_uri=settings.base_uri, batch_rows=settings.batch_rows
+            ),
         },
         executor=executor or executor_from_env(),
     )

@@ -31,7 +31,6 @@ from pipeline_assets.keys import (
 )
 from resources import BuildConfig
 from safetygraph.recipes import circuit_breaker as cb
-from safetygraph.recipes.circuit_breaker.preflight import preflight
 from schemas import (
     ShardRecord,
     SplitRecord,
@@ -115,8 +114,9 @@ def dataset() -> list:
     def tokenizer_preflight(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
         name = str(settings.threshold("preflight_tokenizer"))
         limit = int(settings.active().thresholds.get("max_seq_length", 2048))
-        tok, references = preflight_setup(settings)
-        report = preflight(stage2_samples, tok, limit, references)
+        run = preflight_setup(settings)
+        report = run.report(stage2_samples)  # rows the stage-2 step rendered come from the cache
+        tok, references = run.loaded()
         failed = report.filter(pc.is_valid(report.column("error")))
         ok = report.filter(pc.is_null(report.column("error")))
         tokens = pc.sum(ok.column("tokens")).as_py() or 0
@@ -132,6 +132,8 @@ def dataset() -> list:
                 or "(none: set preflight_target)",
                 "max_seq_length": limit,
                 "samples": report.num_rows,
+                "rendered": run.rendered,
+                "from_cache": run.from_cache,
                 "failed": failed.num_rows,
                 "max_tokens": int(pc.max(report.column("tokens")).as_py() or 0),
                 "trained_tokens": int(trained),

@@ -1,7 +1,6 @@
 """Gates on the merged refusal dataset: schema, unique ids, minimum rows, outcome coverage and the
 confidence floor."""
 
-import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
@@ -16,6 +15,7 @@ from pipeline_assets.keys import (
 )
 from pipeline_assets.metadata import value_counts
 from resources import BuildConfig
+from safetygraph.core.tables import StoredTable, read_columns
 from schemas import (
     AuditedRecord,
 )
@@ -27,9 +27,9 @@ def dataset() -> list:
         blocking=True,
         description="Every outcome has at least the profile's coverage_min rows (e.g. REFUSAL.DIRECT: 10).",
     )
-    def coverage_minimums(refusal_dataset: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+    def coverage_minimums(refusal_dataset: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         minimums = dict(settings.active().thresholds.get("coverage_min") or {})
-        counts = value_counts(refusal_dataset, "label_outcome")
+        counts = value_counts(read_columns(refusal_dataset, ["label_outcome"]), "label_outcome")
         short = {
             k: {"rows": counts.get(k, 0), "minimum": v}
             for k, v in minimums.items()
@@ -46,18 +46,15 @@ def dataset() -> list:
         blocking=True,
         description="The share of rows under the confidence floor (confidence_floor, 0.6) stays under max_low_confidence_share.",
     )
-    def confidence_floor(refusal_dataset: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+    def confidence_floor(refusal_dataset: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         t = settings.active().thresholds
         floor, limit = (
             float(t.get("confidence_floor", 0.6)),
             float(t.get("max_low_confidence_share", 0.2)),
         )
-        n = refusal_dataset.num_rows
-        low = (
-            int(pc.sum(pc.less(refusal_dataset.column("label_confidence"), floor)).as_py() or 0)
-            if n
-            else 0
-        )
+        confidence = read_columns(refusal_dataset, ["label_confidence"]).column("label_confidence")
+        n = len(confidence)
+        low = int(pc.sum(pc.less(confidence, floor)).as_py() or 0) if n else 0
         share = low / n if n else 0.0
         return AssetCheckResult(
             passed=share <= limit,

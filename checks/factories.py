@@ -14,6 +14,7 @@ from dagster import (
 
 from resources import BuildConfig
 from safetygraph.audit.dedup import duplicate_ids
+from safetygraph.core.tables import StoredTable
 from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
 from schemas import validate_table
 
@@ -28,8 +29,8 @@ def schema_check(
         partitions_def=partitions,
         description=f"Every row satisfies the pandera model {model.__name__}.",
     )
-    def _check(table: pa.Table) -> AssetCheckResult:
-        failures = validate_table(model, table)
+    def _check(table: StoredTable) -> AssetCheckResult:
+        failures = validate_table(model, table)  # streamed from the file, batch by batch
         return AssetCheckResult(
             passed=not failures,
             severity=AssetCheckSeverity.ERROR,
@@ -52,8 +53,8 @@ def unique_ids_check(asset: AssetKey, partitions: PartitionsDefinition | None = 
         partitions_def=partitions,
         description="No two rows share an id.",
     )
-    def _check(table: pa.Table) -> AssetCheckResult:
-        dups = duplicate_ids(table)
+    def _check(table: StoredTable) -> AssetCheckResult:
+        dups = duplicate_ids(table)  # DuckDB over the file
         return AssetCheckResult(
             passed=not dups,
             severity=AssetCheckSeverity.ERROR,
@@ -75,8 +76,8 @@ def min_rows_check(asset: AssetKey, threshold: str, partitions: PartitionsDefini
         partitions_def=partitions,
         description=f"At least the profile's '{threshold}' rows.",
     )
-    def _check(table: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-        minimum = int(settings.threshold(threshold))
+    def _check(table: StoredTable, settings: BuildConfig) -> AssetCheckResult:
+        minimum = int(settings.threshold(threshold))  # the row count from the file's footer
         return AssetCheckResult(
             passed=table.num_rows >= minimum,
             severity=AssetCheckSeverity.ERROR,

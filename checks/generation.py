@@ -1,7 +1,5 @@
 """Gates on generation (per source): schema, unique ids, the failed-request rate."""
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -15,6 +13,8 @@ from pipeline_assets.keys import (
     GENERATED,
 )
 from resources import BuildConfig
+from safetygraph.core import duck
+from safetygraph.core.tables import StoredTable, as_relation
 from schemas import (
     GeneratedRecord,
 )
@@ -27,20 +27,24 @@ def per_source(partitions: PartitionsDefinition) -> list:
         partitions_def=partitions,
         description="Failed generation requests stay under generation_error_rate_max of the requests made.",
     )
-    def generation_errors(generated_responses: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-        errors = generated_responses.column("generation_error")
-        n_err = len(errors) - errors.null_count
-        requested = (
-            len(generated_responses.column("request_hash"))
-            - generated_responses.column("request_hash").null_count
+    def generation_errors(
+        generated_responses: StoredTable, settings: BuildConfig
+    ) -> AssetCheckResult:
+        con = duck.connect()
+        rel = as_relation(con, generated_responses, "g")
+        requested, n_err = duck.one(
+            con,
+            f"SELECT count(request_hash), count(generation_error) FROM {rel}",
         )
+        examples = [
+            r[0]
+            for r in duck.rows(
+                con,
+                f"SELECT generation_error FROM {rel} WHERE generation_error IS NOT NULL LIMIT 5",
+            )
+        ]
         rate = n_err / requested if requested else 0.0
         limit = float(settings.threshold("generation_error_rate_max"))
-        examples = (
-            generated_responses.filter(pc.is_valid(errors))
-            .column("generation_error")
-            .to_pylist()[:5]
-        )
         return AssetCheckResult(
             passed=rate <= limit,
             severity=AssetCheckSeverity.ERROR,

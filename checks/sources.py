@@ -1,7 +1,6 @@
 """Gates on ingestion (per source): schema, minimum rows, unique ids, the quarantine rate; and a
 warning for upstream ids reused with different content."""
 
-import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -17,6 +16,7 @@ from pipeline_assets.keys import (
     RAW_SAMPLES,
 )
 from resources import BuildConfig
+from safetygraph.core.tables import StoredTable
 from safetygraph.sources.quality import reused_source_ids as source_ids_reused
 from schemas import (
     RawRecord,
@@ -32,7 +32,7 @@ def per_source(partitions: PartitionsDefinition) -> list:
         description="Quarantined rows stay under the profile's quarantine_rate_max share of rows read.",
     )
     def quarantine_rate(
-        raw_samples: pa.Table, raw_quarantine: pa.Table, settings: BuildConfig
+        raw_samples: StoredTable, raw_quarantine: StoredTable, settings: BuildConfig
     ) -> AssetCheckResult:
         read = raw_samples.num_rows + raw_quarantine.num_rows
         rate = raw_quarantine.num_rows / read if read else 0.0
@@ -55,7 +55,7 @@ def per_source(partitions: PartitionsDefinition) -> list:
         description="Upstream ids (the source_id mapping, kept in meta.source_id) that name rows with "
         "different prompts: an id reused upstream makes rows untraceable. A warning, not a gate.",
     )
-    def reused_source_ids(raw_samples: pa.Table) -> AssetCheckResult:
+    def reused_source_ids(raw_samples: StoredTable) -> AssetCheckResult:
         found = source_ids_reused(raw_samples)
         return AssetCheckResult(
             passed=found["reused"] == 0,

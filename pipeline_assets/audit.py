@@ -7,7 +7,9 @@ from dagster import AssetExecutionContext, PartitionsDefinition, asset
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import counts_table
 from resources import BuildConfig
-from safetygraph.audit.auditor import audit
+from safetygraph.audit.auditor import Auditor
+from safetygraph.core.records import AUDITED_SCHEMA
+from safetygraph.core.tables import StoredTable, TableStream, table_batches
 from safetygraph.labeling.review import review_sample as make_review_sample
 from safetygraph.labeling.review import to_csv
 
@@ -22,18 +24,23 @@ def build(partitions: PartitionsDefinition):
         "address, API keys) counted and scrubbed to [TYPE] placeholders in every turn.",
     )
     def audited(
-        context: AssetExecutionContext, labels: pa.Table, settings: BuildConfig
-    ) -> pa.Table:
-        out, stats = audit(labels, scrub=bool(settings.active().thresholds.get("scrub_pii", True)))
-        context.add_output_metadata(
-            {
+        context: AssetExecutionContext, labels: StoredTable, settings: BuildConfig
+    ) -> TableStream:
+        # exact-duplicate state (hashes seen) lives in DuckDB across the batches
+        auditor = Auditor(scrub=bool(settings.active().thresholds.get("scrub_pii", True)))
+
+        def figures(_written: StoredTable) -> dict:
+            stats = auditor.stats
+            return {
                 "duplicates_removed": stats["duplicates_removed"],
                 "rows_with_pii": stats["rows_with_pii"],
                 "pii_scrubbed": stats["scrubbed"],
                 "pii_rows_by_type": counts_table("pii type", stats["pii_rows_by_type"]),
             }
+
+        return TableStream(
+            AUDITED_SCHEMA, map(auditor.feed, table_batches(labels, settings.batch_rows)), figures
         )
-        return out
 
     @asset(
         group_name="audit",
@@ -44,7 +51,7 @@ def build(partitions: PartitionsDefinition):
         "`safetygraph review-import FILE` reports agreement with the judge.",
     )
     def review_sample(
-        context: AssetExecutionContext, refusal_dataset: pa.Table, settings: BuildConfig
+        context: AssetExecutionContext, refusal_dataset: StoredTable, settings: BuildConfig
     ) -> pa.Table:
         rate = float(settings.active().thresholds.get("review_rate", 0.05))
         sample = make_review_sample(refusal_dataset, rate, settings.active().seed)

@@ -16,23 +16,25 @@ from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from resources import BuildConfig
 from safetygraph.core.paths import resolve_repo_path
 from safetygraph.recipes import circuit_breaker as cb
-from safetygraph.recipes.circuit_breaker.preflight import ChatTokenizer, preflight
-from safetygraph.recipes.circuit_breaker.references import reference_for
+from safetygraph.recipes.circuit_breaker.preflight import PreflightRun, PreflightSetup
 from safetygraph.recipes.splits import holdout_report, train_eval_split
 
 
-def preflight_setup(settings: BuildConfig) -> tuple[ChatTokenizer, list]:
-    """The profile's preflight: its chat tokenizer (``preflight_tokenizer``, with
-    ``preflight_chat_template`` replacing its template when given) and the reference encoders of
-    ``preflight_target`` (``llama3``, ``mistral-v3``, ...; none when unset)."""
+def preflight_setup(settings: BuildConfig) -> PreflightRun:
+    """The profile's preflight, shared by the stage-2 step and its gate through the build's cache:
+    its chat tokenizer (``preflight_tokenizer``, with ``preflight_chat_template`` replacing its
+    template when given), the reference encoder of ``preflight_target`` (``llama3``,
+    ``mistral-v3``, ...; none when unset) and ``max_seq_length``."""
     thresholds = settings.active().thresholds
     template = thresholds.get("preflight_chat_template")
-    tok = ChatTokenizer.load(
-        resolve_repo_path(str(settings.threshold("preflight_tokenizer"))),
-        template_file=resolve_repo_path(str(template)) if template else None,
-    )
     target = thresholds.get("preflight_target")
-    return tok, [reference_for(str(target))] if target else []
+    setup = PreflightSetup(
+        tokenizer=resolve_repo_path(str(settings.threshold("preflight_tokenizer"))),
+        chat_template=resolve_repo_path(str(template)) if template else None,
+        target=str(target) if target else None,
+        max_seq_length=int(thresholds.get("max_seq_length", 2048)),
+    )
+    return PreflightRun(setup, settings.storage())
 
 
 def build():
@@ -110,9 +112,9 @@ def build():
         if settings.active().thresholds.get("over_length", "fail") == "drop":
             # longer than max_seq_length with the target tokenizer: left out and counted here
             # (the default, "fail", keeps them, and the preflight gate blocks the set)
-            limit = int(settings.active().thresholds.get("max_seq_length", 2048))
-            tok, references = preflight_setup(settings)
-            report = preflight(out, tok, limit, references)
+            run = preflight_setup(settings)
+            report = run.report(out)
+            limit = run.setup.max_seq_length
             over = report.column("over_length")
             dropped = value_counts(report.filter(over), "source")
             out = out.filter(pc.invert(over))

@@ -24,9 +24,11 @@ from pipeline_assets.metadata import counts_table, shares
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
 from resources import BuildConfig
 from safetygraph.audit.neardup import near_duplicate_rate
+from safetygraph.core.records import AUDITED_SCHEMA
 from safetygraph.core.storage import asset_parts
+from safetygraph.core.tables import StoredTable, TableStream
 from safetygraph.labeling.review import confidence_distribution, coverage
-from safetygraph.recipes.refusal.dataset import dataset_info, merge_sources
+from safetygraph.recipes.refusal.dataset import MergeStream, dataset_info
 
 
 def _coverage_markdown(table: pa.Table, limit: int = 60) -> str:
@@ -50,31 +52,35 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
     )
     def refusal_dataset(
         context: AssetExecutionContext, config: MergeConfig, settings: BuildConfig
-    ) -> pa.Table:
+    ) -> TableStream:
         profile = settings.active()
         ready, statuses = ready_sources(
             context.instance, profile.sources, blocking_checks, config.allow_partial
         )
         bad = [s for s in statuses.values() if not s.ok]
         storage = settings.storage()
-        tables = {s: storage.read_table(*asset_parts(AUDITED.path, s)) for s in ready}
-        merged, stats = merge_sources(tables, ready)
-        info = dataset_info(merged)
+        tables = {
+            s: StoredTable(storage, asset_parts(AUDITED.path, s), settings.batch_rows)
+            for s in ready
+        }
+        merge = MergeStream(tables, ready)
         if bad:
             context.log.warning("partial merge; excluded: " + ", ".join(s.source for s in bad))
-        context.add_output_metadata(
-            {
+
+        def figures(merged: StoredTable) -> dict:
+            # computed by DuckDB over the file just written, not over rows held here
+            info = dataset_info(merged)
+            return {
                 "profile": profile.name,
                 "sources": MetadataValue.md(status_markdown(statuses)),
                 "excluded_sources": [s.source for s in bad],
-                "cross_source_duplicates_removed": stats["cross_source_duplicates_removed"],
+                "cross_source_duplicates_removed": merge.stats["cross_source_duplicates_removed"],
                 **near_duplicate_rate(
                     merged, float(profile.thresholds.get("near_dup_threshold", 0.8))
                 ),
                 "by_source": counts_table("source", info["by_source"]),
                 "by_outcome": counts_table("outcome", info["by_outcome"]),
                 # numbers the UI plots over materializations (the label mix and the source mix)
-                "rows": merged.num_rows,
                 **shares("label mix", info["by_outcome"]),
                 **shares("source mix", info["by_source"]),
                 "by_harm_category": counts_table("harm category", info["by_harm_category"]),
@@ -82,7 +88,7 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
                 "confidence": counts_table("confidence bucket", confidence_distribution(merged)),
                 "coverage": MetadataValue.md(_coverage_markdown(coverage(merged))),
             }
-        )
-        return merged
+
+        return TableStream(AUDITED_SCHEMA, merge.batches(), figures)
 
     return [refusal_dataset]

@@ -1,6 +1,5 @@
 """generated_responses: answers for prompt-only rows, one partition per source (the GPU / API step)."""
 
-import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
@@ -15,8 +14,10 @@ from pydantic import Field
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import counts_table
 from resources import BuildConfig, LLMResource
-from safetygraph.core.records import conform
-from safetygraph.generation import RequestCache, format_progress, generate
+from safetygraph.core import duck
+from safetygraph.core.records import GENERATED_SCHEMA, conform
+from safetygraph.core.tables import StoredTable, TableStream, as_relation, table_batches
+from safetygraph.generation import GenerationStats, RequestCache, format_progress, generate
 
 
 class GenerationRunConfig(Config):
@@ -60,65 +61,83 @@ def build(partitions: PartitionsDefinition, generation_op_tags: dict | None = No
     def generated_responses(
         context: AssetExecutionContext,
         config: GenerationRunConfig,
-        raw_samples: pa.Table,
+        raw_samples: StoredTable,
         settings: BuildConfig,
         llm: LLMResource,
-    ) -> pa.Table:
+    ) -> TableStream:
+        name = context.partition_key
         configs = settings.generation_configs(config.roles)
-        if "attack" in settings.source(context.partition_key).roles:
+        if "attack" in settings.source(name).roles:
             available = settings.active().generation.get("configs", {})
             missing = [r for r in config.attack_roles if r not in available]
             if missing:
                 context.log.warning(
-                    f"{context.partition_key}: profile '{settings.profile}' has no config {missing}: "
+                    f"{name}: profile '{settings.profile}' has no config {missing}: "
                     "attack prompts are not answered anew (no adversarial-safe samples from this source)"
                 )
             configs += settings.generation_configs(
                 [r for r in config.attack_roles if r in available]
             )
-        spec = settings.source(context.partition_key)
-        gaps = raw_samples.slice(0, 0)
-        needs = pc.is_null(raw_samples.column("response"))
-        if spec.has_responses and not config.answer_recorded_gaps:
-            # recorded answers: the rows without one (a transcript ending on the user) stay unanswered
-            gaps, raw_samples = raw_samples.filter(needs), raw_samples.filter(pc.invert(needs))
-            needs = pc.is_null(raw_samples.column("response"))
-        prompt_only = int(pc.sum(needs).as_py() or 0)
+        spec = settings.source(name)
+        con = duck.connect()
+        without = duck.one(
+            con,
+            f"SELECT count(*) FILTER (WHERE response IS NULL) FROM {as_relation(con, raw_samples, 'raw')}",
+        )[0]
+        con.close()
+        # recorded answers: the rows without one (a transcript ending on the user) stay unanswered
+        leave_gaps = spec.has_responses and not config.answer_recorded_gaps
+        prompt_only = 0 if leave_gaps else without
         offline = {"replay", "transformers", "vllm"}
         need_server = [c for c in configs if c.backend not in offline and c.answers == "prompts"]
         if prompt_only and need_server and not llm.openai_base_url:
             raise Failure(
-                f"source '{context.partition_key}': {prompt_only} prompt-only row(s) need an answer from "
+                f"source '{name}': {prompt_only} prompt-only row(s) need an answer from "
                 f"generation config '{need_server[0].role}' (backend {need_server[0].backend}, model "
                 f"{need_server[0].model}) and no model server is set: export SAFETYGRAPH_OPENAI_BASE_URL, "
                 "or use a profile whose configs answer offline"
             )
-        out, stats = generate(
-            raw_samples,
-            configs,
-            llm.backend,
-            cache=RequestCache(settings.storage()),
-            chunk_size=config.chunk_size,
-            progress=lambda done, total, elapsed: context.log.info(
-                f"{context.partition_key}: {format_progress(done, total, elapsed)}"
-            ),
-            progress_interval_s=config.progress_interval_s,
-            retry_cached_errors=config.retry_cached_errors,
-        )
-        context.log.info(
-            f"{context.partition_key}: {stats.generated}/{stats.requests} answered ({stats.cache_hits} from cache, "
-            f"{stats.called} called), {stats.passed_through} passed through, {gaps.num_rows} recorded rows "
-            "without a response left unanswered"
-        )
-        if gaps.num_rows:
-            out = pa.concat_tables([out, conform(gaps, out.schema)])
-        context.add_output_metadata(
-            {
+        cache = RequestCache(settings.storage())
+        stats = GenerationStats()
+        gaps = 0
+
+        def batches():
+            nonlocal gaps
+            for k, batch in enumerate(table_batches(raw_samples, settings.batch_rows), 1):
+                held = batch.slice(0, 0)
+                if leave_gaps:
+                    missing = pc.is_null(batch.column("response"))
+                    held, batch = batch.filter(missing), batch.filter(pc.invert(missing))
+                    gaps += held.num_rows
+                out, batch_stats = generate(
+                    batch,
+                    configs,
+                    llm.backend,
+                    cache=cache,
+                    chunk_size=config.chunk_size,
+                    progress=lambda done, total, elapsed, k=k: context.log.info(
+                        f"{name}: batch {k}: {format_progress(done, total, elapsed)}"
+                    ),
+                    progress_interval_s=config.progress_interval_s,
+                    retry_cached_errors=config.retry_cached_errors,
+                )
+                stats.add(batch_stats)
+                yield out
+                if held.num_rows:
+                    yield conform(held, GENERATED_SCHEMA)
+
+        def figures(_written: StoredTable) -> dict:
+            context.log.info(
+                f"{name}: {stats.generated}/{stats.requests} answered ({stats.cache_hits} from cache, "
+                f"{stats.called} called), {stats.passed_through} passed through, {gaps} recorded rows "
+                "without a response left unanswered"
+            )
+            return {
                 "roles": ", ".join(c.role for c in configs),
                 "models": ", ".join(sorted({c.model for c in configs})),
                 "backends": ", ".join(sorted({c.backend for c in configs})),
                 "passed_through": stats.passed_through,
-                "recorded_without_response": gaps.num_rows,
+                "recorded_without_response": gaps,
                 "requests": stats.requests,
                 "cache_hits": stats.cache_hits,
                 "called": stats.called,
@@ -135,7 +154,7 @@ def build(partitions: PartitionsDefinition, generation_op_tags: dict | None = No
                 else MetadataValue.text("no price configured"),
                 "checkpoints_written": stats.chunks_written,
             }
-        )
-        return out
+
+        return TableStream(GENERATED_SCHEMA, batches(), figures)
 
     return [generated_responses]

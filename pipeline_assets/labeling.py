@@ -9,7 +9,9 @@ from pydantic import Field
 from pipeline_assets.keys import LABELS, OWNER
 from pipeline_assets.metadata import counts_table, value_counts
 from resources import BuildConfig, LLMResource
+from safetygraph.core.records import LABELED_SCHEMA
 from safetygraph.core.storage import asset_parts
+from safetygraph.core.tables import StoredTable, TableStream, table_batches
 from safetygraph.generation import RequestCache
 from safetygraph.labeling.combined import CombinedJudge
 from safetygraph.labeling.gold import gold_table, side_by_side
@@ -128,38 +130,64 @@ class JudgeRunConfig(Config):
     )
 
 
+class BatchJudge:
+    """The judge ``config`` chooses, built once and applied batch by batch: ``label`` adds the label
+    columns to a table of rows with a response; ``stats`` sums the judge's figures over the batches."""
+
+    def __init__(self, config: JudgeRunConfig, settings: BuildConfig, llm: LLMResource):
+        constitution = settings.constitution()
+        self.stats: dict[str, int] = {}
+        self._second = None
+        if config.judge == "heuristic":
+            self._judge = HeuristicJudge(constitution)
+            self.name = HeuristicJudge.name
+            return
+        if config.judge in ("combined", "classifier"):
+            self._judge = CombinedJudge(constitution, mode=config.judge)
+            self.name = self._judge.name
+            return
+        if config.judge not in ("llm", "two_pass", "wildguard", "llamaguard"):
+            raise ValueError(
+                f"judge {config.judge!r} is not known; use combined, heuristic, classifier, llm, "
+                "two_pass, wildguard or llamaguard"
+            )
+        cache = RequestCache(settings.storage())
+        if config.judge in ("wildguard", "llamaguard"):
+            (gen,) = settings.generation_configs([config.judge_role])
+            self._judge = GuardJudge(config.judge, gen, llm.backend, constitution, cache=cache)
+            self.name = self._judge.name
+            return
+
+        def llm_judge(role: str) -> LLMJudge:
+            (gen,) = settings.generation_configs([role])
+            return LLMJudge(gen, constitution, llm.backend, cache=cache)
+
+        self._judge = llm_judge(config.judge_role)
+        self.name = self._judge.name
+        if config.judge == "two_pass":
+            self._second = llm_judge(config.second_judge_role)
+            self._below = config.second_pass_below
+            self.name = f"{self._judge.name} then {self._second.name}"
+
+    def label(self, table: pa.Table) -> pa.Table:
+        if self._second is not None:
+            out, figures = label_two_pass(table, self._judge, self._second, self._below)
+        else:
+            out = self._judge.label(table)
+            figures = getattr(self._judge, "stats", {})  # the offline judges keep none
+        for key, value in figures.items():
+            self.stats[key] = self.stats.get(key, 0) + value
+        return out
+
+
 def run_judge(
     config: JudgeRunConfig, table: pa.Table, settings: BuildConfig, llm: LLMResource
 ) -> tuple[pa.Table, str, dict]:
     """``table`` (rows with a response) labelled by the judge ``config`` chooses: (labelled table,
     judge name, judge statistics). Used by every asset that labels answers."""
-    constitution = settings.constitution()
-    if config.judge == "heuristic":
-        return HeuristicJudge(constitution).label(table), HeuristicJudge.name, {}
-    if config.judge in ("combined", "classifier"):
-        judge = CombinedJudge(constitution, mode=config.judge)
-        return judge.label(table), judge.name, {}
-    if config.judge not in ("llm", "two_pass", "wildguard", "llamaguard"):
-        raise ValueError(
-            f"judge {config.judge!r} is not known; use combined, heuristic, classifier, llm, "
-            "two_pass, wildguard or llamaguard"
-        )
-    cache = RequestCache(settings.storage())
-    if config.judge in ("wildguard", "llamaguard"):
-        (gen,) = settings.generation_configs([config.judge_role])
-        guard = GuardJudge(config.judge, gen, llm.backend, constitution, cache=cache)
-        return guard.label(table), guard.name, guard.stats
-
-    def llm_judge(role: str) -> LLMJudge:
-        (gen,) = settings.generation_configs([role])
-        return LLMJudge(gen, constitution, llm.backend, cache=cache)
-
-    first = llm_judge(config.judge_role)
-    if config.judge == "llm":
-        return first.label(table), first.name, first.stats
-    second = llm_judge(config.second_judge_role)
-    out, stats = label_two_pass(table, first, second, config.second_pass_below)
-    return out, f"{first.name} then {second.name}", stats
+    judge = BatchJudge(config, settings, llm)
+    out = judge.label(table)
+    return out, judge.name, judge.stats
 
 
 def build(partitions: PartitionsDefinition):
@@ -174,25 +202,37 @@ def build(partitions: PartitionsDefinition):
     def labels(
         context: AssetExecutionContext,
         config: JudgeRunConfig,
-        generated_responses: pa.Table,
+        generated_responses: StoredTable,
         settings: BuildConfig,
         llm: LLMResource,
-    ) -> pa.Table:
-        answered = generated_responses.filter(pc.is_valid(generated_responses.column("response")))
-        out, judge_name, judge_stats = run_judge(config, answered, settings, llm)
-        context.add_output_metadata(
-            {
-                "judge": judge_name,
-                "judge_stats": MetadataValue.json(judge_stats),
+    ) -> TableStream:
+        judge = BatchJudge(config, settings, llm)
+        outcomes: dict[str, int] = {}
+        seen = {"without_response": 0, "confidence_sum": 0.0, "rows": 0}
+
+        def batches():
+            for batch in table_batches(generated_responses, settings.batch_rows):
+                answered = batch.filter(pc.is_valid(batch.column("response")))
+                seen["without_response"] += batch.num_rows - answered.num_rows
+                out = judge.label(answered)
+                for outcome, n in value_counts(out, "label_outcome").items():
+                    outcomes[outcome] = outcomes.get(outcome, 0) + n
+                seen["confidence_sum"] += pc.sum(out.column("label_confidence")).as_py() or 0.0
+                seen["rows"] += out.num_rows
+                yield out
+
+        def figures(_written: StoredTable) -> dict:
+            mean = seen["confidence_sum"] / seen["rows"] if seen["rows"] else 0.0
+            return {
+                "judge": judge.name,
+                "judge_stats": MetadataValue.json(judge.stats),
                 "constitution": settings.constitution().name,
-                "rows_without_response": generated_responses.num_rows - answered.num_rows,
-                "outcomes": counts_table("outcome", value_counts(out, "label_outcome")),
-                "mean_confidence": MetadataValue.float(
-                    round(pc.mean(out.column("label_confidence")).as_py() or 0.0, 4)
-                ),
+                "rows_without_response": seen["without_response"],
+                "outcomes": counts_table("outcome", dict(sorted(outcomes.items()))),
+                "mean_confidence": MetadataValue.float(round(mean, 4)),
             }
-        )
-        return out
+
+        return TableStream(LABELED_SCHEMA, batches(), figures)
 
     @asset(
         deps=[LABELS],

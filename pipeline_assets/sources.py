@@ -13,8 +13,10 @@ from dagster import (
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import counts_table
 from resources import BuildConfig
+from safetygraph.core.records import RAW_SCHEMA
+from safetygraph.core.tables import StoredTable, TableStream
 from safetygraph.sources.errors import SourceError
-from safetygraph.sources.ingest import ingest
+from safetygraph.sources.ingest import Ingest
 from safetygraph.sources.registry import RegistryError
 
 
@@ -41,17 +43,22 @@ def build(partitions: PartitionsDefinition):
         name = context.partition_key
         try:
             spec = settings.source(name)
-            result = ingest(spec)
-        except (SourceError, RegistryError) as exc:
+        except RegistryError as exc:
             raise Failure(description=str(exc), metadata={"source": name}) from exc
-        stats = result.stats
-        context.log.info(
-            f"{name}: {stats['rows_kept']} rows kept, {stats['rows_quarantined']} quarantined of {stats['rows_read']} read"
-        )
-        yield Output(
-            result.table,
-            "raw_samples",
-            metadata={
+        run = Ingest(spec, batch_rows=settings.batch_rows)
+
+        def batches():
+            try:
+                yield from run.batches()
+            except (SourceError, RegistryError) as exc:
+                raise Failure(description=str(exc), metadata={"source": name}) from exc
+
+        def figures(_written: StoredTable) -> dict:
+            stats = run.stats
+            context.log.info(
+                f"{name}: {stats['rows_kept']} rows kept, {stats['rows_quarantined']} quarantined of {stats['rows_read']} read"
+            )
+            return {
                 "source": name,
                 "location": spec.describe_location(),
                 "licence": spec.licence,
@@ -60,16 +67,19 @@ def build(partitions: PartitionsDefinition):
                 "rows_kept": stats["rows_kept"],
                 "rows_sampled_out": stats["rows_ok"] - stats["rows_kept"],
                 "rows_quarantined": stats["rows_quarantined"],
-            },
-        )
+            }
+
+        # written batch by batch as the files are read; the quarantine is complete once it is
+        yield Output(TableStream(RAW_SCHEMA, batches(), figures), "raw_samples")
+        stats, quarantine = run.stats, run.quarantine()
         yield Output(
-            result.quarantine,
+            quarantine,
             "raw_quarantine",
             metadata={
                 "rows_read": stats["rows_read"],
                 "rows_quarantined": stats["rows_quarantined"],
                 "reasons": counts_table("reason", stats["quarantine_reasons"]),
-                "preview": MetadataValue.md(_preview(result.quarantine)),
+                "preview": MetadataValue.md(_preview(quarantine)),
             },
         )
 

@@ -6,8 +6,10 @@ from functools import lru_cache
 from typing import Any
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from safetygraph.core.storage import Storage
+from safetygraph.core.tables import DEFAULT_BATCH_ROWS
 from safetygraph.generation import GenerationConfig
 from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION, Constitution, load_constitution
 from safetygraph.recipes.steering.traits import DEFAULT_TRAITS, TraitBook, load_traits
@@ -47,6 +49,11 @@ class BuildConfig(ConfigurableResource):
     constitution_path: str = str(DEFAULT_CONSTITUTION)
     base_uri: str = DEFAULT_BASE_URI
     traits_path: str = str(DEFAULT_TRAITS)
+    batch_rows: int = Field(
+        default=DEFAULT_BATCH_ROWS,
+        description="Rows per record batch in the streaming steps (ingest, generation, labels, "
+        "audit, their checks): peak memory scales with it, not with the source",
+    )
 
     def registry(self) -> Registry:
         return _registry(self.registry_path, self.profiles_path)

@@ -13,6 +13,7 @@ from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
 from safetygraph.core.records import MESSAGE_ROLES
+from safetygraph.core.tables import StoredTable, table_batches
 from safetygraph.labeling.constitution import COMPLY_STYLES, OUTCOMES, REFUSAL_STYLES
 from safetygraph.recipes.circuit_breaker.shards import HARMFUL_KINDS, RETAIN_KINDS
 from safetygraph.recipes.preference.pairs import DROP_REASONS
@@ -168,12 +169,13 @@ class PreferencePairRecord(pa.DataFrameModel):
 
 
 def validate_table(
-    model: type[pa.DataFrameModel], table: pyarrow_.Table, max_examples: int = 5
+    model: type[pa.DataFrameModel], table: pyarrow_.Table | StoredTable, max_examples: int = 5
 ) -> list[dict[str, Any]]:
-    """Validate an Arrow table batch by batch; returns failures grouped by (column, check)."""
+    """Validate an Arrow table (or a stored one, streamed from its file) batch by batch; returns
+    failures grouped by (column, check). Memory is bounded by the batch, not the table."""
     failures: dict[tuple[str, str], dict[str, Any]] = {}
-    for batch in table.to_batches(max_chunksize=VALIDATE_BATCH_ROWS) or [table]:
-        df = batch.to_pandas()  # a RecordBatch, or the (empty) table itself
+    for batch in table_batches(table, VALIDATE_BATCH_ROWS):
+        df = batch.to_pandas()
         try:
             model.validate(df, lazy=True)
         except SchemaErrors as exc:

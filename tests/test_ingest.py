@@ -245,6 +245,27 @@ def test_ids_are_stable_and_duplicates_get_distinct_ids(tmp_path: Path):
     assert len(set(ids)) == 3 and ids == ingest(spec).table.column("id").to_pylist()
 
 
+def test_ingest_streams_bounded_batches_with_the_same_ids(tmp_path: Path, monkeypatch):
+    """The stream yields at most batch_rows rows at a time while the file is read, and the rows
+    and ids (occurrence numbers of identical rows counted across batches) are those of a whole read."""
+    from safetygraph.sources import readers
+    from safetygraph.sources.ingest import Ingest
+
+    f = tmp_path / "d.jsonl"
+    texts = ["same", "a", "same", "b", "c", "same", "d"]
+    f.write_text("\n".join(json.dumps({"p": t}) for t in texts) + "\n{broken\n")
+    spec = _spec(tmp_path, location={"path": str(f)}, format="jsonl", mapping={"prompt": "p"})
+    whole = ingest(spec)
+    monkeypatch.setattr(readers, "BLOCK_ROWS", 2)
+    run = Ingest(spec, batch_rows=2)
+    batches = list(run.batches())
+    assert [b.num_rows for b in batches] == [2, 2, 2, 1]
+    streamed = pa.concat_tables(batches)
+    assert streamed.equals(whole.table) and len(set(streamed.column("id").to_pylist())) == 7
+    assert run.stats == whole.stats and run.stats["rows_quarantined"] == 1
+    assert run.quarantine().column("line").to_pylist() == [8]
+
+
 def test_unpivot_one_record_per_model_response(tmp_path: Path):
     f = tmp_path / "dna.csv"
     f.write_text("question,A_response,A_action,B_response,B_action\nq1,ra,0,rb,5\nq2,,,rb2,4\n")

@@ -289,6 +289,41 @@ def test_preflight_finds_assistant_spans_and_fails_long_or_broken_samples():
     assert "arguments must be a JSON object" in report[3]["error"]  # the Llama-3 reference
 
 
+def test_preflight_run_renders_each_row_once_per_build_and_in_workers_alike(tmp_path, monkeypatch):
+    """The stage-2 step and the gate share one preflight: the gate re-renders nothing the step
+    rendered (a subset neither), a changed row is rendered again, and reports from worker processes
+    equal the in-process ones, row for row, in order."""
+    from safetygraph.recipes.circuit_breaker import preflight as pf
+
+    setup = pf.PreflightSetup(tokenizer=str(DEMO_TOKENIZER), target="llama3", max_seq_length=2048)
+    rows = [sample(i) for i in range(40)]
+    rows.append(sample(40, messages=[msg("user", "a"), msg("assistant", " ".join(WORDS[:3000]))]))
+    t = table(rows)
+    inline = pf.PreflightRun(setup, workers=1).report(t)
+    expected = preflight(t, ChatTokenizer.load(DEMO_TOKENIZER), 2048, [Llama3Reference()])
+    assert inline.equals(expected)
+    assert inline.column("over_length").to_pylist()[-1] is True
+
+    storage = Storage(str(tmp_path))
+    first = pf.PreflightRun(setup, storage, workers=1)
+    assert first.report(t).equals(expected) and (first.rendered, first.from_cache) == (41, 0)
+    gate = pf.PreflightRun(setup, storage, workers=1)
+    kept = t.slice(0, 40)
+    assert gate.report(kept).equals(expected.slice(0, 40))
+    assert (gate.rendered, gate.from_cache) == (0, 40)
+    changed = table([sample(0, messages=[msg("user", "other"), msg("assistant", "fine")])])
+    again = pf.PreflightRun(setup, storage, workers=1)
+    assert again.report(changed).column("error").to_pylist() == [None]
+    assert again.rendered == 1
+    other = pf.PreflightSetup(tokenizer=str(DEMO_TOKENIZER), target=None, max_seq_length=2048)
+    assert other.fingerprint() != setup.fingerprint()  # another setup: its own cache
+
+    monkeypatch.setattr(pf, "PARALLEL_MIN_ROWS", 10)
+    monkeypatch.setattr(pf, "PREFLIGHT_BATCH_ROWS", 7)
+    parallel = pf.PreflightRun(setup, workers=2)
+    assert parallel.report(t).equals(expected) and parallel.rendered == 41
+
+
 def test_preflight_fallback_renders_like_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
     path = build_tokenizer(tmp_path / "tok", ["some text to learn merges from"] * 5)

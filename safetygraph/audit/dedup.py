@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from safetygraph.core import duck
+from safetygraph.core.tables import StoredTable, as_relation
 
 # The whole conversation for exact-duplicate detection: roles, text and tool calls of every turn (two
 # agent runs that end alike but differ in a tool output are different samples).
@@ -25,12 +26,13 @@ def normalised(col: str) -> str:
     return f"CASE WHEN starts_with({c}, ' ') OR ends_with({c}, ' ') THEN trim({c}) ELSE {c} END"
 
 
-def duplicate_ids(table: pa.Table) -> list[str]:
-    """Ids used by more than one row (the first 50)."""
-    con = duck.connect(t=table.select(["id"]))
+def duplicate_ids(table: pa.Table | StoredTable) -> list[str]:
+    """Ids used by more than one row (the first 50); a stored table is scanned by DuckDB in place."""
+    con = duck.connect()
+    rel = as_relation(con, table.select(["id"]) if isinstance(table, pa.Table) else table, "t")
     return [
         r[0]
         for r in duck.rows(
-            con, "SELECT id FROM t GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 50"
+            con, f"SELECT id FROM {rel} GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 50"
         )
     ]

@@ -1,18 +1,99 @@
 """Near-duplicate detection: MinHash signatures with LSH banding, then exact Jaccard on candidates.
 
-Set-wise in DuckDB: texts are normalised, cut into word n-gram shingles, each row gets ``num_perm``
-min-hashes; rows sharing any LSH band become candidate pairs, and a candidate is a near duplicate
-when the Jaccard similarity of its shingle sets reaches ``threshold``. Hashes are DuckDB's, stable
-within a run (signatures are never stored).
+Texts are normalised and cut into word n-gram shingles in DuckDB; the ``num_perm`` min-hashes of a
+row come from numpy over bounded chunks of rows (the universal-hash permutations datasketch uses), and
+only the LSH band hashes are kept; rows sharing a band become candidate pairs, and a candidate is a
+near duplicate when the exact Jaccard similarity of its shingle sets reaches ``threshold``. Hashes
+are DuckDB's and the permutations fixed by a seed: stable across runs (signatures are never stored).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from safetygraph.core import duck
+from safetygraph.core.tables import StoredTable, read_columns
 
 PAIR_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("jaccard", pa.float64())])
+
+
+# MinHash permutations h -> (a * h + b) mod P on 32-bit shingle hashes (datasketch's scheme; a and
+# b below 2**32 so the product never leaves uint64), fixed by one seed: stable across runs.
+BUCKET_PAIRS_MAX = 32
+_MERSENNE = np.uint64((1 << 61) - 1)
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def _permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 1 << 32, size=num_perm, dtype=np.uint64)
+    b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64)
+    return a, b
+
+
+def _shingle_sql(ngram: int, relation: str = "t") -> str:
+    """SQL over ``relation(k, txt)``: each distinct key with the distinct word ``ngram``-shingles of its
+    normalised text (a text shorter than ``ngram`` words is one shingle)."""
+    return f"""
+        WITH n AS (
+          SELECT DISTINCT k, string_split(trim(regexp_replace(lower(coalesce(txt, '')), '[^a-z0-9]+', ' ', 'g')), ' ') AS w FROM {relation}
+        )
+        SELECT k, CASE WHEN len(w) < {ngram} THEN [array_to_string(w, ' ')]
+                       ELSE list_distinct(list_transform(range(len(w) - {ngram - 1}),
+                              lambda i: array_to_string(w[i + 1 : i + {ngram}], ' '))) END AS shingles
+        FROM n"""
+
+
+def band_hashes(
+    keys: pa.Array,
+    texts: pa.Array,
+    num_perm: int = 128,
+    bands: int = 16,
+    ngram: int = 3,
+    chunk_rows: int = 8192,
+) -> pa.Table:
+    """(k, b, bh): for each distinct key, the hash of each LSH band of its MinHash signature.
+
+    Shingles are hashed by DuckDB, the ``num_perm`` permutations run in numpy over ``chunk_rows``
+    rows at a time (memory: chunk shingles x num_perm x 8 bytes), and only the ``bands`` band
+    hashes of a row are kept, not its signature."""
+    rows_per_band = num_perm // bands
+    a, b = _permutations(num_perm)
+    con = duck.connect(t=pa.table({"k": keys, "txt": texts}))
+    hashed = duck.query(
+        con,
+        f"SELECT k, list_transform(shingles, lambda s: hash(s)) AS h FROM ({_shingle_sql(ngram)})",
+    )
+    out_k, out_b, out_bh = [], [], []
+    for start in range(0, hashed.num_rows, chunk_rows):
+        part = hashed.slice(start, chunk_rows)
+        lists = part.column("h").combine_chunks()
+        flat = lists.flatten().to_numpy(zero_copy_only=False).astype(np.uint64) & _MASK32
+        offsets = lists.offsets.to_numpy()
+        starts = offsets[:-1] - offsets[0]
+        perm = (flat[:, None] * a[None, :] + b[None, :]) % _MERSENNE & _MASK32
+        signature = np.minimum.reduceat(perm, starts, axis=0)  # (rows, num_perm)
+        per_band = signature.reshape(len(starts), bands, rows_per_band)
+        # one 64-bit hash per band: the band's min-hashes folded with a large odd multiplier
+        bh = np.zeros((len(starts), bands), dtype=np.uint64)
+        for j in range(rows_per_band):
+            bh = bh * np.uint64(0x9E3779B97F4A7C15) + per_band[:, :, j]
+        out_k.append(np.repeat(np.arange(start, start + len(starts)), bands))
+        out_b.append(np.tile(np.arange(bands, dtype=np.int32), len(starts)))
+        out_bh.append(bh.reshape(-1))
+    if not out_k:
+        return pa.table(
+            {"k": keys.slice(0, 0), "b": pa.array([], pa.int32()), "bh": pa.array([], pa.uint64())}
+        )
+    pos = pa.array(np.concatenate(out_k))
+    return pa.table(
+        {
+            "k": hashed.column("k").take(pos),
+            "b": pa.array(np.concatenate(out_b)),
+            "bh": pa.array(np.concatenate(out_bh)),
+        }
+    )
 
 
 def near_duplicate_pairs(
@@ -26,36 +107,43 @@ def near_duplicate_pairs(
     """Pairs (a < b) of keys whose texts are near duplicates (distinct keys only).
 
     16 bands of 8 min-hashes: a pair with Jaccard 0.8 becomes a candidate with probability 0.98,
-    one with 0.5 with probability 0.06, so candidates stay few and the exact check stays cheap.
+    one with 0.5 with probability 0.06, so candidates stay few; each candidate's exact Jaccard is
+    then computed from the shingles of the candidates only. In a band bucket of more than
+    ``BUCKET_PAIRS_MAX`` rows (a template shared by many rows) only the pairs with the bucket's
+    smallest key are candidates: the cost stays linear, and such rows still meet their near
+    duplicates in the other 15 bands or through the shared head (clusters stay connected).
     """
     if num_perm % bands:
         raise ValueError("num_perm must be a multiple of bands")
-    rows = num_perm // bands
-    con = duck.connect(t=pa.table({"k": keys, "txt": texts}))
+    band = band_hashes(keys, texts, num_perm, bands, ngram)
+    con = duck.connect(band=band, t=pa.table({"k": keys, "txt": texts}))
+    # a bucket (rows sharing a band) of up to BUCKET_PAIRS_MAX rows gives all its pairs; a larger one
+    # (a template many rows share) links each row to the bucket's smallest key, as datatrove does,
+    # so candidates grow with the rows, not with the square of a template's frequency
     con.execute(
         f"""
-        CREATE TABLE sh AS
-        WITH n AS (
-          SELECT DISTINCT k, string_split(trim(regexp_replace(lower(coalesce(txt, '')), '[^a-z0-9]+', ' ', 'g')), ' ') AS w FROM t
+        CREATE TABLE sized AS
+        SELECT k, b, bh, count(*) OVER w AS n, min(k) OVER w AS head FROM band
+        WINDOW w AS (PARTITION BY b, bh);
+        CREATE TABLE cand AS
+        SELECT DISTINCT a, b FROM (
+          SELECT x.k AS a, y.k AS b FROM sized x JOIN sized y
+            ON x.b = y.b AND x.bh = y.bh AND x.k < y.k
+          WHERE x.n > 1 AND x.n <= {BUCKET_PAIRS_MAX}
+          UNION ALL
+          SELECT head, k FROM sized WHERE n > {BUCKET_PAIRS_MAX} AND k <> head
         )
-        SELECT k, CASE WHEN len(w) < {ngram} THEN [array_to_string(w, ' ')]
-                       ELSE list_distinct(list_transform(range(len(w) - {ngram - 1}),
-                              lambda i: array_to_string(w[i + 1 : i + {ngram}], ' '))) END AS shingles
-        FROM n;
-        CREATE TABLE sig AS
-        SELECT k, p, min(hash(s, p)) AS mh
-        FROM (SELECT k, unnest(shingles) AS s FROM sh), range({num_perm}) r(p)
-        GROUP BY k, p;
-        CREATE TABLE band AS
-        SELECT k, p // {rows} AS b, hash(list(mh ORDER BY p)) AS bh FROM sig GROUP BY k, p // {rows};
+        """
+    )
+    con.execute(
+        f"""
+        CREATE TABLE tc AS SELECT * FROM t WHERE k IN (SELECT a FROM cand UNION SELECT b FROM cand);
+        CREATE TABLE sh AS {_shingle_sql(ngram, "tc")}
         """
     )
     return duck.query(
         con,
         f"""
-        WITH cand AS (
-          SELECT DISTINCT x.k AS a, y.k AS b FROM band x JOIN band y ON x.b = y.b AND x.bh = y.bh AND x.k < y.k
-        )
         SELECT c.a, c.b,
                len(list_intersect(sa.shingles, sb.shingles)) / len(list_distinct(list_concat(sa.shingles, sb.shingles)))::DOUBLE AS jaccard
         FROM cand c JOIN sh sa ON sa.k = c.a JOIN sh sb ON sb.k = c.b
@@ -98,9 +186,11 @@ def cluster_keys(keys: pa.Array, pairs: pa.Table) -> pa.Table:
     return duck.query(con, "SELECT k AS key, cl AS cluster FROM c ORDER BY k")
 
 
-def near_duplicate_rate(table: pa.Table, threshold: float = 0.8) -> dict[str, int]:
-    """Near-duplicate prompt pairs within one source and across sources."""
-    prompts = table.select(["id", "source", "prompt"])
+def near_duplicate_rate(table: pa.Table | StoredTable, threshold: float = 0.8) -> dict[str, int]:
+    """Near-duplicate prompt pairs within one source and across sources (a stored table: only its
+    three columns are read)."""
+    columns = ["id", "source", "prompt"]
+    prompts = read_columns(table, columns)
     pairs = near_duplicate_pairs(
         prompts.column("id"), prompts.column("prompt"), threshold=threshold
     )

@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from safetygraph.core import duck
 from safetygraph.core.records import GENERATED_SCHEMA, canonical_json, conform
 
 from .cache import RequestCache
@@ -40,6 +42,19 @@ class GenerationStats:
     seconds: float = 0.0
     estimated_cost: float | None = None
     chunks_written: int = 0
+
+    def add(self, other: GenerationStats) -> None:
+        """Sum ``other`` (the statistics of another batch of the same run) into these."""
+        for name in (
+            "rows_in", "rows_out", "passed_through", "requests", "unique_requests", "cache_hits",
+            "called", "generated", "tokens_in", "tokens_out", "chunks_written",
+        ):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.seconds += other.seconds
+        for kind, n in other.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + n
+        if other.estimated_cost is not None:
+            self.estimated_cost = round((self.estimated_cost or 0.0) + other.estimated_cost, 6)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -93,15 +108,11 @@ def generate(
     if not configs:
         raise ValueError("generate() needs at least one generation config")
     stats = GenerationStats(rows_in=table.num_rows)
-    rows = table.to_pylist()
+    # only the rows a config answers become Python objects; the rest pass through in Arrow
+    work = _work_positions(table, any(c.answers == "attacks" for c in configs))
+    rows = table.take(pa.array(work.positions, pa.int64())).to_pylist() if work.positions else []
     need = [i for i, r in enumerate(rows) if r["response"] is None]
-    attacks = [
-        i
-        for i, r in enumerate(rows)
-        if "attack" in (r["tags"] or [])
-        and len(r["messages"]) > 1
-        and r["messages"][-1]["role"] == "assistant"
-    ]
+    attacks = [i for i, r in enumerate(rows) if work.is_attack[i]]
     stats.passed_through = table.num_rows - len(need)
     first = next((c for c in configs if c.answers == "prompts"), None)
 
@@ -169,18 +180,10 @@ def generate(
     out: list[dict[str, Any]] = []
     cost = 0.0
     for i, r in enumerate(rows):
-        if r["response"] is not None:
-            meta = json.loads(r["meta"]) if r["meta"] else {}
-            out.append(
-                {
-                    **r,
-                    "generation_model": meta.get("response_model"),
-                    "generation_backend": "source",
-                }
-            )
-        for _, config, sample, req, base in by_row.get(i, []):
+        for k, (_, config, sample, req, base) in enumerate(by_row.get(i, []), 1):
             res = results[req.request_hash]
             row = dict(r)
+            row["__pos"], row["__sub"] = work.positions[i], k
             if not (config is first and sample == 0):
                 row["id"] = _derived_id(r["id"], config.role, sample)
             if (
@@ -222,5 +225,66 @@ def generate(
                 cost += c
                 stats.estimated_cost = round(cost, 6)
             out.append(row)
-    stats.rows_out = len(out)
-    return conform(pa.Table.from_pylist(out, schema=GENERATED_SCHEMA), GENERATED_SCHEMA), stats
+    stats.rows_out = table.num_rows - len(need) + len(out)
+    return _assemble(table, out), stats
+
+
+@dataclass
+class _Work:
+    positions: list[int]  # rows of the table a config answers, in table order
+    is_attack: list[bool]  # per position: an attack row the attack configs answer anew
+
+
+def _work_positions(table: pa.Table, with_attacks: bool) -> _Work:
+    """Rows without a response, and (``with_attacks``) attack rows that end on the agent's turn."""
+    narrow = table.select(["response", "tags", "messages"])
+    con = duck.connect(t=narrow.append_column("__pos", pa.array(range(table.num_rows), pa.int64())))
+    attack = (
+        "list_contains(coalesce(tags, []), 'attack') AND len(messages) > 1 "
+        "AND messages[len(messages)].role = 'assistant'"
+        if with_attacks
+        else "FALSE"
+    )
+    found = duck.query(
+        con,
+        f"SELECT __pos, {attack} AS a FROM t WHERE response IS NULL OR ({attack}) ORDER BY __pos",
+    )
+    return _Work(found.column("__pos").to_pylist(), found.column("a").to_pylist())
+
+
+def _assemble(table: pa.Table, generated: list[dict[str, Any]]) -> pa.Table:
+    """The rows that carry a response (as they are, marked as the source's answers) and the
+    generated rows, in table order (a row's generated answers right after it)."""
+    con = duck.connect(
+        t=table.select(["response", "meta"]).append_column(
+            "__pos", pa.array(range(table.num_rows), pa.int64())
+        )
+    )
+    passed = duck.query(
+        con,
+        "SELECT __pos, json_extract_string(meta, '$.response_model') AS m FROM t "
+        "WHERE response IS NOT NULL ORDER BY __pos",
+    )
+    keep = passed.column("__pos")
+    through = table.take(keep) if len(keep) < table.num_rows else table
+    through = through.drop_columns(
+        [c for c in ("generation_model", "generation_backend") if c in through.column_names]
+    )
+    n = through.num_rows
+    through = (
+        through.append_column("generation_model", passed.column("m"))
+        .append_column("generation_backend", pa.array(["source"] * n, pa.string()))
+        .append_column("__pos", keep)
+        .append_column("__sub", pa.array([0] * n, pa.int64()))
+    )
+    schema = GENERATED_SCHEMA.append(pa.field("__pos", pa.int64())).append(
+        pa.field("__sub", pa.int64())
+    )
+    parts = [conform(through, schema)]
+    if generated:
+        parts.append(conform(pa.Table.from_pylist(generated, schema=schema), schema))
+    out = pa.concat_tables(parts)
+    if generated:
+        order = pc.sort_indices(out, sort_keys=[("__pos", "ascending"), ("__sub", "ascending")])
+        out = out.take(order)
+    return out.drop_columns(["__pos", "__sub"])

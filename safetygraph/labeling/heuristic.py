@@ -127,7 +127,7 @@ class HeuristicJudge:
         )
         extra = f", {rationale}" if rationale else ""
         return f"""
-        SELECT
+        SELECT __pos,
           CASE WHEN has_response THEN {outcome} ELSE 'NO_RESPONSE' END AS label_outcome,
           CASE WHEN NOT has_response THEN '{NO_RESPONSE_STYLE}'
                WHEN refusal AND redirect THEN 'REDIRECT' WHEN refusal AND regexp_matches(_r, {_rx(c.get("explain_indicators", []))}) THEN 'EXPLAIN' WHEN refusal THEN 'DIRECT'

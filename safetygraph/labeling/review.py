@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
+from safetygraph.core.tables import StoredTable, as_relation
 from safetygraph.labeling.constitution import OUTCOMES
 from safetygraph.labeling.gold import binary_metrics
 
@@ -31,32 +32,39 @@ REVIEW_COLUMNS = [
 ]
 
 
-def coverage(table: pa.Table) -> pa.Table:
+def coverage(table: pa.Table | StoredTable) -> pa.Table:
     """Rows per (outcome, harm category, source); a row without a category counts under 'none'."""
-    con = duck.connect(t=table.select(["label_outcome", "harm_categories", "source"]))
+    con = duck.connect()
+    t = as_relation(con, table, "t")
     return duck.query(
         con,
-        """
+        f"""
         SELECT label_outcome AS outcome, category, source, count(*) AS rows
-        FROM (SELECT label_outcome, source, unnest(CASE WHEN len(harm_categories) = 0 THEN ['none'] ELSE harm_categories END) AS category FROM t)
+        FROM (SELECT label_outcome, source, unnest(CASE WHEN len(harm_categories) = 0 THEN ['none'] ELSE harm_categories END) AS category FROM {t})
         GROUP BY ALL ORDER BY outcome, category, source
         """,
     )
 
 
-def confidence_distribution(table: pa.Table) -> dict[str, int]:
-    con = duck.connect(t=table.select(["label_confidence"]))
-    rows = duck.rows(con, f"SELECT {CONFIDENCE_BUCKETS} AS b, count(*) FROM t GROUP BY b")
+def confidence_distribution(table: pa.Table | StoredTable) -> dict[str, int]:
+    con = duck.connect()
+    t = as_relation(con, table, "t")
+    rows = duck.rows(con, f"SELECT {CONFIDENCE_BUCKETS} AS b, count(*) FROM {t} GROUP BY b")
     out = {"low": 0, "medium": 0, "high": 0}
     out.update({b: int(n) for b, n in rows})
     return out
 
 
-def review_sample(table: pa.Table, rate: float, seed: int, min_per_stratum: int = 1) -> pa.Table:
+def review_sample(
+    table: pa.Table | StoredTable, rate: float, seed: int, min_per_stratum: int = 1
+) -> pa.Table:
     """A deterministic stratified sample: ``rate`` of each (outcome, confidence bucket) stratum, at
-    least ``min_per_stratum`` rows of each."""
-    con = duck.connect(
-        t=table.select(["id", "source", "prompt", "response", "label_outcome", "label_confidence"])
+    least ``min_per_stratum`` rows of each (a stored table is scanned by DuckDB in place)."""
+    columns = ["id", "source", "prompt", "response", "label_outcome", "label_confidence"]
+    con = duck.connect()
+    con.execute(
+        f"CREATE TEMP VIEW t AS SELECT {', '.join(columns)} FROM "
+        + as_relation(con, table.select(columns) if isinstance(table, pa.Table) else table, "src")
     )
     return duck.query(
         con,

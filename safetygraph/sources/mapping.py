@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter
 from typing import Any
 
 import pyarrow as pa
 
+from safetygraph.core import duck
 from safetygraph.core.records import RAW_SCHEMA, canonical_json
 from safetygraph.sources.errors import RowError, SourceError
 from safetygraph.sources.quarantine import Quarantine
@@ -173,6 +173,36 @@ def _source_id(spec: SourceSpec, row: dict[str, Any]) -> str | None:
     return str(value)
 
 
+class Occurrences:
+    """How often each content digest was seen before, across batches, kept in DuckDB (not in
+    Python objects): memory does not grow with the source. ``number`` gives each digest of a batch
+    its occurrence number (0 for the first), in order."""
+
+    def __init__(self) -> None:
+        self.con = duck.connect()
+        self.con.execute("CREATE TABLE seen (d BLOB, n BIGINT)")
+
+    def number(self, digests: list[bytes]) -> list[int]:
+        if not digests:
+            return []
+        batch = pa.table(
+            {"d": pa.array(digests, pa.binary()), "pos": pa.array(range(len(digests)), pa.int64())}
+        )
+        self.con.register("b", batch)
+        out = duck.query(
+            self.con,
+            """
+            SELECT pos, coalesce(s.n, 0) + row_number() OVER (PARTITION BY b.d ORDER BY pos) - 1 AS k
+            FROM b LEFT JOIN (SELECT d, sum(n) AS n FROM seen WHERE d IN (SELECT d FROM b) GROUP BY d) s
+              USING (d)
+            ORDER BY pos
+            """,
+        )
+        self.con.execute("INSERT INTO seen SELECT d, count(*) FROM b GROUP BY d")
+        self.con.unregister("b")
+        return out.column("k").to_pylist()
+
+
 class Mapper:
     """Turns parsed rows into canonical columns; one instance per ingest (it keeps the id counter)."""
 
@@ -180,7 +210,10 @@ class Mapper:
         self.spec = spec
         self.q = q
         self.cols: dict[str, list] = {n: [] for n in RAW_SCHEMA.names}
-        self.seen: Counter[bytes] = Counter()
+        self.occurrences = Occurrences()
+        self._digests: list[
+            bytes
+        ] = []  # per pending row: its content digest (the id comes in take)
         self.present: set[str] = set()  # mapped columns seen at least once
         cols = list(spec.mapping.values()) + list(spec.responses.values())
         cols += [t.format(model=mdl) for t in spec.response_meta.values() for mdl in spec.responses]
@@ -230,8 +263,6 @@ class Mapper:
             ):
                 key = canonical_json([messages, tools])
                 digest = hashlib.sha256(f"{spec.name}\x1f{key}".encode()).digest()
-                occurrence = self.seen[digest]
-                self.seen[digest] += 1
                 tags = list(spec.roles)
                 if spec.label:
                     lv = get_path(row, spec.label.column)
@@ -249,7 +280,7 @@ class Mapper:
                 if model:
                     meta["response_model"] = model
                 c = self.cols
-                c["id"].append(hashlib.sha256(digest + f":{occurrence}".encode()).hexdigest()[:24])
+                self._digests.append(digest)
                 c["source"].append(spec.name)
                 c["source_ref"].append(block.refs[j] + (f"@{model}" if model else ""))
                 c["messages"].append(messages)
@@ -307,6 +338,25 @@ class Mapper:
                 ]
         return [(None, base, {})]
 
+    @property
+    def pending(self) -> int:
+        """Canonical rows mapped and not yet taken."""
+        return len(self._digests)
+
+    def take(self) -> pa.Table:
+        """The rows mapped since the last ``take``, as a table (and forget them). A row's id is the
+        hash of its content digest and its occurrence (0 for the first row with that content, 1
+        for the next, ... across the whole source), so identical rows get distinct, stable ids."""
+        digests, self._digests = self._digests, []
+        occurrence = self.occurrences.number(digests)
+        self.cols["id"] = [
+            hashlib.sha256(d + f":{k}".encode()).hexdigest()[:24]
+            for d, k in zip(digests, occurrence, strict=True)
+        ]
+        table = pa.table(self.cols, schema=RAW_SCHEMA)
+        self.cols = {n: [] for n in RAW_SCHEMA.names}
+        return table
+
     def finish(self, files: list[str]) -> pa.Table:
         absent = [c for c in self.mapped if c not in self.present]
         if absent and self.rows_in:
@@ -314,4 +364,4 @@ class Mapper:
                 f"source '{self.spec.name}': no row of {', '.join(files)} has the mapped column(s) {absent}; "
                 "fix the mapping of this source in config/sources.yaml"
             )
-        return pa.table(self.cols, schema=RAW_SCHEMA)
+        return self.take()

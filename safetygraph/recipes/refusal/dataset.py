@@ -3,19 +3,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from safetygraph.core import duck
 from safetygraph.core.records import AUDITED_SCHEMA, conform
+from safetygraph.core.tables import StoredTable, as_relation
 
 
 def merge_sources(
-    tables: Mapping[str, pa.Table], order: Sequence[str]
+    tables: Mapping[str, pa.Table | StoredTable], order: Sequence[str]
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """Union the audited sources; a row whose content already came from an earlier source is dropped."""
+    """Union the audited sources; a row whose content already came from an earlier source is
+    dropped. The whole merge in memory: for small builds and tests (the pipeline streams
+    ``MergeStream``)."""
+    stored = {n: t for n, t in tables.items() if isinstance(t, StoredTable)}
+    if stored:
+        merge = MergeStream(stored, order)
+        parts = list(merge.batches())
+        merged = pa.concat_tables(parts) if parts else AUDITED_SCHEMA.empty_table()
+        return merged, merge.stats
     parts = [
         conform(tables[name], AUDITED_SCHEMA).append_column(
             "__rank", pa.array([i] * tables[name].num_rows, pa.int32())
@@ -41,21 +51,75 @@ def merge_sources(
     }
 
 
-def dataset_info(table: pa.Table) -> dict[str, Any]:
+class MergeStream:
+    """The merge of stored audited sources as a stream, in source order then file order: DuckDB
+    finds, over the files' narrow ``content_hash`` column, the rows whose content an earlier row
+    (an earlier source, or earlier in the same source) already brought; then each source is read
+    batch by batch and those rows are left out. Memory: one batch, plus the positions dropped."""
+
+    def __init__(self, tables: Mapping[str, StoredTable], order: Sequence[str]):
+        self.tables = [(i, tables[name]) for i, name in enumerate(order) if name in tables]
+        self.rows_in = 0
+        self.rows_out = 0
+
+    def _dropped(self) -> dict[int, pa.Array]:
+        if not self.tables:
+            return {}
+        con = duck.connect()
+        union = " UNION ALL ".join(
+            f"SELECT {i} AS r, file_row_number AS p, content_hash FROM {t.relation(con, file_row_number=True)}"
+            for i, t in self.tables
+        )
+        found = duck.query(
+            con,
+            f"SELECT r, p FROM ({union}) "
+            "QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY r, p) > 1",
+        )
+        con.close()
+        out: dict[int, pa.Array] = {}
+        for i, _ in self.tables:
+            mask = pc.equal(found.column("r"), i)
+            out[i] = pc.cast(found.column("p").filter(mask), pa.int64()).combine_chunks()
+        return out
+
+    def batches(self) -> Iterator[pa.Table]:
+        dropped = self._dropped()
+        for i, table in self.tables:
+            start = 0
+            for batch in table.batches():
+                n = batch.num_rows
+                self.rows_in += n
+                if len(dropped[i]):
+                    positions = pa.array(range(start, start + n), pa.int64())
+                    batch = batch.filter(pc.invert(pc.is_in(positions, value_set=dropped[i])))
+                start += n
+                self.rows_out += batch.num_rows
+                yield conform(batch, AUDITED_SCHEMA)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return {
+            "rows_in": self.rows_in,
+            "cross_source_duplicates_removed": self.rows_in - self.rows_out,
+        }
+
+
+def dataset_info(table: pa.Table | StoredTable) -> dict[str, Any]:
     """Counts by source, outcome, style, harm category and flags: what a dataset card needs."""
-    con = duck.connect(t=table)
+    con = duck.connect()
+    t = as_relation(con, table, "t")
 
     def counts(expr: str, unnest: bool = False) -> dict[str, int]:
         col = f"unnest({expr})" if unnest else expr
         rows = duck.rows(
-            con, f"SELECT k, count(*) FROM (SELECT {col} AS k FROM t) GROUP BY k ORDER BY k"
+            con, f"SELECT k, count(*) FROM (SELECT {col} AS k FROM {t}) GROUP BY k ORDER BY k"
         )
         return {str(k): int(n) for k, n in rows}
 
     flags = duck.one(
         con,
         "SELECT count(*), sum(prompt_harmful::INT), sum(response_harmful::INT), sum(response_refusal::INT), "
-        "round(avg(label_confidence), 4) FROM t",
+        f"round(avg(label_confidence), 4) FROM {t}",
     )
     return {
         "rows": int(flags[0]),
