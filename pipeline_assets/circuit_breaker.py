@@ -16,7 +16,7 @@ from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from resources import BuildConfig
 from safetygraph.core.paths import resolve_repo_path
 from safetygraph.recipes import circuit_breaker as cb
-from safetygraph.recipes.circuit_breaker.preflight import PreflightRun, PreflightSetup
+from safetygraph.recipes.circuit_breaker.preflight_run import PreflightRun, PreflightSetup
 from safetygraph.recipes.splits import holdout_report, train_eval_split
 
 

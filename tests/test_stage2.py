@@ -293,7 +293,7 @@ def test_preflight_run_renders_each_row_once_per_build_and_in_workers_alike(tmp_
     """The stage-2 step and the gate share one preflight: the gate re-renders nothing the step
     rendered (a subset neither), a changed row is rendered again, and reports from worker processes
     equal the in-process ones, row for row, in order."""
-    from safetygraph.recipes.circuit_breaker import preflight as pf
+    from safetygraph.recipes.circuit_breaker import preflight_run as pf
 
     setup = pf.PreflightSetup(tokenizer=str(DEMO_TOKENIZER), target="llama3", max_seq_length=2048)
     rows = [sample(i) for i in range(40)]
