@@ -139,6 +139,9 @@ def write_config(folder: Path, source: Path) -> dict[str, str]:
             "over_length": "drop",
             "max_low_confidence_share": 1.0,
             "preflight_target": None,
+            # synthetic answers are drawn at random (refusals to benign prompts included) from one
+            # source: the bias gates would block the export the merge mode measures
+            "qa": {"max_over_refusal_rate": 1.0, "max_source_share": 1.0},
         },
     }
     (folder / "sources.yaml").write_text(yaml.safe_dump(registry, sort_keys=False))

@@ -1,6 +1,5 @@
 """Gates on the audit: the audited schema per source, and no PII left in a training table."""
 
-import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -14,6 +13,7 @@ from pipeline_assets.keys import (
     AUDITED,
 )
 from safetygraph.audit.pii import residual_pii
+from safetygraph.core.tables import StoredTable
 from schemas import (
     AuditedRecord,
 )
@@ -32,8 +32,8 @@ def no_pii_left(asset_key):
         blocking=True,
         description="No PII (email, phone, SSN, card, IP, street address, API key) left in any turn.",
     )
-    def _check(table: pa.Table) -> AssetCheckResult:
-        left = residual_pii(table)
+    def _check(table: StoredTable) -> AssetCheckResult:
+        left = residual_pii(table)  # DuckDB over the file
         return AssetCheckResult(
             passed=not any(left.values()),
             severity=AssetCheckSeverity.ERROR,

@@ -30,6 +30,7 @@ from pipeline_assets.keys import (
     VALIDATION_REPORT,
 )
 from resources import BuildConfig
+from safetygraph.core.tables import StoredTable, read_columns, table_batches
 from safetygraph.recipes import circuit_breaker as cb
 from schemas import (
     ShardRecord,
@@ -52,7 +53,7 @@ def dataset() -> list:
         blocking=True,
         description="Dr:Ds, retain samples per harmful sample, is at least retain_harmful_ratio_min (4.0 in production).",
     )
-    def dr_ds_ratio(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+    def dr_ds_ratio(stage2_samples: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         minimum = float(settings.threshold("retain_harmful_ratio_min"))
         s = cb.stats(stage2_samples)
         ratio = s["dr_ds_ratio"] or 0.0
@@ -72,8 +73,11 @@ def dataset() -> list:
         blocking=True,
         description="At least adversarial_safe_min attack prompts answered safely (400 in production).",
     )
-    def adversarial_safe_count(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-        n = int(pc.sum(stage2_samples.column("is_adversarial_safe")).as_py() or 0)
+    def adversarial_safe_count(
+        stage2_samples: StoredTable, settings: BuildConfig
+    ) -> AssetCheckResult:
+        flags = read_columns(stage2_samples, ["is_adversarial_safe"]).column("is_adversarial_safe")
+        n = int(pc.sum(flags).as_py() or 0)
         return _at_least("adversarial_safe", n, int(settings.threshold("adversarial_safe_min")))
 
     @asset_check(
@@ -82,8 +86,9 @@ def dataset() -> list:
         description="At least agent_trace_min agent traces that use tools (tau2-bench and support logs; "
         "the plan asks TAU2 >= 300; 0 turns the gate off).",
     )
-    def agent_trace_count(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-        is_trace = pc.equal(stage2_samples.column("cb_kind"), "agent_trace")
+    def agent_trace_count(stage2_samples: StoredTable, settings: BuildConfig) -> AssetCheckResult:
+        kinds = read_columns(stage2_samples, ["cb_kind"]).column("cb_kind")
+        is_trace = pc.equal(kinds, "agent_trace")
         n = int(pc.sum(is_trace).as_py() or 0)
         return _at_least(
             "agent_trace", n, int(settings.active().thresholds.get("agent_trace_min", 0))
@@ -95,7 +100,7 @@ def dataset() -> list:
         description="Every sample that uses tools (a tool call or a tool result), or comes from an attack "
         "source, carries its tool schemas.",
     )
-    def tools_carried(stage2_samples: pa.Table) -> AssetCheckResult:
+    def tools_carried(stage2_samples: StoredTable) -> AssetCheckResult:
         missing = cb.tools_missing(stage2_samples)
         return AssetCheckResult(
             passed=not missing,
@@ -111,11 +116,17 @@ def dataset() -> list:
         "reference encoder accepts it (preflight_target: llama3, mistral-v3, ...), the assistant turns are "
         "found for the loss mask, and none exceeds max_seq_length tokens of the real tokenizer.",
     )
-    def tokenizer_preflight(stage2_samples: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+    def tokenizer_preflight(stage2_samples: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         name = str(settings.threshold("preflight_tokenizer"))
         limit = int(settings.active().thresholds.get("max_seq_length", 2048))
         run = preflight_setup(settings)
-        report = run.report(stage2_samples)  # rows the stage-2 step rendered come from the cache
+        # batch by batch; rows the stage-2 step rendered come from the build's preflight cache
+        with run:
+            parts = [
+                run.report(batch, rows_expected=stage2_samples.num_rows)
+                for batch in table_batches(stage2_samples, settings.batch_rows)
+            ]
+        report = pa.concat_tables(parts)
         tok, references = run.loaded()
         failed = report.filter(pc.is_valid(report.column("error")))
         ok = report.filter(pc.is_null(report.column("error")))
@@ -183,7 +194,7 @@ def dataset() -> list:
         "attack_outcome paths are at most attack_outcome_missing_max (10%) of the attack rows.",
     )
     def attack_outcome_recorded(
-        harmful_shard: pa.Table, refusal_dataset: pa.Table, settings: BuildConfig
+        harmful_shard: StoredTable, refusal_dataset: StoredTable, settings: BuildConfig
     ) -> AssetCheckResult:
         limit = float(settings.active().thresholds.get("attack_outcome_missing_max", 0.1))
         counts = cb.attack_outcome_counts(refusal_dataset, settings.attack_outcome_paths())

@@ -1,7 +1,6 @@
 """Check factories for the patterns that repeat across assets: schema, unique ids, minimum rows,
 no train/eval leakage."""
 
-import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -99,7 +98,7 @@ def no_leakage_check(eval_asset: AssetKey, train_asset: AssetKey, name: str):
         description="No prompt appears in both train and eval, exactly (normalised) or as a near "
         "duplicate (MinHash/Jaccard >= near_dup_threshold, 0.8 by default).",
     )
-    def _check(evals: pa.Table, train: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+    def _check(evals: StoredTable, train: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         leaked = leaked_prompts(train, evals)
         threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
         near = near_duplicate_leaks(train, evals, threshold)

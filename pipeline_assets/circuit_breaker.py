@@ -15,9 +15,11 @@ from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from resources import BuildConfig
 from safetygraph.core.paths import resolve_repo_path
+from safetygraph.core.records import SHARD_SCHEMA, SPLIT_SCHEMA
+from safetygraph.core.tables import StoredTable, TableStream, read_all, table_batches
 from safetygraph.recipes import circuit_breaker as cb
 from safetygraph.recipes.circuit_breaker.preflight_run import PreflightRun, PreflightSetup
-from safetygraph.recipes.splits import holdout_report, train_eval_split
+from safetygraph.recipes.splits import holdout_report, split_assignment, split_batches
 
 
 def preflight_setup(settings: BuildConfig) -> PreflightRun:
@@ -58,34 +60,46 @@ def build():
             ),
         },
     )
-    def cb_shards(context: AssetExecutionContext, refusal_dataset: pa.Table, settings: BuildConfig):
-        harmful, retain, info = cb.cut_shards(refusal_dataset, settings.attack_outcome_paths())
-        context.log.info(f"Ds={harmful.num_rows} Dr={retain.num_rows} left out: {info['left_out']}")
-        yield Output(
-            harmful,
-            "harmful_shard",
-            metadata={
-                "rows": harmful.num_rows,
-                "by_kind": counts_table("kind", value_counts(harmful, "cb_kind")),
-                "by_source": counts_table("source", value_counts(harmful, "source")),
+    def cb_shards(
+        context: AssetExecutionContext, refusal_dataset: StoredTable, settings: BuildConfig
+    ):
+        cut = cb.ShardCut(refusal_dataset, settings.attack_outcome_paths(), settings.batch_rows)
+        info = cut.info
+
+        def by(written: StoredTable) -> dict:
+            counts = cb.stats(written)
+            return {
+                "by_kind": counts_table("kind", counts["by_kind"]),
+                "by_source": counts_table(
+                    "source", {s: sum(v.values()) for s, v in counts["by_source"].items()}
+                ),
+            }
+
+        def harmful_figures(written: StoredTable) -> dict:
+            context.log.info(f"Ds={written.num_rows} left out: {info['left_out']}")
+            return {
+                **by(written),
                 "attack_rows": info["attack_rows"],
                 "attack_outcome_missing": info["attack_outcome_missing"],
                 # merged rows in neither shard, by reason (over_refusal, no_response, ...)
                 "left_out": counts_table("reason", info["left_out"]),
                 "merged_rows": refusal_dataset.num_rows,
-            },
-        )
-        yield Output(
-            retain,
-            "retain_shard",
-            metadata={
-                "rows": retain.num_rows,
-                "adversarial_safe": int(pc.sum(retain.column("is_adversarial_safe")).as_py() or 0),
+            }
+
+        def retain_figures(written: StoredTable) -> dict:
+            return {
+                **by(written),
+                "adversarial_safe": cb.stats(written)["adversarial_safe"],
                 "adversarial_candidates": info["candidates"],
                 "left_out": counts_table("reason", info["left_out"]),
-                "by_kind": counts_table("kind", value_counts(retain, "cb_kind")),
-                "by_source": counts_table("source", value_counts(retain, "source")),
-            },
+            }
+
+        # each set written batch by batch as the merged table is read (one pass per set)
+        yield Output(
+            TableStream(SHARD_SCHEMA, cut.batches("harmful"), harmful_figures), "harmful_shard"
+        )
+        yield Output(
+            TableStream(SHARD_SCHEMA, cut.batches("retain"), retain_figures), "retain_shard"
         )
 
     @asset(
@@ -97,42 +111,62 @@ def build():
     )
     def stage2_samples(
         context: AssetExecutionContext,
-        harmful_shard: pa.Table,
-        retain_shard: pa.Table,
+        harmful_shard: StoredTable,
+        retain_shard: StoredTable,
         settings: BuildConfig,
-    ) -> pa.Table:
-        retain, downsampled = retain_shard, {}
-        dr_ratio = settings.active().thresholds.get("dr_ratio")
+    ) -> TableStream:
+        thresholds = settings.active().thresholds
+        dr_ratio = thresholds.get("dr_ratio")
+        downsampled: dict[str, int] = {}
+        retain: StoredTable | pa.Table = retain_shard
         if dr_ratio:  # the plan's --dr-ratio: the retain set cut to dr_ratio x Ds
             retain, downsampled = cb.downsample_retain(
-                retain_shard, harmful_shard.num_rows, float(dr_ratio), settings.active().seed
+                read_all(retain_shard),
+                harmful_shard.num_rows,
+                float(dr_ratio),
+                settings.active().seed,
             )
-        out = cb.samples(harmful_shard, retain)
+        drop = thresholds.get("over_length", "fail") == "drop"
+        run = preflight_setup(settings) if drop else None
         dropped: dict[str, int] = {}
-        if settings.active().thresholds.get("over_length", "fail") == "drop":
-            # longer than max_seq_length with the target tokenizer: left out and counted here
-            # (the default, "fail", keeps them, and the preflight gate blocks the set)
-            run = preflight_setup(settings)
-            report = run.report(out)
-            limit = run.setup.max_seq_length
-            over = report.column("over_length")
-            dropped = value_counts(report.filter(over), "source")
-            out = out.filter(pc.invert(over))
-            context.log.info(f"left out over max_seq_length {limit}: {dropped}")
-        s = cb.stats(out)
-        context.add_output_metadata(
-            {
-                "rows": out.num_rows,
+        total = harmful_shard.num_rows + retain.num_rows
+
+        def batches():
+            # Ds then Dr, batch by batch; with over_length: drop, each batch is rendered by the
+            # preflight (once per build: the gate reads the same rows from its cache) and the rows
+            # longer than max_seq_length with the target tokenizer are left out and counted (the
+            # default, "fail", keeps them, and the preflight gate blocks the set)
+            try:
+                for shard in (harmful_shard, retain):
+                    for batch in table_batches(shard, settings.batch_rows):
+                        if run is not None and batch.num_rows:
+                            over = run.report(batch, rows_expected=total).column("over_length")
+                            for source, n in value_counts(batch.filter(over), "source").items():
+                                dropped[source] = dropped.get(source, 0) + n
+                            batch = batch.filter(pc.invert(over))
+                        yield batch
+            finally:
+                if run is not None:
+                    run.close()
+
+        def figures(written: StoredTable) -> dict:
+            if run is not None:
+                context.log.info(
+                    f"left out over max_seq_length {run.setup.max_seq_length}: {dropped} "
+                    f"({run.rendered} rendered, {run.from_cache} from the preflight cache)"
+                )
+            s = cb.stats(written)
+            return {
                 "harmful": s["harmful"],
                 "retain": s["retain"],
                 "dr_ds_ratio": MetadataValue.float(s["dr_ds_ratio"] or 0.0),
                 "adversarial_safe": s["adversarial_safe"],
-                "over_length_left_out": counts_table("source", dropped),
+                "over_length_left_out": counts_table("source", dict(sorted(dropped.items()))),
                 "dr_ratio": str(dr_ratio or "off"),
                 "retain_downsampled": counts_table("kind", downsampled),
             }
-        )
-        return out
+
+        return TableStream(SHARD_SCHEMA, batches(), figures)
 
     @asset(
         group_name="circuit_breaker",
@@ -140,7 +174,7 @@ def build():
         owners=[OWNER],
         description="Stage-2 counts by source, class and kind (stats.json of the files).",
     )
-    def stage2_stats(context: AssetExecutionContext, stage2_samples: pa.Table) -> pa.Table:
+    def stage2_stats(context: AssetExecutionContext, stage2_samples: StoredTable) -> pa.Table:
         s = cb.stats(stage2_samples)
         rows = [
             {"source": src, "cb_class": cls, "rows": n}
@@ -174,8 +208,10 @@ def build():
         description="Strict format validation of every stage-2 sample (rules R1-R6): one row per "
         "error, with the rule, the sample id and the turn. Empty when the set is valid.",
     )
-    def validation_report(context: AssetExecutionContext, stage2_samples: pa.Table) -> pa.Table:
-        errors = cb.validate(stage2_samples)
+    def validation_report(
+        context: AssetExecutionContext, stage2_samples: StoredTable, settings: BuildConfig
+    ) -> pa.Table:
+        errors = cb.validate(stage2_samples, settings.batch_rows)
         summary = cb.validation_summary(errors, stage2_samples.num_rows)
         first = errors.slice(0, 20).to_pylist()
         context.add_output_metadata(
@@ -218,44 +254,48 @@ def build():
         },
         deps=["validation_report"],
     )
-    def cb_split(context: AssetExecutionContext, stage2_samples: pa.Table, settings: BuildConfig):
+    def cb_split(
+        context: AssetExecutionContext, stage2_samples: StoredTable, settings: BuildConfig
+    ):
         fraction = float(settings.threshold("eval_fraction"))
         threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
-        is_harmful = pc.equal(stage2_samples.column("cb_class"), "harmful")
-        train, evals = train_eval_split(
-            stage2_samples.filter(is_harmful),
-            stage2_samples.filter(pc.invert(is_harmful)),
-            fraction,
-            settings.active().seed,
-            threshold,
-        )
-        holdout = holdout_report(train, evals, fraction)
-        if (
-            train.num_rows + evals.num_rows != stage2_samples.num_rows
-        ):  # the split leaves nothing out
+        # the holdout is decided on the narrow columns; the rows are then streamed to each side
+        assignment = split_assignment(stage2_samples, fraction, settings.active().seed, threshold)
+        side = assignment.column("split")
+        train_n = assignment.filter(pc.equal(side, "train"))
+        eval_n = assignment.filter(pc.equal(side, "eval"))
+        holdout = holdout_report(train_n, eval_n, fraction)
+        if train_n.num_rows + eval_n.num_rows != stage2_samples.num_rows:  # nothing left out
             raise RuntimeError(
-                f"split lost rows: {stage2_samples.num_rows} samples, {train.num_rows} train + {evals.num_rows} eval"
+                f"split lost rows: {stage2_samples.num_rows} samples, {train_n.num_rows} train + "
+                f"{eval_n.num_rows} eval"
             )
         context.log.info(
-            f"train={train.num_rows} eval={evals.num_rows} (eval share {holdout['eval_share']}, "
+            f"train={train_n.num_rows} eval={eval_n.num_rows} (eval share {holdout['eval_share']}, "
             f"fraction {fraction})"
         )
-        for name, table in (("train_split", train), ("eval_split", evals)):
+        for name, split, narrow in (
+            ("train_split", "train", train_n),
+            ("eval_split", "eval", eval_n),
+        ):
+            metadata = {
+                "holdout": MetadataValue.json(holdout),
+                "rows_in": stage2_samples.num_rows,
+                "left_out": MetadataValue.md(
+                    "none: every stage-2 sample is in train or eval. Rows left out before: "
+                    "harmful_shard `left_out` (the cut, by reason), stage2_samples "
+                    "`over_length_left_out` and `retain_downsampled`."
+                ),
+                "by_class": counts_table("class", value_counts(narrow, "cb_class")),
+                "by_source": counts_table("source", value_counts(narrow, "source")),
+            }
             yield Output(
-                table,
+                TableStream(
+                    SPLIT_SCHEMA,
+                    split_batches(stage2_samples, assignment, split, settings.batch_rows),
+                    lambda _written, m=metadata: m,
+                ),
                 name,
-                metadata={
-                    "rows": table.num_rows,
-                    "holdout": MetadataValue.json(holdout),
-                    "rows_in": stage2_samples.num_rows,
-                    "left_out": MetadataValue.md(
-                        "none: every stage-2 sample is in train or eval. Rows left out before: "
-                        "harmful_shard `left_out` (the cut, by reason), stage2_samples "
-                        "`over_length_left_out` and `retain_downsampled`."
-                    ),
-                    "by_class": counts_table("class", value_counts(table, "cb_class")),
-                    "by_source": counts_table("source", value_counts(table, "source")),
-                },
             )
 
     @asset(
@@ -268,12 +308,12 @@ def build():
     )
     def stage2_files(
         context: AssetExecutionContext,
-        harmful_shard: pa.Table,
-        retain_shard: pa.Table,
-        stage2_samples: pa.Table,
+        harmful_shard: StoredTable,
+        retain_shard: StoredTable,
+        stage2_samples: StoredTable,
         validation_report: pa.Table,
-        train_split: pa.Table,
-        eval_split: pa.Table,
+        train_split: StoredTable,
+        eval_split: StoredTable,
         settings: BuildConfig,
     ) -> pa.Table:
         build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]

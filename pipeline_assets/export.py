@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import manifest_files
 from resources import BuildConfig
+from safetygraph.core.tables import StoredTable, read_all
 from safetygraph.export import seed_compat
 from safetygraph.export.files import EXPORT_ROOT, write_export
 from safetygraph.export.lock import config_lock
@@ -41,9 +42,9 @@ def build():
     )
     def qa_report(
         context: AssetExecutionContext,
-        train_split: pa.Table,
-        eval_split: pa.Table,
-        refusal_dataset: pa.Table,
+        train_split: StoredTable,
+        eval_split: StoredTable,
+        refusal_dataset: StoredTable,
         settings: BuildConfig,
     ) -> pa.Table:
         metrics = compute_metrics(
@@ -107,9 +108,9 @@ def build():
     )
     def export(
         context: AssetExecutionContext,
-        refusal_dataset: pa.Table,
-        train_split: pa.Table,
-        eval_split: pa.Table,
+        refusal_dataset: StoredTable,
+        train_split: StoredTable,
+        eval_split: StoredTable,
         settings: BuildConfig,
     ) -> pa.Table:
         storage = settings.storage()
@@ -132,7 +133,7 @@ def build():
             )
             extra.update(
                 seed_compat.files(
-                    refusal_dataset,
+                    read_all(refusal_dataset),  # final_dataset.json: the seed's one-document layout
                     review,
                     qa,
                     dict(profile.thresholds.get("coverage_min") or {}),

@@ -134,3 +134,59 @@ def test_near_duplicates_stay_on_one_side_and_leaks_are_found():
         train.schema.get_field_index("prompt_hash"), "prompt_hash", pa.array(["f" * 64])
     )
     assert near_duplicate_leaks(train, leaky_eval)
+
+
+def test_streamed_merge_shards_and_split_equal_the_whole_table_versions(tmp_path):
+    """The stored-table paths the pipeline streams (MergeStream, ShardCut, split_batches) give the
+    same rows as the whole-table functions, in small batches."""
+    from safetygraph.core.storage import Storage
+    from safetygraph.core.tables import StoredTable
+    from safetygraph.recipes.circuit_breaker.shards import ShardCut
+    from safetygraph.recipes.refusal.dataset import MergeStream
+    from safetygraph.recipes.splits import split_assignment, split_batches
+
+    a = _audited(
+        [
+            {"prompt": f"Tell me about topic {i} please", "response": f"Here is topic {i}."}
+            for i in range(30)
+        ]
+        + [{"prompt": "Tell me about topic 3 please", "response": "Here is topic 3."}],
+        "aaa",
+    )
+    b = _audited(
+        [{"prompt": "tell me about TOPIC 4 please", "response": "here is topic 4."}]
+        + [
+            {"prompt": f"How do I launder money variant {i}", "tags": ["harmful"],
+             "response": f"Step 1: variant {i}"}
+            for i in range(8)
+        ],
+        "bbb",
+    )  # fmt: skip
+    storage = Storage(str(tmp_path))
+    stored = {}
+    for name, table in (("aaa", a), ("bbb", b)):
+        storage.write_table(table, "assets", "audited", f"{name}.parquet")
+        stored[name] = StoredTable(storage, ("assets", "audited", f"{name}.parquet"), 4)
+    whole, stats = merge_sources({"aaa": a, "bbb": b}, ["aaa", "bbb"])
+    merge = MergeStream(stored, ["aaa", "bbb"])
+    streamed = pa.concat_tables(list(merge.batches()))
+    assert streamed.equals(whole) and merge.stats == stats
+    assert stats["cross_source_duplicates_removed"] >= 1
+
+    storage.write_table(whole, "assets", "refusal_dataset.parquet")
+    merged = StoredTable(storage, ("assets", "refusal_dataset.parquet"), 4)
+    harmful, retain, info = cut_shards(whole, {})
+    cut = ShardCut(merged, {}, batch_rows=4)
+    assert pa.concat_tables(list(cut.batches("harmful"))).equals(harmful)
+    assert pa.concat_tables(list(cut.batches("retain"))).equals(retain)
+    assert cut.info == info and harmful.num_rows == 8
+
+    train, evals = train_eval_split(harmful, retain, 0.2, seed=0)
+    samples = pa.concat_tables([harmful, retain])
+    storage.write_table(samples, "assets", "stage2_samples.parquet")
+    s2 = StoredTable(storage, ("assets", "stage2_samples.parquet"), 4)
+    plan = split_assignment(s2, 0.2, 0)
+    for side, expected in (("train", train), ("eval", evals)):
+        got = pa.concat_tables(list(split_batches(s2, plan, side, 4)))
+        assert got.sort_by([("source", "ascending"), ("id", "ascending")]).equals(expected)
+    assert evals.num_rows > 0 and not leaked_prompts(train, evals)

@@ -9,6 +9,7 @@ are DuckDB's and the permutations fixed by a seed: stable across runs (signature
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -45,29 +46,23 @@ def _shingle_sql(ngram: int, relation: str = "t") -> str:
         FROM n"""
 
 
-def band_hashes(
-    keys: pa.Array,
-    texts: pa.Array,
-    num_perm: int = 128,
-    bands: int = 16,
-    ngram: int = 3,
-    chunk_rows: int = 8192,
-) -> pa.Table:
-    """(k, b, bh): for each distinct key, the hash of each LSH band of its MinHash signature.
+def _band_table(
+    con: duckdb.DuckDBPyConnection, num_perm: int, bands: int, ngram: int, chunk_rows: int
+) -> None:
+    """``band(i, b, bh)`` on ``con`` from ``kt(k, txt, i)``: for each key's integer ``i``, the hash
+    of each LSH band of its MinHash signature.
 
-    Shingles are hashed by DuckDB, the ``num_perm`` permutations run in numpy over ``chunk_rows``
-    rows at a time (memory: chunk shingles x num_perm x 8 bytes), and only the ``bands`` band
-    hashes of a row are kept, not its signature."""
+    Shingles are hashed by DuckDB and fetched ``chunk_rows`` keys at a time; the ``num_perm``
+    permutations run in numpy over that chunk (memory: chunk shingles x num_perm x 8 bytes), and
+    only the band hashes go back into DuckDB (which spills past its memory limit), never the
+    signatures: memory stays bounded by the chunk, not by the number of texts."""
     rows_per_band = num_perm // bands
     a, b = _permutations(num_perm)
-    con = duck.connect(t=pa.table({"k": keys, "txt": texts}))
-    hashed = duck.query(
-        con,
-        f"SELECT k, list_transform(shingles, lambda s: hash(s)) AS h FROM ({_shingle_sql(ngram)})",
-    )
-    out_k, out_b, out_bh = [], [], []
-    for start in range(0, hashed.num_rows, chunk_rows):
-        part = hashed.slice(start, chunk_rows)
+    con.execute("CREATE TABLE band (i BIGINT, b TINYINT, bh UBIGINT)")
+    reader = con.cursor()  # streams the shingles while ``con`` takes the band hashes
+    shingles = f"""SELECT kt.i, list_transform(s.shingles, lambda x: hash(x)) AS h
+        FROM ({_shingle_sql(ngram, "kt")}) s JOIN kt USING (k)"""
+    for part in duck.stream(reader, shingles, chunk_rows):
         lists = part.column("h").combine_chunks()
         flat = lists.flatten().to_numpy(zero_copy_only=False).astype(np.uint64) & _MASK32
         offsets = lists.offsets.to_numpy()
@@ -79,21 +74,18 @@ def band_hashes(
         bh = np.zeros((len(starts), bands), dtype=np.uint64)
         for j in range(rows_per_band):
             bh = bh * np.uint64(0x9E3779B97F4A7C15) + per_band[:, :, j]
-        out_k.append(np.repeat(np.arange(start, start + len(starts)), bands))
-        out_b.append(np.tile(np.arange(bands, dtype=np.int32), len(starts)))
-        out_bh.append(bh.reshape(-1))
-    if not out_k:
-        return pa.table(
-            {"k": keys.slice(0, 0), "b": pa.array([], pa.int32()), "bh": pa.array([], pa.uint64())}
+        ids = part.column("i").to_numpy()
+        chunk = pa.table(
+            {
+                "i": pa.array(np.repeat(ids, bands)),
+                "b": pa.array(np.tile(np.arange(bands, dtype=np.int8), len(starts))),
+                "bh": pa.array(bh.reshape(-1)),
+            }
         )
-    pos = pa.array(np.concatenate(out_k))
-    return pa.table(
-        {
-            "k": hashed.column("k").take(pos),
-            "b": pa.array(np.concatenate(out_b)),
-            "bh": pa.array(np.concatenate(out_bh)),
-        }
-    )
+        con.register("chunk", chunk)
+        con.execute("INSERT INTO band SELECT * FROM chunk")
+        con.unregister("chunk")
+    reader.close()
 
 
 def near_duplicate_pairs(
@@ -103,6 +95,7 @@ def near_duplicate_pairs(
     num_perm: int = 128,
     bands: int = 16,
     ngram: int = 3,
+    chunk_rows: int = 8192,
 ) -> pa.Table:
     """Pairs (a < b) of keys whose texts are near duplicates (distinct keys only).
 
@@ -112,41 +105,45 @@ def near_duplicate_pairs(
     ``BUCKET_PAIRS_MAX`` rows (a template shared by many rows) only the pairs with the bucket's
     smallest key are candidates: the cost stays linear, and such rows still meet their near
     duplicates in the other 15 bands or through the shared head (clusters stay connected).
+    Keys are numbered once; the band table and the candidates carry the numbers, not the keys.
     """
     if num_perm % bands:
         raise ValueError("num_perm must be a multiple of bands")
-    band = band_hashes(keys, texts, num_perm, bands, ngram)
-    con = duck.connect(band=band, t=pa.table({"k": keys, "txt": texts}))
+    con = duck.connect(t=pa.table({"k": keys, "txt": texts}))
+    con.execute(
+        "CREATE TABLE kt AS SELECT k, txt, row_number() OVER (ORDER BY k) - 1 AS i "
+        "FROM (SELECT k, any_value(txt) AS txt FROM t GROUP BY k)"
+    )
+    con.unregister("t")
+    _band_table(con, num_perm, bands, ngram, chunk_rows)
     # a bucket (rows sharing a band) of up to BUCKET_PAIRS_MAX rows gives all its pairs; a larger one
     # (a template many rows share) links each row to the bucket's smallest key, as datatrove does,
     # so candidates grow with the rows, not with the square of a template's frequency
     con.execute(
         f"""
         CREATE TABLE sized AS
-        SELECT k, b, bh, count(*) OVER w AS n, min(k) OVER w AS head FROM band
+        SELECT i, b, bh, count(*) OVER w AS n, min(i) OVER w AS head FROM band
         WINDOW w AS (PARTITION BY b, bh);
+        DROP TABLE band;
         CREATE TABLE cand AS
         SELECT DISTINCT a, b FROM (
-          SELECT x.k AS a, y.k AS b FROM sized x JOIN sized y
-            ON x.b = y.b AND x.bh = y.bh AND x.k < y.k
+          SELECT x.i AS a, y.i AS b FROM sized x JOIN sized y
+            ON x.b = y.b AND x.bh = y.bh AND x.i < y.i
           WHERE x.n > 1 AND x.n <= {BUCKET_PAIRS_MAX}
           UNION ALL
-          SELECT head, k FROM sized WHERE n > {BUCKET_PAIRS_MAX} AND k <> head
-        )
-        """
-    )
-    con.execute(
-        f"""
-        CREATE TABLE tc AS SELECT * FROM t WHERE k IN (SELECT a FROM cand UNION SELECT b FROM cand);
-        CREATE TABLE sh AS {_shingle_sql(ngram, "tc")}
+          SELECT head, i FROM sized WHERE n > {BUCKET_PAIRS_MAX} AND i <> head
+        );
+        DROP TABLE sized;
+        CREATE TABLE tc AS SELECT * FROM kt WHERE i IN (SELECT a FROM cand UNION SELECT b FROM cand);
+        CREATE TABLE sh AS SELECT s.*, tc.i FROM ({_shingle_sql(ngram, "tc")}) s JOIN tc USING (k);
         """
     )
     return duck.query(
         con,
         f"""
-        SELECT c.a, c.b,
+        SELECT sa.k AS a, sb.k AS b,
                len(list_intersect(sa.shingles, sb.shingles)) / len(list_distinct(list_concat(sa.shingles, sb.shingles)))::DOUBLE AS jaccard
-        FROM cand c JOIN sh sa ON sa.k = c.a JOIN sh sb ON sb.k = c.b
+        FROM cand c JOIN sh sa ON sa.i = c.a JOIN sh sb ON sb.i = c.b
         WHERE jaccard >= {threshold}
         ORDER BY a, b
         """,

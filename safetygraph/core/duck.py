@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -29,11 +32,20 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def memory_limit() -> str:
+    """DuckDB's memory per connection (``SAFETYGRAPH_DUCKDB_MEMORY``, 2GB by default): past it,
+    sorts, joins and aggregations spill to a temporary folder instead of growing the process."""
+    return os.environ.get("SAFETYGRAPH_DUCKDB_MEMORY", "2GB")
+
+
 def connect(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the given Arrow tables registered by name."""
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = '{memory_limit()}'")
+    spill = os.path.join(tempfile.gettempdir(), "safetygraph-duckdb")
+    con.execute(f"SET temp_directory = {sql_literal(spill)}")
     for name, table in tables.items():
         register(con, name, table)
     return con
@@ -55,3 +67,14 @@ def one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = Non
     if len(result) != 1:
         raise ValueError(f"expected one row, got {len(result)}: {sql[:80]}")
     return result[0]
+
+
+def stream(
+    con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int, params: list[Any] | None = None
+) -> Iterator[pa.Table]:
+    """The result of ``sql`` as tables of at most ``batch_rows`` rows, fetched as they are needed
+    (the whole result never sits in Python memory). Nothing else may run on ``con`` until the
+    stream is exhausted: give it a connection of its own."""
+    reader = con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
+    for batch in reader:
+        yield pa.Table.from_batches([batch])

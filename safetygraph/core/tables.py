@@ -178,3 +178,34 @@ def table_batches(table: pa.Table | StoredTable, batch_rows: int) -> Iterator[pa
 def read_columns(table: pa.Table | StoredTable, columns: list[str]) -> pa.Table:
     """Only ``columns`` of ``table`` (from a stored file, only those columns are read)."""
     return table.read(columns) if isinstance(table, StoredTable) else table.select(columns)
+
+
+def register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | StoredTable) -> None:
+    """``table`` under ``name`` on ``con``: a view over the stored file, or the Arrow table."""
+    if isinstance(table, StoredTable):
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {table.relation(con)}")
+    else:
+        from safetygraph.core import duck
+
+        duck.register(con, name, table)
+
+
+def unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    con.execute(f"DROP VIEW IF EXISTS {name}")
+    with contextlib.suppress(duckdb.Error):
+        con.unregister(name)
+
+
+def connect(**tables: pa.Table | StoredTable) -> duckdb.DuckDBPyConnection:
+    """``duck.connect`` with stored tables as views over their files and Arrow tables registered."""
+    from safetygraph.core import duck
+
+    con = duck.connect()
+    for name, table in tables.items():
+        register(con, name, table)
+    return con
+
+
+def read_all(table: pa.Table | StoredTable) -> pa.Table:
+    """The whole table in memory (a stored one read from its file): for small tables only."""
+    return table.read() if isinstance(table, StoredTable) else table

@@ -15,11 +15,12 @@ import pyarrow as pa
 from safetygraph.core import duck
 from safetygraph.core.builds import copy_formats, new_build_id, publish, verify_build
 from safetygraph.core.storage import Storage
+from safetygraph.core.tables import StoredTable, register, unregister
 
 EXPORT_ROOT = "exports"
 
 
-def _nested_sql(table: pa.Table) -> str:
+def _nested_sql(table: pa.Table | StoredTable) -> str:
     """The canonical nested record (the JSON Schema in schemas/) from a flat table."""
     has = set(table.column_names)
 
@@ -47,7 +48,7 @@ def _nested_sql(table: pa.Table) -> str:
 
 def write_export(
     storage: Storage,
-    tables: dict[str, pa.Table],
+    tables: dict[str, pa.Table | StoredTable],
     extra_files: dict[str, str],
     lock: dict[str, Any],
     rows_per_source: dict[str, dict[str, int]],
@@ -58,9 +59,9 @@ def write_export(
         con = duck.connect()
         files = []
         for name, table in tables.items():
-            duck.register(con, "t", table)
+            register(con, "t", table)  # a stored table: a view over its file
             files += copy_formats(con, _nested_sql(table), tmp, name, table.num_rows)
-            con.unregister("t")
+            unregister(con, "t")
         for fname, text in extra_files.items():
             local = os.path.join(tmp, fname)
             Path(local).parent.mkdir(parents=True, exist_ok=True)

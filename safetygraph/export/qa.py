@@ -7,10 +7,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 
 from safetygraph.audit.pii import residual_pii
 from safetygraph.core import duck
+from safetygraph.core.tables import StoredTable, connect, read_columns
 
 DEFAULT_QA_THRESHOLDS: dict[str, float] = {
     "min_mean_confidence": 0.7,
@@ -37,18 +39,20 @@ class Metric:
 
 
 def compute_metrics(
-    train: pa.Table,
-    evals: pa.Table,
-    dataset: pa.Table,
+    train: pa.Table | StoredTable,
+    evals: pa.Table | StoredTable,
+    dataset: pa.Table | StoredTable,
     thresholds: dict[str, Any],
     ratio_min: float,
 ) -> list[Metric]:
     """Metrics over the splits; over-refusal over the whole labelled dataset (the splits leave it out)."""
     t = {**DEFAULT_QA_THRESHOLDS, **thresholds}
-    con = duck.connect(
-        tr=train, ev=evals, ds=dataset.select(["prompt_harmful", "response_refusal"])
+    # stored tables are scanned in place (views over their files); nothing is copied
+    con = connect(tr=train, ev=evals, ds=dataset)
+    con.execute(
+        "CREATE TEMP VIEW a AS SELECT source, cb_class, cb_kind, label_confidence, label_outcome "
+        "FROM tr UNION ALL SELECT source, cb_class, cb_kind, label_confidence, label_outcome FROM ev"
     )
-    con.execute("CREATE TABLE a AS SELECT * FROM tr UNION ALL SELECT * FROM ev")
     row = duck.one(
         con,
         f"""
@@ -121,7 +125,9 @@ def compute_metrics(
     ]
 
 
-def great_expectations_results(train: pa.Table, evals: pa.Table) -> list[dict[str, Any]]:
+def great_expectations_results(
+    train: pa.Table | StoredTable, evals: pa.Table | StoredTable
+) -> list[dict[str, Any]]:
     """Validate both splits with a Great Expectations suite (ephemeral context, nothing on disk)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -135,9 +141,10 @@ def great_expectations_results(train: pa.Table, evals: pa.Table) -> list[dict[st
     source = context.data_sources.add_pandas("qa")
     results = []
     for name, table, split in (("train", train, "train"), ("eval", evals, "eval")):
-        df = table.select(
-            ["id", "prompt", "response", "label_outcome", "label_confidence", "split"]
-        ).to_pandas()
+        # Arrow-backed columns: the texts stay in Arrow buffers, not one Python object per value
+        df = read_columns(
+            table, ["id", "prompt", "response", "label_outcome", "label_confidence", "split"]
+        ).to_pandas(types_mapper=pd.ArrowDtype)
         batch = (
             source.add_dataframe_asset(name)
             .add_batch_definition_whole_dataframe("all")
@@ -203,10 +210,10 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def rows_per_source(**tables: pa.Table) -> dict[str, dict[str, int]]:
+def rows_per_source(**tables: pa.Table | StoredTable) -> dict[str, dict[str, int]]:
     out = {}
     for name, table in tables.items():
-        con = duck.connect(t=table.select(["source"]))
+        con = connect(t=read_columns(table, ["source"]))
         out[name] = {
             s: int(n)
             for s, n in duck.rows(

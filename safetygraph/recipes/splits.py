@@ -3,16 +3,20 @@ drawn per prompt cluster (exact copies and near duplicates together), and the le
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from safetygraph.audit.neardup import cluster_keys, near_duplicate_pairs
 from safetygraph.core import duck
 from safetygraph.core.records import SHARD_SCHEMA, SPLIT_SCHEMA, conform
+from safetygraph.core.tables import StoredTable, read_columns, table_batches
 
 
-def _distinct_prompts(*tables: pa.Table) -> pa.Table:
+def _distinct_prompts(*tables: pa.Table | StoredTable) -> pa.Table:
     con = duck.connect(
-        **{f"t{i}": t.select(["prompt_hash", "prompt"]) for i, t in enumerate(tables)}
+        **{f"t{i}": read_columns(t, ["prompt_hash", "prompt"]) for i, t in enumerate(tables)}
     )
     union = " UNION ALL ".join(f"SELECT prompt_hash, prompt FROM t{i}" for i in range(len(tables)))
     return duck.query(
@@ -74,26 +78,62 @@ def train_eval_split(
 ) -> tuple[pa.Table, pa.Table]:
     """A holdout of the stage-2 samples stratified by (source, class), drawn per prompt cluster
     (``assign_splits``), so no prompt can sit in both train and eval."""
-    harmful, retain = conform(harmful, SHARD_SCHEMA), conform(retain, SHARD_SCHEMA)
-    con = duck.connect(h=harmful, r=retain)
-    con.execute("CREATE TABLE u AS SELECT * FROM h UNION ALL SELECT * FROM r")
+    samples = pa.concat_tables([conform(harmful, SHARD_SCHEMA), conform(retain, SHARD_SCHEMA)])
+    assignment = split_assignment(samples, eval_fraction, seed, near_dup_threshold)
+
+    def side(split: str) -> pa.Table:
+        parts = list(split_batches(samples, assignment, split, max(samples.num_rows, 1)))
+        table = pa.concat_tables(parts) if parts else SPLIT_SCHEMA.empty_table()
+        return table.sort_by([("source", "ascending"), ("id", "ascending")])
+
+    return side("train"), side("eval")
+
+
+def split_assignment(
+    samples: pa.Table | StoredTable,
+    eval_fraction: float,
+    seed: int,
+    near_dup_threshold: float = 0.8,
+) -> pa.Table:
+    """``(prompt_hash, split, source, cb_class)`` for every sample of the stage-2 set, from its
+    narrow columns only (a stored set: four columns read): the same holdout as
+    ``train_eval_split``, without the rows."""
+    keys = read_columns(samples, ["prompt_hash", "prompt", "source", "cb_class"])
+    con = duck.connect(k=keys)
     keys = duck.query(
-        con, "SELECT prompt_hash, prompt, source || '/' || cb_class AS stratum FROM u"
-    )
-    duck.register(con, "a", assign_splits(keys, eval_fraction, seed, near_dup_threshold))
-    out = duck.query(
         con,
-        "SELECT u.*, a.split FROM u JOIN a USING (prompt_hash) ORDER BY u.source, u.id",
+        "SELECT prompt_hash, prompt, source || '/' || cb_class AS stratum, source, cb_class FROM k",
     )
-    duck.register(con, "out", out)
-    train = duck.query(con, "SELECT * FROM out WHERE split = 'train'")
-    evals = duck.query(con, "SELECT * FROM out WHERE split = 'eval'")
-    return conform(train, SPLIT_SCHEMA), conform(evals, SPLIT_SCHEMA)
+    plan = assign_splits(keys, eval_fraction, seed, near_dup_threshold)
+    duck.register(con, "a", plan)
+    duck.register(con, "kk", keys)
+    return duck.query(
+        con,
+        "SELECT kk.prompt_hash, a.split, kk.source, kk.cb_class FROM kk JOIN a USING (prompt_hash)",
+    )
 
 
-def leaked_prompts(train: pa.Table, evals: pa.Table) -> list[str]:
+def split_batches(
+    samples: pa.Table | StoredTable, assignment: pa.Table, split: str, batch_rows: int
+) -> Iterator[pa.Table]:
+    """The samples of ``split`` (train or eval) with their ``split`` column, batch by batch in the
+    set's order; ``assignment`` maps each prompt hash to its side (``split_assignment``)."""
+    plan = duck.query(duck.connect(a=assignment), "SELECT DISTINCT prompt_hash, split FROM a")
+    hashes, sides = plan.column("prompt_hash"), plan.column("split")
+    for batch in table_batches(samples, batch_rows):
+        at = pc.index_in(batch.column("prompt_hash"), value_set=hashes)
+        side = pc.take(sides, at)
+        keep = pc.equal(side, split)
+        rows = batch.filter(keep)
+        if rows.num_rows:
+            yield conform(rows.append_column("split", side.filter(keep)), SPLIT_SCHEMA)
+
+
+def leaked_prompts(train: pa.Table | StoredTable, evals: pa.Table | StoredTable) -> list[str]:
     """Prompt hashes present on both sides of the split."""
-    con = duck.connect(a=train.select(["prompt_hash"]), b=evals.select(["prompt_hash"]))
+    con = duck.connect(
+        a=read_columns(train, ["prompt_hash"]), b=read_columns(evals, ["prompt_hash"])
+    )
     return [
         r[0]
         for r in duck.rows(
@@ -102,13 +142,17 @@ def leaked_prompts(train: pa.Table, evals: pa.Table) -> list[str]:
     ]
 
 
-def near_duplicate_leaks(train: pa.Table, evals: pa.Table, threshold: float = 0.8) -> list[dict]:
+def near_duplicate_leaks(
+    train: pa.Table | StoredTable, evals: pa.Table | StoredTable, threshold: float = 0.8
+) -> list[dict]:
     """Near-duplicate prompt pairs with one side in train and the other in eval."""
     prompts = _distinct_prompts(train, evals)
     pairs = near_duplicate_pairs(
         prompts.column("prompt_hash"), prompts.column("prompt"), threshold=threshold
     )
-    con = duck.connect(p=pairs, tr=train.select(["prompt_hash"]), ev=evals.select(["prompt_hash"]))
+    con = duck.connect(
+        p=pairs, tr=read_columns(train, ["prompt_hash"]), ev=read_columns(evals, ["prompt_hash"])
+    )
     rows = duck.rows(
         con,
         """

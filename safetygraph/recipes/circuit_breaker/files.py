@@ -13,6 +13,7 @@ from safetygraph.core import duck
 from safetygraph.core.duck import sql_literal
 from safetygraph.core.records import canonical_json
 from safetygraph.core.storage import Storage
+from safetygraph.core.tables import StoredTable, connect
 
 
 def _call_id(call_id: str) -> str:
@@ -83,10 +84,10 @@ STAGE2_ROOT = "circuit_breaker"
 def write_files(
     storage: Storage,
     build_id: str,
-    harmful: pa.Table,
-    retain: pa.Table,
-    train: pa.Table,
-    evals: pa.Table,
+    harmful: pa.Table | StoredTable,
+    retain: pa.Table | StoredTable,
+    train: pa.Table | StoredTable,
+    evals: pa.Table | StoredTable,
     validation_report: dict[str, Any],
     stats_body: dict[str, Any],
 ) -> dict[str, Any]:
@@ -94,8 +95,26 @@ def write_files(
     harmful/<kind>.jsonl, retain/<source>.jsonl and retain/<kind>.jsonl, stage2/train.jsonl, stage2/eval.jsonl, validation_report.json,
     stats.json, then manifest.json (sha256 and rows per file) last and ``LATEST`` after it: a
     folder without a manifest is incomplete. Every file is written atomically."""
-    con = duck.connect(h=harmful, r=retain, tr=train, ev=evals)
-    files: list[tuple[tuple[str, ...], bytes, int]] = []
+    con = connect(h=harmful, r=retain, tr=train, ev=evals)
+    entries = []
+
+    def jsonl(parts: tuple[str, ...], sql: str) -> None:
+        # streamed from DuckDB into the file (atomically), hashed on the way: never whole in memory
+        rows, size, h = 0, 0, hashlib.sha256()
+        with (
+            storage._atomic(STAGE2_ROOT, build_id, *parts) as (tmp, _final),
+            storage.fs.open(tmp, "wb") as f,
+        ):
+            for batch in duck.stream(con, sql, 20_000):
+                data = ("\n".join(batch.column(0).to_pylist()) + "\n").encode("utf-8")
+                f.write(data)
+                h.update(data)
+                size += len(data)
+                rows += batch.num_rows
+        entries.append(
+            {"path": "/".join(parts), "rows": rows, "bytes": size, "sha256": h.hexdigest()}
+        )
+
     for name, shard in (("harmful", "h"), ("retain", "r")):
         sources = [r[0] for r in duck.rows(con, f"SELECT DISTINCT source FROM {shard} ORDER BY 1")]
         kinds = [r[0] for r in duck.rows(con, f"SELECT DISTINCT cb_kind FROM {shard} ORDER BY 1")]
@@ -108,21 +127,18 @@ def write_files(
         for column, values in (("source", sources), ("cb_kind", kinds)):
             for value in values:
                 where = f"WHERE {column} = {sql_literal(value)}"
-                n = duck.one(con, f"SELECT count(*) FROM {shard} {where}")[0]
-                files.append(
-                    ((name, f"{value}.jsonl"), jsonl_bytes(con, shard, where=where), int(n))
-                )
-    for name, t, table in (("train", "tr", train), ("eval", "ev", evals)):
-        files.append((("stage2", f"{name}.jsonl"), jsonl_bytes(con, t, split=True), table.num_rows))
-    files.append((("validation_report.json",), json.dumps(validation_report, indent=2).encode(), 0))
-    files.append((("stats.json",), json.dumps(stats_body, indent=2).encode(), 0))
-    entries = []
-    for parts, data, rows in files:
+                jsonl((name, f"{value}.jsonl"), _records_sql(shard, False, where, "id"))
+    for name, t in (("train", "tr"), ("eval", "ev")):
+        jsonl(("stage2", f"{name}.jsonl"), _records_sql(t, True, "", "id"))
+    for parts, data in (
+        (("validation_report.json",), json.dumps(validation_report, indent=2).encode()),
+        (("stats.json",), json.dumps(stats_body, indent=2).encode()),
+    ):
         storage.write_bytes(data, STAGE2_ROOT, build_id, *parts)
         entries.append(
             {
                 "path": "/".join(parts),
-                "rows": rows,
+                "rows": 0,
                 "bytes": len(data),
                 "sha256": hashlib.sha256(data).hexdigest(),
             }

@@ -5,7 +5,9 @@ there are many rows, with a cache by row bytes so the stage-2 step and its gate 
 from __future__ import annotations
 
 import json
+import logging
 import os
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,9 +192,19 @@ class PreflightRun:
         fresh: list[pa.Table] = []
         if pool is not None and len(chunks) > 1:
             work = [[lines[i] for i in c] for c in chunks]
-            for chunk, data in zip(chunks, pool.map(_worker_rows, work), strict=True):
-                fresh.append(_keyed(_from_ipc(data), keys, chunk))
-        else:
+            try:
+                for chunk, data in zip(chunks, pool.map(_worker_rows, work), strict=True):
+                    fresh.append(_keyed(_from_ipc(data), keys, chunk))
+            except (BrokenProcessPool, RuntimeError, OSError) as exc:
+                # workers that cannot start (a script without a __main__ guard, no fork/spawn):
+                # the same rows rendered here instead
+                logging.getLogger(__name__).warning(
+                    f"preflight workers unavailable ({type(exc).__name__}: {exc}); rendering in process"
+                )
+                self.close()
+                self.workers = 1
+                fresh, pool = [], None
+        if pool is None or len(chunks) <= 1:
             tok, refs = self.loaded() if todo else (None, [])
             for chunk in chunks:
                 rows = [json.loads(lines[i]) for i in chunk]

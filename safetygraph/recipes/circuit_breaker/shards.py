@@ -28,14 +28,16 @@ in an agent the harm is the action, not the words).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from safetygraph.core import duck
 from safetygraph.core.duck import sql_literal
 from safetygraph.core.records import SHARD_SCHEMA, conform
+from safetygraph.core.tables import StoredTable, connect, read_columns, table_batches
 
 CANDIDATE_TAG = "adversarial_candidate"
 HARMFUL_KINDS = ("attack_success", "harmful_completion")
@@ -68,11 +70,13 @@ def attack_outcome_sql(paths_by_source: Mapping[str, Sequence[str]]) -> str:
 
 
 def attack_outcome_counts(
-    table: pa.Table, outcome_paths: Mapping[str, Sequence[str]]
+    table: pa.Table | StoredTable, outcome_paths: Mapping[str, Sequence[str]]
 ) -> dict[str, int]:
     """Recorded attack rows (answers generated anew aside) and how many of them have no outcome at
     the source's ``attack_outcome`` paths: the attack_outcome_recorded gate reads these."""
-    con = duck.connect(t=table.select(["source", "tags", "meta"]))
+    con = connect(
+        t=table.select(["source", "tags", "meta"]) if isinstance(table, pa.Table) else table
+    )
     rows, missing = duck.one(
         con,
         f"""SELECT count(*), count(*) FILTER (WHERE {attack_outcome_sql(outcome_paths)} IS NULL)
@@ -84,71 +88,119 @@ def attack_outcome_counts(
 USES_TOOLS = "len(list_filter(messages, lambda m: m.tool_calls IS NOT NULL OR m.role = 'tool')) > 0"
 
 
+class ShardCut:
+    """The cut of the merged rows into Ds and Dr (see the module table), decided once over the
+    narrow columns (a place per row position, in DuckDB), then streamed: ``batches(cls)`` reads the
+    merged table batch by batch and yields the rows of that set with ``cb_class``, ``cb_kind`` and
+    ``is_adversarial_safe``. Memory: one batch plus a place per row; the merged table is never
+    held whole (a stored one is scanned in place)."""
+
+    def __init__(
+        self,
+        table: pa.Table | StoredTable,
+        outcome_paths: Mapping[str, Sequence[str]],
+        batch_rows: int = 50_000,
+    ):
+        self.table, self.batch_rows = table, batch_rows
+        con = duck.connect()
+        if isinstance(table, StoredTable):
+            source = f"(SELECT *, file_row_number AS __pos FROM {table.relation(con, file_row_number=True)})"
+        else:
+            con.register(
+                "t0",
+                table.append_column("__pos", pa.array(range(table.num_rows), pa.int64())),
+            )
+            source = "t0"
+        con.execute(
+            f"""
+            CREATE TABLE c AS
+            WITH b AS (
+              SELECT __pos, source, response, tags, response_harmful, response_refusal, prompt_harmful,
+                     messages, {attack_outcome_sql(outcome_paths)} AS __succeeded,
+                     list_contains(tags, '{CANDIDATE_TAG}') AS __candidate,
+                     list_contains(tags, 'attack') AS __attack,
+                     -- tools called before the agent's final turn, and the new ones that turn calls
+                     list_distinct(flatten(list_transform(messages[1:len(messages) - 1],
+                         lambda m: coalesce(json_extract_string(m.tool_calls, '$[*].name'), [])))) AS __before,
+                     coalesce(json_extract_string(messages[len(messages)].tool_calls, '$[*].name'), []) AS __final
+              FROM {source}
+            )
+            SELECT __pos, __candidate,
+              CASE
+                WHEN response IS NULL THEN 'no_response'
+                WHEN __candidate THEN
+                  CASE WHEN len(list_filter(__final, lambda x: NOT list_contains(__before, x))) = 0
+                       THEN 'retain:adversarial_safe' ELSE 'out:adversarial_candidate_unsafe' END
+                WHEN __attack AND __succeeded IS NULL THEN 'out:attack_outcome_missing'
+                WHEN __attack AND __succeeded THEN 'harmful:attack_success'
+                WHEN __attack THEN 'retain:attack_resisted'
+                WHEN response_harmful THEN 'harmful:harmful_completion'
+                WHEN response_refusal AND NOT prompt_harmful THEN 'out:over_refusal'
+                WHEN list_contains(tags, 'general_chat') THEN 'retain:general_chat'
+                -- an agentic source's conversation that uses no tool (a tau2 task without expected
+                -- actions) is general conversation, not a tool sample
+                WHEN list_contains(tags, 'agentic') AND {USES_TOOLS} THEN 'retain:agent_trace'
+                WHEN list_contains(tags, 'agentic') THEN 'retain:general_chat'
+                WHEN list_contains(tags, 'borderline') THEN 'retain:borderline_compliance'
+                WHEN prompt_harmful THEN 'retain:harmful_refusal'
+                ELSE 'retain:benign_answer'
+              END AS __place
+            FROM b
+            """
+        )
+        self.places = duck.query(con, "SELECT __place FROM c ORDER BY __pos").column("__place")
+        left_out = dict(
+            duck.rows(
+                con,
+                "SELECT coalesce(nullif(split_part(__place, ':', 2), ''), __place), count(*) FROM c "
+                "WHERE __place NOT LIKE 'harmful:%' AND __place NOT LIKE 'retain:%' GROUP BY 1 ORDER BY 1",
+            )
+        )
+        self.info = {
+            "left_out": {k: int(v) for k, v in left_out.items()},
+            **attack_outcome_counts(table, outcome_paths),
+            "candidates": int(duck.one(con, "SELECT count(*) FROM c WHERE __candidate")[0]),
+        }
+        con.close()
+        self.places = self.places.combine_chunks()
+
+    def batches(self, cls: str) -> Iterator[pa.Table]:
+        """The rows of set ``cls`` (harmful or retain), in table order, in shard schema."""
+        start = 0
+        for batch in table_batches(self.table, self.batch_rows):
+            n = batch.num_rows
+            place = self.places.slice(start, n)
+            start += n
+            parts = pc.split_pattern(place, ":")
+            klass = pc.list_element(parts, 0)
+            keep = pc.equal(klass, cls)
+            rows = batch.filter(keep)
+            if rows.num_rows == 0:
+                continue
+            kind = pc.list_element(parts, 1).filter(keep)
+            rows = (
+                rows.append_column("cb_class", pa.array([cls] * rows.num_rows, pa.string()))
+                .append_column("cb_kind", kind)
+                .append_column(
+                    "is_adversarial_safe", pc.equal(place.filter(keep), "retain:adversarial_safe")
+                )
+            )
+            yield conform(rows, SHARD_SCHEMA)
+
+
 def cut_shards(
-    table: pa.Table, outcome_paths: Mapping[str, Sequence[str]]
+    table: pa.Table | StoredTable, outcome_paths: Mapping[str, Sequence[str]]
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
-    """(harmful Ds, retain Dr, info) from the merged, labelled, audited rows; see the module table."""
-    con = duck.connect(t=table)
-    con.execute(
-        f"""
-        CREATE TABLE c AS
-        WITH b AS (
-          SELECT *, {attack_outcome_sql(outcome_paths)} AS __succeeded,
-                 list_contains(tags, '{CANDIDATE_TAG}') AS __candidate,
-                 list_contains(tags, 'attack') AS __attack,
-                 -- tools called before the agent's final turn, and the new ones that turn calls
-                 list_distinct(flatten(list_transform(messages[1:len(messages) - 1],
-                     lambda m: coalesce(json_extract_string(m.tool_calls, '$[*].name'), [])))) AS __before,
-                 coalesce(json_extract_string(messages[len(messages)].tool_calls, '$[*].name'), []) AS __final
-          FROM t
-        )
-        SELECT * EXCLUDE (__before, __final),
-          CASE
-            WHEN response IS NULL THEN 'no_response'
-            WHEN __candidate THEN
-              CASE WHEN len(list_filter(__final, lambda x: NOT list_contains(__before, x))) = 0
-                   THEN 'retain:adversarial_safe' ELSE 'out:adversarial_candidate_unsafe' END
-            WHEN __attack AND __succeeded IS NULL THEN 'out:attack_outcome_missing'
-            WHEN __attack AND __succeeded THEN 'harmful:attack_success'
-            WHEN __attack THEN 'retain:attack_resisted'
-            WHEN response_harmful THEN 'harmful:harmful_completion'
-            WHEN response_refusal AND NOT prompt_harmful THEN 'out:over_refusal'
-            WHEN list_contains(tags, 'general_chat') THEN 'retain:general_chat'
-            -- an agentic source's conversation that uses no tool (a tau2 task without expected
-            -- actions) is general conversation, not a tool sample
-            WHEN list_contains(tags, 'agentic') AND {USES_TOOLS} THEN 'retain:agent_trace'
-            WHEN list_contains(tags, 'agentic') THEN 'retain:general_chat'
-            WHEN list_contains(tags, 'borderline') THEN 'retain:borderline_compliance'
-            WHEN prompt_harmful THEN 'retain:harmful_refusal'
-            ELSE 'retain:benign_answer'
-          END AS __place
-        FROM b
-        """
+    """(harmful Ds, retain Dr, info) from the merged, labelled, audited rows, whole (the pipeline
+    streams ``ShardCut``); see the module table."""
+    cut = ShardCut(table, outcome_paths)
+    harmful = [t for t in cut.batches("harmful")]
+    retain = [t for t in cut.batches("retain")]
+    return (
+        pa.concat_tables(harmful) if harmful else SHARD_SCHEMA.empty_table(),
+        pa.concat_tables(retain) if retain else SHARD_SCHEMA.empty_table(),
+        cut.info,
     )
-
-    def part(cls: str) -> pa.Table:
-        return duck.query(
-            con,
-            f"""SELECT * EXCLUDE (__succeeded, __candidate, __attack, __place),
-                       '{cls}' AS cb_class, split_part(__place, ':', 2) AS cb_kind,
-                       __place = 'retain:adversarial_safe' AS is_adversarial_safe
-                FROM c WHERE split_part(__place, ':', 1) = '{cls}'""",
-        )
-
-    harmful, retain = part("harmful"), part("retain")
-    left_out = dict(
-        duck.rows(
-            con,
-            "SELECT coalesce(nullif(split_part(__place, ':', 2), ''), __place), count(*) FROM c "
-            "WHERE __place NOT LIKE 'harmful:%' AND __place NOT LIKE 'retain:%' GROUP BY 1 ORDER BY 1",
-        )
-    )
-    info = {
-        "left_out": {k: int(v) for k, v in left_out.items()},
-        **attack_outcome_counts(table, outcome_paths),
-        "candidates": int(duck.one(con, "SELECT count(*) FROM c WHERE __candidate")[0]),
-    }
-    return conform(harmful, SHARD_SCHEMA), conform(retain, SHARD_SCHEMA), info
 
 
 def samples(harmful: pa.Table, retain: pa.Table) -> pa.Table:
@@ -156,10 +208,14 @@ def samples(harmful: pa.Table, retain: pa.Table) -> pa.Table:
     return pa.concat_tables([conform(harmful, SHARD_SCHEMA), conform(retain, SHARD_SCHEMA)])
 
 
-def tools_missing(table: pa.Table) -> list[str]:
+def tools_missing(table: pa.Table | StoredTable) -> list[str]:
     """Ids of samples that use tools (a tool call or a tool result), or come from an attack source,
-    but carry no tool schemas."""
-    con = duck.connect(t=table.select(["id", "tags", "messages", "tools"]))
+    but carry no tool schemas (a stored table is scanned in place)."""
+    con = connect(
+        t=table.select(["id", "tags", "messages", "tools"])
+        if isinstance(table, pa.Table)
+        else table
+    )
     return [
         r[0]
         for r in duck.rows(
@@ -174,9 +230,12 @@ def tools_missing(table: pa.Table) -> list[str]:
     ]
 
 
-def stats(table: pa.Table) -> dict[str, Any]:
-    """Counts by source, class and kind, the Dr:Ds ratio and the adversarial-safe count."""
-    con = duck.connect(t=table.select(["source", "cb_class", "cb_kind", "is_adversarial_safe"]))
+def stats(table: pa.Table | StoredTable) -> dict[str, Any]:
+    """Counts by source, class and kind, the Dr:Ds ratio and the adversarial-safe count (a stored
+    table: four narrow columns read from the file)."""
+    con = duck.connect(
+        t=read_columns(table, ["source", "cb_class", "cb_kind", "is_adversarial_safe"])
+    )
 
     def counts(expr: str) -> dict[str, int]:
         return {

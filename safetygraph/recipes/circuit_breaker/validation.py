@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from safetygraph.core import duck
 from safetygraph.core.duck import sql_literal
+from safetygraph.core.tables import StoredTable, table_batches
 from safetygraph.recipes.circuit_breaker.shards import HARMFUL_KINDS, RETAIN_KINDS
 
 RULES = {
@@ -31,9 +32,15 @@ VALIDATION_SCHEMA = pa.schema(
 )
 
 
-def validate(table: pa.Table) -> pa.Table:
+def validate(table: pa.Table | StoredTable, batch_rows: int = 50_000) -> pa.Table:
     """Every violation of R1-R6 (see ``RULES``), one row each: sample id, source, rule, turn, message.
-    Empty when the set is valid."""
+    Empty when the set is valid. The rules read one sample at a time, so a table is validated
+    ``batch_rows`` samples at a time (a stored one streamed from its file)."""
+    parts = [_validate(batch) for batch in table_batches(table, batch_rows)]
+    return pa.concat_tables(parts) if parts else _validate(table.schema.empty_table())
+
+
+def _validate(table: pa.Table) -> pa.Table:
     cols = ["id", "source", "messages", "tools", "cb_class", "cb_kind", "is_adversarial_safe"]
     cols += ["label_outcome"]
     t = table.select([c for c in cols if c in table.column_names])
