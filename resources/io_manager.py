@@ -59,6 +59,9 @@ class ParquetIOManager(ConfigurableIOManager):
                 "return pyarrow Tables or TableStreams"
             )
         context.add_output_metadata({**extra, "rows": rows, "path": storage.uri(*parts)})
+        # hand the batches' freed buffers back to the system: in-process runs keep one process for
+        # every step, and the allocator would otherwise hold the largest step's high-water mark
+        pa.default_memory_pool().release_unused()
         context.log.debug(f"wrote {rows} rows to {path}")
 
     def load_input(self, context: InputContext) -> pa.Table | StoredTable:

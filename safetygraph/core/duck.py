@@ -75,6 +75,9 @@ def stream(
     """The result of ``sql`` as tables of at most ``batch_rows`` rows, fetched as they are needed
     (the whole result never sits in Python memory). Nothing else may run on ``con`` until the
     stream is exhausted: give it a connection of its own."""
-    reader = con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
+    relation = con.sql(sql, params=params or None)
+    # DuckDB 2 names it to_arrow_reader; 1.x fetch_arrow_reader
+    fetch = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+    reader = fetch(batch_rows)
     for batch in reader:
         yield pa.Table.from_batches([batch])
