@@ -10,8 +10,7 @@ profile of its own in a temporary folder. Then, each in a child process whose wh
 sampled for memory (/proc, every 50 ms):
 
 - chain: ``raw_samples -> generated_responses -> labels -> audited`` and their checks, the job the
-  CLI runs for one source (in process, as ``safetygraph demo`` does; ``--executor multiprocess`` for
-  a process per step, as ``dagster asset materialize`` does);
+  CLI runs for one source, in process (as ``safetygraph demo`` does);
 - query: one DuckDB session over the same file: read, the same judge (the combined judge's SQL:
   heuristic signals and both classifiers), exact dedup on the same normalised text, the same PII
   patterns counted and scrubbed, written to Parquet;
@@ -222,57 +221,34 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict:
 # -- the two sides, each run in a child ----------------------------------------------------------
 
 
-def child_chain(job: str, partition: str | None, executor: str) -> None:
+def child_chain(job: str, partition: str | None) -> None:
+    """Run ``job`` in this process, as ``safetygraph demo`` does."""
     from dagster import DagsterInstance
 
     import definitions
 
-    job_def = definitions.defs.resolve_job_def(job)
-    logs = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    if executor == "in_process":
-        result = job_def.execute_in_process(
-            partition_key=partition,
-            instance=DagsterInstance.get(),
-            raise_on_error=False,
-            run_config=logs,
-        )
-        ok = result.success
-        checks = [(e.asset_check_key.name, e.passed) for e in result.get_asset_check_evaluations()]
-        failures = [ev.step_key for ev in result.get_step_failure_events()]
-    else:
-        from dagster import execute_job, reconstructable
-
-        with execute_job(
-            reconstructable(_job_for_multiprocess),
-            instance=DagsterInstance.get(),
-            run_config={**logs, "execution": {"config": {"multiprocess": {}}}},
-            tags={"dagster/partition": partition} if partition else None,
-        ) as result:
-            ok = result.success
-            checks = [
-                (e.asset_check_key.name, e.passed) for e in result.get_asset_check_evaluations()
-            ]
-            failures = [ev.step_key for ev in result.get_step_failure_events()]
+    result = definitions.defs.resolve_job_def(job).execute_in_process(
+        partition_key=partition,
+        instance=DagsterInstance.get(),
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
+    checks = [(e.asset_check_key.name, e.passed) for e in result.get_asset_check_evaluations()]
     failed = [name for name, passed in checks if not passed]
+    failures = [ev.step_key for ev in result.get_step_failure_events()]
     print(
         "RESULT "
         + json.dumps(
             {
-                "success": ok,
+                "success": result.success,
                 "checks": len(checks),
                 "failed_checks": failed,
                 "failed_steps": failures,
             }
         )
     )
-    if not ok:
+    if not result.success:
         raise SystemExit(1)
-
-
-def _job_for_multiprocess():
-    import definitions
-
-    return definitions.defs.resolve_job_def(os.environ["BENCH_JOB"])
 
 
 def child_query(source: str, out: str) -> None:
@@ -333,7 +309,7 @@ def child_query(source: str, out: str) -> None:
 # -- driver ----------------------------------------------------------------------------------------
 
 
-def bench_size(rows: int, mode: str, executor: str, keep: Path | None) -> dict:
+def bench_size(rows: int, mode: str, keep: Path | None) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"safetygraph-bench-{rows}-", dir=keep))
     source = folder / "source.jsonl"
     t0 = time.perf_counter()
@@ -351,29 +327,22 @@ def bench_size(rows: int, mode: str, executor: str, keep: Path | None) -> dict:
         f"  query: {query['wall_s']}s, {rows / query['wall_s']:,.0f} rows/s, peak {query['peak_rss_gb']} GB",
         flush=True,
     )
-    chain = measured(
-        [*me, "--child-chain", "source_pipeline", SOURCE, executor],
-        {**env, "BENCH_JOB": "source_pipeline"},
-    )
-    out["chain"] = chain
-    print(
-        f"  chain ({executor}): {chain['wall_s']}s, {rows / chain['wall_s']:,.0f} rows/s, peak {chain['peak_rss_gb']} GB "
-        f"(largest process {chain['peak_process_rss_gb']} GB), {chain['checks']} checks, failed {chain['failed_checks']}",
-        flush=True,
-    )
+
+    def job(label: str, name: str, partition: str) -> dict:
+        result = measured([*me, "--child-chain", name, partition], env)
+        print(
+            f"  {label}: {result['wall_s']}s, {rows / result['wall_s']:,.0f} rows/s, peak "
+            f"{result['peak_rss_gb']} GB (largest process {result['peak_process_rss_gb']} GB), "
+            f"{result['checks']} checks, failed {result['failed_checks']}",
+            flush=True,
+        )
+        return result
+
+    out["chain"] = chain = job("chain (in process)", "source_pipeline", SOURCE)
     out["chain_over_query_wall"] = round(chain["wall_s"] / query["wall_s"], 2)
     out["chain_over_query_rss"] = round(chain["peak_rss_gb"] / max(query["peak_rss_gb"], 1e-9), 2)
     if mode == "merge":
-        merge = measured(
-            [*me, "--child-chain", "dataset_pipeline", "", executor],
-            {**env, "BENCH_JOB": "dataset_pipeline"},
-        )
-        out["merge"] = merge
-        print(
-            f"  merge through export ({executor}): {merge['wall_s']}s, peak {merge['peak_rss_gb']} GB "
-            f"(largest process {merge['peak_process_rss_gb']} GB), failed checks {merge['failed_checks']}",
-            flush=True,
-        )
+        out["merge"] = job("merge through export (in process)", "dataset_pipeline", "")
     if keep is None:
         import shutil
 
@@ -385,20 +354,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--mode", choices=["chain", "merge"], default="chain")
-    ap.add_argument("--executor", choices=["in_process", "multiprocess"], default="in_process")
     ap.add_argument("--keep", type=Path, help="folder to keep the runs' data in (default: removed)")
-    ap.add_argument("--child-chain", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--child-chain", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--child-query", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_chain:
-        job, partition, executor = args.child_chain
-        child_chain(job, partition or None, executor)
+        job, partition = args.child_chain
+        child_chain(job, partition or None)
         return
     if args.child_query:
         child_query(*args.child_query)
         return
-    sizes = [bench_size(n, args.mode, args.executor, args.keep) for n in args.rows]
-    summary = {"mode": args.mode, "executor": args.executor, "sizes": sizes}
+    sizes = [bench_size(n, args.mode, args.keep) for n in args.rows]
+    summary = {"mode": args.mode, "executor": "in_process", "sizes": sizes}
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
         summary["chain_rss_growth"] = round(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.tables import StoredTable, as_relation
+from safetygraph.core.tables import StoredTable, as_relation, narrow
 
 # The whole conversation for exact-duplicate detection: roles, text and tool calls of every turn (two
 # agent runs that end alike but differ in a tool output are different samples).
@@ -29,7 +29,7 @@ def normalised(col: str) -> str:
 def duplicate_ids(table: pa.Table | StoredTable) -> list[str]:
     """Ids used by more than one row (the first 50); a stored table is scanned by DuckDB in place."""
     con = duck.connect()
-    rel = as_relation(con, table.select(["id"]) if isinstance(table, pa.Table) else table, "t")
+    rel = as_relation(con, narrow(table, ["id"]), "t")
     return [
         r[0]
         for r in duck.rows(

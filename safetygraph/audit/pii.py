@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from safetygraph.core import duck
-from safetygraph.core.tables import StoredTable, connect
+from safetygraph.core.tables import StoredTable, connect, narrow
 
 # RE2 patterns, in the order they are scrubbed (cards first: their Luhn filter reads the raw text).
 PII_PATTERNS: dict[str, str] = {
@@ -106,7 +106,7 @@ def patch_messages(original: pa.ChunkedArray, scrubbed: pa.ChunkedArray) -> pa.A
 def residual_pii(table: pa.Table | StoredTable) -> dict[str, int]:
     """Rows per PII type still present in prompt, response or messages (0 everywhere after
     scrubbing); a stored table is scanned by DuckDB in place."""
-    con = connect(t=table.select(["messages"]) if isinstance(table, pa.Table) else table)
+    con = connect(t=narrow(table, ["messages"]))
     m = pii_matches(CONVERSATION_TEXT)
     row = duck.one(
         con,

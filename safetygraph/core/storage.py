@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -56,15 +57,22 @@ class Storage:
                 self.fs.rm(tmp)
             raise
 
+    @contextmanager
+    def open_atomic(self, *parts: str) -> Iterator[Any]:
+        """A binary file to write ``parts`` through: it appears under its final name only when
+        the block completes (a failure leaves nothing)."""
+        with self._atomic(*parts) as (tmp, _final), self.fs.open(tmp, "wb") as f:
+            yield f
+
     def write_bytes(self, data: bytes, *parts: str) -> str:
-        with self._atomic(*parts) as (tmp, final), self.fs.open(tmp, "wb") as f:
+        with self.open_atomic(*parts) as f:
             f.write(data)
-        return final
+        return self.path(*parts)
 
     def write_table(self, table: pa.Table, *parts: str) -> str:
-        with self._atomic(*parts) as (tmp, final), self.fs.open(tmp, "wb") as f:
+        with self.open_atomic(*parts) as f:
             pq.write_table(table, f, compression="zstd")
-        return final
+        return self.path(*parts)
 
     def put_file(self, local_path: str, *parts: str) -> str:
         """Copy a local file to ``parts`` atomically."""

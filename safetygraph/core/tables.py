@@ -144,14 +144,13 @@ class TableStream:
 def write_stream(storage: Storage, stream: TableStream, *parts: str) -> str:
     """Write ``stream`` to ``parts`` as one Parquet file, batch by batch, atomically."""
     with (
-        storage._atomic(*parts) as (tmp, final),
-        storage.fs.open(tmp, "wb") as f,
+        storage.open_atomic(*parts) as f,
         pq.ParquetWriter(f, stream.schema, compression="zstd") as writer,
     ):
         for table in stream:
             if table.num_rows:
                 writer.write_table(table)
-    return final
+    return storage.path(*parts)
 
 
 def as_relation(con: duckdb.DuckDBPyConnection, table: pa.Table | StoredTable, name: str) -> str:
@@ -173,6 +172,12 @@ def table_batches(table: pa.Table | StoredTable, batch_rows: int) -> Iterator[pa
         return
     for batch in table.to_batches(max_chunksize=batch_rows):
         yield pa.Table.from_batches([batch])
+
+
+def narrow(table: pa.Table | StoredTable, columns: list[str]) -> pa.Table | StoredTable:
+    """What a DuckDB query over ``columns`` needs: an Arrow table's columns (registered without
+    the rest), or the stored table itself (DuckDB reads only the columns a query names)."""
+    return table.select(columns) if isinstance(table, pa.Table) else table
 
 
 def read_columns(table: pa.Table | StoredTable, columns: list[str]) -> pa.Table:

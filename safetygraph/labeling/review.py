@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.tables import StoredTable, as_relation
+from safetygraph.core.tables import StoredTable, as_relation, narrow
 from safetygraph.labeling.constitution import OUTCOMES
 from safetygraph.labeling.gold import binary_metrics
 
@@ -64,7 +64,7 @@ def review_sample(
     con = duck.connect()
     con.execute(
         f"CREATE TEMP VIEW t AS SELECT {', '.join(columns)} FROM "
-        + as_relation(con, table.select(columns) if isinstance(table, pa.Table) else table, "src")
+        + as_relation(con, narrow(table, columns), "src")
     )
     return duck.query(
         con,

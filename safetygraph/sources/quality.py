@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.tables import StoredTable, as_relation
+from safetygraph.core.tables import StoredTable, as_relation, narrow
 
 
 def reused_source_ids(table: pa.Table | StoredTable, limit: int = 20) -> dict:
@@ -13,9 +13,7 @@ def reused_source_ids(table: pa.Table | StoredTable, limit: int = 20) -> dict:
     upstream, which makes a row untraceable. Rows of one upstream record (one per model answer)
     share a prompt and do not count."""
     con = duck.connect()
-    rel = as_relation(
-        con, table.select(["prompt", "meta"]) if isinstance(table, pa.Table) else table, "t"
-    )
+    rel = as_relation(con, narrow(table, ["prompt", "meta"]), "t")
     rows = duck.rows(
         con,
         f"""

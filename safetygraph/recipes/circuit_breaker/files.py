@@ -101,10 +101,7 @@ def write_files(
     def jsonl(parts: tuple[str, ...], sql: str) -> None:
         # streamed from DuckDB into the file (atomically), hashed on the way: never whole in memory
         rows, size, h = 0, 0, hashlib.sha256()
-        with (
-            storage._atomic(STAGE2_ROOT, build_id, *parts) as (tmp, _final),
-            storage.fs.open(tmp, "wb") as f,
-        ):
+        with storage.open_atomic(STAGE2_ROOT, build_id, *parts) as f:
             for batch in duck.stream(con, sql, 20_000):
                 data = ("\n".join(batch.column(0).to_pylist()) + "\n").encode("utf-8")
                 f.write(data)

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from safetygraph.core import duck
 from safetygraph.core.duck import sql_literal
 from safetygraph.core.records import SHARD_SCHEMA, conform
-from safetygraph.core.tables import StoredTable, connect, read_columns, table_batches
+from safetygraph.core.tables import StoredTable, connect, narrow, read_columns, table_batches
 
 CANDIDATE_TAG = "adversarial_candidate"
 HARMFUL_KINDS = ("attack_success", "harmful_completion")
@@ -74,9 +74,7 @@ def attack_outcome_counts(
 ) -> dict[str, int]:
     """Recorded attack rows (answers generated anew aside) and how many of them have no outcome at
     the source's ``attack_outcome`` paths: the attack_outcome_recorded gate reads these."""
-    con = connect(
-        t=table.select(["source", "tags", "meta"]) if isinstance(table, pa.Table) else table
-    )
+    con = connect(t=narrow(table, ["source", "tags", "meta"]))
     rows, missing = duck.one(
         con,
         f"""SELECT count(*), count(*) FILTER (WHERE {attack_outcome_sql(outcome_paths)} IS NULL)
@@ -211,11 +209,7 @@ def samples(harmful: pa.Table, retain: pa.Table) -> pa.Table:
 def tools_missing(table: pa.Table | StoredTable) -> list[str]:
     """Ids of samples that use tools (a tool call or a tool result), or come from an attack source,
     but carry no tool schemas (a stored table is scanned in place)."""
-    con = connect(
-        t=table.select(["id", "tags", "messages", "tools"])
-        if isinstance(table, pa.Table)
-        else table
-    )
+    con = connect(t=narrow(table, ["id", "tags", "messages", "tools"]))
     return [
         r[0]
         for r in duck.rows(
