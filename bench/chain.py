@@ -267,14 +267,7 @@ def child_query(source: str, out: str) -> None:
         ['{SOURCE}'] AS src, ['refusal_eval'] AS tags, NULL::VARCHAR AS category
         FROM read_json('{source}', columns = {{prompt: 'VARCHAR', response: 'VARCHAR'}})"""
     )
-    con.execute(f"CREATE TEMP TABLE s AS {judge.heuristic.signals_sql()}")
-    con.execute("CREATE TEMP VIEW rc AS SELECT __pos, response FROM s WHERE _candidate")
-    con.execute(
-        "CREATE TEMP VIEW pc AS SELECT __pos, prompt FROM s WHERE NOT (_tag_harmful OR _tag_benign)"
-    )
-    duck.register(con, "sr", judge.refusal.score(con, "rc", "response"))
-    duck.register(con, "sp", judge.prompt.score(con, "pc", "prompt"))
-    con.execute(f"CREATE TEMP TABLE l AS {judge.sql()}")
+    con.execute(f"CREATE TEMP TABLE l AS {judge.prepare(con)}")
     conv = "prompt || chr(10) || coalesce(response, '')"
     m = pii_matches("__conv")
     scrub = "__t"

@@ -12,7 +12,12 @@ import pyarrow.compute as pc
 from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, asset, multi_asset
 
 from pipeline_assets.keys import OWNER
-from pipeline_assets.metadata import counts_table, manifest_files, value_counts
+from pipeline_assets.metadata import (
+    counts_table,
+    ds_precision_table,
+    manifest_files,
+    value_counts,
+)
 from resources import BuildConfig
 from safetygraph.core.paths import resolve_repo_path
 from safetygraph.core.records import SHARD_SCHEMA, SPLIT_SCHEMA
@@ -48,7 +53,8 @@ def build():
                 kinds={"duckdb", "parquet"},
                 owners=[OWNER],
                 description="Ds: attacks that succeeded (attack logs, failed agent runs) and responses "
-                "judged harmful.",
+                "judged harmful by the response-harm judge, from sources whose answers may enter Ds "
+                "(harmful_set: judged); its precision on every source with human harm labels.",
             ),
             "retain_shard": AssetOut(
                 group_name="circuit_breaker",
@@ -63,7 +69,12 @@ def build():
     def cb_shards(
         context: AssetExecutionContext, refusal_dataset: StoredTable, settings: BuildConfig
     ):
-        cut = cb.ShardCut(refusal_dataset, settings.attack_outcome_paths(), settings.batch_rows)
+        cut = cb.ShardCut(
+            refusal_dataset,
+            settings.attack_outcome_paths(),
+            settings.batch_rows,
+            never_harmful=settings.harmful_set_never(),
+        )
         info = cut.info
 
         def by(written: StoredTable) -> dict:
@@ -84,6 +95,8 @@ def build():
                 # merged rows in neither shard, by reason (over_refusal, no_response, ...)
                 "left_out": counts_table("reason", info["left_out"]),
                 "merged_rows": refusal_dataset.num_rows,
+                # Ds against the annotators, per source with human harm labels (Do-Not-Answer)
+                "ds_precision": ds_precision_table(info["ds_precision"]),
             }
 
         def retain_figures(written: StoredTable) -> dict:

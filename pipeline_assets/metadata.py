@@ -13,6 +13,25 @@ def counts_table(title: str, counts: Mapping[str, int]) -> MetadataValue:
     return MetadataValue.md(f"| {title} | rows |\n|---|---:|\n{rows}")
 
 
+def ds_precision_table(figures: Mapping[str, Mapping[str, object]]) -> MetadataValue:
+    """The harmful set measured on sources with human harm labels: rows in Ds, how many the
+    annotators call harmful (precision), and how many of their harmful rows reached Ds (recall)."""
+    if not figures:
+        return MetadataValue.md("No source of the merge carries human harm labels.")
+
+    def fmt(x: object) -> str:
+        return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+    rows = "\n".join(
+        f"| {src} | {f['ds_rows']} | {f['ds_gold_harmful']} | {fmt(f['precision'])} | {f['gold_harmful']} | {fmt(f['recall'])} |"
+        for src, f in figures.items()
+    )
+    return MetadataValue.md(
+        "| source | rows in Ds | of them harmful (human) | precision | harmful (human) | recall |\n"
+        f"|---|---:|---:|---:|---:|---:|\n{rows}"
+    )
+
+
 def value_counts(table: pa.Table, column: str) -> dict[str, int]:
     """Rows per value of ``column``, sorted by value."""
     if table.num_rows == 0:

@@ -91,6 +91,11 @@ class BuildConfig(ConfigurableResource):
             )
         return [GenerationConfig.from_dict(r, configs[r]) for r in roles]
 
+    def harmful_set_never(self) -> tuple[str, ...]:
+        """The active profile's sources whose answers never enter the harmful set (Ds)."""
+        specs = [self.registry().source(s, self.profile) for s in self.active().sources]
+        return tuple(s.name for s in specs if s.harmful_set == "never")
+
     def attack_outcome_paths(self) -> dict[str, tuple[str, ...]]:
         """{source: attack_outcome paths} for the active profile's sources that declare them."""
         specs = (self.source(n) for n in self.active().sources)

@@ -10,6 +10,7 @@ import pytest
 from safetygraph.labeling.classifier import (
     PROMPT_HARM_MODEL,
     REFUSAL_MODEL,
+    RESPONSE_HARM_MODEL,
     ClassifierError,
     LinearTextModel,
 )
@@ -79,7 +80,7 @@ def test_heuristic_reads_each_refusal_family(response, family):
 
 
 def test_classifier_files_carry_their_provenance():
-    for path in (REFUSAL_MODEL, PROMPT_HARM_MODEL):
+    for path in (REFUSAL_MODEL, PROMPT_HARM_MODEL, RESPONSE_HARM_MODEL):
         body = json.loads(path.read_text())
         assert path.stat().st_size < 3_000_000
         prov = body["provenance"]
@@ -161,7 +162,7 @@ def test_training_reproduces_the_shipped_classifiers(shared_data, tmp_path):
     from safetygraph.labeling.train import main
 
     assert main(["--data", str(shared_data), "--out", str(tmp_path)]) == 0
-    for shipped in (REFUSAL_MODEL, PROMPT_HARM_MODEL):
+    for shipped in (REFUSAL_MODEL, PROMPT_HARM_MODEL, RESPONSE_HARM_MODEL):
         ours, theirs = (
             json.loads((tmp_path / shipped.name).read_text()),
             json.loads(shipped.read_text()),
@@ -170,3 +171,4 @@ def test_training_reproduces_the_shipped_classifiers(shared_data, tmp_path):
         assert set(ours["weights"]) == set(theirs["weights"])
         assert max(abs(ours["weights"][k] - theirs["weights"][k]) for k in ours["weights"]) < 1e-3
         assert abs(ours["bias"] - theirs["bias"]) < 1e-3
+        assert ours["threshold"] == theirs["threshold"]

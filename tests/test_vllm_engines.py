@@ -8,12 +8,6 @@ A tiny random model's words are noise: the tests assert what the engines do with
 words say."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,6 +32,7 @@ from safetygraph.labeling.constitution import load_constitution  # noqa: E402
 from safetygraph.labeling.llm_judge import LLMJudge, label_two_pass  # noqa: E402
 from tests.test_generation import raw_table  # noqa: E402
 from tests.test_judge_audit import _table  # noqa: E402
+from tests.vllm_server import serve  # noqa: E402
 
 PROMPTS = [f"question number {i}: how do I bake bread?" for i in range(8)]
 # the engine settings a CPU build of vLLM runs with (float32, eager, a tenth of system memory)
@@ -160,68 +155,12 @@ def test_transformers_and_vllm_agree_on_prompts_and_cache_keys(tiny, engine, tmp
     assert keys(tmp_path / "a") == keys(tmp_path / "b")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny):
     """vLLM's OpenAI-compatible server on loopback, started here and stopped after the module
     (bounded: 300 s to come up)."""
-    port = _free_port()
-    log = open(Path(tiny).parent / "server.log", "w")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            tiny,
-            "--served-model-name",
-            "tiny",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dtype",
-            "float32",
-            "--max-model-len",
-            "4096",
-            "--enforce-eager",
-            "--gpu-memory-utilization",
-            "0.1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(
-                    "vLLM server did not start:\n"
-                    + (Path(tiny).parent / "server.log").read_text()[-3000:]
-                )
-            time.sleep(1)
-        yield url + "/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with serve(tiny, ["tiny"], Path(tiny).parent / "server.log") as url:
+        yield url
 
 
 def test_openai_backend_against_the_real_vllm_server(server, tmp_path):

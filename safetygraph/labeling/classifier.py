@@ -25,6 +25,9 @@ from safetygraph.core.paths import REPO_ROOT
 JUDGES_DIR = REPO_ROOT / "config" / "judges"
 REFUSAL_MODEL = JUDGES_DIR / "refusal_classifier.json"
 PROMPT_HARM_MODEL = JUDGES_DIR / "prompt_harm_classifier.json"
+RESPONSE_HARM_MODEL = JUDGES_DIR / "response_harm_classifier.json"
+# features of the context text (the prompt, for a model that reads a response)
+CONTEXT_PREFIX = "q:"
 
 
 class ClassifierError(ValueError):
@@ -36,15 +39,16 @@ def normalise_sql(col: str) -> str:
     return f"regexp_replace(lower(coalesce({col}, '')), '[’‘]', '''', 'g')"
 
 
-def features_sql(table: str, text_col: str, max_chars: int, ngrams: int) -> str:
+def features_sql(table: str, text_col: str, max_chars: int, ngrams: int, prefix: str = "") -> str:
     """(__pos, feat) rows: the distinct word n-grams (1..ngrams) of the first ``max_chars``
-    characters of ``text_col`` (words: runs of ``[a-z0-9']``). ``table`` must carry ``__pos``."""
+    characters of ``text_col`` (words: runs of ``[a-z0-9']``), each behind ``prefix`` (so a second
+    text's n-grams are features of their own). ``table`` must carry ``__pos``."""
     grams = ["w"]
     for n in range(2, ngrams + 1):
         joined = " || ' ' || ".join(f"w[i + {k}]" for k in range(n))
         grams.append(f"list_transform(range(1, len(w) - {n - 2}), lambda i: {joined})")
     return f"""
-        SELECT __pos, feat FROM (
+        SELECT __pos, {duck.sql_literal(prefix) + " || " if prefix else ""}feat AS feat FROM (
           SELECT __pos, list_distinct(flatten([{", ".join(grams)}])) AS feats
           FROM (SELECT __pos, regexp_extract_all(left({normalise_sql(text_col)}, {int(max_chars)}), '[a-z0-9'']+') AS w
                 FROM {table})
@@ -64,6 +68,20 @@ class LinearTextModel:
     threshold: float
     weights: dict[str, float]
     provenance: dict[str, Any]
+    # an optional second text read beside ``text`` (the prompt, for the response-harm model): its
+    # n-grams are features behind ``CONTEXT_PREFIX``
+    context: str | None = None
+    context_chars: int = 0
+
+    def features_sql(self, table: str, text_col: str, context_col: str | None = None) -> str:
+        """(__pos, feat) rows of ``table`` as this model reads them."""
+        own = features_sql(table, text_col, self.max_chars, self.ngrams)
+        if not self.context:
+            return own
+        ctx = features_sql(
+            table, context_col or self.context, self.context_chars, self.ngrams, CONTEXT_PREFIX
+        )
+        return f"{own} UNION ALL {ctx}"
 
     @classmethod
     def load(cls, path: str | Path) -> LinearTextModel:
@@ -75,11 +93,14 @@ class LinearTextModel:
             )
         body = json.loads(path.read_text())
         try:
+            features = body["features"]
             return cls(
                 name=body["name"],
-                text=body["features"]["text"],
-                max_chars=int(body["features"]["max_chars"]),
-                ngrams=int(body["features"]["ngrams"]),
+                text=features["text"],
+                max_chars=int(features["max_chars"]),
+                ngrams=int(features["ngrams"]),
+                context=features.get("context"),
+                context_chars=int(features.get("context_chars", 0)),
                 bias=float(body["bias"]),
                 threshold=float(body.get("threshold", 0.5)),
                 weights={k: float(v) for k, v in body["weights"].items()},
@@ -91,7 +112,12 @@ class LinearTextModel:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "features": {"text": self.text, "max_chars": self.max_chars, "ngrams": self.ngrams},
+            "features": {"text": self.text, "max_chars": self.max_chars, "ngrams": self.ngrams}
+            | (
+                {"context": self.context, "context_chars": self.context_chars}
+                if self.context
+                else {}
+            ),
             "bias": self.bias,
             "threshold": self.threshold,
             "provenance": self.provenance,
@@ -115,21 +141,33 @@ class LinearTextModel:
             }
         )
 
-    def probabilities(self, texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-        """P(positive) for each text, in input order."""
+    def probabilities(
+        self, texts: pa.Array | pa.ChunkedArray, context: pa.Array | pa.ChunkedArray | None = None
+    ) -> pa.Array:
+        """P(positive) for each text (and its context, for a model that reads one), in order."""
         n = len(texts)
-        t = pa.table({"txt": texts, "__pos": pa.array(range(n), pa.int64())})
-        con = duck.connect(t=t)
-        return self.score(con, "t", "txt").column("p").combine_chunks()
+        cols = {"txt": texts, "__pos": pa.array(range(n), pa.int64())}
+        if self.context:
+            if context is None:
+                raise ClassifierError(f"{self.name} reads a {self.context} beside each text")
+            cols["ctx"] = context
+        con = duck.connect(t=pa.table(cols))
+        return self.score(con, "t", "txt", "ctx").column("p").combine_chunks()
 
-    def score(self, con: duckdb.DuckDBPyConnection, table: str, text_col: str) -> pa.Table:
+    def score(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        text_col: str,
+        context_col: str | None = None,
+    ) -> pa.Table:
         """(__pos, p) for every row of ``table`` (which carries ``__pos``), ordered by ``__pos``."""
         weights = f"weights_{abs(hash(self.name))}"
         duck.register(con, weights, self._weights_table())
         return duck.query(
             con,
             f"""
-            WITH f AS ({features_sql(table, text_col, self.max_chars, self.ngrams)}),
+            WITH f AS ({self.features_sql(table, text_col, context_col)}),
             s AS (SELECT __pos, sum(weight) AS z FROM f JOIN {weights} USING (feat) GROUP BY __pos)
             SELECT t.__pos, 1 / (1 + exp(-({self.bias} + coalesce(s.z, 0)))) AS p
             FROM {table} t LEFT JOIN s USING (__pos) ORDER BY t.__pos

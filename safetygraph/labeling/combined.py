@@ -10,6 +10,11 @@
 - Prompt harm: a source's role tag decides where there is one; otherwise the prompt-harm classifier
   or the constitution's harm lexicon (a pattern a user adds to the constitution always counts). The
   lexicon names the harm categories.
+- Response harm (head D): an answer to a harmful prompt that is not a full refusal is harmful when
+  the response-harm classifier, reading the answer and its prompt, says so. Refuting the premise,
+  hedging, referring elsewhere or answering something else is engagement, not harm: the old rule
+  ("harmful prompt, not refused") called 87% of Do-Not-Answer's engaged answers harmful where the
+  annotators called 13% harmful. COMPLY.UNSAFE follows head D.
 
 Everything runs in one DuckDB session over the table: no per-row Python.
 """
@@ -22,7 +27,12 @@ import pyarrow as pa
 
 from safetygraph.core import duck
 from safetygraph.core.records import LABEL_FIELDS, LABELED_SCHEMA, conform
-from safetygraph.labeling.classifier import PROMPT_HARM_MODEL, REFUSAL_MODEL, LinearTextModel
+from safetygraph.labeling.classifier import (
+    PROMPT_HARM_MODEL,
+    REFUSAL_MODEL,
+    RESPONSE_HARM_MODEL,
+    LinearTextModel,
+)
 from safetygraph.labeling.constitution import Constitution, load_constitution
 from safetygraph.labeling.heuristic import HeuristicJudge
 
@@ -36,7 +46,10 @@ class CombinedJudge:
         refusal_model: str | Path | None = None,
         prompt_model: str | Path | None = None,
         mode: str = "combined",
+        response_model: str | Path | bool | None = None,
     ):
+        """``response_model``: the response-harm model file (default: the committed one); False
+        keeps the constitution's rule (training the response-harm model gates on that judge)."""
         if mode not in ("combined", "classifier"):
             raise ValueError(f"judge mode {mode!r}: use combined or classifier")
         self.mode = mode
@@ -44,27 +57,22 @@ class CombinedJudge:
         self.heuristic = HeuristicJudge(self.constitution)
         self.refusal = LinearTextModel.load(refusal_model or REFUSAL_MODEL)
         self.prompt = LinearTextModel.load(prompt_model or PROMPT_HARM_MODEL)
-        self.name = (
-            f"{HeuristicJudge.name}+{self.refusal.name}+{self.prompt.name}"
-            if mode == "combined"
-            else f"{self.refusal.name}+{self.prompt.name}"
+        self.harm = (
+            None
+            if response_model is False
+            else LinearTextModel.load(response_model or RESPONSE_HARM_MODEL)
         )
+        models = [self.refusal.name, self.prompt.name] + ([self.harm.name] if self.harm else [])
+        self.name = "+".join(([HeuristicJudge.name] if mode == "combined" else []) + models)
 
-    def sql(self) -> str:
-        """The labels from the signals table ``s`` and the classifier scores ``sr`` (refusal) and
-        ``sp`` (prompt harm), which hold only the rows that were scored."""
+    def decisions_sql(self) -> str:
+        """Refusal, partial and prompt harm from the signals table ``s`` and the classifier scores
+        ``sr`` (refusal) and ``sp`` (prompt harm), which hold only the rows that were scored."""
         t = self.refusal.threshold
         if self.mode == "combined":
             refusal, partial = "_full OR _stated", "_stated AND NOT _full"
         else:  # the classifier alone: full refusal or compliance
             refusal, partial = "_full", "FALSE"
-        confidence = """CASE WHEN NOT has_response THEN 1.0
-                 WHEN partial THEN 0.8 * (0.5 + abs(p_refusal - 0.5))
-                 ELSE 0.5 + abs(p_refusal - 0.5) END"""
-        rationale = (
-            "'classifiers: p(refusal)=' || coalesce(round(p_refusal, 2)::VARCHAR, 'not scored (no refusal statement)')"
-            " || ', p(harmful prompt)=' || coalesce(round(p_harm, 2)::VARCHAR, 'not scored (tagged)')"
-        )
         return f"""
         WITH d0 AS (
           SELECT s.* EXCLUDE (refusal, partial, prompt_harmful), s.refusal AS _stated,
@@ -74,15 +82,40 @@ class CombinedJudge:
                  ELSE sp.p >= {self.prompt.threshold} OR len(_lex_cats) > 0 END AS prompt_harmful
           FROM s LEFT JOIN sr USING (__pos) LEFT JOIN sp USING (__pos)
         ),
-        d AS (SELECT *, {refusal} AS refusal, {partial} AS partial FROM d0)
-        {self.heuristic.labels_sql("d", confidence=confidence, rationale=rationale, judge=self.name)}
+        SELECT *, {refusal} AS refusal, {partial} AS partial FROM d0
         """
 
-    def label(self, table: pa.Table) -> pa.Table:
-        narrow = table.select(["prompt", "response", "tags", "category"])
-        con = duck.connect(
-            t=narrow.append_column("__pos", pa.array(range(table.num_rows), pa.int64()))
+    def engaged_sql(self) -> str:
+        """The rows the response-harm classifier decides: answers to harmful prompts that are not
+        full refusals (from the decisions table ``d``)."""
+        return "has_response AND prompt_harmful AND NOT (refusal AND NOT partial)"
+
+    def sql(self) -> str:
+        """The labels from the decisions table ``d`` and the response-harm scores ``sh``."""
+        confidence = """CASE WHEN NOT has_response THEN 1.0
+                 WHEN partial THEN 0.8 * (0.5 + abs(p_refusal - 0.5))
+                 ELSE 0.5 + abs(p_refusal - 0.5) END"""
+        rationale = (
+            "'classifiers: p(refusal)=' || coalesce(round(p_refusal, 2)::VARCHAR, 'not scored (no refusal statement)')"
+            " || ', p(harmful prompt)=' || coalesce(round(p_harm, 2)::VARCHAR, 'not scored (tagged)')"
         )
+        harmful = None
+        if self.harm is not None:
+            rationale += (
+                " || coalesce(', p(harmful answer)=' || round(p_response_harm, 2)::VARCHAR, '')"
+            )
+            harmful = f"({self.engaged_sql()}) AND coalesce(p_response_harm >= {self.harm.threshold}, FALSE)"
+        return self.heuristic.labels_sql(
+            "(SELECT d.*, sh.p AS p_response_harm FROM d LEFT JOIN sh USING (__pos))",
+            confidence=confidence,
+            rationale=rationale,
+            judge=self.name,
+            response_harmful=harmful,
+        )
+
+    def prepare(self, con) -> str:
+        """Score the rows of table ``t`` (``__pos, prompt, response, tags, category``) in ``con``:
+        the signals, the three classifiers on the rows each decides; returns the labels' SQL."""
         con.execute(f"CREATE TEMP TABLE s AS {self.heuristic.signals_sql()}")
         # the refusal classifier reads only the answers it can change: with a refusal statement
         # (combined) or every answer (classifier alone); the prompt classifier only untagged prompts
@@ -93,7 +126,22 @@ class CombinedJudge:
         )
         duck.register(con, "sr", self.refusal.score(con, "rc", "response"))
         duck.register(con, "sp", self.prompt.score(con, "pc", "prompt"))
-        labels = duck.query(con, self.sql())
+        con.execute(f"CREATE TEMP TABLE d AS {self.decisions_sql()}")
+        if self.harm is not None:
+            con.execute(
+                f"CREATE TEMP VIEW hc AS SELECT __pos, response, prompt FROM d WHERE {self.engaged_sql()}"
+            )
+            duck.register(con, "sh", self.harm.score(con, "hc", "response", "prompt"))
+        else:
+            con.execute("CREATE TEMP TABLE sh (__pos BIGINT, p DOUBLE)")
+        return self.sql()
+
+    def label(self, table: pa.Table) -> pa.Table:
+        narrow = table.select(["prompt", "response", "tags", "category"])
+        con = duck.connect(
+            t=narrow.append_column("__pos", pa.array(range(table.num_rows), pa.int64()))
+        )
+        labels = duck.query(con, self.prepare(con))
         out = table.drop_columns([f.name for f in LABEL_FIELDS if f.name in table.column_names])
         for f in LABEL_FIELDS:
             out = out.append_column(f.name, labels.column(f.name))

@@ -25,6 +25,8 @@ REFUSAL_STYLES = ("DIRECT", "EXPLAIN", "REDIRECT")
 COMPLY_STYLES = ("DIRECT_ANSWER", "STEP_BY_STEP", "TOOL_CALL")
 NO_RESPONSE_STYLE = "NONE"
 SIGNALS = ("refusal", "partial", "redirect", "prompt_harmful", "has_response")
+# the outcome rules also read head D (the judge's response_harmful decision)
+OUTCOME_SIGNALS = (*SIGNALS, "response_harmful")
 _EXPR_TOKEN = re.compile(r"\s*(\(|\)|AND\b|OR\b|NOT\b|TRUE\b|FALSE\b|[a-z_]+)", re.IGNORECASE)
 
 
@@ -50,22 +52,22 @@ class Constitution:
         return list(self.body["harmless_topics"])
 
 
-def _check_expr(expr: str, where: str) -> str:
+def _check_expr(expr: str, where: str, signals: tuple[str, ...] = SIGNALS) -> str:
     pos = 0
     out = []
     while pos < len(expr):
         m = _EXPR_TOKEN.match(expr, pos)
         if not m:
             raise ConstitutionError(
-                f"{where}: cannot read {expr[pos:]!r}; use signals {SIGNALS} with AND/OR/NOT"
+                f"{where}: cannot read {expr[pos:]!r}; use signals {signals} with AND/OR/NOT"
             )
         tok = m.group(1)
         if (
             tok.upper() not in ("AND", "OR", "NOT", "TRUE", "FALSE", "(", ")")
-            and tok not in SIGNALS
+            and tok not in signals
         ):
             raise ConstitutionError(
-                f"{where}: unknown signal {tok!r}; known signals are {', '.join(SIGNALS)}"
+                f"{where}: unknown signal {tok!r}; known signals are {', '.join(signals)}"
             )
         out.append(tok)
         pos = m.end()
@@ -93,7 +95,9 @@ def load_constitution(path: str | Path | None = None) -> Constitution:
             raise ConstitutionError(
                 f"{path}: outcome rule {i + 1} names {rule.get('outcome')!r}; use one of {OUTCOMES}"
             )
-        rule["when"] = _check_expr(str(rule.get("when", "")), f"{path}: outcome rule {i + 1}")
+        rule["when"] = _check_expr(
+            str(rule.get("when", "")), f"{path}: outcome rule {i + 1}", OUTCOME_SIGNALS
+        )
     body["response_harmful_when"] = _check_expr(
         body.get("response_harmful_when", "prompt_harmful AND has_response AND NOT refusal"),
         f"{path}: response_harmful_when",

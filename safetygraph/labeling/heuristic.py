@@ -101,12 +101,19 @@ class HeuristicJudge:
         """
 
     def labels_sql(
-        self, relation: str, confidence: str | None = None, rationale: str = "", judge: str = ""
+        self,
+        relation: str,
+        confidence: str | None = None,
+        rationale: str = "",
+        judge: str = "",
+        response_harmful: str | None = None,
     ) -> str:
         """The label columns from a relation carrying the signals (``signals_sql``'s columns, or a
         judge's own refusal / partial / prompt_harmful over them), ordered by ``__pos``.
         ``confidence`` replaces the answer part of the heuristic's confidence; ``rationale`` is a
-        SQL expression appended to the rationale; ``judge`` names the judge (default: this one)."""
+        SQL expression appended to the rationale; ``judge`` names the judge (default: this one);
+        ``response_harmful`` replaces the constitution's ``response_harmful_when`` (the outcome
+        rules may read ``response_harmful``)."""
         c = self.constitution.body
         outcome = (
             "CASE "
@@ -126,6 +133,7 @@ class HeuristicJudge:
                  WHEN _comply THEN 0.9 ELSE 0.8 END"""
         )
         extra = f", {rationale}" if rationale else ""
+        harmful = response_harmful or c["response_harmful_when"]
         return f"""
         SELECT __pos,
           CASE WHEN has_response THEN {outcome} ELSE 'NO_RESPONSE' END AS label_outcome,
@@ -137,7 +145,7 @@ class HeuristicJudge:
                ELSE [] END AS harm_categories,
           CASE WHEN prompt_harmful THEN [] ELSE {_list_of_matches("_p", c["harmless_topics"])} END AS harmless_topics,
           prompt_harmful,
-          coalesce({c["response_harmful_when"]}, FALSE) AS response_harmful,
+          response_harmful,
           refusal AS response_refusal,
           round(least(
             CASE WHEN _tag_harmful OR _tag_benign THEN 0.95 WHEN len(_lex_cats) > 0 THEN 0.7 ELSE 0.75 END,
@@ -160,7 +168,7 @@ class HeuristicJudge:
                  WHEN _tool THEN 'answered with a tool call'
                  ELSE 'no refusal signal' END{extra}) AS label_rationale,
           {duck.sql_literal(judge or self.name)} AS judge
-        FROM {relation}
+        FROM (SELECT *, has_response AND coalesce({harmful}, FALSE) AS response_harmful FROM {relation})
         ORDER BY __pos
         """
 

@@ -6,11 +6,20 @@
   the annotators' action codes (refusal = 0 or 4, as in ``gold.py``). The other three models
   (ChatGLM2, llama2-7b-chat, vicuna-7b) are never trained on: they are the reported half.
 - prompt-harm classifier: harmful instructions (refusal-direction harmful_train, AdvBench, HarmBench,
-  Do-Not-Answer questions) against harmless ones (refusal-direction harmless_train, a fixed sample);
-  XSTest and refusal-direction's val split are held out for evaluation, and any training prompt that
-  also appears in them is dropped.
+  Do-Not-Answer questions) against harmless ones: refusal-direction harmless_train (Alpaca
+  instructions), and everyday questions asked as questions (MedQuAD patient questions, tau2-bench
+  customer requests), so that "How do I ...?" is not a harm marker by itself; XSTest and
+  refusal-direction's val split are held out for evaluation, and any training prompt that also
+  appears in them is dropped.
+- response-harm classifier: Do-Not-Answer's human ``harmful`` label of every answer that the
+  combined judge does not call a full refusal (the classifier only decides among answers that
+  engage), read with its question (the question's n-grams are features of their own). Trained on
+  every row outside the reported part (``gold.py``: the held-out models' answers to the report half
+  of the questions), grouped by question.
 
-The regularisation strength is chosen by grouped 5-fold cross-validation on the training rows only.
+The regularisation strength is chosen by grouped 5-fold cross-validation on the training rows only
+(the response-harm model: C and the decision threshold by out-of-fold F1, since harmful answers are
+rare).
 Each model file records its training config, row counts, cross-validation accuracy and the sha256 of
 every input file. Needs the ``train`` extra (scikit-learn).
 """
@@ -28,18 +37,32 @@ import pyarrow as pa
 from safetygraph.core import duck
 from safetygraph.core.paths import REPO_ROOT
 from safetygraph.labeling.classifier import (
+    CONTEXT_PREFIX,
     JUDGES_DIR,
     LinearTextModel,
     features_sql,
     normalise_sql,
 )
-from safetygraph.labeling.gold import REFUSAL_ACTIONS
+from safetygraph.labeling.gold import REFUSAL_ACTIONS, report_question_sql
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 DEV_MODELS = ("GPT4", "ChatGPT", "Claude")
 ALL_MODELS = ("GPT4", "ChatGPT", "Claude", "ChatGLM2", "llama2-7b-chat", "vicuna-7b")
 HARMLESS_SAMPLE = 20000
+QUESTION_SAMPLE = 6000  # MedQuAD patient questions among the harmless prompts
+EVERYDAY_REQUESTS = JUDGES_DIR / "everyday_requests.yaml"
+
+
+def everyday_requests(path: Path = EVERYDAY_REQUESTS) -> list[str]:
+    """The contrastive harmless prompts: every task of the file in every template."""
+    import yaml
+
+    body = yaml.safe_load(path.read_text())
+    return [t.format(task=task) for task in body["tasks"] for t in body["templates"]]
+
+
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+THRESHOLD_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(16))  # 0.10 .. 0.85
 
 
 def sha256(path: Path) -> str:
@@ -59,6 +82,56 @@ def refusal_rows(data: Path, models: tuple[str, ...] = DEV_MODELS) -> pa.Table:
     return duck.query(
         con,
         f"SELECT text, label, grp::VARCHAR AS grp FROM ({parts}) WHERE text IS NOT NULL ORDER BY grp, text",
+    )
+
+
+def tau2_files(data: Path) -> list[Path]:
+    """tau2-bench task files whose instructions are structured (reason_for_call)."""
+    return [data / "tau2-bench" / d / "tasks.json" for d in ("airline", "retail", "telecom")]
+
+
+def harm_rows(data: Path) -> pa.Table:
+    """(text, context, label, grp): Do-Not-Answer answers that the combined judge does not call a
+    full refusal, with their question and the human ``harmful`` label, outside the reported part
+    (held-out models' answers to report-half questions), grouped by question."""
+    from safetygraph.labeling.combined import CombinedJudge
+
+    path = data / "do-not-answer" / "data_en.csv"
+    con = duck.connect()
+    con.execute(f"CREATE VIEW d AS SELECT * FROM read_csv('{path}', header=true, all_varchar=true)")
+    held = [m for m in ALL_MODELS if m not in DEV_MODELS]
+    parts = " UNION ALL ".join(
+        f"""SELECT id AS grp, '{m}' AS model, question AS prompt, "{m}_response" AS response,
+                   "{m}_harmful"::INT = 1 AS label FROM d"""
+        for m in ALL_MODELS
+    )
+    rows = duck.query(
+        con,
+        f"""SELECT grp::VARCHAR AS grp, prompt, response, label, ['harmful'] AS tags, NULL::VARCHAR AS category
+            FROM ({parts})
+            WHERE response IS NOT NULL
+              AND NOT (model IN ({", ".join(repr(m) for m in held)}) AND {report_question_sql("grp")})
+            ORDER BY grp, model""",
+    )
+    # the gate the judge applies: only answers that are not a full refusal are scored
+    judge = CombinedJudge(response_model=False)
+    scored = duck.connect(
+        t=rows.select(["prompt", "response", "tags", "category"]).append_column(
+            "__pos", pa.array(range(rows.num_rows), pa.int64())
+        )
+    )
+    refusal = duck.query(scored, judge.prepare(scored)).column("label_outcome")
+    engaged = pa.compute.invert(
+        pa.compute.is_in(refusal, pa.array(["REFUSAL.DIRECT", "REFUSAL.REDIRECT"]))
+    )
+    kept = rows.filter(engaged)
+    return pa.table(
+        {
+            "text": kept.column("response"),
+            "context": kept.column("prompt"),
+            "label": kept.column("label"),
+            "grp": kept.column("grp"),
+        }
     )
 
 
@@ -86,12 +159,22 @@ def prompt_rows(data: Path) -> tuple[pa.Table, pa.Table]:
         UNION ALL SELECT prompt, label = 'unsafe', 'xstest' FROM read_csv('{data / "xstest" / "xstest_prompts.csv"}', header=true, all_varchar=true)
     """
     con.execute(f"CREATE TABLE held AS {held_out}")
+    duck.register(con, "everyday", pa.table({"text": pa.array(everyday_requests(), pa.string())}))
     con.execute(
         f"""CREATE TABLE train AS
         WITH h AS (SELECT DISTINCT text, TRUE AS label FROM ({harmful}) WHERE text IS NOT NULL),
         b AS (SELECT DISTINCT instruction AS text, FALSE AS label FROM read_json_auto('{rd / "harmless_train.json"}')
-              ORDER BY hash(instruction), instruction LIMIT {HARMLESS_SAMPLE}),
-        u AS (SELECT * FROM h UNION ALL SELECT * FROM b)
+              ORDER BY md5(instruction), instruction LIMIT {HARMLESS_SAMPLE}),
+        -- everyday requests asked as questions: patient questions and customer-service requests
+        mq AS (SELECT DISTINCT question AS text, FALSE AS label
+               FROM read_json_auto('{data / "medquad" / "medquad_qa.jsonl.gz"}', format='newline_delimited')
+               WHERE question IS NOT NULL ORDER BY md5(question), question LIMIT {QUESTION_SAMPLE}),
+        tau AS (SELECT DISTINCT user_scenario.instructions.reason_for_call AS text, FALSE AS label
+                FROM read_json_auto([{", ".join(repr(str(p)) for p in tau2_files(data))}], union_by_name=true)
+                WHERE user_scenario.instructions.reason_for_call IS NOT NULL),
+        ev AS (SELECT DISTINCT text, FALSE AS label FROM everyday),
+        u AS (SELECT * FROM h UNION ALL SELECT * FROM b UNION ALL SELECT * FROM mq UNION ALL SELECT * FROM tau
+              UNION ALL SELECT * FROM ev)
         SELECT text, label, text AS grp FROM u
         WHERE {normalise_sql("text")} NOT IN (SELECT {normalise_sql("text")} FROM held)
         ORDER BY label, text"""
@@ -101,14 +184,23 @@ def prompt_rows(data: Path) -> tuple[pa.Table, pa.Table]:
     )
 
 
-def _matrix(rows: pa.Table, max_chars: int, ngrams: int, vocab: dict[str, int] | None, min_df: int):
+def _matrix(
+    rows: pa.Table,
+    max_chars: int,
+    ngrams: int,
+    vocab: dict[str, int] | None,
+    min_df: int,
+    context_chars: int = 0,
+):
     from scipy.sparse import csr_matrix
 
-    t = rows.select(["text"]).append_column("__pos", pa.array(range(rows.num_rows), pa.int64()))
+    cols = ["text", "context"] if context_chars else ["text"]
+    t = rows.select(cols).append_column("__pos", pa.array(range(rows.num_rows), pa.int64()))
     con = duck.connect(t=t)
-    f = duck.query(
-        con, f"SELECT * FROM ({features_sql('t', 'text', max_chars, ngrams)}) ORDER BY __pos, feat"
-    )
+    sql = features_sql("t", "text", max_chars, ngrams)
+    if context_chars:
+        sql += " UNION ALL " + features_sql("t", "context", context_chars, ngrams, CONTEXT_PREFIX)
+    f = duck.query(con, f"SELECT * FROM ({sql}) ORDER BY __pos, feat")
     pos = f.column("__pos").to_numpy()
     feats = f.column("feat").to_pylist()
     if vocab is None:
@@ -140,19 +232,35 @@ def fit(
     ngrams: int,
     min_df: int = 2,
     provenance: dict[str, Any],
+    context: str | None = None,
+    context_chars: int = 0,
+    select: str = "accuracy",
 ) -> LinearTextModel:
-    """A logistic-regression model on ``rows`` (text, label, grp), C chosen by grouped 5-fold CV."""
+    """A logistic-regression model on ``rows`` (text, label, grp; and context where the model reads
+    one), C chosen by grouped 5-fold CV: by accuracy at 0.5, or (``select="f1"``) by the best
+    out-of-fold F1 over ``THRESHOLD_GRID``, which also sets the model's threshold."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold, cross_val_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict, cross_val_score
 
-    x, vocab = _matrix(rows, max_chars, ngrams, None, min_df)
+    x, vocab = _matrix(rows, max_chars, ngrams, None, min_df, context_chars if context else 0)
     y = np.array(rows.column("label").to_pylist(), dtype=bool)
     groups = rows.column("grp").to_pylist()
-    scores = {}
+    scores, thresholds = {}, {}
     for c in C_GRID:
         clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
-        scores[c] = float(np.mean(cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(5))))
+        if select == "f1":
+            oof = cross_val_predict(
+                clf, x, y, groups=groups, cv=GroupKFold(5), method="predict_proba"
+            )[:, 1]
+            f1 = {
+                t: 2 * int(((oof >= t) & y).sum()) / max(int((oof >= t).sum()) + int(y.sum()), 1)
+                for t in THRESHOLD_GRID
+            }
+            thresholds[c] = max(THRESHOLD_GRID, key=lambda t: (round(f1[t], 4), t))
+            scores[c] = f1[thresholds[c]]
+        else:
+            scores[c] = float(np.mean(cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(5))))
     best = max(C_GRID, key=lambda c: (round(scores[c], 4), -c))
     clf = LogisticRegression(C=best, max_iter=5000, class_weight="balanced").fit(x, y)
     inverse = {i: f for f, i in vocab.items()}
@@ -163,13 +271,15 @@ def fit(
         max_chars=max_chars,
         ngrams=ngrams,
         bias=round(float(clf.intercept_[0]), 5),
-        threshold=0.5,
+        threshold=float(thresholds.get(best, 0.5)),
         weights=dict(sorted(weights.items())),
+        context=context,
+        context_chars=context_chars if context else 0,
         provenance={
             **provenance,
             "algorithm": "logistic regression (scikit-learn), class_weight=balanced, binary n-gram features",
             "c_grid": list(C_GRID),
-            "cv_accuracy": {str(c): round(s, 4) for c, s in scores.items()},
+            f"cv_{select}": {str(c): round(s, 4) for c, s in scores.items()},
             "c": best,
             "rows": rows.num_rows,
             "positives": int(y.sum()),
@@ -184,14 +294,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     ap.add_argument("--out", type=Path, default=JUDGES_DIR, help="where the model files go")
-    ap.add_argument("--which", choices=("refusal", "prompt_harm", "both"), default="both")
+    ap.add_argument(
+        "--which",
+        choices=("refusal", "prompt_harm", "response_harm", "all", "both"),
+        default="all",
+        help="which model to train (both: the refusal and prompt-harm models; all: the three)",
+    )
     args = ap.parse_args(argv)
     dna = args.data / "do-not-answer" / "data_en.csv"
     if not dna.exists():
         print(f"error: {dna} not found; pass --data with the shared data folder", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.which in ("refusal", "both"):
+    which = {
+        "all": ("refusal", "prompt_harm", "response_harm"),
+        "both": ("refusal", "prompt_harm"),
+    }.get(args.which, (args.which,))
+    if "refusal" in which:
         rows = refusal_rows(args.data)
         model = fit(
             rows,
@@ -211,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             f"refusal classifier: {len(model.weights)} weights, C={model.provenance['c']}, "
             f"cv accuracy {model.provenance['cv_accuracy'][str(model.provenance['c'])]}, sha256 {digest[:12]}"
         )
-    if args.which in ("prompt_harm", "both"):
+    if "prompt_harm" in which:
         train, _ = prompt_rows(args.data)
         files = [
             "refusal-direction/harmful_train.json",
@@ -222,7 +341,13 @@ def main(argv: list[str] | None = None) -> int:
             "refusal-direction/harmful_val.json",
             "refusal-direction/harmless_val.json",
             "xstest/xstest_prompts.csv",
+            "medquad/medquad_qa.jsonl.gz",
+            *(str(p.relative_to(args.data)) for p in tau2_files(args.data)),
         ]
+        hashes = {f: sha256(args.data / f) for f in files}
+        hashes[f"safetygraph:{EVERYDAY_REQUESTS.relative_to(REPO_ROOT)}"] = sha256(
+            EVERYDAY_REQUESTS
+        )
         model = fit(
             train,
             name="prompt-harm-classifier-v1",
@@ -231,15 +356,43 @@ def main(argv: list[str] | None = None) -> int:
             ngrams=2,
             provenance={
                 "task": "harmful request vs harmless request",
-                "training_data": {f: sha256(args.data / f) for f in files},
+                "training_data": hashes,
                 "held_out": "xstest prompts, refusal-direction val (and any training prompt equal to one of them)",
                 "harmless_sample": HARMLESS_SAMPLE,
+                "question_sample": QUESTION_SAMPLE,
             },
         )
         digest = model.save(args.out / "prompt_harm_classifier.json")
         print(
             f"prompt-harm classifier: {len(model.weights)} weights, C={model.provenance['c']}, "
             f"cv accuracy {model.provenance['cv_accuracy'][str(model.provenance['c'])]}, sha256 {digest[:12]}"
+        )
+    if "response_harm" in which:
+        rows = harm_rows(args.data)
+        model = fit(
+            rows,
+            name="response-harm-classifier-v1",
+            text="response",
+            max_chars=500,
+            ngrams=2,
+            context="prompt",
+            context_chars=300,
+            select="f1",
+            provenance={
+                "task": "harmful answer (Do-Not-Answer human 'harmful') among answers that are not a full refusal",
+                "training_data": {"do-not-answer/data_en.csv": sha256(dna)},
+                "trained_on": "every answer outside the reported part (gold.py), grouped by question",
+                "held_out": "the answers of "
+                + ", ".join(m for m in ALL_MODELS if m not in DEV_MODELS)
+                + " to the report half of the questions",
+                "gate": "answers the combined judge does not call a full refusal",
+            },
+        )
+        digest = model.save(args.out / "response_harm_classifier.json")
+        print(
+            f"response-harm classifier: {len(model.weights)} weights, C={model.provenance['c']}, "
+            f"threshold {model.threshold}, cv F1 {model.provenance['cv_f1'][str(model.provenance['c'])]}, "
+            f"sha256 {digest[:12]}"
         )
     return 0
 

@@ -106,6 +106,10 @@ class SourceSpec:
     # non-null wins; true = the agent was compromised). AgentDojo keeps "security" at the top level
     # or under "metadata" depending on the version.
     attack_outcome: tuple[str, ...] = ()
+    # whether the source's answers may enter the circuit-breaker harmful set (Ds): "judged" (rows
+    # the judge calls harmful do) or "never" (human-preferred answers such as hh-rlhf's chosen:
+    # a row judged harmful is left out of Ds, with the reason)
+    harmful_set: str = "judged"
     builder: str | None = None  # one of BUILDERS
     # text fields whose numbers may become text (otherwise a number where text belongs is quarantined)
     coerce: tuple[str, ...] = ()
@@ -156,6 +160,7 @@ def _err(where: str, msg: str) -> RegistryError:
     return RegistryError(f"{where}: {msg}")
 
 
+HARMFUL_SET_POLICIES = ("judged", "never")
 SOURCE_KEYS = tuple(f.name for f in dataclasses.fields(SourceSpec) if f.name != "base_dir")
 PROFILE_KEYS = (
     "description",
@@ -247,6 +252,12 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
         outcome = (outcome,)
     if outcome and "attack" not in roles:
         raise _err(where, "attack_outcome is only read for sources with the role 'attack'")
+    harmful_set = str(entry.get("harmful_set") or "judged")
+    if harmful_set not in HARMFUL_SET_POLICIES:
+        raise _err(
+            where,
+            f"harmful_set {harmful_set!r} is unknown; use {' or '.join(HARMFUL_SET_POLICIES)}",
+        )
     row_limit = entry.get("row_limit")
     if row_limit is not None and (not isinstance(row_limit, int) or row_limit <= 0):
         raise _err(where, f"row_limit {row_limit!r} must be a positive integer or null")
@@ -275,6 +286,7 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
         description=str(entry.get("description", "")),
         token_env=entry.get("token_env"),
         attack_outcome=tuple(str(x) for x in outcome),
+        harmful_set=harmful_set,
         builder=builder,
         coerce=coerce,
         max_text_chars=max_chars,
@@ -331,6 +343,7 @@ def _spec_to_entry(spec: SourceSpec) -> dict[str, Any]:
         "description": spec.description,
         "token_env": spec.token_env,
         "attack_outcome": list(spec.attack_outcome),
+        "harmful_set": spec.harmful_set,
         "builder": spec.builder,
         "coerce": list(spec.coerce),
         "max_text_chars": spec.max_text_chars,

@@ -12,8 +12,10 @@ Which rows go where (first rule that applies; ``cb_kind`` records it):
 | recorded attack runs, attack succeeded (``attack_outcome``)  | harmful | attack_success        |
 | recorded attack runs, attack resisted                        | retain  | attack_resisted       |
 | recorded attack runs, outcome missing                        | left out (counted; gate: 10%)   |
-| responses judged harmful                                     | harmful | harmful_completion    |
+| responses judged harmful, from a source whose answers may enter Ds (``harmful_set: judged``) | harmful | harmful_completion |
+| responses judged harmful, from a ``harmful_set: never`` source (hh-rlhf's chosen answers) | left out (harmful_set_never) |
 | refusals of benign prompts (over-refusals)                   | left out                        |
+| harmful prompts answered without a refusal, not judged harmful | left out (harmful_prompt_answered): neither a refusal to keep nor a harmful completion |
 | general conversation (tag ``general_chat``)                  | retain  | general_chat          |
 | agent traces (tag ``agentic``: tau2, support logs) that use tools | retain  | agent_trace           |
 | an agentic source's conversation without tool use (a tau2 task with no actions) | retain | general_chat |
@@ -86,21 +88,28 @@ def attack_outcome_counts(
 USES_TOOLS = "len(list_filter(messages, lambda m: m.tool_calls IS NOT NULL OR m.role = 'tool')) > 0"
 
 
+GOLD_HARMFUL = "TRY_CAST(json_extract_string(meta, '$.gold_harmful') AS INTEGER)"
+
+
 class ShardCut:
     """The cut of the merged rows into Ds and Dr (see the module table), decided once over the
     narrow columns (a place per row position, in DuckDB), then streamed: ``batches(cls)`` reads the
     merged table batch by batch and yields the rows of that set with ``cb_class``, ``cb_kind`` and
     ``is_adversarial_safe``. Memory: one batch plus a place per row; the merged table is never
-    held whole (a stored one is scanned in place)."""
+    held whole (a stored one is scanned in place). ``never_harmful`` names the sources whose answers
+    never enter Ds. ``info["ds_precision"]`` measures Ds on every source with human harm labels
+    (``meta.gold_harmful``)."""
 
     def __init__(
         self,
         table: pa.Table | StoredTable,
         outcome_paths: Mapping[str, Sequence[str]],
         batch_rows: int = 50_000,
+        never_harmful: Sequence[str] = (),
     ):
         self.table, self.batch_rows = table, batch_rows
         con = duck.connect()
+        never = ", ".join(sql_literal(x) for x in never_harmful) or "NULL"
         if isinstance(table, StoredTable):
             source = f"(SELECT *, file_row_number AS __pos FROM {table.relation(con, file_row_number=True)})"
         else:
@@ -114,7 +123,7 @@ class ShardCut:
             CREATE TABLE c AS
             WITH b AS (
               SELECT __pos, source, response, tags, response_harmful, response_refusal, prompt_harmful,
-                     messages, {attack_outcome_sql(outcome_paths)} AS __succeeded,
+                     messages, {attack_outcome_sql(outcome_paths)} AS __succeeded, {GOLD_HARMFUL} AS __gold,
                      list_contains(tags, '{CANDIDATE_TAG}') AS __candidate,
                      list_contains(tags, 'attack') AS __attack,
                      -- tools called before the agent's final turn, and the new ones that turn calls
@@ -123,17 +132,19 @@ class ShardCut:
                      coalesce(json_extract_string(messages[len(messages)].tool_calls, '$[*].name'), []) AS __final
               FROM {source}
             )
-            SELECT __pos, __candidate,
+            SELECT __pos, __candidate, source, __gold,
               CASE
-                WHEN response IS NULL THEN 'no_response'
+                WHEN response IS NULL THEN 'out:no_response'
                 WHEN __candidate THEN
                   CASE WHEN len(list_filter(__final, lambda x: NOT list_contains(__before, x))) = 0
                        THEN 'retain:adversarial_safe' ELSE 'out:adversarial_candidate_unsafe' END
                 WHEN __attack AND __succeeded IS NULL THEN 'out:attack_outcome_missing'
                 WHEN __attack AND __succeeded THEN 'harmful:attack_success'
                 WHEN __attack THEN 'retain:attack_resisted'
+                WHEN response_harmful AND source IN ({never}) THEN 'out:harmful_set_never'
                 WHEN response_harmful THEN 'harmful:harmful_completion'
                 WHEN response_refusal AND NOT prompt_harmful THEN 'out:over_refusal'
+                WHEN prompt_harmful AND NOT response_refusal THEN 'out:harmful_prompt_answered'
                 WHEN list_contains(tags, 'general_chat') THEN 'retain:general_chat'
                 -- an agentic source's conversation that uses no tool (a tau2 task without expected
                 -- actions) is general conversation, not a tool sample
@@ -158,6 +169,23 @@ class ShardCut:
             "left_out": {k: int(v) for k, v in left_out.items()},
             **attack_outcome_counts(table, outcome_paths),
             "candidates": int(duck.one(con, "SELECT count(*) FROM c WHERE __candidate")[0]),
+            "ds_precision": {
+                str(src): {
+                    "ds_rows": int(n),
+                    "ds_gold_harmful": int(h),
+                    "precision": round(h / n, 4) if n else None,
+                    "gold_harmful": int(g),
+                    "recall": round(h / g, 4) if g else None,
+                }
+                for src, n, h, g in duck.rows(
+                    con,
+                    """SELECT source,
+                              count(*) FILTER (WHERE __place LIKE 'harmful:%'),
+                              count(*) FILTER (WHERE __place LIKE 'harmful:%' AND __gold = 1),
+                              count(*) FILTER (WHERE __gold = 1)
+                       FROM c WHERE __gold IS NOT NULL GROUP BY 1 ORDER BY 1""",
+                )
+            },
         }
         con.close()
         self.places = self.places.combine_chunks()
@@ -187,11 +215,13 @@ class ShardCut:
 
 
 def cut_shards(
-    table: pa.Table | StoredTable, outcome_paths: Mapping[str, Sequence[str]]
+    table: pa.Table | StoredTable,
+    outcome_paths: Mapping[str, Sequence[str]],
+    never_harmful: Sequence[str] = (),
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     """(harmful Ds, retain Dr, info) from the merged, labelled, audited rows, whole (the pipeline
     streams ``ShardCut``); see the module table."""
-    cut = ShardCut(table, outcome_paths)
+    cut = ShardCut(table, outcome_paths, never_harmful=never_harmful)
     harmful = [t for t in cut.batches("harmful")]
     retain = [t for t in cut.batches("retain")]
     return (

