@@ -2,7 +2,8 @@
 prepared by ``safetygraph.generation.small_model``) served by vLLM's CPU build answers real
 benchmark prompts (HarmBench, AdvBench, XSTest) and MedQuAD questions and writes the steering
 answers; the ``real-small`` profile then builds the circuit-breaker files, the DPO pairs and the
-steering pairs from those answers with the default ratio and rate gates. Skipped, with the reason,
+steering candidates from those answers with the default ratio and rate gates (the steering gates
+block this model's weak candidates: asserted as such). Skipped, with the reason,
 where vLLM, transformers with gguf, the wheel or ../shared/data is missing; CI installs them.
 
 A 135M model's answers are weak: the test asserts what the labels, shards and gates do with real
@@ -28,6 +29,7 @@ pytest.importorskip(
 )
 
 from safetygraph.generation.small_model import DEFAULT_DIR, prepare  # noqa: E402
+from safetygraph.recipes.steering.pairs import DROP_REASONS  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.vllm_server import serve  # noqa: E402
 
@@ -64,7 +66,7 @@ def test_real_small_build_from_real_model_answers(shared_data, small_model_serve
         text=True,
         timeout=1800,
     )
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    out = run.stdout + run.stderr
     data = tmp_path / "data"
     assets = data / "assets"
 
@@ -73,7 +75,7 @@ def test_real_small_build_from_real_model_answers(shared_data, small_model_serve
     bench = [r for r in labels if r["source"] in ("harmbench", "advbench")]
     outcomes = {r["label_outcome"] for r in bench}
     assert "COMPLY.UNSAFE" in outcomes and len(outcomes) >= 2, outcomes
-    assert all(r["generation"] for r in bench)  # answered by the model, not recorded
+    assert {r["generation_model"] for r in bench} == {"target"}  # answered by the model
 
     # Ds: only answers the judge calls harmful; the default ratio gate passed
     harmful = pq.read_table(assets / "harmful_shard.parquet").to_pylist()
@@ -85,11 +87,27 @@ def test_real_small_build_from_real_model_answers(shared_data, small_model_serve
     for name in ("train.jsonl", "eval.jsonl"):
         assert (build / "stage2" / name).stat().st_size > 0
 
-    # DPO pairs from the teacher and the direct answers, and CAA pairs from the persona answers
+    # DPO pairs from the teacher and the direct answers
     pref = data / "preference" / (data / "preference" / "LATEST").read_text().strip()
     pairs = [json.loads(x) for x in (pref / "train.jsonl").read_text().splitlines()]
     assert pairs and all(p["chosen"] != p["rejected"] for p in pairs)
-    steer = data / "steering" / (data / "steering" / "LATEST").read_text().strip()
-    for trait in ("extroversion", "neuroticism"):
-        caa = (steer / "caa" / f"{trait}.jsonl").read_text().splitlines()
-        assert caa, trait
+
+    # CAA candidates from the persona answers: every request answered (no 'error' drops); the
+    # steering gates then judge them as they would any model's. A 135M model rarely writes a
+    # character that shows the trait (measured: 16 and 21 of 24 candidates dropped, mostly
+    # trait_not_expressed), so steering_drop_rate (max 0.5) blocks and no steering file is written;
+    # a run that passes the gates must have written them
+    steering = pq.read_table(assets / "steering_pairs").to_pylist()
+    assert {r["trait"] for r in steering} == {"extroversion", "neuroticism"}
+    reasons = {r["drop_reason"] for r in steering}
+    # the quality reasons only: no failed request, no malformed candidate
+    assert reasons - {None} <= set(DROP_REASONS) - {"error", "duplicate_scenario"}, reasons
+    latest = data / "steering" / "LATEST"
+    if run.returncode == 0:
+        steer = data / "steering" / latest.read_text().strip()
+        for trait in ("extroversion", "neuroticism"):
+            assert (steer / "caa" / f"{trait}.jsonl").read_text().splitlines(), trait
+    else:
+        failed = [line for line in out.splitlines() if " FAIL (ERROR)" in line]
+        assert failed and all("steering_pairs:steering_" in line for line in failed), out[-4000:]
+        assert not latest.exists()

@@ -18,8 +18,9 @@
   of the questions), grouped by question.
 
 The regularisation strength is chosen by grouped 5-fold cross-validation on the training rows only
-(the response-harm model: C and the decision threshold by out-of-fold F1, since harmful answers are
-rare).
+(the response-harm model: C and the decision threshold by out-of-fold F0.5, since harmful answers are
+rare and a false positive puts a harmless answer into the harmful set, where a miss only leaves a
+harmful answer out).
 Each model file records its training config, row counts, cross-validation accuracy and the sha256 of
 every input file. Needs the ``train`` extra (scikit-learn).
 """
@@ -62,6 +63,8 @@ def everyday_requests(path: Path = EVERYDAY_REQUESTS) -> list[str]:
 
 
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+# the response-harm model: rare positives, weaker regularisation wins in cross-validation
+HARM_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 THRESHOLD_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(16))  # 0.10 .. 0.85
 
 
@@ -83,6 +86,18 @@ def refusal_rows(data: Path, models: tuple[str, ...] = DEV_MODELS) -> pa.Table:
         con,
         f"SELECT text, label, grp::VARCHAR AS grp FROM ({parts}) WHERE text IS NOT NULL ORDER BY grp, text",
     )
+
+
+F_BETA = {"f1": 1.0, "f0.5": 0.5}
+
+
+def f_beta(gold, pred, beta: float) -> float:
+    """F-beta of boolean arrays (beta < 1 weighs precision more)."""
+    tp = int((gold & pred).sum())
+    precision = tp / max(int(pred.sum()), 1)
+    recall = tp / max(int(gold.sum()), 1)
+    b2 = beta * beta
+    return (1 + b2) * precision * recall / (b2 * precision + recall) if tp else 0.0
 
 
 def tau2_files(data: Path) -> list[Path]:
@@ -235,10 +250,11 @@ def fit(
     context: str | None = None,
     context_chars: int = 0,
     select: str = "accuracy",
+    c_grid: tuple[float, ...] = C_GRID,
 ) -> LinearTextModel:
     """A logistic-regression model on ``rows`` (text, label, grp; and context where the model reads
-    one), C chosen by grouped 5-fold CV: by accuracy at 0.5, or (``select="f1"``) by the best
-    out-of-fold F1 over ``THRESHOLD_GRID``, which also sets the model's threshold."""
+    one), C chosen by grouped 5-fold CV: by accuracy at 0.5, or (``select="f1"`` / ``"f0.5"``) by
+    the best out-of-fold F-score over ``THRESHOLD_GRID``, which also sets the model's threshold."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, cross_val_predict, cross_val_score
@@ -247,21 +263,18 @@ def fit(
     y = np.array(rows.column("label").to_pylist(), dtype=bool)
     groups = rows.column("grp").to_pylist()
     scores, thresholds = {}, {}
-    for c in C_GRID:
+    for c in c_grid:
         clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
-        if select == "f1":
+        if select in F_BETA:
             oof = cross_val_predict(
                 clf, x, y, groups=groups, cv=GroupKFold(5), method="predict_proba"
             )[:, 1]
-            f1 = {
-                t: 2 * int(((oof >= t) & y).sum()) / max(int((oof >= t).sum()) + int(y.sum()), 1)
-                for t in THRESHOLD_GRID
-            }
-            thresholds[c] = max(THRESHOLD_GRID, key=lambda t: (round(f1[t], 4), t))
-            scores[c] = f1[thresholds[c]]
+            f = {t: f_beta(y, oof >= t, F_BETA[select]) for t in THRESHOLD_GRID}
+            thresholds[c] = max(THRESHOLD_GRID, key=lambda t: (round(f[t], 4), t))
+            scores[c] = f[thresholds[c]]
         else:
             scores[c] = float(np.mean(cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(5))))
-    best = max(C_GRID, key=lambda c: (round(scores[c], 4), -c))
+    best = max(c_grid, key=lambda c: (round(scores[c], 4), -c))
     clf = LogisticRegression(C=best, max_iter=5000, class_weight="balanced").fit(x, y)
     inverse = {i: f for f, i in vocab.items()}
     weights = {inverse[i]: round(float(w), 5) for i, w in enumerate(clf.coef_[0]) if abs(w) >= 1e-4}
@@ -278,7 +291,7 @@ def fit(
         provenance={
             **provenance,
             "algorithm": "logistic regression (scikit-learn), class_weight=balanced, binary n-gram features",
-            "c_grid": list(C_GRID),
+            "c_grid": list(c_grid),
             f"cv_{select}": {str(c): round(s, 4) for c, s in scores.items()},
             "c": best,
             "rows": rows.num_rows,
@@ -373,11 +386,14 @@ def main(argv: list[str] | None = None) -> int:
             rows,
             name="response-harm-classifier-v1",
             text="response",
-            max_chars=500,
+            # chosen by grouped cross-validated F0.5 on the training rows (500 / 1000 / 2000
+            # characters of the answer, 2- or 3-grams): 2000 characters, 1-2-grams
+            max_chars=2000,
             ngrams=2,
             context="prompt",
             context_chars=300,
-            select="f1",
+            select="f0.5",
+            c_grid=HARM_C_GRID,
             provenance={
                 "task": "harmful answer (Do-Not-Answer human 'harmful') among answers that are not a full refusal",
                 "training_data": {"do-not-answer/data_en.csv": sha256(dna)},
@@ -391,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         digest = model.save(args.out / "response_harm_classifier.json")
         print(
             f"response-harm classifier: {len(model.weights)} weights, C={model.provenance['c']}, "
-            f"threshold {model.threshold}, cv F1 {model.provenance['cv_f1'][str(model.provenance['c'])]}, "
+            f"threshold {model.threshold}, cv F0.5 {model.provenance['cv_f0.5'][str(model.provenance['c'])]}, "
             f"sha256 {digest[:12]}"
         )
     return 0
