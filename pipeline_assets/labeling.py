@@ -33,14 +33,14 @@ METRICS_SCHEMA = pa.schema(
 
 def _markdown(result: dict) -> str:
     lines = [
-        "| half | task | method | n | accuracy | precision | recall | F1 | kappa |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| half | task | method | n | accuracy | precision | recall | F1 | kappa | false-positive rate |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for half, tasks in result.items():
         for task in ("refusal", "response_harm"):
             for method, m in tasks.get(task, {}).items():
                 lines.append(
-                    f"| {half} | {task} | {method} | {m['n']} | {m['accuracy']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['kappa']:.3f} |"
+                    f"| {half} | {task} | {method} | {m['n']} | {m['accuracy']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['kappa']:.3f} | {m['fpr']:.3f} |"
                 )
     lines += [
         "",
@@ -239,10 +239,12 @@ def build(partitions: PartitionsDefinition):
         group_name="labeling",
         kinds={"duckdb", "parquet"},
         owners=[OWNER],
-        description="Accuracy, precision, recall, F1 and Cohen's kappa for refusal and response harm, the three-way "
+        description="Accuracy, precision, recall, F1, Cohen's kappa and the false-positive rate for refusal and "
+        "response harm (beside the old rule: a harmful prompt answered without a refusal), the three-way "
         "outcome confusion matrix and per-model accuracy, on the rows of the profile's sources that carry human labels "
         "(gold_refusal / gold_action, gold_harmful): the build's judge next to every offline judge (heuristic, "
-        "classifier, combined) and a prefix string-matching baseline; development and held-out models reported apart.",
+        "classifier, combined) and a prefix string-matching baseline; development rows and the reported part (held-out "
+        "models x the report half of the questions) apart.",
     )
     def judge_quality(context: AssetExecutionContext, settings: BuildConfig) -> pa.Table:
         storage = settings.storage()

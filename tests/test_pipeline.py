@@ -562,6 +562,10 @@ def test_judge_quality_measures_the_judge_on_human_labels(demo):
     metrics = Storage(build.base).read_table("assets", "judge_quality.parquet").to_pylist()
     acc = {(m["task"], m["method"]): m["value"] for m in metrics if m["metric"] == "accuracy"}
     assert acc[("refusal", "judge")] > acc[("refusal", "baseline")]
+    # response harm: every judge beside the old rule, with the false-positive rate
+    harm = {(m["method"], m["metric"]) for m in metrics if m["task"] == "response_harm"}
+    assert {("judge", "fpr"), ("combined", "precision"), ("rule", "recall")} <= harm
+    assert "false-positive rate" in mat.materialization.metadata["metrics"].value
 
 
 def label_demo_pairs_with(tmp_path, monkeypatch, base_url: str, judge: str):
