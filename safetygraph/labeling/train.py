@@ -301,6 +301,17 @@ def fit(
     )
 
 
+def _save(model: LinearTextModel, path: Path, label: str) -> None:
+    """Write ``model`` and print its size, the chosen C and threshold, its CV figure and sha256."""
+    digest = model.save(path)
+    c = model.provenance["c"]
+    metric, scores = next((k, v) for k, v in model.provenance.items() if k.startswith("cv_"))
+    print(
+        f"{label}: {len(model.weights)} weights, C={c}, threshold {model.threshold}, "
+        f"{metric.replace('_', ' ')} {scores[str(c)]}, sha256 {digest[:12]}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m safetygraph.labeling.train", description=__doc__.split("\n")[0]
@@ -338,11 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 "held_out_models": [m for m in ALL_MODELS if m not in DEV_MODELS],
             },
         )
-        digest = model.save(args.out / "refusal_classifier.json")
-        print(
-            f"refusal classifier: {len(model.weights)} weights, C={model.provenance['c']}, "
-            f"cv accuracy {model.provenance['cv_accuracy'][str(model.provenance['c'])]}, sha256 {digest[:12]}"
-        )
+        _save(model, args.out / "refusal_classifier.json", "refusal classifier")
     if "prompt_harm" in which:
         train, _ = prompt_rows(args.data)
         files = [
@@ -375,11 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                 "question_sample": QUESTION_SAMPLE,
             },
         )
-        digest = model.save(args.out / "prompt_harm_classifier.json")
-        print(
-            f"prompt-harm classifier: {len(model.weights)} weights, C={model.provenance['c']}, "
-            f"cv accuracy {model.provenance['cv_accuracy'][str(model.provenance['c'])]}, sha256 {digest[:12]}"
-        )
+        _save(model, args.out / "prompt_harm_classifier.json", "prompt-harm classifier")
     if "response_harm" in which:
         rows = harm_rows(args.data)
         model = fit(
@@ -404,12 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                 "gate": "answers the combined judge does not call a full refusal",
             },
         )
-        digest = model.save(args.out / "response_harm_classifier.json")
-        print(
-            f"response-harm classifier: {len(model.weights)} weights, C={model.provenance['c']}, "
-            f"threshold {model.threshold}, cv F0.5 {model.provenance['cv_f0.5'][str(model.provenance['c'])]}, "
-            f"sha256 {digest[:12]}"
-        )
+        _save(model, args.out / "response_harm_classifier.json", "response-harm classifier")
     return 0
 
 
