@@ -3,7 +3,8 @@
 ``dagster dev`` in the repo root loads ``defs`` (pyproject's [tool.dagster]). Settings come from the
 environment: SAFETYGRAPH_PROFILE (demo), SAFETYGRAPH_BASE_URI (.safetygraph/data in the repo),
 SAFETYGRAPH_REGISTRY / _PROFILES / _CONSTITUTION, SAFETYGRAPH_OPENAI_BASE_URL,
-SAFETYGRAPH_LLM_MAX_CONCURRENCY / _RPM / _TPM and, as secrets, SAFETYGRAPH_LLM_API_KEY and
+SAFETYGRAPH_LLM_MAX_CONCURRENCY / _RPM / _TPM, SAFETYGRAPH_EXPORT_VERSION (a release version
+for the builds) and, as secrets, SAFETYGRAPH_LLM_API_KEY and
 SAFETYGRAPH_ALERT_WEBHOOK_URL. SAFETYGRAPH_EXECUTOR picks the executor (in_process, multiprocess,
 k8s); by default k8s_job_executor inside a Kubernetes pod, multiprocess elsewhere.
 """
@@ -38,10 +39,15 @@ from pipeline_assets import (
     steering,
 )
 from pipeline_assets.keys import (
+    EXPORT,
+    JUDGE_QUALITY,
     PREFERENCE_CHAIN,
     PREFERENCE_PAIRS,
     RAW_QUARANTINE,
     RAW_SAMPLES,
+    REFUSAL_DATASET,
+    REFUSAL_EVAL,
+    REFUSAL_TRAIN,
     SOURCE_CHAIN,
     STEERING_CHAIN,
 )
@@ -65,6 +71,8 @@ EXECUTORS = ("in_process", "multiprocess", "multi_or_in_process", "k8s")
 
 SOURCE_JOB = "source_pipeline"
 DATASET_JOB = "dataset_pipeline"
+REFUSAL_JOB = "refusal_pipeline"
+CIRCUIT_BREAKER_JOB = "circuit_breaker_pipeline"
 PREFERENCE_SOURCE_JOB = "preference_source_pipeline"
 PREFERENCE_JOB = "preference_pipeline"
 INGEST_JOB = "ingest_pipeline"
@@ -80,6 +88,7 @@ def default_settings() -> BuildConfig:
         constitution_path=os.environ.get("SAFETYGRAPH_CONSTITUTION", str(DEFAULT_CONSTITUTION)),
         base_uri=os.environ.get("SAFETYGRAPH_BASE_URI", str(REPO_ROOT / DEFAULT_BASE_URI)),
         batch_rows=batch_rows_from_env(),
+        export_version=os.environ.get("SAFETYGRAPH_EXPORT_VERSION", ""),
     )
 
 
@@ -156,6 +165,7 @@ def build_defs(
     preference_recipe = AssetSelection.groups("preference") - preference_sources
     ingest = AssetSelection.assets(RAW_SAMPLES, RAW_QUARANTINE)
     steering_traits = AssetSelection.assets(*STEERING_CHAIN)
+    merge = AssetSelection.assets(JUDGE_QUALITY, REFUSAL_DATASET)
     return Definitions(
         assets=assets,
         asset_checks=[*source_checks, *all_dataset_checks, *trait_checks],
@@ -173,7 +183,21 @@ def build_defs(
                 - preference_sources
                 - preference_recipe
                 - AssetSelection.groups("steering"),
-                description="Merge the profile's sources, cut the shards and splits, QA and export.",
+                description="Merge the profile's sources, then every recipe on the merge: the refusal "
+                "export and the circuit-breaker files, each gated only by its own checks.",
+            ),
+            define_asset_job(
+                REFUSAL_JOB,
+                selection=merge
+                | AssetSelection.assets(
+                    REFUSAL_TRAIN, REFUSAL_EVAL, "review_sample", "qa_report", EXPORT
+                ),
+                description="The refusal recipe: merge, its own split, review sample, QA and export.",
+            ),
+            define_asset_job(
+                CIRCUIT_BREAKER_JOB,
+                selection=merge | AssetSelection.groups("circuit_breaker"),
+                description="The circuit-breaker recipe: merge, shards, merge gates, split and stage-2 files.",
             ),
             define_asset_job(
                 PREFERENCE_SOURCE_JOB,

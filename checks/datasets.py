@@ -9,16 +9,12 @@ from dagster import (
     asset_check,
 )
 
-from checks.factories import min_rows_check, schema_check, unique_ids_check
-from pipeline_assets.keys import (
-    REFUSAL_DATASET,
-)
+from checks.factories import min_rows_check, no_leakage_check, schema_check, unique_ids_check
+from pipeline_assets.keys import REFUSAL_DATASET, REFUSAL_EVAL, REFUSAL_TRAIN
 from pipeline_assets.metadata import value_counts
 from resources import BuildConfig
 from safetygraph.core.tables import StoredTable, read_columns
-from schemas import (
-    AuditedRecord,
-)
+from schemas import AuditedRecord, RefusalSplitRecord
 
 
 def dataset() -> list:
@@ -73,4 +69,9 @@ def dataset() -> list:
         schema_check(REFUSAL_DATASET, AuditedRecord),
         unique_ids_check(REFUSAL_DATASET),
         min_rows_check(REFUSAL_DATASET, "refusal_min_rows"),
+        schema_check(REFUSAL_TRAIN, RefusalSplitRecord),
+        unique_ids_check(REFUSAL_TRAIN),
+        schema_check(REFUSAL_EVAL, RefusalSplitRecord),
+        unique_ids_check(REFUSAL_EVAL),
+        no_leakage_check(REFUSAL_EVAL, REFUSAL_TRAIN, "refusal_no_leakage"),
     ]

@@ -4,8 +4,8 @@ gates, strict validation, the stratified train/eval split and the files the trai
 The files asset is downstream of every gate: a blocking check that fails on stage2_samples,
 validation_report or the splits skips it, so no file of a bad set is ever written."""
 
+import json
 import uuid
-from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,29 +19,22 @@ from pipeline_assets.metadata import (
     value_counts,
 )
 from resources import BuildConfig
-from safetygraph.core.paths import resolve_repo_path
 from safetygraph.core.records import SHARD_SCHEMA, SPLIT_SCHEMA
 from safetygraph.core.tables import StoredTable, TableStream, read_all, table_batches
+from safetygraph.export.files import versioned_build_id
+from safetygraph.export.qa import qa_json, recipe_qa, render_markdown
 from safetygraph.recipes import circuit_breaker as cb
 from safetygraph.recipes.circuit_breaker.preflight_run import PreflightRun, PreflightSetup
-from safetygraph.recipes.splits import holdout_report, split_assignment, split_batches
+from safetygraph.recipes.splits import holdout, split_batches
 
 
 def preflight_setup(settings: BuildConfig) -> PreflightRun:
-    """The profile's preflight, shared by the stage-2 step and its gate through the build's cache:
-    its chat tokenizer (``preflight_tokenizer``, with ``preflight_chat_template`` replacing its
-    template when given), the reference encoder of ``preflight_target`` (``llama3``,
-    ``mistral-v3``, ...; none when unset) and ``max_seq_length``."""
-    thresholds = settings.active().thresholds
-    template = thresholds.get("preflight_chat_template")
-    target = thresholds.get("preflight_target")
-    setup = PreflightSetup(
-        tokenizer=resolve_repo_path(str(settings.threshold("preflight_tokenizer"))),
-        chat_template=resolve_repo_path(str(template)) if template else None,
-        target=str(target) if target else None,
-        max_seq_length=int(thresholds.get("max_seq_length", 2048)),
+    """The profile's preflight (``PreflightSetup.from_thresholds``), shared by the stage-2 step
+    and its gate through the build's cache."""
+    settings.threshold("preflight_tokenizer")  # a missing setting: the error names the profile file
+    return PreflightRun(
+        PreflightSetup.from_thresholds(settings.active().thresholds), settings.storage()
     )
-    return PreflightRun(setup, settings.storage())
 
 
 def build():
@@ -271,28 +264,23 @@ def build():
         context: AssetExecutionContext, stage2_samples: StoredTable, settings: BuildConfig
     ):
         fraction = float(settings.threshold("eval_fraction"))
-        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
         # the holdout is decided on the narrow columns; the rows are then streamed to each side
-        assignment = split_assignment(stage2_samples, fraction, settings.active().seed, threshold)
-        side = assignment.column("split")
-        train_n = assignment.filter(pc.equal(side, "train"))
-        eval_n = assignment.filter(pc.equal(side, "eval"))
-        holdout = holdout_report(train_n, eval_n, fraction)
-        if train_n.num_rows + eval_n.num_rows != stage2_samples.num_rows:  # nothing left out
-            raise RuntimeError(
-                f"split lost rows: {stage2_samples.num_rows} samples, {train_n.num_rows} train + "
-                f"{eval_n.num_rows} eval"
-            )
+        cut = holdout(
+            stage2_samples,
+            fraction,
+            settings.active().seed,
+            float(settings.active().thresholds.get("near_dup_threshold", 0.8)),
+        )
         context.log.info(
-            f"train={train_n.num_rows} eval={eval_n.num_rows} (eval share {holdout['eval_share']}, "
-            f"fraction {fraction})"
+            f"train={cut.train.num_rows} eval={cut.eval.num_rows} (eval share "
+            f"{cut.report['eval_share']}, fraction {fraction})"
         )
         for name, split, narrow in (
-            ("train_split", "train", train_n),
-            ("eval_split", "eval", eval_n),
+            ("train_split", "train", cut.train),
+            ("eval_split", "eval", cut.eval),
         ):
             metadata = {
-                "holdout": MetadataValue.json(holdout),
+                "holdout": MetadataValue.json(cut.report),
                 "rows_in": stage2_samples.num_rows,
                 "left_out": MetadataValue.md(
                     "none: every stage-2 sample is in train or eval. Rows left out before: "
@@ -305,7 +293,7 @@ def build():
             yield Output(
                 TableStream(
                     SPLIT_SCHEMA,
-                    split_batches(stage2_samples, assignment, split, settings.batch_rows),
+                    split_batches(stage2_samples, cut.assignment, split, settings.batch_rows),
                     lambda _written, m=metadata: m,
                 ),
                 name,
@@ -315,9 +303,10 @@ def build():
         group_name="circuit_breaker",
         kinds={"json", "file"},
         owners=[OWNER],
-        description="The stage-2 files: harmful/<source>.jsonl, retain/<source>.jsonl, "
-        "stage2/train.jsonl, stage2/eval.jsonl, validation_report.json, stats.json and a manifest; "
-        "written only when every gate upstream passed.",
+        description="The circuit breaker's export: harmful/<source|kind>.jsonl, retain/<source|kind>.jsonl, "
+        "stage2/harmful.jsonl, stage2/retain.jsonl, stage2/train.jsonl, stage2/eval.jsonl, and under "
+        "stage2/ validation_report.json, stats.json and the QA report (md, json), then a manifest; "
+        "written only when every circuit-breaker gate upstream passed.",
     )
     def stage2_files(
         context: AssetExecutionContext,
@@ -329,13 +318,25 @@ def build():
         eval_split: StoredTable,
         settings: BuildConfig,
     ) -> pa.Table:
-        build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+        storage = settings.storage()
+        version = settings.export_version or None
+        build_id, _ = versioned_build_id(storage, cb.STAGE2_ROOT, version, uuid.uuid4().hex)
         report = cb.validation_summary(validation_report, stage2_samples.num_rows)
         report["errors_list"] = validation_report.to_pylist()
         body = cb.stats(stage2_samples)
         body["train"], body["eval"] = train_split.num_rows, eval_split.num_rows
+        # the circuit breaker's own QA report: its split, its ratio, its thresholds
+        metrics, gx, info = recipe_qa(
+            "circuit_breaker",
+            settings.profile,
+            train_split,
+            eval_split,
+            stage2_samples,
+            dict(settings.active().thresholds.get("qa", {})),
+            float(settings.threshold("retain_harmful_ratio_min")),
+        )
         manifest = cb.write_files(
-            settings.storage(),
+            storage,
             build_id,
             harmful_shard,
             retain_shard,
@@ -343,12 +344,20 @@ def build():
             eval_split,
             report,
             body,
+            {
+                "qa_report.md": render_markdown(metrics, gx, info),
+                "qa_report.json": json.dumps(qa_json(metrics, gx, info), indent=2),
+            },
+            {"recipe": "circuit_breaker", "version": version},
         )
-        storage = settings.storage()
+        failed_qa = [m.name for m in metrics if not m.passed]
+        if failed_qa:
+            context.log.warning(f"stage-2 QA metrics under threshold: {failed_qa}")
         files_md, files_table = manifest_files(manifest)
         context.add_output_metadata(
             {
                 "build_id": build_id,
+                "qa_failed": MetadataValue.json(failed_qa),
                 "path": MetadataValue.path(storage.uri(cb.STAGE2_ROOT, build_id)),
                 "files": files_md,
             }

@@ -15,20 +15,24 @@ from dagster import (
     AssetCheckKey,
     AssetExecutionContext,
     AssetKey,
+    AssetOut,
     MetadataValue,
+    Output,
     asset,
+    multi_asset,
 )
 
 from pipeline_assets.keys import AUDITED, JUDGE_QUALITY, OWNER
-from pipeline_assets.metadata import counts_table, shares
+from pipeline_assets.metadata import counts_table, shares, value_counts
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
 from resources import BuildConfig
 from safetygraph.audit.neardup import near_duplicate_rate
-from safetygraph.core.records import AUDITED_SCHEMA
+from safetygraph.core.records import AUDITED_SCHEMA, REFUSAL_SPLIT_SCHEMA
 from safetygraph.core.storage import asset_parts
 from safetygraph.core.tables import StoredTable, TableStream
 from safetygraph.labeling.review import confidence_distribution, coverage
 from safetygraph.recipes.refusal.dataset import MergeStream, dataset_info
+from safetygraph.recipes.splits import holdout, split_batches
 
 
 def _coverage_markdown(table: pa.Table, limit: int = 60) -> str:
@@ -91,4 +95,59 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
 
         return TableStream(AUDITED_SCHEMA, merge.batches(), figures)
 
-    return [refusal_dataset]
+    @multi_asset(
+        name="refusal_split",
+        outs={
+            "refusal_train": AssetOut(
+                group_name="datasets",
+                kinds={"duckdb", "parquet"},
+                owners=[OWNER],
+                description="The refusal recipe's training rows: the 90% side of a holdout of the "
+                "refusal dataset stratified by source and outcome, drawn per prompt cluster.",
+            ),
+            "refusal_eval": AssetOut(
+                group_name="datasets",
+                kinds={"duckdb", "parquet"},
+                owners=[OWNER],
+                description="The refusal recipe's eval holdout; no prompt, exact or near duplicate, "
+                "is on both sides. Independent of the circuit breaker's split and its gates.",
+            ),
+        },
+    )
+    def refusal_split(
+        context: AssetExecutionContext, refusal_dataset: StoredTable, settings: BuildConfig
+    ):
+        cut = holdout(
+            refusal_dataset,
+            float(settings.threshold("eval_fraction")),
+            settings.active().seed,
+            float(settings.active().thresholds.get("near_dup_threshold", 0.8)),
+            "label_outcome",
+        )
+        context.log.info(f"refusal train={cut.train.num_rows} eval={cut.eval.num_rows}")
+        for name, split, narrow in (
+            ("refusal_train", "train", cut.train),
+            ("refusal_eval", "eval", cut.eval),
+        ):
+            metadata = {
+                "holdout": MetadataValue.json(cut.report),
+                "rows_in": refusal_dataset.num_rows,
+                "by_outcome": counts_table("outcome", value_counts(narrow, "label_outcome")),
+                "by_source": counts_table("source", value_counts(narrow, "source")),
+            }
+            yield Output(
+                TableStream(
+                    REFUSAL_SPLIT_SCHEMA,
+                    split_batches(
+                        refusal_dataset,
+                        cut.assignment,
+                        split,
+                        settings.batch_rows,
+                        REFUSAL_SPLIT_SCHEMA,
+                    ),
+                    lambda _written, m=metadata: m,
+                ),
+                name,
+            )
+
+    return [refusal_dataset, refusal_split]

@@ -8,13 +8,13 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 from pipeline_assets.keys import OWNER
 from pipeline_assets.metadata import manifest_files
 from resources import BuildConfig
-from safetygraph.core.tables import StoredTable, read_all
+from safetygraph.core.tables import StoredTable
 from safetygraph.export import seed_compat
 from safetygraph.export.files import EXPORT_ROOT, write_export
 from safetygraph.export.lock import config_lock
 from safetygraph.export.qa import (
-    compute_metrics,
-    great_expectations_results,
+    qa_json,
+    recipe_qa,
     render_markdown,
     rows_per_source,
 )
@@ -32,63 +32,56 @@ QA_SCHEMA = pa.schema(
 )
 
 
+def qa_rows(metrics, gx) -> pa.Table:
+    """The QA report as a table: one row per metric and per expectation."""
+    return pa.Table.from_pylist(
+        [m.as_dict() for m in metrics]
+        + [
+            {
+                "group": "great_expectations",
+                "metric": f"{r['table']}:{r['expectation']}:{r['column']}",
+                "value": float(r["unexpected"]),
+                "op": "<=",
+                "threshold": 0.0,
+                "passed": r["success"],
+            }
+            for r in gx
+        ],
+        schema=QA_SCHEMA,
+    )
+
+
 def build():
     @asset(
         group_name="export",
         kinds={"duckdb", "markdown"},
         owners=[OWNER],
-        description="Quality, safety, privacy and bias metrics against the profile's thresholds, plus a "
-        "Great Expectations validation of the splits; markdown in the metadata and as reports/qa_report.md.",
+        description="The refusal recipe's QA: quality, privacy and bias metrics against the profile's "
+        "thresholds over its own train/eval split, plus a Great Expectations validation of the split; "
+        "markdown in the metadata, reports/qa_report.md and reports/qa_report.json.",
     )
     def qa_report(
         context: AssetExecutionContext,
-        train_split: StoredTable,
-        eval_split: StoredTable,
+        refusal_train: StoredTable,
+        refusal_eval: StoredTable,
         refusal_dataset: StoredTable,
         settings: BuildConfig,
     ) -> pa.Table:
-        metrics = compute_metrics(
-            train_split,
-            eval_split,
+        metrics, gx, info = recipe_qa(
+            "refusal",
+            settings.profile,
+            refusal_train,
+            refusal_eval,
             refusal_dataset,
             dict(settings.active().thresholds.get("qa", {})),
-            float(settings.threshold("retain_harmful_ratio_min")),
         )
-        gx = great_expectations_results(train_split, eval_split)
-        info = {
-            "train_rows": train_split.num_rows,
-            "eval_rows": eval_split.num_rows,
-            "profile": settings.profile,
-            "rows_per_source": rows_per_source(train=train_split, eval=eval_split),
-        }
         markdown = render_markdown(metrics, gx, info)
         storage = settings.storage()
         storage.write_bytes(markdown.encode(), "reports", "qa_report.md")
-        table = pa.Table.from_pylist(
-            [
-                {
-                    "group": m.group,
-                    "metric": m.name,
-                    "value": m.value,
-                    "op": m.op,
-                    "threshold": m.threshold,
-                    "passed": m.passed,
-                }
-                for m in metrics
-            ]
-            + [
-                {
-                    "group": "great_expectations",
-                    "metric": f"{r['table']}:{r['expectation']}:{r['column']}",
-                    "value": float(r["unexpected"]),
-                    "op": "<=",
-                    "threshold": 0.0,
-                    "passed": r["success"],
-                }
-                for r in gx
-            ],
-            schema=QA_SCHEMA,
+        storage.write_bytes(
+            json.dumps(qa_json(metrics, gx, info), indent=2).encode(), "reports", "qa_report.json"
         )
+        table = qa_rows(metrics, gx)
         context.add_output_metadata(
             {
                 "report": MetadataValue.md(markdown),
@@ -103,24 +96,29 @@ def build():
         group_name="export",
         kinds={"parquet", "json"},
         owners=[OWNER],
-        description="JSONL and Parquet files of the refusal dataset and the splits, the QA report, dataset "
-        "info and a manifest (sha256 and rows per file, rows per source, configuration lock). Returns the manifest's file list.",
+        description="The refusal recipe's export, gated only by its own checks and its inputs': JSONL "
+        "and Parquet of the refusal dataset and its train/eval split, the QA report (markdown and "
+        "JSON), dataset info, the rejection-detection system's files (final_dataset.json(l), "
+        "audit/) and a manifest (sha256 and rows per file, rows per source, configuration lock). "
+        "Returns the manifest's file list.",
     )
     def export(
         context: AssetExecutionContext,
         refusal_dataset: StoredTable,
-        train_split: StoredTable,
-        eval_split: StoredTable,
+        refusal_train: StoredTable,
+        refusal_eval: StoredTable,
         settings: BuildConfig,
     ) -> pa.Table:
         storage = settings.storage()
         profile = settings.active()
-        report = storage.read_bytes("reports", "qa_report.md").decode()
+        t = profile.thresholds
         extra = {
-            "qa_report.md": report,
+            "qa_report.md": storage.read_bytes("reports", "qa_report.md").decode(),
+            "qa_report.json": storage.read_bytes("reports", "qa_report.json").decode(),
             "dataset_info.json": json.dumps(dataset_info(refusal_dataset), indent=2),
         }
-        if profile.thresholds.get("seed_compat"):  # the rejection-detection system's names
+        writers = []
+        if t.get("seed_compat", True):  # the rejection-detection system's names, on by default
             review = (
                 storage.read_table("assets", "review_sample.parquet")
                 if storage.exists("assets", "review_sample.parquet")
@@ -133,19 +131,27 @@ def build():
             )
             extra.update(
                 seed_compat.files(
-                    read_all(refusal_dataset),  # final_dataset.json: the seed's one-document layout
+                    refusal_dataset,
                     review,
                     qa,
-                    dict(profile.thresholds.get("coverage_min") or {}),
-                    float(profile.thresholds.get("confidence_floor", 0.6)),
+                    dict(t.get("coverage_min") or {}),
+                    float(t.get("confidence_floor", 0.6)),
+                    float(t.get("toxicity_threshold", 0.5)),
+                    float(t.get("near_dup_threshold", 0.8)),
                 )
             )
+            # final_dataset.json(l): streamed by DuckDB from the stored table into the build
+            writers.append(lambda folder: seed_compat.copy_final_dataset(refusal_dataset, folder))
         manifest = write_export(
             storage,
-            {"refusal_dataset": refusal_dataset, "train": train_split, "eval": eval_split},
+            {"refusal_dataset": refusal_dataset, "train": refusal_train, "eval": refusal_eval},
             extra,
             config_lock(settings.config_files(), profile.name, profile.seed),
-            rows_per_source(refusal_dataset=refusal_dataset, train=train_split, eval=eval_split),
+            rows_per_source(
+                refusal_dataset=refusal_dataset, train=refusal_train, eval=refusal_eval
+            ),
+            writers,
+            settings.export_version or None,
         )
         build_dir = storage.uri(EXPORT_ROOT, manifest["build_id"])
         files_md, files_table = manifest_files(manifest)
@@ -153,6 +159,7 @@ def build():
         context.add_output_metadata(
             {
                 "build_id": manifest["build_id"],
+                "version": settings.export_version or "(none)",
                 "export_dir": build_dir,
                 "manifest": storage.uri(EXPORT_ROOT, manifest["build_id"], "manifest.json"),
                 "config_hash": manifest["config_lock"]["config_hash"],

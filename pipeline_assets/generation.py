@@ -36,7 +36,9 @@ class GenerationRunConfig(Config):
         default=256, description="Results per durable checkpoint in the request cache"
     )
     retry_cached_errors: bool = Field(
-        default=False, description="Send again requests whose cached result is an error"
+        default=True,
+        description="Send again, on a re-run, the requests whose cached result is an error (off: the "
+        "cached error is served, as for a request the API rejects for good)",
     )
     progress_interval_s: float = Field(
         default=10.0, description="Seconds between progress lines in the run log"

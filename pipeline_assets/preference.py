@@ -26,6 +26,7 @@ from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
 from resources import BuildConfig, LLMResource
 from safetygraph.core.storage import asset_parts
+from safetygraph.export.qa_file import profile_thresholds, qa_file
 from safetygraph.generation import GenerationConfig, RequestCache, format_progress, generate
 from safetygraph.recipes.preference.dataset import merge_pairs, split_pairs
 from safetygraph.recipes.preference.files import PREFERENCE_ROOT, write_files
@@ -46,7 +47,9 @@ class PreferenceRunConfig(JudgeRunConfig):
 
     chunk_size: int = Field(default=256, description="Results per durable checkpoint")
     retry_cached_errors: bool = Field(
-        default=False, description="Send again requests whose cached result is an error"
+        default=True,
+        description="Send again, on a re-run, the requests whose cached result is an error (off: the "
+        "cached error is served, as for a request the API rejects for good)",
     )
     progress_interval_s: float = Field(default=10.0, description="Seconds between progress lines")
 
@@ -244,6 +247,8 @@ def build(
             fmt,
             pref.get("training_system_prompt"),
             stats,
+            settings.export_version or None,
+            lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
         )
         storage = settings.storage()
         files_md, files_table = manifest_files(manifest)

@@ -30,6 +30,7 @@ from pipeline_assets.source_status import MergeConfig, ready_sources, status_mar
 from resources import BuildConfig, LLMResource
 from safetygraph.core import duck
 from safetygraph.core.storage import asset_parts
+from safetygraph.export.qa_file import profile_thresholds, qa_file
 from safetygraph.generation import RequestCache, format_progress
 from safetygraph.recipes.steering.answers import ANSWER_SCHEMA, scenarios
 from safetygraph.recipes.steering.answers import trait_answers as answer_trait
@@ -194,7 +195,13 @@ def build(
             raise Failure(
                 description="no trait is ready: materialize steering_pairs for the traits first"
             )
-        manifest = write_files(storage, kept, stats)
+        manifest = write_files(
+            storage,
+            kept,
+            stats,
+            settings.export_version or None,
+            lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
+        )
         files_md, files_table = manifest_files(manifest)
         context.add_output_metadata(
             {

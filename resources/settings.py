@@ -49,6 +49,11 @@ class BuildConfig(ConfigurableResource):
     constitution_path: str = str(DEFAULT_CONSTITUTION)
     base_uri: str = DEFAULT_BASE_URI
     traits_path: str = str(DEFAULT_TRAITS)
+    export_version: str = Field(
+        default="",
+        description="A release version (e.g. 1.0.0) for the recipes' builds: the folder v<version>, "
+        "files named <name>-v<version>.<ext>, the version in the manifest; empty: a time-stamped build",
+    )
     batch_rows: int = Field(
         default=DEFAULT_BATCH_ROWS,
         description="Rows per record batch in the streaming steps (ingest, generation, labels, "

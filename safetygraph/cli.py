@@ -1,7 +1,11 @@
 """``safetygraph``: run the build from the command line on a persistent local Dagster instance.
 
-    safetygraph demo                 # every source partition of the profile, then the datasets and export
+    safetygraph demo                 # every source partition of the profile, then every recipe's files
     safetygraph demo --profile shared
+    safetygraph build RECIPE [--profile P] [--sources a,b] [--out DIR] [--version X]
+                                     # one recipe: refusal, circuit_breaker, preference, steering
+    safetygraph qa FILE              # QA on any JSONL file (format, duplicates, PII, labels, mix)
+    safetygraph preflight FILE       # the stage-2 tokenizer preflight on any stage-2 JSONL file
     safetygraph sources              # list the registry and the active profile
     safetygraph review-import FILE   # agreement of a filled-in review sample with the judge
     safetygraph cleanup [--dry-run]  # remove incomplete build folders and temporary files
@@ -15,53 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from safetygraph.core.paths import REPO_ROOT
-
-# What the local instance needs (DAGSTER_HOME/dagster.yaml, shared by the CLI and `dagster dev`):
-# no telemetry, no first-visit pop-up in the UI (nux), and run monitoring, so the daemon marks a run whose process died (kill -9) as failed
-# instead of leaving it STARTED for good, and the run-failure alert reports it.
-INSTANCE_CONFIG = {
-    "telemetry": {"enabled": False},
-    "nux": {"enabled": False},
-    "run_monitoring": {
-        "enabled": True,
-        "start_timeout_seconds": 180,
-        "max_resume_run_attempts": 0,
-        "poll_interval_seconds": 15,
-    },
-}
-
-
-def ensure_instance_config(path: str) -> None:
-    """Add the settings above to the instance's dagster.yaml, keeping what the user set there."""
-    import yaml
-
-    body = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            body = yaml.safe_load(f) or {}
-    merged = {**INSTANCE_CONFIG, **body}
-    if merged != body:
-        with open(path, "w") as f:
-            yaml.safe_dump(merged, f, sort_keys=False)
-
-
-def _prepare_env(profile: str | None) -> None:
-    if profile:
-        os.environ["SAFETYGRAPH_PROFILE"] = profile
-    if not os.environ.get("DAGSTER_HOME"):  # unset or empty
-        os.environ["DAGSTER_HOME"] = str(REPO_ROOT / ".dagster_home")
-    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
-    ensure_instance_config(os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml"))
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))  # the code location lives at the repo root
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+from safetygraph.commands import (
+    _prepare_env,
+    copy_build,
+    list_sources,
+    preflight_cli,
+    qa,
+    validate,
+    verify,
+)
 
 
 def _metadata_line(metadata: dict, limit: int = 300) -> str:
@@ -89,12 +61,20 @@ def _check_lines(result) -> tuple[list[str], int]:
 
 
 def _cause(message: str) -> str:
-    """The first line of a step's error without Dagster's exception class prefix."""
+    """The first line of a step's error without a module-qualified exception class prefix
+    (Dagster's or the user error's own ``package.module.ClassName: ``)."""
     first = message.strip().splitlines()[0] if message.strip() else "(no message)"
-    for prefix in ("dagster._core.definitions.events.Failure: ", "dagster._core.errors."):
-        if first.startswith(prefix):
-            first = first[len(prefix) :]
-    return first
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ", "", first)
+
+
+RECIPES = ("refusal", "circuit_breaker", "preference", "steering")
+# each recipe's files asset, and the folder its builds are published under
+RECIPE_FILES = {
+    "refusal": ("export", "exports", "refusal export"),
+    "circuit_breaker": ("stage2_files", "circuit_breaker", "circuit-breaker stage 2"),
+    "preference": ("preference_files", "preference", "preference pairs (TRL)"),
+    "steering": ("steering_files", "steering", "steering pairs (seed and CAA formats)"),
+}
 
 
 def run_build(
@@ -103,17 +83,36 @@ def run_build(
     only: Sequence[str] = (),
     allow_partial: bool = False,
     only_sources: bool = False,
+    recipes: Sequence[str] = RECIPES,
+    version: str | None = None,
+    out: str | None = None,
 ) -> int:
-    """Every job of the profile: the per-source chains, then the merges and files. ``only`` builds
-    a subset of the profile's sources, ``allow_partial`` lets the merges take the sources that are
-    ready, ``only_sources`` stops after the per-source chains."""
+    """The jobs of the profile for ``recipes``: the per-source chains, then the merges and files.
+    ``only`` builds a subset of the profile's sources, ``allow_partial`` lets the merges take the
+    sources that are ready, ``only_sources`` stops after the per-source chains. Each recipe's files
+    are gated by its own checks: one recipe blocked does not stop the others. ``version`` names the
+    builds (``v<version>``); ``out`` receives a copy of each build written."""
+    if out and Path(out).exists() and any(Path(out).iterdir()):
+        print(
+            f"safetygraph: --out {out}: the folder exists and is not empty; give a new one",
+            file=sys.stderr,
+        )
+        return 2
+    if version:
+        os.environ["SAFETYGRAPH_EXPORT_VERSION"] = version
     _prepare_env(profile)
     from dagster import DagsterInstance
 
     import definitions
 
-    defs = definitions.defs
+    # a version is a setting of the build: definitions bound before it was set are rebuilt
+    defs = definitions.build_defs() if version else definitions.defs
     settings = definitions.default_settings()
+    if version:  # a released version is never overwritten: refuse before building anything
+        from safetygraph.core.builds import versioned_build_id
+
+        for recipe in recipes:
+            versioned_build_id(settings.storage(), RECIPE_FILES[recipe][1], version, None)
     instance = DagsterInstance.get()
     started = time.perf_counter()
     sources = settings.active().sources
@@ -129,9 +128,11 @@ def run_build(
         sources = tuple(n for n in sources if n in only)
     print(
         f"safetygraph: profile '{settings.profile}', {len(sources)} sources, data under {settings.base_uri}"
+        + (f", recipes: {', '.join(recipes)}" if tuple(recipes) != RECIPES else "")
     )
     logs = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}}}
     merges = {"refusal_dataset", "preference_split", "steering_files"}
+    written: set[str] = set()  # assets materialized by this invocation
 
     def run(job_name: str, label: str, partition: str | None = None) -> bool:
         t0 = time.perf_counter()
@@ -147,6 +148,7 @@ def run_build(
         )
         lines, failed = _check_lines(result)
         mats = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
+        written.update(mats)
         what = f" ({', '.join(mats)})" if partition is None else ""
         print(
             f"  [{label}] {'ok' if result.success else 'FAILED'}: {len(mats)} assets materialized{what}, "
@@ -157,7 +159,12 @@ def run_build(
             if shown:
                 print("\n".join(shown))
             for ev in result.get_step_failure_events():
-                cause = _cause(ev.event_specific_data.error.message)
+                error = ev.event_specific_data.error
+                while (
+                    getattr(error, "cause", None) is not None
+                ):  # the user's error, not Dagster's wrapper
+                    error = error.cause
+                cause = _cause(error.message)
                 if cause.startswith("DagsterAssetCheckFailedError"):
                     continue  # the failed check is printed above, with its figures
                 print(f"    step {ev.step_key} failed: {cause}")
@@ -170,36 +177,51 @@ def run_build(
     first_failure: dict[str, str] = {}
 
     ok = True
-    for name in sources:
-        ok &= run(definitions.SOURCE_JOB, name, name)
-    if only_sources:
-        print(f"\n{'done' if ok else 'FAILED'}: per-source chains only (--only-sources)")
-        return 0 if ok else 1
-    datasets_ok = run(definitions.DATASET_JOB, "datasets")
-    ok &= datasets_ok
+    merged = sorted({"refusal", "circuit_breaker"} & set(recipes))
+    if merged:
+        for name in sources:
+            ok &= run(definitions.SOURCE_JOB, name, name)
+        if only_sources:
+            print(f"\n{'done' if ok else 'FAILED'}: per-source chains only (--only-sources)")
+            return 0 if ok else 1
+        job = (
+            definitions.DATASET_JOB
+            if len(merged) == 2
+            else definitions.REFUSAL_JOB
+            if "refusal" in merged
+            else definitions.CIRCUIT_BREAKER_JOB
+        )
+        ok &= run(job, "datasets" if len(merged) == 2 else merged[0])
     preference_sources = list(settings.active().preference.get("sources") or ())
-    for name in preference_sources:
-        ok &= run(definitions.PREFERENCE_SOURCE_JOB, f"preference:{name}", name)
-    preference_ok = bool(preference_sources) and run(definitions.PREFERENCE_JOB, "preference")
-    ok &= preference_ok or not preference_sources
+    if "preference" in recipes:
+        for name in preference_sources:
+            ok &= run(definitions.PREFERENCE_SOURCE_JOB, f"preference:{name}", name)
+        if preference_sources:
+            ok &= run(definitions.PREFERENCE_JOB, "preference")
     steering = settings.active().steering
-    steering_ok = False
-    if steering.get("sources"):
+    if "steering" in recipes and steering.get("sources"):
         for name in steering["sources"]:
             ok &= run(definitions.INGEST_JOB, f"steering:{name}", name)
         for trait in steering.get("traits") or settings.traits().names:
             ok &= run(definitions.STEERING_TRAIT_JOB, f"steering:{trait}", trait)
-        steering_ok = run(definitions.STEERING_JOB, "steering")
-        ok &= steering_ok
+        ok &= run(definitions.STEERING_JOB, "steering")
+    attempted = {
+        "refusal": True,
+        "circuit_breaker": True,
+        "preference": bool(preference_sources),
+        "steering": bool(steering.get("sources")),
+    }
     storage = settings.storage()
-    for built, root, title in (
-        (datasets_ok, "exports", "export"),
-        (datasets_ok, "circuit_breaker", "circuit-breaker stage 2"),
-        (preference_ok, "preference", "preference pairs (TRL)"),
-        (steering_ok, "steering", "steering pairs (seed and CAA formats)"),
-    ):
-        if built:
-            _print_build(storage, root, title)
+    for recipe in recipes:
+        asset, root, title = RECIPE_FILES[recipe]
+        if asset in written:  # only what this invocation wrote: a blocked recipe shows nothing
+            build_id = _print_build(storage, root, title)
+            if out and build_id:
+                dest = Path(out) / root / build_id if len(recipes) > 1 else Path(out)
+                copy_build(storage, root, build_id, dest)
+                print(f"copied to {dest}")
+        elif attempted[recipe]:
+            print(f"\n{title}: not written (its gates or inputs failed; see above)")
     if not ok and first_failure:
         print(f"\nfirst failure: {first_failure['at']}")
     print(
@@ -208,10 +230,10 @@ def run_build(
     return 0 if ok else 1
 
 
-def _print_build(storage, root: str, title: str) -> None:
-    """The newest complete build under ``root``: its folder, manifest and files."""
+def _print_build(storage, root: str, title: str) -> str | None:
+    """The newest complete build under ``root``: its folder, manifest and files; its id."""
     if not storage.exists(root, "LATEST"):
-        return
+        return None
     build_id = storage.read_bytes(root, "LATEST").decode()
     manifest = json.loads(storage.read_bytes(root, build_id, "manifest.json"))
     fmt = f" ({manifest['format']})" if manifest.get("format") else ""
@@ -220,6 +242,7 @@ def _print_build(storage, root: str, title: str) -> None:
     for f in manifest["files"]:
         rows = f"{f['rows']} rows" if f["rows"] is not None and f["path"].endswith(".jsonl") else ""
         print(f"  {f['path']:<36} {rows:>12}  sha256 {f['sha256'][:16]}…")
+    return build_id
 
 
 def cleanup(profile: str | None, min_age_s: float, dry_run: bool) -> int:
@@ -232,92 +255,6 @@ def cleanup(profile: str | None, min_age_s: float, dry_run: bool) -> int:
     for path in paths:
         print(f"{'would remove' if dry_run else 'removed'} {path}")
     print(f"{len(paths)} incomplete build folder(s) or temporary file(s) under {storage.base_uri}")
-    return 0
-
-
-def verify(folder: str) -> int:
-    """Re-hash every file of a build against its manifest; 0 when all match, 1 otherwise."""
-    from safetygraph.core.builds import verify_build
-    from safetygraph.core.storage import Storage
-
-    path = Path(folder).resolve()
-    if (path / "LATEST").is_file() and not (path / "manifest.json").exists():
-        path = path / (path / "LATEST").read_text().strip()
-    if not path.is_dir():
-        print(f"safetygraph verify: {folder}: no such build folder", file=sys.stderr)
-        return 2
-    problems = verify_build(Storage(str(path.parent.parent)), path.parent.name, path.name)
-    for p in problems:
-        print(f"  {p}")
-    manifest = path / "manifest.json"
-    n = len(json.loads(manifest.read_text())["files"]) if manifest.exists() else 0
-    print(
-        f"{path}: "
-        + (f"{len(problems)} problem(s)" if problems else f"ok, {n} files match the manifest")
-    )
-    return 1 if problems else 0
-
-
-def _availability(spec) -> str:
-    if spec.kind == "local":
-        path = spec.resolved_path()
-        if "://" in path:
-            return "remote file (not checked)"
-        import glob
-
-        found = glob.glob(path) if glob.has_magic(path) else [path] * os.path.exists(path)
-        return "ok" if found else f"MISSING: {path}"
-    return "hub (not checked offline)" if spec.kind == "hf" else "url (not checked offline)"
-
-
-def validate(profile: str | None) -> int:
-    """Load every configuration file the build reads and check the active profile's local files."""
-    _prepare_env(profile)
-    from safetygraph.labeling.classifier import PROMPT_HARM_MODEL, REFUSAL_MODEL, LinearTextModel
-    from safetygraph.labeling.constitution import load_constitution
-    from safetygraph.recipes.steering.traits import load_traits
-    from safetygraph.sources.registry import load_registry
-
-    reg = load_registry()
-    active = os.environ.get("SAFETYGRAPH_PROFILE", "demo")
-    prof = reg.profile(active)
-    print(
-        f"registry {reg.path}: {len(reg.sources)} sources; profiles: {', '.join(sorted(reg.profiles))}"
-    )
-    c = load_constitution()
-    print(
-        f"constitution {c.path}: {len(c.harm_categories)} harm categories, {len(c.body['outcome_rules'])} outcome rules"
-    )
-    t = load_traits()
-    print(f"traits: {', '.join(t.names)}")
-    for path in (REFUSAL_MODEL, PROMPT_HARM_MODEL):
-        m = LinearTextModel.load(path)
-        print(f"judge file {path.name}: {m.name}, {len(m.weights)} weights")
-    missing = []
-    recipe = list(prof.preference.get("sources") or ()) + list(prof.steering.get("sources") or ())
-    for name in list(prof.sources) + recipe:
-        state = _availability(reg.source(name, active))
-        missing += [name] if state.startswith("MISSING") else []
-        print(f"  {name:<28} {state}")
-    print(f"profile '{active}': " + (f"{len(missing)} source file(s) missing" if missing else "ok"))
-    return 1 if missing else 0
-
-
-def list_sources(profile: str | None) -> int:
-    _prepare_env(profile)
-    from safetygraph.sources.registry import load_registry
-
-    reg = load_registry()
-    active = os.environ.get("SAFETYGRAPH_PROFILE", "demo")
-    chosen = set(reg.profile(active).sources)
-    for name in reg.names:
-        spec = reg.source(name, active if name in chosen else None)
-        mark = "*" if name in chosen else " "
-        print(
-            f"{mark} {name:<24} {spec.kind:<6} {spec.format:<9} {','.join(spec.roles):<28} "
-            f"{spec.describe_location()}  [{_availability(spec)}]"
-        )
-    print(f"\n* = in profile '{active}'")
     return 0
 
 
@@ -348,6 +285,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only-sources", action="store_true", help="the per-source chains only, no merge or files"
     )
+    b = sub.add_parser(
+        "build",
+        help="build one recipe (or several, comma-separated): its sources, its merge, its files",
+    )
+    b.add_argument(
+        "recipe", help=f"one of {', '.join(RECIPES)}, or several comma-separated, or all"
+    )
+    b.add_argument("--profile", default=None)
+    b.add_argument("-v", "--verbose", action="store_true")
+    b.add_argument(
+        "--sources", default="", help="comma-separated: only these sources of the profile"
+    )
+    b.add_argument("--allow-partial", action="store_true")
+    b.add_argument("--out", default=None, help="copy the build (files and manifest) to this folder")
+    b.add_argument(
+        "--version",
+        default=None,
+        help="release version (e.g. 1.0.0): the build folder v<version>, files <name>-v<version>.<ext>, "
+        "the version in the manifest; a released version is never overwritten",
+    )
+    q = sub.add_parser(
+        "qa", help="QA on any JSONL file: format, duplicates, PII, labels, source mix"
+    )
+    q.add_argument("file")
+    q.add_argument("--profile", default=None, help="the profile whose QA thresholds apply")
+    q.add_argument("--json", default=None, help="also write the QA document to this JSON file")
+    pf = sub.add_parser(
+        "preflight",
+        help="the stage-2 tokenizer preflight on any stage-2 JSONL file, with the profile's tokenizer",
+    )
+    pf.add_argument("file")
+    pf.add_argument("--profile", default=None)
     v = sub.add_parser(
         "verify", help="re-hash a build folder (or its root, via LATEST) against its manifest"
     )
@@ -383,19 +352,54 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config_errors() -> tuple[type[BaseException], ...]:
+    from safetygraph.core.builds import ExportVersionError
     from safetygraph.labeling.classifier import ClassifierError
     from safetygraph.labeling.constitution import ConstitutionError
     from safetygraph.recipes.circuit_breaker.preflight import PreflightError
     from safetygraph.recipes.steering.traits import TraitsError
     from safetygraph.sources.registry import RegistryError
 
-    return (RegistryError, ConstitutionError, TraitsError, ClassifierError, PreflightError)
+    return (
+        RegistryError,
+        ConstitutionError,
+        TraitsError,
+        ClassifierError,
+        PreflightError,
+        ExportVersionError,
+    )
 
 
 CONFIG_ERRORS = _config_errors()
 
 
+def _recipes(text: str) -> tuple[str, ...]:
+    if text.strip() == "all":
+        return RECIPES
+    chosen = tuple(r.strip().replace("-", "_") for r in text.split(",") if r.strip())
+    unknown = [r for r in chosen if r not in RECIPES]
+    if unknown or not chosen:
+        raise SystemExit(
+            f"safetygraph build: unknown recipe(s) {', '.join(unknown) or '(none)'}; use {', '.join(RECIPES)} or all"
+        )
+    return tuple(r for r in RECIPES if r in chosen)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "build":
+        only = tuple(x.strip() for x in args.sources.split(",") if x.strip())
+        return run_build(
+            args.profile,
+            args.verbose,
+            only,
+            args.allow_partial,
+            recipes=_recipes(args.recipe),
+            version=args.version,
+            out=args.out,
+        )
+    if args.command == "qa":
+        return qa(args.file, args.profile, args.json)
+    if args.command == "preflight":
+        return preflight_cli(args.file, args.profile)
     if args.command == "cleanup":
         return cleanup(args.profile, args.min_age, args.dry_run)
     if args.command == "demo":

@@ -125,6 +125,12 @@ class SplitRecord(ShardRecord):
     split: Series[str] = pa.Field(isin=["train", "eval"])
 
 
+class RefusalSplitRecord(AuditedRecord):
+    """A row of the refusal recipe's own train/eval split."""
+
+    split: Series[str] = pa.Field(isin=["train", "eval"])
+
+
 class QuarantineRecord(pa.DataFrameModel):
     source: Series[str]
     file: Series[str]

@@ -7,7 +7,8 @@ import time
 
 import yaml
 
-from safetygraph.cli import INSTANCE_CONFIG, ensure_instance_config, main
+from safetygraph.cli import main
+from safetygraph.commands import INSTANCE_CONFIG, ensure_instance_config
 from safetygraph.core.builds import clean, incomplete
 from safetygraph.core.storage import Storage
 

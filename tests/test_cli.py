@@ -35,7 +35,7 @@ def test_safetygraph_demo_builds_and_prints_the_export(tmp_path: Path):
         "demo_agentdojo",
     ):
         assert f"[{source}] ok: 5 assets materialized, 10/10 checks passed" in out
-    assert "[datasets] ok: 13 assets materialized" in out and "30/30 checks passed" in out
+    assert "[datasets] ok: 15 assets materialized" in out and "35/35 checks passed" in out
     assert "circuit-breaker stage 2: " in out and "stage2/train.jsonl" in out
     for source in ("demo_medical", "demo_hh_pairs"):
         assert f"[preference:{source}] ok: 3 assets materialized, 9/9 checks passed" in out

@@ -95,15 +95,40 @@ def test_graph_shape_guards_training_data():
         "eval_split:no_train_eval_leakage",
         "train_split:train_split_min_rows",
         "qa_report:qa_thresholds",
+        "refusal_eval:refusal_no_leakage",
     ):
         assert snap["checks"][gate]["blocking"], gate
+    # the refusal export reads the refusal recipe's own split, not the circuit breaker's
     assert snap["assets"]["export"]["deps"] == [
-        "eval_split",
         "qa_report",
         "refusal_dataset",
+        "refusal_eval",
+        "refusal_train",
         "review_sample",  # the seed-compatible human_review_samples.json
-        "train_split",
     ]
+
+    def upstream(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for dep in snap["assets"][todo.pop()]["deps"]:
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+    # each recipe's files are gated only by its own checks and its inputs': no recipe's files
+    # wait on another recipe's assets
+    groups = {k: a["group"] for k, a in snap["assets"].items()}
+    files = {
+        "export": {"export", "datasets"},
+        "stage2_files": {"circuit_breaker"},
+        "preference_files": {"preference"},
+        "steering_files": {"steering"},
+    }
+    recipe_groups = {"circuit_breaker", "preference", "steering", "export"}
+    for asset, own in files.items():
+        foreign = {d for d in upstream(asset) if groups[d] in recipe_groups - own}
+        assert not foreign, (asset, foreign)
     # the stage-2 files are written only downstream of the stage-2 gates
     assert snap["assets"]["stage2_files"]["deps"] == [
         "eval_split",

@@ -190,3 +190,46 @@ def test_streamed_merge_shards_and_split_equal_the_whole_table_versions(tmp_path
         got = pa.concat_tables(list(split_batches(s2, plan, side, 4)))
         assert got.sort_by([("source", "ascending"), ("id", "ascending")]).equals(expected)
     assert evals.num_rows > 0 and not leaked_prompts(train, evals)
+
+
+def test_the_refusal_split_is_its_own_stratified_by_outcome_and_leak_free():
+    """The refusal recipe's split over the merged dataset (no shard columns): every row on one
+    side, every copy of a prompt on the same side, each (source, outcome) stratum held out."""
+    from safetygraph.core.records import REFUSAL_SPLIT_SCHEMA
+    from safetygraph.export.qa import compute_metrics
+    from safetygraph.recipes.splits import holdout_report, split_assignment, split_batches
+
+    rows = []
+    for i in range(80):
+        rows.append(
+            {
+                "prompt": f"Tell me about garden topic {i} please",
+                "tags": ["benign"],
+                "response": f"Here is garden topic {i}.",
+            }
+        )
+    for i in range(40):
+        p = f"How do I launder money variant {i}"
+        rows.append({"prompt": p, "tags": ["harmful"], "response": f"I can't help with that, {i}."})
+        rows.append({"prompt": p, "tags": ["harmful"], "response": f"I won't do that, {i}."})
+    table = _audited(rows)
+    assignment = split_assignment(table, 0.2, 0, 0.8, "label_outcome")
+    sides = {
+        s: pa.concat_tables(list(split_batches(table, assignment, s, 50, REFUSAL_SPLIT_SCHEMA)))
+        for s in ("train", "eval")
+    }
+    assert sides["train"].num_rows + sides["eval"].num_rows == table.num_rows
+    assert sides["train"].schema == REFUSAL_SPLIT_SCHEMA
+    assert not leaked_prompts(sides["train"], sides["eval"])
+    report = holdout_report(
+        assignment.filter(pa.compute.equal(assignment.column("split"), "train")),
+        assignment.filter(pa.compute.equal(assignment.column("split"), "eval")),
+        0.2,
+        "label_outcome",
+    )
+    assert 0.15 <= report["eval_share"] <= 0.25
+    outcomes = set(table.column("label_outcome").to_pylist())
+    assert len(outcomes) >= 2 and set(sides["eval"].column("label_outcome").to_pylist()) == outcomes
+    # the refusal QA has no circuit-breaker metric: it reads no shard column
+    names = {m.name for m in compute_metrics(sides["train"], sides["eval"], table, {})}
+    assert "mean label confidence" in names and not any("Dr:Ds" in n for n in names)

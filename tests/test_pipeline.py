@@ -27,6 +27,8 @@ DATASETS = [
     "harmful_shard",
     "retain_shard",
     "review_sample",
+    "refusal_train",
+    "refusal_eval",
     "stage2_samples",
     "stage2_stats",
     "validation_report",
@@ -39,6 +41,8 @@ DATASETS = [
 SHARDS = {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard", "review_sample"}
 STAGE2_GATES = SHARDS | {"stage2_samples"}  # a gate on stage2_samples skips all below it
 STAGE2 = STAGE2_GATES | {"stage2_stats", "validation_report"}
+# the refusal recipe below the merge: a circuit-breaker gate does not stop it
+REFUSAL = {"refusal_train", "refusal_eval", "qa_report", "export"}
 
 
 class Build:
@@ -117,7 +121,7 @@ def test_demo_materializes_every_asset_and_passes_every_check(demo):
     assert result.success
     assert materialized(result) == set(DATASETS)
     checks = check_results(result)
-    assert all(checks.values()) and len(checks) == 30
+    assert all(checks.values()) and len(checks) == 35
     storage = Storage(build.base)
     build_id = storage.read_bytes("exports", "LATEST").decode()
     assert verify_export(storage, build_id) == []
@@ -285,24 +289,32 @@ def test_missing_source_file_fails_with_one_clear_message(tmp_path):
             "refusal_dataset:refusal_dataset_min_rows",
             {"judge_quality", "refusal_dataset"},
         ),
-        ({"harmful_min": 10**6}, "harmful_shard:harmful_shard_min_rows", SHARDS),
-        ({"retain_harmful_ratio_min": 100.0}, "stage2_samples:dr_ds_ratio", STAGE2_GATES),
-        ({"adversarial_safe_min": 400}, "stage2_samples:adversarial_safe_count", STAGE2_GATES),
-        ({"max_seq_length": 64}, "stage2_samples:tokenizer_preflight", STAGE2_GATES),
+        ({"harmful_min": 10**6}, "harmful_shard:harmful_shard_min_rows", SHARDS | REFUSAL),
+        (
+            {"retain_harmful_ratio_min": 100.0},
+            "stage2_samples:dr_ds_ratio",
+            STAGE2_GATES | REFUSAL,
+        ),
+        (
+            {"adversarial_safe_min": 400},
+            "stage2_samples:adversarial_safe_count",
+            STAGE2_GATES | REFUSAL,
+        ),
+        ({"max_seq_length": 64}, "stage2_samples:tokenizer_preflight", STAGE2_GATES | REFUSAL),
         (
             {"train_min": 5000},
             "train_split:train_split_min_rows",
-            STAGE2 | {"train_split", "eval_split"},
+            STAGE2 | {"train_split", "eval_split"} | REFUSAL,
         ),
         (
             {"eval_min": 10**6},
             "eval_split:eval_split_min_rows",
-            STAGE2 | {"train_split", "eval_split"},
+            STAGE2 | {"train_split", "eval_split"} | REFUSAL,
         ),
         (
             {"qa": {"min_mean_confidence": 0.99}},
             "qa_report:qa_thresholds",
-            set(DATASETS) - {"export"},  # stage2_files is not downstream of the QA report
+            set(DATASETS) - {"export"},  # stage2_files is not downstream of the refusal QA report
         ),
     ],
 )
@@ -314,7 +326,12 @@ def test_each_dataset_gate_blocks_everything_downstream(demo, thresholds, failed
     assert checks[failed_check] is False
     assert [k for k, ok in checks.items() if not ok] == [failed_check]
     assert materialized(result) == expected
-    assert "export" not in materialized(result)
+    # each recipe's files only below its own gates: a gate on the merge stops both recipes' files,
+    # a circuit-breaker gate only the stage-2 files, the refusal QA gate only the export
+    assert ("stage2_files" in materialized(result)) == (failed_check == "qa_report:qa_thresholds")
+    assert ("export" in materialized(result)) == failed_check.startswith(
+        ("harmful_shard", "stage2_samples", "train_split", "eval_split")
+    )
 
 
 def _split_rows(

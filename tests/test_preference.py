@@ -509,3 +509,99 @@ def test_medquad_pairs_through_an_openai_server_back_off_and_skip_hard_errors(
         f"labels {s['label_table']}, benign chosen refusals "
         f"{s['benign_chosen_refusals']}/{s['benign_prompts']}"
     )
+
+
+def test_a_flaky_teacher_drops_its_questions_with_a_warning_and_a_rerun_retries_them(tmp_path):
+    """An API that fails hard (HTTP 400) on 6 of 40 questions: those pairs are dropped and named, the
+    error-rate gate fails as a warning (not an error), the files are written from the other 34;
+    the next run sends the 6 failed requests again (not served from the cache as errors) and
+    nothing else."""
+    from dagster import AssetCheckSeverity
+
+    from tests.fake_openai import FakeOpenAI
+
+    questions = [f"How is condition number {i} usually treated?" for i in range(40)]
+    path = tmp_path / "questions.jsonl"
+    path.write_text(
+        "".join(json.dumps({"question": q, "qtype": "treatment"}) + "\n" for q in questions)
+    )
+    source = {
+        "name": "medical",
+        "kind": "local",
+        "location": {"path": str(path)},
+        "format": "jsonl",
+        "mapping": {"prompt": "question", "category": "qtype"},
+        "roles": ["domain_qa", "benign"],
+    }
+    registry, profiles = write_registry(tmp_path / "config", [source])
+    body = yaml.safe_load(profiles.read_text())
+    test = body["profiles"]["test"]
+    test["sources"], test["preference"]["sources"] = ["medical"], ["medical"]
+    test["steering"]["sources"] = []
+    for role in ("teacher", "direct"):  # the defaults: openai backend
+        test["generation"]["configs"].pop(role, None)
+    profiles.write_text(yaml.safe_dump(body))
+
+    def respond(body: dict) -> str:
+        question = body["messages"][-1]["content"]
+        if "physician" in body["messages"][0]["content"]:
+            return f"In general terms: {question.rstrip(' ?')} depends on the person; a clinician can advise."
+        return "Just look it up online."
+
+    flaky = set(questions[:6])
+
+    def build(server):
+        return definitions.build_defs(
+            BuildConfig(
+                profile="test",
+                registry_path=str(registry),
+                profiles_path=str(profiles),
+                base_uri=str(tmp_path / "data"),
+            ),
+            LLMResource(openai_base_url=server.url, max_retries=1),
+        )
+
+    storage = Storage(str(tmp_path / "data"))
+    with instance_for_test() as instance:
+        with FakeOpenAI(responder=respond, hard_errors=flaky) as server:
+            defs = build(server)
+            first = defs.resolve_job_def(definitions.PREFERENCE_SOURCE_JOB).execute_in_process(
+                partition_key="medical", instance=instance, raise_on_error=False
+            )
+            merged = defs.resolve_job_def(definitions.PREFERENCE_JOB).execute_in_process(
+                instance=instance, raise_on_error=False
+            )
+        assert first.success
+        gate = next(
+            e
+            for e in first.get_asset_check_evaluations()
+            if e.asset_check_key.name == "preference_error_rate"
+        )
+        assert not gate.passed and gate.severity == AssetCheckSeverity.WARN
+        assert sorted(gate.metadata["questions_dropped"].value) == sorted(flaky)
+        assert merged.success and "preference_files" in materialized(merged)
+        manifest = json.loads(
+            storage.read_bytes(
+                "preference", storage.read_bytes("preference", "LATEST").decode(), "manifest.json"
+            )
+        )
+        rows = {f["path"]: f["rows"] for f in manifest["files"]}
+        assert rows["train.jsonl"] + rows["eval.jsonl"] == 34
+        pairs = storage.read_table("assets", "preference_pairs", "medical.parquet")
+        assert summary(pairs)["dropped"] == {"error": 6}
+
+        with FakeOpenAI(responder=respond) as server:  # the API has recovered
+            second = (
+                build(server)
+                .resolve_job_def(definitions.PREFERENCE_SOURCE_JOB)
+                .execute_in_process(
+                    partition_key="medical", instance=instance, raise_on_error=False
+                )
+            )
+            asked = dict(server.calls)
+        assert second.success and all(checks(second).values())
+        # only the failed requests were sent again (the server failed both sides of those 6:
+        # teacher and direct); the other 34 questions' answers came from the cache
+        assert set(asked) == flaky and all(n == 2 for n in asked.values())
+        pairs = storage.read_table("assets", "preference_pairs", "medical.parquet")
+        assert summary(pairs)["dropped"] == {} and summary(pairs)["kept"] == 40

@@ -84,7 +84,7 @@ def test_real_small_build_from_real_model_answers(shared_data, small_model_serve
     assert harmful and all(r["response_harmful"] for r in harmful)
     assert {r["cb_kind"] for r in harmful} == {"harmful_completion"}
     build = data / "circuit_breaker" / (data / "circuit_breaker" / "LATEST").read_text().strip()
-    stats = json.loads((build / "stats.json").read_text())
+    stats = json.loads((build / "stage2" / "stats.json").read_text())
     assert stats["dr_ds_ratio"] >= 4.0, stats
     for name in ("train.jsonl", "eval.jsonl"):
         assert (build / "stage2" / name).stat().st_size > 0

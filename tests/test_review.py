@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import subprocess
 import sys
 
@@ -112,3 +113,20 @@ def test_review_import_names_the_bad_line():
         review_agreement(text)
     with pytest.raises(ReviewFileError, match="no column"):
         review_agreement("id,foo\n1,2\n")
+
+
+def test_review_import_reads_the_exported_json():
+    """``audit/human_review_samples.json`` as exported (``judge_head_a``), filled in by a reviewer
+    (``human_head_a``); blank rows are not counted, a bad value is named by its record."""
+    records = [
+        {"id": "a", "judge_head_a": "REFUSAL.DIRECT", "human_head_a": "REFUSAL.DIRECT"},
+        {"id": "b", "judge_head_a": "COMPLY.BENIGN", "human_head_a": "refusal.direct"},
+        {"id": "c", "judge_head_a": "COMPLY.BENIGN", "human_head_a": None},
+    ]
+    result = review_agreement(json.dumps(records, indent=2))
+    assert result["reviewed"] == 2 and result["outcome_agreement"] == 0.5
+    records[2]["human_head_a"] = "MAYBE"
+    with pytest.raises(ReviewFileError, match=r"record 2 \(id c\): human_head_a 'MAYBE'"):
+        review_agreement(json.dumps(records))
+    with pytest.raises(ReviewFileError, match="not valid JSON"):
+        review_agreement("[{")

@@ -531,11 +531,17 @@ def test_a_set_at_the_production_gates_writes_the_stage2_files(tmp_path):
         "harmful/harmful_completion.jsonl",
         "retain/adversarial_safe.jsonl",
         "retain/benign_answer.jsonl",
+        "stage2/harmful.jsonl",
+        "stage2/retain.jsonl",
         "stage2/train.jsonl",
         "stage2/eval.jsonl",
-        "validation_report.json",
-        "stats.json",
+        "stage2/validation_report.json",
+        "stage2/stats.json",
+        "stage2/qa_report.md",
+        "stage2/qa_report.json",
     }
+    assert paths["stage2/harmful.jsonl"]["rows"] == paths["harmful/crafted.jsonl"]["rows"]
+    assert paths["stage2/retain.jsonl"]["rows"] == paths["retain/crafted.jsonl"]["rows"]
     assert paths["stage2/train.jsonl"]["rows"] + paths["stage2/eval.jsonl"]["rows"] == 550
     assert paths["retain/adversarial_safe.jsonl"]["rows"] == 400
     assert (
@@ -543,7 +549,7 @@ def test_a_set_at_the_production_gates_writes_the_stage2_files(tmp_path):
         == paths["retain/crafted.jsonl"]["rows"]
     )
     assert 45 <= paths["stage2/eval.jsonl"]["rows"] <= 65  # 10%, stratified by source and class
-    stats = json.loads(storage.read_bytes("circuit_breaker", build_id, "stats.json"))
+    stats = json.loads(storage.read_bytes("circuit_breaker", build_id, "stage2", "stats.json"))
     assert stats["dr_ds_ratio"] == 4.0 and stats["adversarial_safe"] == 400
     line = json.loads(
         storage.read_bytes("circuit_breaker", build_id, "stage2", "eval.jsonl").splitlines()[0]

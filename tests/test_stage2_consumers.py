@@ -31,8 +31,8 @@ def _template(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_files(tmp_path_factory):
-    """The README's demo, run as a user runs it; the stage-2 train and eval files it exports."""
+def demo_build(tmp_path_factory) -> Path:
+    """The README's demo, run as a user runs it; the stage-2 build folder it exports."""
     tmp = tmp_path_factory.mktemp("demo")
     env = {
         **os.environ,
@@ -50,8 +50,66 @@ def demo_files(tmp_path_factory):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     root = tmp / "data" / "circuit_breaker"
-    build = root / (root / "LATEST").read_text()
-    return {name: (build / "stage2" / f"{name}.jsonl").read_bytes() for name in ("train", "eval")}
+    return root / (root / "LATEST").read_text()
+
+
+@pytest.fixture(scope="module")
+def demo_files(demo_build: Path):
+    """The stage-2 train and eval files of the demo's build."""
+    return {
+        name: (demo_build / "stage2" / f"{name}.jsonl").read_bytes() for name in ("train", "eval")
+    }
+
+
+def test_the_plans_merge_check_passes_on_the_stage2_files(demo_build: Path):
+    """The circuit-breaker plan's merge check, as a test oracle written from the plan's description
+    (not from our gates): it reads stage2/harmful.jsonl and stage2/retain.jsonl, counts the
+    adversarial-safe samples by ``labels.is_adversarial_safe``, takes the tool-use samples by
+    ``labels.uses_tools`` and wants ``tools`` on each, wants unique ids and Dr:Ds >= 4.0, and reads
+    every sample's ``labels.priority_class``. Its reports are under stage2/."""
+    harmful = _rows((demo_build / "stage2" / "harmful.jsonl").read_bytes())
+    retain = _rows((demo_build / "stage2" / "retain.jsonl").read_bytes())
+    rows = harmful + retain
+    assert all(
+        {"is_adversarial_safe", "priority_class", "uses_tools"} <= set(r["labels"]) for r in rows
+    )
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids))
+    assert len(retain) / len(harmful) >= 4.0
+    adversarial_safe = sum(r["labels"]["is_adversarial_safe"] for r in rows)
+    assert adversarial_safe >= 10  # the demo profile's adversarial_safe_min
+    assert all(not r["labels"]["is_adversarial_safe"] for r in harmful)
+    tool_use = [r for r in rows if r["labels"]["uses_tools"]]
+    assert tool_use and all(r.get("tools") for r in tool_use)
+    # uses_tools says what the messages show: a tool call or a tool result
+    for r in rows:
+        shown = any(m.get("tool_calls") or m["role"] == "tool" for m in r["messages"])
+        assert r["labels"]["uses_tools"] == shown, r["id"]
+    assert {r["labels"]["priority_class"] for r in rows} <= {"critical", "high", "standard"}
+    assert all(
+        r["labels"]["priority_class"] == "critical"
+        for r in rows
+        if r["labels"]["is_adversarial_safe"]
+    )
+    # the whole shards: every per-source shard row is in stage2/harmful or stage2/retain
+    for shard, whole in (("harmful", harmful), ("retain", retain)):
+        per_kind = sum(
+            len(_rows(f.read_bytes()))
+            for f in (demo_build / shard).glob("*.jsonl")
+            if f.stem in {r["cb_kind"] for r in whole}
+        )
+        assert per_kind == len(whole)
+    stats = json.loads((demo_build / "stage2" / "stats.json").read_text())
+    assert stats["harmful"] == len(harmful) and stats["retain"] == len(retain)
+    assert (
+        json.loads((demo_build / "stage2" / "validation_report.json").read_text())[
+            "samples_with_errors"
+        ]
+        == 0
+    )
+    qa = json.loads((demo_build / "stage2" / "qa_report.json").read_text())
+    assert qa["recipe"] == "circuit_breaker" and qa["verdict"] == "PASS"
+    assert any(m["metric"] == "retain:harmful ratio (Dr:Ds)" for m in qa["metrics"])
 
 
 def _hf(template: Path, bos: str, eos: str):

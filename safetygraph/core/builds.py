@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +35,34 @@ def new_build_id(content: Any) -> str:
     return f"{created.strftime('%Y%m%dT%H%M%SZ')}-{digest}"
 
 
+VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+
+
+class ExportVersionError(ValueError):
+    pass
+
+
+def versioned_build_id(
+    storage: Storage, root: str, version: str | None, content: Any
+) -> tuple[str, str]:
+    """(build id, file suffix). Without a version: a fresh time-and-content id and no suffix. With
+    one (``1.0.0``): the folder ``v1.0.0`` and files named ``<name>-v1.0.0.<ext>``; a released
+    version is never overwritten."""
+    if not version:
+        return new_build_id(content), ""
+    if not VERSION_RE.match(version):
+        raise ExportVersionError(
+            f"export version {version!r}: use letters, digits and . + _ - (e.g. 1.0.0)"
+        )
+    build_id = f"v{version}"
+    if storage.exists(root, build_id, "manifest.json"):
+        raise ExportVersionError(
+            f"{storage.uri(root, build_id)} already holds a complete export of version {version}: "
+            "a released version is never overwritten; give a new --version"
+        )
+    return build_id, f"-v{version}"
+
+
 def copy_formats(
     con, sql: str, folder: str, name: str, rows: int
 ) -> list[tuple[str, str, int | None]]:
@@ -44,6 +74,20 @@ def copy_formats(
         con.execute(f"COPY ({sql}) TO '{local}' ({fmt})")
         out.append((f"{name}.{ext}", local, rows))
     return out
+
+
+def qa_reports(
+    folder: str,
+    files: list[tuple[str, str, int | None]],
+    qa: Callable[[str], dict[str, Any]],
+) -> tuple[str, str, None]:
+    """``qa_report.json`` in the local ``folder``: ``qa`` run on every JSONL file of ``files``,
+    keyed by its name in the build; the ``(file name, local path, rows)`` entry for ``publish``."""
+    reports = {f: {**qa(path), "file": f} for f, path, _rows in files if f.endswith(".jsonl")}
+    local = os.path.join(folder, "qa_report.json")
+    with open(local, "w") as out:
+        json.dump(reports, out, indent=2)
+    return ("qa_report.json", local, None)
 
 
 def publish(

@@ -78,6 +78,10 @@ SHARD_FIELDS: list[pa.Field] = [
 ]
 SHARD_SCHEMA = pa.schema(list(AUDITED_SCHEMA) + SHARD_FIELDS)
 SPLIT_SCHEMA = pa.schema(list(SHARD_SCHEMA) + [pa.field("split", pa.string(), nullable=False)])
+# the refusal recipe's own train/eval: the merged dataset's rows with their side
+REFUSAL_SPLIT_SCHEMA = pa.schema(
+    list(AUDITED_SCHEMA) + [pa.field("split", pa.string(), nullable=False)]
+)
 
 QUARANTINE_SCHEMA = pa.schema(
     [

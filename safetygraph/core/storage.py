@@ -18,11 +18,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+# the optional extra that brings each object store's fsspec driver
+STORE_EXTRAS = {
+    "s3": ("s3", "s3fs"),
+    "s3a": ("s3", "s3fs"),
+    "gs": ("gcs", "gcsfs"),
+    "gcs": ("gcs", "gcsfs"),
+}
+
+
+class StorageError(RuntimeError):
+    pass
+
 
 class Storage:
     def __init__(self, base_uri: str):
         self.base_uri = base_uri.rstrip("/")
-        self.fs, self.root = fsspec.core.url_to_fs(self.base_uri)
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.base_uri)
+        except ImportError as exc:
+            scheme = self.base_uri.split("://", 1)[0] if "://" in self.base_uri else ""
+            extra, package = STORE_EXTRAS.get(scheme, (None, None))
+            if extra is None:
+                raise
+            raise StorageError(
+                f"SAFETYGRAPH_BASE_URI={self.base_uri}: {scheme}:// needs {package}, which the "
+                f"'{extra}' extra installs: pip install 'safetygraph[{extra}]'"
+            ) from exc
         self.is_local = isinstance(self.fs, LocalFileSystem)
 
     # -- paths

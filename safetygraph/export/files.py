@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.builds import copy_formats, new_build_id, publish, verify_build
+from safetygraph.core.builds import copy_formats, publish, verify_build, versioned_build_id
 from safetygraph.core.storage import Storage
 from safetygraph.core.tables import StoredTable, register, unregister
 
@@ -52,16 +53,24 @@ def write_export(
     extra_files: dict[str, str],
     lock: dict[str, Any],
     rows_per_source: dict[str, dict[str, int]],
+    writers: Sequence[Callable[[str], list[tuple[str, str, int | None]]]] = (),
+    version: str | None = None,
+    recipe: str = "refusal",
 ) -> dict[str, Any]:
-    """Write every table as JSONL and Parquet plus the extra text files; manifest last, then LATEST."""
-    build_id = new_build_id({"lock": lock["config_hash"], "rows": rows_per_source})
+    """Write every table as JSONL and Parquet plus the extra text files and what each of
+    ``writers`` writes into the local folder it is given; manifest last, then LATEST."""
+    build_id, suffix = versioned_build_id(
+        storage, EXPORT_ROOT, version, {"lock": lock["config_hash"], "rows": rows_per_source}
+    )
     with tempfile.TemporaryDirectory(prefix="safetygraph-export-") as tmp:
         con = duck.connect()
         files = []
         for name, table in tables.items():
             register(con, "t", table)  # a stored table: a view over its file
-            files += copy_formats(con, _nested_sql(table), tmp, name, table.num_rows)
+            files += copy_formats(con, _nested_sql(table), tmp, f"{name}{suffix}", table.num_rows)
             unregister(con, "t")
+        for write in writers:
+            files += write(tmp)
         for fname, text in extra_files.items():
             local = os.path.join(tmp, fname)
             Path(local).parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +83,8 @@ def write_export(
             files,
             {
                 "created_at": datetime.now(UTC).isoformat(),
+                "recipe": recipe,
+                "version": version or None,
                 "rows_per_source": rows_per_source,
                 "config_lock": lock,
             },

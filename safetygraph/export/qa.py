@@ -37,34 +37,36 @@ class Metric:
     def passed(self) -> bool:
         return self.value >= self.threshold if self.op == ">=" else self.value <= self.threshold
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "metric": self.name,
+            "value": self.value,
+            "op": self.op,
+            "threshold": self.threshold,
+            "passed": self.passed,
+        }
+
 
 def compute_metrics(
     train: pa.Table | StoredTable,
     evals: pa.Table | StoredTable,
     dataset: pa.Table | StoredTable,
     thresholds: dict[str, Any],
-    ratio_min: float,
+    ratio_min: float | None = None,
 ) -> list[Metric]:
-    """Metrics over the splits; over-refusal over the whole labelled dataset (the splits leave it out)."""
+    """Metrics over a recipe's splits; over-refusal over the whole labelled dataset (a split may
+    leave rows out). With ``ratio_min`` the splits are the circuit breaker's (Ds and Dr): the Dr:Ds
+    ratio and the unsafe share in retain are added. Without it they are the refusal recipe's."""
     t = {**DEFAULT_QA_THRESHOLDS, **thresholds}
+    stage2 = ratio_min is not None
+    cols = "source, label_confidence, label_outcome" + (", cb_class, cb_kind" if stage2 else "")
     # stored tables are scanned in place (views over their files); nothing is copied
     con = connect(tr=train, ev=evals, ds=dataset)
-    con.execute(
-        "CREATE TEMP VIEW a AS SELECT source, cb_class, cb_kind, label_confidence, label_outcome "
-        "FROM tr UNION ALL SELECT source, cb_class, cb_kind, label_confidence, label_outcome FROM ev"
-    )
-    row = duck.one(
+    con.execute(f"CREATE TEMP VIEW a AS SELECT {cols} FROM tr UNION ALL SELECT {cols} FROM ev")
+    mean_conf, low_share = duck.one(
         con,
-        f"""
-        SELECT count(*),
-          avg(label_confidence),
-          avg((label_confidence < {float(t["confidence_floor"])})::INT),
-          coalesce(sum((cb_class = 'retain')::INT) / nullif(sum((cb_class = 'harmful')::INT), 0), 0),
-          -- attack samples are judged by their action (stage2.py), not by the text judge's outcome
-          coalesce(avg(CASE WHEN cb_class = 'retain' AND cb_kind NOT IN ('adversarial_safe', 'attack_resisted')
-                            THEN (label_outcome = 'COMPLY.UNSAFE')::INT END), 0)
-        FROM a
-        """,
+        f"SELECT avg(label_confidence), avg((label_confidence < {float(t['confidence_floor'])})::INT) FROM a",
     )
     top_share = (
         duck.one(con, "SELECT max(n) / sum(n) FROM (SELECT count(*) AS n FROM a GROUP BY source)")[
@@ -72,13 +74,12 @@ def compute_metrics(
         ]
         or 0
     )
-    _rows, mean_conf, low_share, ratio, unsafe_retain = row
     residual = sum(residual_pii(train).values()) + sum(residual_pii(evals).values())
     over_refusal = duck.one(
         con,
         "SELECT coalesce(avg(CASE WHEN NOT prompt_harmful THEN response_refusal::INT END), 0) FROM ds",
     )[0]
-    return [
+    metrics = [
         Metric(
             "quality",
             "mean label confidence",
@@ -93,14 +94,29 @@ def compute_metrics(
             "<=",
             float(t["max_low_confidence_share"]),
         ),
-        Metric("safety", "retain:harmful ratio (Dr:Ds)", float(ratio), ">=", float(ratio_min)),
-        Metric(
-            "safety",
-            "COMPLY.UNSAFE share in retain (attack samples aside)",
-            float(unsafe_retain),
-            "<=",
-            float(t["max_unsafe_in_retain"]),
-        ),
+    ]
+    if stage2:
+        ratio, unsafe_retain = duck.one(
+            con,
+            """
+            SELECT coalesce(sum((cb_class = 'retain')::INT) / nullif(sum((cb_class = 'harmful')::INT), 0), 0),
+              -- attack samples are judged by their action (stage2.py), not by the text judge's outcome
+              coalesce(avg(CASE WHEN cb_class = 'retain' AND cb_kind NOT IN ('adversarial_safe', 'attack_resisted')
+                                THEN (label_outcome = 'COMPLY.UNSAFE')::INT END), 0)
+            FROM a
+            """,
+        )
+        metrics += [
+            Metric("safety", "retain:harmful ratio (Dr:Ds)", float(ratio), ">=", float(ratio_min)),
+            Metric(
+                "safety",
+                "COMPLY.UNSAFE share in retain (attack samples aside)",
+                float(unsafe_retain),
+                "<=",
+                float(t["max_unsafe_in_retain"]),
+            ),
+        ]
+    return metrics + [
         Metric(
             "privacy",
             "rows with PII left after scrubbing",
@@ -123,6 +139,43 @@ def compute_metrics(
             float(t["max_source_share"]),
         ),
     ]
+
+
+def qa_json(
+    metrics: list[Metric], gx_results: list[dict[str, Any]], info: dict[str, Any]
+) -> dict[str, Any]:
+    """The QA report as a document (``qa_report.json`` beside the markdown)."""
+    return {
+        "verdict": "PASS"
+        if all(m.passed for m in metrics) and all(r["success"] for r in gx_results)
+        else "FAIL",
+        **info,
+        "metrics": [m.as_dict() for m in metrics],
+        "great_expectations": gx_results,
+    }
+
+
+def recipe_qa(
+    recipe: str,
+    profile: str,
+    train: pa.Table | StoredTable,
+    evals: pa.Table | StoredTable,
+    dataset: pa.Table | StoredTable,
+    thresholds: dict[str, Any],
+    ratio_min: float | None = None,
+) -> tuple[list[Metric], list[dict[str, Any]], dict[str, Any]]:
+    """A recipe's QA over its split: (metrics, Great Expectations results, info), for
+    ``render_markdown`` and ``qa_json``."""
+    metrics = compute_metrics(train, evals, dataset, thresholds, ratio_min)
+    gx = great_expectations_results(train, evals)
+    info = {
+        "recipe": recipe,
+        "train_rows": train.num_rows,
+        "eval_rows": evals.num_rows,
+        "profile": profile,
+        "rows_per_source": rows_per_source(train=train, eval=evals),
+    }
+    return metrics, gx, info
 
 
 def great_expectations_results(
@@ -179,7 +232,7 @@ def render_markdown(
 ) -> str:
     ok = all(m.passed for m in metrics) and all(r["success"] for r in gx_results)
     lines = [
-        "# QA report",
+        f"# QA report{' — ' + info['recipe'] if info.get('recipe') else ''}",
         "",
         f"**Verdict: {'PASS' if ok else 'FAIL'}** · train {info['train_rows']} rows · eval {info['eval_rows']} rows · profile `{info['profile']}`",
         "",

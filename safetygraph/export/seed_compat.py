@@ -12,35 +12,114 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pyarrow as pa
 
+from safetygraph.audit.neardup import near_duplicate_rate
 from safetygraph.core import duck
+from safetygraph.core.tables import StoredTable, connect, read_columns
 from safetygraph.labeling.review import confidence_distribution, coverage
 from safetygraph.recipes.refusal.dataset import dataset_info
 
-_RECORD = """json_object(
-  'id', id, 'source', source, 'prompt', prompt, 'response', response,
-  'head_a', label_outcome, 'head_b', label_style,
-  'head_c_a', to_json(harm_categories), 'head_c_b', to_json(harmless_topics),
-  'head_d', json_object('prompt_harmful', prompt_harmful, 'response_harmful', response_harmful,
-                        'response_refusal', response_refusal),
-  'metadata', json_object('confidence', label_confidence, 'rationale', label_rationale,
-                          'judge_model', judge))::VARCHAR"""
+# the seed's record; DuckDB writes it straight from the table's file, never a Python object per row
+_RECORD_SQL = """
+SELECT id, source, prompt, response, label_outcome AS head_a, label_style AS head_b,
+  harm_categories AS head_c_a, harmless_topics AS head_c_b,
+  struct_pack(prompt_harmful := prompt_harmful, response_harmful := response_harmful,
+              response_refusal := response_refusal) AS head_d,
+  struct_pack(confidence := label_confidence, rationale := label_rationale,
+              judge_model := judge) AS metadata
+FROM t ORDER BY id
+"""
 
 
-def final_records(table: pa.Table) -> list[str]:
-    """One JSON text per row, in id order."""
-    con = duck.connect(t=table)
-    return [r[0] for r in duck.rows(con, f"SELECT {_RECORD} FROM t ORDER BY id")]
+def final_records(table: pa.Table | StoredTable) -> list[str]:
+    """One JSON text per row, in id order (what ``final_dataset.jsonl`` holds; for tests and
+    small tables)."""
+    con = connect(t=table)
+    return [r[0] for r in duck.rows(con, f"SELECT to_json(r)::VARCHAR FROM ({_RECORD_SQL}) r")]
+
+
+def copy_final_dataset(
+    table: pa.Table | StoredTable, folder: str
+) -> list[tuple[str, str, int | None]]:
+    """``final_dataset.jsonl`` and ``final_dataset.json`` (one JSON array) in the local ``folder``,
+    streamed by DuckDB from the table: ``(file name, local path, rows)`` for ``publish``."""
+    con = connect(t=table)
+    out = []
+    for fname, fmt in (
+        ("final_dataset.jsonl", "FORMAT json"),
+        ("final_dataset.json", "FORMAT json, ARRAY true"),
+    ):
+        local = os.path.join(folder, fname)
+        con.execute(f"COPY ({_RECORD_SQL}) TO '{local}' ({fmt})")
+        out.append((fname, local, table.num_rows if fname.endswith(".jsonl") else None))
+    return out
+
+
+def privacy_toxicity_duplicates(
+    dataset: pa.Table | StoredTable, toxicity_threshold: float, near_dup_threshold: float
+) -> dict[str, Any]:
+    """The audit figures the seed's report carries: PII by type (rows and mentions, as found before
+    scrubbing), toxicity (mean, p95, max, rows at or over the threshold) and duplicates (exact
+    copies left, prompts answered more than once, near-duplicate prompt pairs)."""
+    con = connect(
+        t=read_columns(
+            dataset, ["pii_types", "pii_count", "toxicity", "content_hash", "prompt_hash"]
+        )
+    )
+    by_type = {
+        k: int(n)
+        for k, n in duck.rows(
+            con,
+            "SELECT ty, count(*) FROM (SELECT unnest(pii_types) AS ty FROM t) GROUP BY ty ORDER BY 2 DESC, 1",
+        )
+    }
+    rows_with_pii, mentions = duck.one(
+        con, "SELECT count(*) FILTER (WHERE pii_count > 0), coalesce(sum(pii_count), 0) FROM t"
+    )
+    mean, p95, top, over = duck.one(
+        con,
+        f"SELECT coalesce(avg(toxicity), 0), coalesce(quantile_cont(toxicity, 0.95), 0), "
+        f"coalesce(max(toxicity), 0), count(*) FILTER (WHERE toxicity >= {float(toxicity_threshold)}) FROM t",
+    )
+    exact, repeated = duck.one(
+        con,
+        "SELECT (SELECT count(*) - count(DISTINCT content_hash) FROM t), "
+        "(SELECT count(*) FROM (SELECT prompt_hash FROM t GROUP BY 1 HAVING count(*) > 1))",
+    )
+    return {
+        "pii": {
+            "rows_with_pii": int(rows_with_pii),
+            "mentions": int(mentions),
+            "by_type": by_type,
+            "note": "found before scrubbing; the exported text has them replaced by placeholders",
+        },
+        "toxicity": {
+            "mean": round(float(mean), 4),
+            "p95": round(float(p95), 4),
+            "max": round(float(top), 4),
+            "threshold": float(toxicity_threshold),
+            "rows_at_or_over_threshold": int(over),
+        },
+        "duplicates": {
+            "exact_duplicate_rows": int(exact),
+            "prompts_with_several_rows": int(repeated),
+            "near_dup_threshold": near_dup_threshold,
+            **near_duplicate_rate(dataset, near_dup_threshold),
+        },
+    }
 
 
 def audit_report(
-    dataset: pa.Table,
+    dataset: pa.Table | StoredTable,
     qa: list[dict[str, Any]],
     coverage_min: dict[str, int],
     confidence_floor: float,
+    toxicity_threshold: float = 0.5,
+    near_dup_threshold: float = 0.8,
 ) -> dict[str, Any]:
     """Quality metrics, distributions, coverage against the profile's minimums, the QA checks and
     recommendations that follow from what fell short."""
@@ -87,6 +166,7 @@ def audit_report(
             },
             "source": info["by_source"],
         },
+        **privacy_toxicity_duplicates(dataset, toxicity_threshold, near_dup_threshold),
         "coverage": cov,
         "coverage_by_outcome_category_source": coverage(dataset).to_pylist(),
         "qa_checks": qa,
@@ -113,20 +193,20 @@ def human_review_samples(review: pa.Table) -> list[dict[str, Any]]:
 
 
 def files(
-    dataset: pa.Table,
+    dataset: pa.Table | StoredTable,
     review: pa.Table | None,
     qa: list[dict[str, Any]],
     coverage_min: dict[str, int],
     confidence_floor: float,
+    toxicity_threshold: float = 0.5,
+    near_dup_threshold: float = 0.8,
 ) -> dict[str, str]:
-    """{file name: text} of the seed-compatible files."""
-    records = final_records(dataset)
+    """{file name: text} of the seed's audit files (``copy_final_dataset`` writes the dataset)."""
+    report = audit_report(
+        dataset, qa, coverage_min, confidence_floor, toxicity_threshold, near_dup_threshold
+    )
     return {
-        "final_dataset.json": "[\n" + ",\n".join(records) + "\n]\n",
-        "final_dataset.jsonl": "".join(r + "\n" for r in records),
-        "audit/audit_report.json": json.dumps(
-            audit_report(dataset, qa, coverage_min, confidence_floor), indent=2
-        ),
+        "audit/audit_report.json": json.dumps(report, indent=2),
         "audit/human_review_samples.json": json.dumps(
             human_review_samples(review) if review is not None else [], indent=2
         ),

@@ -94,7 +94,7 @@ def generate(
     chunk_size: int = 256,
     progress: Progress | None = None,
     progress_interval_s: float = 10.0,
-    retry_cached_errors: bool = False,
+    retry_cached_errors: bool = True,
 ) -> tuple[pa.Table, GenerationStats]:
     """Rows with a response pass through; every other row is answered by each config (and sample).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 import pyarrow as pa
@@ -97,10 +98,38 @@ class ReviewFileError(ValueError):
     pass
 
 
-def review_agreement(filled_csv: str) -> dict[str, Any]:
-    """Agreement between the annotator's ``human_outcome`` and the judge's outcome, overall and on
-    refusal (any REFUSAL.* against any COMPLY.*). Rows left blank are not counted."""
-    reader = csv.DictReader(io.StringIO(filled_csv))
+def _json_rows(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """(where, row) for the exported ``audit/human_review_samples.json``: a JSON array of records
+    with ``judge_head_a`` and ``human_head_a`` (the seed's names) or the CSV's column names."""
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReviewFileError(
+            f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "fill in audit/human_review_samples.json as exported, or the review_sample CSV"
+        ) from None
+    if not isinstance(records, list):
+        raise ReviewFileError("the JSON review file must be an array of review records")
+    rows = []
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise ReviewFileError(f"record {i}: not an object")
+        row = {
+            "id": rec.get("id"),
+            "judge_outcome": rec.get("judge_head_a", rec.get("judge_outcome")),
+            "human_outcome": rec.get("human_head_a", rec.get("human_outcome")),
+        }
+        if row["id"] is None or row["judge_outcome"] is None:
+            raise ReviewFileError(
+                f"record {i}: needs 'id' and 'judge_head_a' (the fields of the exported "
+                "audit/human_review_samples.json)"
+            )
+        rows.append((f"record {i}", row))
+    return rows
+
+
+def _csv_rows(text: str) -> list[tuple[str, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text))
     missing = [
         c for c in ("id", "judge_outcome", "human_outcome") if c not in (reader.fieldnames or [])
     ]
@@ -108,16 +137,27 @@ def review_agreement(filled_csv: str) -> dict[str, Any]:
         raise ReviewFileError(
             f"the review file has no column(s) {missing}; fill in the file written by review_sample"
         )
+    return [(f"line {line}", row) for line, row in enumerate(reader, start=2)]
+
+
+def review_agreement(filled: str) -> dict[str, Any]:
+    """Agreement between the annotator's outcome and the judge's, overall and on refusal (any
+    REFUSAL.* against any COMPLY.*). ``filled`` is the review sample CSV (``human_outcome``) or the
+    exported ``audit/human_review_samples.json`` (``human_head_a``). Rows left blank are not
+    counted."""
+    is_json = filled.lstrip().startswith("[")
+    rows = _json_rows(filled) if is_json else _csv_rows(filled)
+    column = "human_head_a" if is_json else "human_outcome"
     judged, human = [], []
-    for line, row in enumerate(reader, start=2):
-        value = (row["human_outcome"] or "").strip().upper()
+    for where, row in rows:
+        value = str(row["human_outcome"] or "").strip().upper()
         if not value:
             continue
         if value not in OUTCOMES:
             raise ReviewFileError(
-                f"line {line} (id {row['id']}): human_outcome {value!r} is not one of {', '.join(OUTCOMES)}"
+                f"{where} (id {row['id']}): {column} {value!r} is not one of {', '.join(OUTCOMES)}"
             )
-        judged.append(row["judge_outcome"])
+        judged.append(str(row["judge_outcome"]))
         human.append(value)
     if not human:
         return {"reviewed": 0}

@@ -4,6 +4,7 @@ drawn per prompt cluster (exact copies and near duplicates together), and the le
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -94,27 +95,67 @@ def split_assignment(
     eval_fraction: float,
     seed: int,
     near_dup_threshold: float = 0.8,
+    class_column: str = "cb_class",
 ) -> pa.Table:
-    """``(prompt_hash, split, source, cb_class)`` for every sample of the stage-2 set, from its
+    """``(prompt_hash, split, source, <class_column>)`` for every sample of a recipe's set, from its
     narrow columns only (a stored set: four columns read): the same holdout as
-    ``train_eval_split``, without the rows."""
-    keys = read_columns(samples, ["prompt_hash", "prompt", "source", "cb_class"])
+    ``train_eval_split``, without the rows. Strata are (source, ``class_column``): the stage-2
+    class for the circuit breaker, the outcome (head A) for the refusal dataset."""
+    keys = read_columns(samples, ["prompt_hash", "prompt", "source", class_column])
     con = duck.connect(k=keys)
     keys = duck.query(
         con,
-        "SELECT prompt_hash, prompt, source || '/' || cb_class AS stratum, source, cb_class FROM k",
+        f"SELECT prompt_hash, prompt, source || '/' || coalesce({class_column}, '') AS stratum, "
+        f"source, {class_column} FROM k",
     )
     plan = assign_splits(keys, eval_fraction, seed, near_dup_threshold)
     duck.register(con, "a", plan)
     duck.register(con, "kk", keys)
     return duck.query(
         con,
-        "SELECT kk.prompt_hash, a.split, kk.source, kk.cb_class FROM kk JOIN a USING (prompt_hash)",
+        f"SELECT kk.prompt_hash, a.split, kk.source, kk.{class_column} FROM kk JOIN a USING (prompt_hash)",
     )
 
 
+@dataclass(frozen=True)
+class Holdout:
+    """A recipe's holdout, decided on the narrow columns: the assignment of every prompt hash,
+    each side's narrow rows, and the report of the share reached."""
+
+    assignment: pa.Table
+    train: pa.Table
+    eval: pa.Table
+    report: dict
+
+
+def holdout(
+    samples: pa.Table | StoredTable,
+    eval_fraction: float,
+    seed: int,
+    near_dup_threshold: float = 0.8,
+    class_column: str = "cb_class",
+) -> Holdout:
+    """``split_assignment`` with each side's rows and ``holdout_report``; raises when a row is on
+    neither side (nothing may be left out silently)."""
+    assignment = split_assignment(samples, eval_fraction, seed, near_dup_threshold, class_column)
+    side = assignment.column("split")
+    train = assignment.filter(pc.equal(side, "train"))
+    evals = assignment.filter(pc.equal(side, "eval"))
+    if train.num_rows + evals.num_rows != samples.num_rows:
+        raise RuntimeError(
+            f"split lost rows: {samples.num_rows} rows, {train.num_rows} train + "
+            f"{evals.num_rows} eval"
+        )
+    report = holdout_report(train, evals, eval_fraction, class_column)
+    return Holdout(assignment, train, evals, report)
+
+
 def split_batches(
-    samples: pa.Table | StoredTable, assignment: pa.Table, split: str, batch_rows: int
+    samples: pa.Table | StoredTable,
+    assignment: pa.Table,
+    split: str,
+    batch_rows: int,
+    schema: pa.Schema = SPLIT_SCHEMA,
 ) -> Iterator[pa.Table]:
     """The samples of ``split`` (train or eval) with their ``split`` column, batch by batch in the
     set's order; ``assignment`` maps each prompt hash to its side (``split_assignment``)."""
@@ -126,7 +167,7 @@ def split_batches(
         keep = pc.equal(side, split)
         rows = batch.filter(keep)
         if rows.num_rows:
-            yield conform(rows.append_column("split", side.filter(keep)), SPLIT_SCHEMA)
+            yield conform(rows.append_column("split", side.filter(keep)), schema)
 
 
 def leaked_prompts(train: pa.Table | StoredTable, evals: pa.Table | StoredTable) -> list[str]:
@@ -165,18 +206,21 @@ def near_duplicate_leaks(
     return [{"a": a, "b": b, "jaccard": round(j, 3)} for a, b, j in rows]
 
 
-def holdout_report(train: pa.Table, evals: pa.Table, eval_fraction: float) -> dict:
+def holdout_report(
+    train: pa.Table, evals: pa.Table, eval_fraction: float, class_column: str = "cb_class"
+) -> dict:
     """The eval share reached and why it differs from ``eval_fraction``: the (source/class) strata
     whose clusters are too few or too large to hold out a part without splitting a cluster."""
     con = duck.connect(
-        a=train.select(["source", "cb_class"]), b=evals.select(["source", "cb_class"])
+        a=train.select(["source", class_column]), b=evals.select(["source", class_column])
     )
+    stratum = f"source || '/' || coalesce({class_column}, '')"
     rows = duck.rows(
         con,
-        """
+        f"""
         WITH s AS (
-          SELECT source || '/' || cb_class AS stratum, count(*) AS n, 0 AS e FROM a GROUP BY 1
-          UNION ALL SELECT source || '/' || cb_class, count(*), count(*) FROM b GROUP BY 1
+          SELECT {stratum} AS stratum, count(*) AS n, 0 AS e FROM a GROUP BY 1
+          UNION ALL SELECT {stratum}, count(*), count(*) FROM b GROUP BY 1
         )
         SELECT stratum, sum(n)::BIGINT, sum(e)::BIGINT FROM s GROUP BY 1 ORDER BY 1
         """,

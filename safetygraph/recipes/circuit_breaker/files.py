@@ -14,6 +14,27 @@ from safetygraph.core.duck import sql_literal
 from safetygraph.core.records import canonical_json
 from safetygraph.core.storage import Storage
 from safetygraph.core.tables import StoredTable, connect
+from safetygraph.recipes.circuit_breaker.shards import USES_TOOLS
+
+# The plan's priority classes, by sample kind: the adversarial-safe answers and resisted attacks are
+# the retain set's critical part, real attack successes the harmful set's; agent traces, borderline
+# and refused-harmful rows come next; general chat and benign answers fill the rest.
+PRIORITY_CLASS = {
+    "attack_success": "critical",
+    "adversarial_safe": "critical",
+    "attack_resisted": "critical",
+    "harmful_completion": "high",
+    "agent_trace": "high",
+    "borderline_compliance": "high",
+    "harmful_refusal": "high",
+    "general_chat": "standard",
+    "benign_answer": "standard",
+}
+PRIORITY_SQL = (
+    "CASE cb_kind "
+    + " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in PRIORITY_CLASS.items())
+    + " ELSE 'standard' END"
+)
 
 
 def _call_id(call_id: str) -> str:
@@ -52,7 +73,13 @@ def _records_sql(
         'messages', to_json(list_transform(messages, lambda m: {message})),
         'labels', json_object('outcome', label_outcome, 'prompt_harmful', prompt_harmful,
                               'response_harmful', response_harmful, 'response_refusal', response_refusal,
-                              'confidence', label_confidence, 'judge', judge)),
+                              'confidence', label_confidence, 'judge', judge,
+                              -- what the plan's merge check reads: its class, its priority, tool use
+                              'cb_class', cb_class, 'cb_kind', cb_kind,
+                              'is_adversarial_safe', is_adversarial_safe,
+                              'priority_class', {PRIORITY_SQL},
+                              'uses_tools', {USES_TOOLS},
+                              'has_tools', coalesce(tools NOT IN ('', '[]'), false))),
       json_object('category', category, 'tools', CASE WHEN tools IS NULL THEN NULL ELSE json(tools) END
                   {", 'split', split" if split else ""}))::VARCHAR AS line
     FROM (SELECT *, flatten(list_transform(messages,
@@ -90,11 +117,15 @@ def write_files(
     evals: pa.Table | StoredTable,
     validation_report: dict[str, Any],
     stats_body: dict[str, Any],
+    extra_reports: dict[str, str] | None = None,
+    manifest_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The stage-2 layout under ``circuit_breaker/<build_id>/``: harmful/<source>.jsonl and
-    harmful/<kind>.jsonl, retain/<source>.jsonl and retain/<kind>.jsonl, stage2/train.jsonl, stage2/eval.jsonl, validation_report.json,
-    stats.json, then manifest.json (sha256 and rows per file) last and ``LATEST`` after it: a
-    folder without a manifest is incomplete. Every file is written atomically."""
+    harmful/<kind>.jsonl, retain/<source>.jsonl and retain/<kind>.jsonl, stage2/harmful.jsonl and
+    stage2/retain.jsonl (the whole Ds and Dr), stage2/train.jsonl, stage2/eval.jsonl, the reports
+    under stage2/ (validation_report.json, stats.json and ``extra_reports``: the QA report), then
+    manifest.json (sha256 and rows per file) last and ``LATEST`` after it: a folder without a
+    manifest is incomplete. Every file is written atomically."""
     con = connect(h=harmful, r=retain, tr=train, ev=evals)
     entries = []
 
@@ -125,12 +156,17 @@ def write_files(
             for value in values:
                 where = f"WHERE {column} = {sql_literal(value)}"
                 jsonl((name, f"{value}.jsonl"), _records_sql(shard, False, where, "id"))
+    # the plan's merge inputs and outputs: the whole Ds and Dr, then the split
+    for name, t in (("harmful", "h"), ("retain", "r")):
+        jsonl(("stage2", f"{name}.jsonl"), _records_sql(t, False, "", "id"))
     for name, t in (("train", "tr"), ("eval", "ev")):
         jsonl(("stage2", f"{name}.jsonl"), _records_sql(t, True, "", "id"))
-    for parts, data in (
-        (("validation_report.json",), json.dumps(validation_report, indent=2).encode()),
-        (("stats.json",), json.dumps(stats_body, indent=2).encode()),
-    ):
+    reports = {
+        ("stage2", "validation_report.json"): json.dumps(validation_report, indent=2).encode(),
+        ("stage2", "stats.json"): json.dumps(stats_body, indent=2).encode(),
+        **{("stage2", name): text.encode() for name, text in (extra_reports or {}).items()},
+    }
+    for parts, data in reports.items():
         storage.write_bytes(data, STAGE2_ROOT, build_id, *parts)
         entries.append(
             {
@@ -140,7 +176,7 @@ def write_files(
                 "sha256": hashlib.sha256(data).hexdigest(),
             }
         )
-    manifest = {"build_id": build_id, "files": entries}
+    manifest = {"build_id": build_id, **(manifest_extra or {}), "files": entries}
     storage.write_bytes(canonical_json(manifest).encode(), STAGE2_ROOT, build_id, "manifest.json")
     storage.write_bytes(build_id.encode(), STAGE2_ROOT, "LATEST")
     return manifest

@@ -37,6 +37,25 @@ class PreflightSetup:
     target: str | None = None
     max_seq_length: int = 2048
 
+    @classmethod
+    def from_thresholds(cls, thresholds: dict[str, Any]) -> PreflightSetup:
+        """The profile's preflight: its chat tokenizer (``preflight_tokenizer``, with
+        ``preflight_chat_template`` replacing its template when given), the reference encoder of
+        ``preflight_target`` (``llama3``, ``mistral-v3``, ...; none when unset) and
+        ``max_seq_length``. Repo-relative paths are resolved against the repository."""
+        from safetygraph.core.paths import resolve_repo_path
+
+        if "preflight_tokenizer" not in thresholds:
+            raise KeyError("the profile sets no threshold 'preflight_tokenizer'")
+        template = thresholds.get("preflight_chat_template")
+        target = thresholds.get("preflight_target")
+        return cls(
+            tokenizer=resolve_repo_path(str(thresholds["preflight_tokenizer"])),
+            chat_template=resolve_repo_path(str(template)) if template else None,
+            target=str(target) if target else None,
+            max_seq_length=int(thresholds.get("max_seq_length", 2048)),
+        )
+
     def load(self) -> tuple[ChatTokenizer, list]:
         from safetygraph.recipes.circuit_breaker.references import reference_for
 

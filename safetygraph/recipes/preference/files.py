@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.builds import copy_formats, new_build_id, publish
+from safetygraph.core.builds import copy_formats, publish, qa_reports, versioned_build_id
 from safetygraph.core.storage import Storage
 from safetygraph.recipes.preference.dataset import trl_sql
 
@@ -25,10 +26,16 @@ def write_files(
     fmt: str,
     system_prompt: str | None,
     stats: dict[str, Any],
+    version: str | None = None,
+    qa: Callable[[str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write the TRL files of both splits; the manifest records the format and the stats."""
-    build_id = new_build_id(
-        {"format": fmt, "train": train.num_rows, "eval": evals.num_rows, **stats}
+    """Write the TRL files of both splits; the manifest records the format and the stats. With a
+    ``version`` the build is ``preference/v<version>/`` (``core.builds.versioned_build_id``)."""
+    build_id, _ = versioned_build_id(
+        storage,
+        PREFERENCE_ROOT,
+        version,
+        {"format": fmt, "train": train.num_rows, "eval": evals.num_rows, **stats},
     )
     con = duck.connect(tr=train, ev=evals)
     with tempfile.TemporaryDirectory(prefix="safetygraph-preference-") as tmp:
@@ -36,6 +43,8 @@ def write_files(
             *copy_formats(con, trl_sql(fmt, system_prompt, "tr"), tmp, "train", train.num_rows),
             *copy_formats(con, trl_sql(fmt, system_prompt, "ev"), tmp, "eval", evals.num_rows),
         ]
+        if qa is not None:  # the QA of every JSONL file written (safetygraph qa on each)
+            files.append(qa_reports(tmp, files, qa))
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)
@@ -45,5 +54,10 @@ def write_files(
             PREFERENCE_ROOT,
             build_id,
             files,
-            {"format": fmt, "training_system_prompt": system_prompt},
+            {
+                "recipe": "preference",
+                "version": version,
+                "format": fmt,
+                "training_system_prompt": system_prompt,
+            },
         )

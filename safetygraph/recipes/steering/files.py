@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.builds import copy_formats, new_build_id, publish
+from safetygraph.core.builds import copy_formats, publish, qa_reports, versioned_build_id
 from safetygraph.core.duck import sql_literal
 from safetygraph.core.storage import Storage
 from safetygraph.recipes.steering.pairs import files_sql
@@ -22,10 +23,19 @@ STEERING_ROOT = "steering"
 
 
 def write_files(
-    storage: Storage, pairs: dict[str, pa.Table], stats: dict[str, Any]
+    storage: Storage,
+    pairs: dict[str, pa.Table],
+    stats: dict[str, Any],
+    version: str | None = None,
+    qa: Callable[[str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """``pairs``: the kept pairs of each trait."""
-    build_id = new_build_id({t: p.num_rows for t, p in pairs.items()} | {"stats": stats})
+    """``pairs``: the kept pairs of each trait. With a ``version``: ``steering/v<version>/``."""
+    build_id, _ = versioned_build_id(
+        storage,
+        STEERING_ROOT,
+        version,
+        {t: p.num_rows for t, p in pairs.items()} | {"stats": stats},
+    )
     con = duck.connect(t=pa.concat_tables(list(pairs.values())))
     with tempfile.TemporaryDirectory(prefix="safetygraph-steering-") as tmp:
         files = []
@@ -34,8 +44,16 @@ def write_files(
             for trait, table in pairs.items():
                 per_trait = sql.replace("FROM t ", f"FROM t WHERE trait = {sql_literal(trait)} ")
                 files += copy_formats(con, per_trait, tmp, f"{fmt}/{trait}", table.num_rows)
+        if qa is not None:  # the QA of every JSONL file written (safetygraph qa on each)
+            files.append(qa_reports(tmp, files, qa))
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)
         files.append(("stats.json", local, None))
-        return publish(storage, STEERING_ROOT, build_id, files, {"traits": list(pairs)})
+        return publish(
+            storage,
+            STEERING_ROOT,
+            build_id,
+            files,
+            {"recipe": "steering", "version": version, "traits": list(pairs)},
+        )

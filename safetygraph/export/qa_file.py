@@ -1,0 +1,198 @@
+"""QA on any JSONL file (``safetygraph qa FILE``): the export system's checks on a file this project
+did not necessarily write. Set-wise in DuckDB: the file is read as lines, each line parsed as JSON
+there, so an unreadable line is reported by its number and the readable rows are still checked.
+
+What is measured depends on the keys the rows have (the canonical export, the stage-2 rows, the
+seed's ``final_dataset.jsonl``, TRL preference rows, steering pairs, or anything else):
+
+- always: rows, unreadable lines, exact duplicate rows, PII left anywhere in the row's text (the
+  audit's detectors), the largest single-source share when rows carry ``source``;
+- ``id``: duplicate ids;
+- a label outcome (``labels.outcome``, ``head_a``, ``label_outcome``): the outcome mix;
+- a confidence (``labels.confidence``, ``metadata.confidence``, ``label_confidence``): its mean and
+  the share under the confidence floor, against the profile's thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from safetygraph.audit.pii import pii_matches
+from safetygraph.core import duck
+from safetygraph.export.qa import DEFAULT_QA_THRESHOLDS, Metric
+
+_OUTCOME = "coalesce(j->>'$.labels.outcome', j->>'$.head_a', j->>'$.label_outcome')"
+_CONFIDENCE = (
+    "TRY_CAST(coalesce(j->>'$.labels.confidence', j->>'$.metadata.confidence', "
+    "j->>'$.label_confidence') AS DOUBLE)"
+)
+
+
+# the text a row carries, in any of the layouts above (a field that holds messages comes as JSON
+# text, which the detectors read as well); ids and hashes are left out, so hex is never a "phone"
+_TEXT_KEYS = (
+    "prompt",
+    "response",
+    "chosen",
+    "rejected",
+    "question",
+    "positive",
+    "neutral",
+    "answer_matching_behavior",
+    "answer_not_matching_behavior",
+    "text",
+)
+_TEXT = (
+    "concat_ws(chr(10), "
+    + ", ".join(f"j->>'$.{k}'" for k in _TEXT_KEYS)
+    + ", array_to_string(json_extract_string(j, '$.messages[*].content'), chr(10)))"
+)
+
+
+class QAFileError(ValueError):
+    pass
+
+
+def profile_thresholds(thresholds: dict[str, Any]) -> dict[str, Any]:
+    """A profile's QA thresholds (its ``qa`` map, with its confidence floor and low-confidence
+    share), as ``qa_file`` takes them."""
+    out = dict(thresholds.get("qa") or {})
+    for key in ("confidence_floor", "max_low_confidence_share"):
+        if key in thresholds:
+            out.setdefault(key, thresholds[key])
+    return out
+
+
+def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The QA document of the JSONL file at ``path`` (local or any DuckDB-readable path)."""
+    t = {**DEFAULT_QA_THRESHOLDS, **(thresholds or {})}
+    con = duck.connect()
+    try:
+        # one VARCHAR per line, numbered; no quoting or delimiter can split a line
+        con.execute(
+            f"""CREATE TABLE lines AS
+            SELECT row_number() OVER () AS line_no, line FROM read_csv(
+              {duck.sql_literal(path)}, columns = {{'line': 'VARCHAR'}}, header = false,
+              delim = chr(1), quote = '', escape = '', auto_detect = false,
+              max_line_size = 100000000, strict_mode = false)"""
+        )
+    except Exception as exc:  # noqa: BLE001 - DuckDB's IO errors: one line with the path
+        raise QAFileError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    con.execute(
+        "CREATE TABLE rows AS SELECT line_no, line, CASE WHEN json_valid(line) THEN line END::JSON AS j FROM lines "
+        "WHERE line IS NOT NULL AND trim(line) <> '' AND json_valid(line) "
+        "AND CASE WHEN json_valid(line) THEN json_type(line) END = 'OBJECT'"
+    )
+    unreadable = duck.rows(
+        con,
+        "SELECT line_no FROM lines WHERE line IS NOT NULL AND trim(line) <> '' "
+        "AND coalesce(CASE WHEN json_valid(line) THEN json_type(line) END, '') <> 'OBJECT' ORDER BY 1",
+    )
+    n, dup_rows = duck.one(con, "SELECT count(*), count(*) - count(DISTINCT md5(line)) FROM rows")
+    keys = {k for (k,) in duck.rows(con, "SELECT DISTINCT unnest(json_keys(j)) FROM rows")}
+    metrics = [
+        Metric("format", "lines that are not a JSON object", float(len(unreadable)), "<=", 0.0),
+        Metric("quality", "exact duplicate rows", float(dup_rows), "<=", 0.0),
+    ]
+    info: dict[str, Any] = {"file": path, "rows": int(n), "keys": sorted(keys)}
+    if unreadable:
+        info["unreadable_lines"] = [r[0] for r in unreadable[:20]]
+    if "id" in keys:
+        dup_ids = duck.one(
+            con,
+            "SELECT count(*) - count(DISTINCT j->>'$.id') FROM rows WHERE j->>'$.id' IS NOT NULL",
+        )[0]
+        metrics.append(Metric("quality", "duplicate ids", float(dup_ids), "<=", 0.0))
+    pii = pii_matches("__text")
+    con.execute(f"ALTER TABLE rows ADD COLUMN __text VARCHAR; UPDATE rows SET __text = {_TEXT}")
+    counts = duck.one(
+        con,
+        "SELECT "
+        + ", ".join(f"count(*) FILTER (WHERE len({expr}) > 0)" for expr in pii.values())
+        + " FROM rows",
+    )
+    info["pii_rows_by_type"] = {k: int(v) for k, v in zip(pii, counts, strict=True) if v}
+    metrics.append(
+        Metric(
+            "privacy",
+            "rows with PII",
+            float(
+                duck.one(
+                    con,
+                    "SELECT count(*) FROM rows WHERE "
+                    + " OR ".join(f"len({expr}) > 0" for expr in pii.values()),
+                )[0]
+            ),
+            "<=",
+            float(t["max_residual_pii_rows"]),
+        )
+    )
+    if "source" in keys:
+        info["rows_per_source"] = {
+            s: int(c)
+            for s, c in duck.rows(
+                con, "SELECT j->>'$.source', count(*) FROM rows GROUP BY 1 ORDER BY 2 DESC, 1"
+            )
+        }
+        share = max(info["rows_per_source"].values()) / n if n else 0.0
+        metrics.append(
+            Metric("bias", "largest single-source share", share, "<=", float(t["max_source_share"]))
+        )
+    outcomes = {
+        o: int(c)
+        for o, c in duck.rows(
+            con,
+            f"SELECT {_OUTCOME}, count(*) FROM rows WHERE {_OUTCOME} IS NOT NULL GROUP BY 1 ORDER BY 1",
+        )
+    }
+    if outcomes:
+        info["by_outcome"] = outcomes
+    mean, low, with_conf = duck.one(
+        con,
+        f"SELECT avg({_CONFIDENCE}), avg(({_CONFIDENCE} < {float(t['confidence_floor'])})::INT), "
+        f"count({_CONFIDENCE}) FROM rows",
+    )
+    if with_conf:
+        metrics += [
+            Metric(
+                "quality",
+                "mean label confidence",
+                float(mean),
+                ">=",
+                float(t["min_mean_confidence"]),
+            ),
+            Metric(
+                "quality",
+                "share under confidence floor",
+                float(low),
+                "<=",
+                float(t["max_low_confidence_share"]),
+            ),
+        ]
+    return {
+        "verdict": "PASS" if all(m.passed for m in metrics) else "FAIL",
+        **info,
+        "metrics": [m.as_dict() for m in metrics],
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    """The QA document as markdown."""
+    lines = [
+        f"# QA: {report['file']}",
+        "",
+        f"**Verdict: {report['verdict']}** · {report['rows']} rows",
+        "",
+        "| group | metric | value | threshold | result |",
+        "|---|---|---:|---:|---|",
+    ]
+    for m in report["metrics"]:
+        lines.append(
+            f"| {m['group']} | {m['metric']} | {m['value']:.4f} | {m['op']} {m['threshold']:g} | "
+            f"{'pass' if m['passed'] else '**FAIL**'} |"
+        )
+    for key in ("unreadable_lines", "pii_rows_by_type", "rows_per_source", "by_outcome"):
+        if report.get(key):
+            lines += ["", f"{key}: {json.dumps(report[key])}"]
+    return "\n".join(lines) + "\n"
