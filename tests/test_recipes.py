@@ -114,11 +114,12 @@ def test_build_one_recipe_versioned_and_copied_out(tmp_path: Path):
     assert qa.returncode == 0 and "Verdict: PASS" in qa.stdout, qa.stdout + qa.stderr
     lines = (build / "refusal_dataset-v1.0.0.jsonl").read_text().splitlines()
     broken = tmp_path / "broken.jsonl"
-    broken.write_text("\n".join([lines[0], lines[0], "{not json", *lines[1:5]]) + "\n")
+    broken.write_text("\n".join([lines[0], lines[0], "", "{not json", *lines[1:5]]) + "\n")
     report_path = tmp_path / "qa.json"
     qa = _cli(["qa", str(broken), "--json", str(report_path)], env, tmp_path)
     assert qa.returncode == 1
     report = json.loads(report_path.read_text())
     failed = {m["metric"] for m in report["metrics"] if not m["passed"]}
     assert failed == {"lines that are not a JSON object", "exact duplicate rows", "duplicate ids"}
-    assert report["unreadable_lines"] == [3] and report["rows"] == 6
+    # the file's own line numbers (the blank line 3 counted, not reported)
+    assert report["unreadable_lines"] == [4] and report["rows"] == 6

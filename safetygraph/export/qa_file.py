@@ -1,6 +1,8 @@
 """QA on any JSONL file (``safetygraph qa FILE``): the export system's checks on a file this project
-did not necessarily write. Set-wise in DuckDB: the file is read as lines, each line parsed as JSON
-there, so an unreadable line is reported by its number and the readable rows are still checked.
+did not necessarily write. Set-wise in DuckDB, in one pass: the file is read as lines, each line
+parsed as JSON there (an unreadable line is reported by its number and the readable rows are still
+checked), and only narrow facts per row are kept (hash, id, source, outcome, confidence, PII
+flags), never the texts.
 
 What is measured depends on the keys the rows have (the canonical export, the stage-2 rows, the
 seed's ``final_dataset.jsonl``, TRL preference rows, steering pairs, or anything else):
@@ -68,29 +70,41 @@ def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, An
     """The QA document of the JSONL file at ``path`` (local or any DuckDB-readable path)."""
     t = {**DEFAULT_QA_THRESHOLDS, **(thresholds or {})}
     con = duck.connect()
+    pii = pii_matches("__text")
+    pii_cols = ", ".join(
+        f"CASE WHEN j IS NULL THEN false ELSE len({expr}) > 0 END AS pii_{k}"
+        for k, expr in pii.items()
+    )
+    # one pass over the file: each line numbered and parsed once, only narrow facts kept per row
+    # (the texts are never held), then every figure is an aggregate over the facts
     try:
-        # one VARCHAR per line, numbered; no quoting or delimiter can split a line
         con.execute(
-            f"""CREATE TABLE lines AS
-            SELECT row_number() OVER () AS line_no, line FROM read_csv(
-              {duck.sql_literal(path)}, columns = {{'line': 'VARCHAR'}}, header = false,
-              delim = chr(1), quote = '', escape = '', auto_detect = false,
-              max_line_size = 100000000, strict_mode = false)"""
+            f"""CREATE TABLE facts AS
+            WITH numbered AS (
+              SELECT row_number() OVER () AS line_no, line FROM read_csv(
+                {duck.sql_literal(path)}, columns = {{'line': 'VARCHAR'}}, header = false,
+                delim = chr(1), quote = '', escape = '', auto_detect = false,
+                max_line_size = 100000000, strict_mode = false)
+            ), lines AS (
+              -- numbered before blank lines are dropped, so a line number is the file's own
+              SELECT * FROM numbered WHERE line IS NOT NULL AND trim(line) <> ''
+            ), parsed AS (
+              SELECT line_no, md5(line) AS h,
+                CASE WHEN json_valid(line) AND json_type(CASE WHEN json_valid(line) THEN line END) = 'OBJECT'
+                     THEN line END::JSON AS j
+              FROM lines
+            ), texts AS (SELECT *, {_TEXT} AS __text FROM parsed)
+            SELECT line_no, h, j IS NOT NULL AS ok, json_keys(j) AS keys, j->>'$.id' AS id,
+                   j->>'$.source' AS source, {_OUTCOME} AS outcome, {_CONFIDENCE} AS confidence,
+                   {pii_cols}
+            FROM texts"""
         )
     except Exception as exc:  # noqa: BLE001 - DuckDB's IO errors: one line with the path
         raise QAFileError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
-    con.execute(
-        "CREATE TABLE rows AS SELECT line_no, line, CASE WHEN json_valid(line) THEN line END::JSON AS j FROM lines "
-        "WHERE line IS NOT NULL AND trim(line) <> '' AND json_valid(line) "
-        "AND CASE WHEN json_valid(line) THEN json_type(line) END = 'OBJECT'"
-    )
-    unreadable = duck.rows(
-        con,
-        "SELECT line_no FROM lines WHERE line IS NOT NULL AND trim(line) <> '' "
-        "AND coalesce(CASE WHEN json_valid(line) THEN json_type(line) END, '') <> 'OBJECT' ORDER BY 1",
-    )
-    n, dup_rows = duck.one(con, "SELECT count(*), count(*) - count(DISTINCT md5(line)) FROM rows")
-    keys = {k for (k,) in duck.rows(con, "SELECT DISTINCT unnest(json_keys(j)) FROM rows")}
+    unreadable = duck.rows(con, "SELECT line_no FROM facts WHERE NOT ok ORDER BY 1")
+    con.execute("DELETE FROM facts WHERE NOT ok")
+    n, dup_rows = duck.one(con, "SELECT count(*), count(*) - count(DISTINCT h) FROM facts")
+    keys = {k for (k,) in duck.rows(con, "SELECT DISTINCT unnest(keys) FROM facts")}
     metrics = [
         Metric("format", "lines that are not a JSON object", float(len(unreadable)), "<=", 0.0),
         Metric("quality", "exact duplicate rows", float(dup_rows), "<=", 0.0),
@@ -100,39 +114,28 @@ def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, An
         info["unreadable_lines"] = [r[0] for r in unreadable[:20]]
     if "id" in keys:
         dup_ids = duck.one(
-            con,
-            "SELECT count(*) - count(DISTINCT j->>'$.id') FROM rows WHERE j->>'$.id' IS NOT NULL",
+            con, "SELECT count(id) - count(DISTINCT id) FROM facts WHERE id IS NOT NULL"
         )[0]
         metrics.append(Metric("quality", "duplicate ids", float(dup_ids), "<=", 0.0))
-    pii = pii_matches("__text")
-    con.execute(f"ALTER TABLE rows ADD COLUMN __text VARCHAR; UPDATE rows SET __text = {_TEXT}")
     counts = duck.one(
         con,
         "SELECT "
-        + ", ".join(f"count(*) FILTER (WHERE len({expr}) > 0)" for expr in pii.values())
-        + " FROM rows",
+        + ", ".join(f"count(*) FILTER (WHERE pii_{k})" for k in pii)
+        + ", count(*) FILTER (WHERE "
+        + " OR ".join(f"pii_{k}" for k in pii)
+        + ") FROM facts",
     )
-    info["pii_rows_by_type"] = {k: int(v) for k, v in zip(pii, counts, strict=True) if v}
+    info["pii_rows_by_type"] = {k: int(v) for k, v in zip(pii, counts[:-1], strict=True) if v}
     metrics.append(
         Metric(
-            "privacy",
-            "rows with PII",
-            float(
-                duck.one(
-                    con,
-                    "SELECT count(*) FROM rows WHERE "
-                    + " OR ".join(f"len({expr}) > 0" for expr in pii.values()),
-                )[0]
-            ),
-            "<=",
-            float(t["max_residual_pii_rows"]),
+            "privacy", "rows with PII", float(counts[-1]), "<=", float(t["max_residual_pii_rows"])
         )
     )
     if "source" in keys:
         info["rows_per_source"] = {
             s: int(c)
             for s, c in duck.rows(
-                con, "SELECT j->>'$.source', count(*) FROM rows GROUP BY 1 ORDER BY 2 DESC, 1"
+                con, "SELECT source, count(*) FROM facts GROUP BY 1 ORDER BY 2 DESC, 1"
             )
         }
         share = max(info["rows_per_source"].values()) / n if n else 0.0
@@ -143,15 +146,15 @@ def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, An
         o: int(c)
         for o, c in duck.rows(
             con,
-            f"SELECT {_OUTCOME}, count(*) FROM rows WHERE {_OUTCOME} IS NOT NULL GROUP BY 1 ORDER BY 1",
+            "SELECT outcome, count(*) FROM facts WHERE outcome IS NOT NULL GROUP BY 1 ORDER BY 1",
         )
     }
     if outcomes:
         info["by_outcome"] = outcomes
     mean, low, with_conf = duck.one(
         con,
-        f"SELECT avg({_CONFIDENCE}), avg(({_CONFIDENCE} < {float(t['confidence_floor'])})::INT), "
-        f"count({_CONFIDENCE}) FROM rows",
+        f"SELECT avg(confidence), avg((confidence < {float(t['confidence_floor'])})::INT), "
+        "count(confidence) FROM facts",
     )
     if with_conf:
         metrics += [
