@@ -31,6 +31,7 @@ from pipeline_assets import (
     audit,
     circuit_breaker,
     datasets,
+    decontamination,
     export,
     generation,
     labeling,
@@ -39,6 +40,8 @@ from pipeline_assets import (
     steering,
 )
 from pipeline_assets.keys import (
+    DATASET_DECONTAMINATION,
+    EVAL_PROMPTS,
     EXPORT,
     JUDGE_QUALITY,
     PREFERENCE_CHAIN,
@@ -50,6 +53,7 @@ from pipeline_assets.keys import (
     REFUSAL_TRAIN,
     SOURCE_CHAIN,
     STEERING_CHAIN,
+    STEERING_DECONTAMINATION,
 )
 from pipeline_assets.placement import gpu_op_tags
 from resources import BuildConfig, LLMResource, ParquetIOManager
@@ -78,6 +82,7 @@ PREFERENCE_JOB = "preference_pipeline"
 INGEST_JOB = "ingest_pipeline"
 STEERING_TRAIT_JOB = "steering_trait_pipeline"
 STEERING_JOB = "steering_pipeline"
+STEERING_DECONT_JOB = "steering_decontamination_pipeline"
 
 
 def default_settings() -> BuildConfig:
@@ -148,6 +153,7 @@ def build_defs(
         *sources.build(partitions),
         *generation.build(partitions, gpu_tags),
         *labeling.build(partitions),
+        decontamination.eval_prompts,
         *audit.build(partitions),
         *datasets.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
         *circuit_breaker.build(),
@@ -165,7 +171,12 @@ def build_defs(
     preference_recipe = AssetSelection.groups("preference") - preference_sources
     ingest = AssetSelection.assets(RAW_SAMPLES, RAW_QUARANTINE)
     steering_traits = AssetSelection.assets(*STEERING_CHAIN)
-    merge = AssetSelection.assets(JUDGE_QUALITY, REFUSAL_DATASET)
+    steering_decont = AssetSelection.assets(EVAL_PROMPTS, STEERING_DECONTAMINATION)
+    # the merge writes the refusal dataset and its decontamination table (one op), from the
+    # evaluation sets' prompts
+    merge = AssetSelection.assets(
+        JUDGE_QUALITY, REFUSAL_DATASET, DATASET_DECONTAMINATION, EVAL_PROMPTS
+    )
     return Definitions(
         assets=assets,
         asset_checks=[*source_checks, *all_dataset_checks, *trait_checks],
@@ -207,7 +218,7 @@ def build_defs(
             ),
             define_asset_job(
                 PREFERENCE_JOB,
-                selection=preference_recipe,
+                selection=preference_recipe | AssetSelection.assets(EVAL_PROMPTS),
                 description="Merge the preference sources' pairs, split them and write the TRL files.",
             ),
             define_asset_job(
@@ -223,8 +234,14 @@ def build_defs(
                 description="One trait: its answers for every scenario and its A/B steering pairs (backfill several traits).",
             ),
             define_asset_job(
+                STEERING_DECONT_JOB,
+                selection=steering_decont,
+                description="The evaluation sets and the steering scenarios too close to them (run "
+                "after ingesting the steering sources, before the traits).",
+            ),
+            define_asset_job(
                 STEERING_JOB,
-                selection=AssetSelection.groups("steering") - steering_traits,
+                selection=AssetSelection.groups("steering") - steering_traits - steering_decont,
                 description="Write the steering files of the profile's traits.",
             ),
         ],

@@ -15,6 +15,7 @@ from dagster import (
 from checks.audit import no_pii_left
 from checks.factories import (
     min_rows_check,
+    no_eval_prompts_check,
     no_leakage_check,
     schema_check,
     unique_ids_check,
@@ -230,6 +231,7 @@ def dataset() -> list:
         unique_ids_check(TRAIN_SPLIT),
         min_rows_check(TRAIN_SPLIT, "train_min"),
         no_pii_left(TRAIN_SPLIT),
+        no_eval_prompts_check(TRAIN_SPLIT),
         unique_ids_check(EVAL_SPLIT),
         min_rows_check(EVAL_SPLIT, "eval_min"),
         no_pii_left(EVAL_SPLIT),

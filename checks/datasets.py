@@ -9,7 +9,13 @@ from dagster import (
     asset_check,
 )
 
-from checks.factories import min_rows_check, no_leakage_check, schema_check, unique_ids_check
+from checks.factories import (
+    min_rows_check,
+    no_eval_prompts_check,
+    no_leakage_check,
+    schema_check,
+    unique_ids_check,
+)
 from pipeline_assets.keys import REFUSAL_DATASET, REFUSAL_EVAL, REFUSAL_TRAIN
 from pipeline_assets.metadata import value_counts
 from resources import BuildConfig
@@ -74,4 +80,5 @@ def dataset() -> list:
         schema_check(REFUSAL_EVAL, RefusalSplitRecord),
         unique_ids_check(REFUSAL_EVAL),
         no_leakage_check(REFUSAL_EVAL, REFUSAL_TRAIN, "refusal_no_leakage"),
+        no_eval_prompts_check(REFUSAL_TRAIN),
     ]

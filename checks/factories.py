@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from resources import BuildConfig
+from safetygraph.audit.decont import training_contamination
 from safetygraph.audit.dedup import duplicate_ids
 from safetygraph.core.tables import StoredTable
 from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
@@ -110,6 +111,47 @@ def no_leakage_check(eval_asset: AssetKey, train_asset: AssetKey, name: str):
                 "near_duplicate_leaks": len(near),
                 "near_dup_threshold": threshold,
                 "examples": MetadataValue.json({"exact": leaked[:10], "near": near[:10]}),
+            },
+        )
+
+    return _check
+
+
+def no_eval_prompts_check(
+    train_asset: AssetKey,
+    partitions: PartitionsDefinition | None = None,
+    key: str = "prompt_hash",
+    text: str = "prompt",
+):
+    """Blocking: the recipe's training rows hold no evaluation prompt (verbatim, contained, a
+    shared n-gram, one word apart or a MinHash near duplicate of one, under the profile's
+    decontamination rules) and no row of an evaluation set. Checked from scratch on the training
+    table, so it fails when the decontamination step did not run."""
+
+    @asset_check(
+        asset=train_asset,
+        name="no_eval_prompts_in_train",
+        blocking=True,
+        partitions_def=partitions,
+        additional_ins={"eval_prompts": AssetIn("eval_prompts")},
+        description="No evaluation prompt (of the profile's decontamination.eval_sets), nor a copy "
+        "or near copy of one, nor a row of an evaluation set, is in the training rows.",
+    )
+    def _check(train: StoredTable, eval_prompts, settings: BuildConfig) -> AssetCheckResult:
+        decont = settings.active().decontamination
+        found = training_contamination(
+            train, eval_prompts, decont.rules, decont.eval_only, key, text
+        )
+        return AssetCheckResult(
+            passed=found.num_rows == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "training_rows": train.num_rows,
+                "eval_sets": MetadataValue.json(list(decont.names)),
+                "eval_prompts": eval_prompts.num_rows,
+                "contaminated_rows": int(sum(found.column("rows").to_pylist())),
+                "examples": MetadataValue.json(found.slice(0, 10).to_pylist()),
+                "step_enabled": decont.enabled,
             },
         )
 

@@ -14,6 +14,7 @@ from dagster import (
 
 from checks.factories import (
     min_rows_check,
+    no_eval_prompts_check,
     no_leakage_check,
     schema_check,
     unique_ids_check,
@@ -165,6 +166,7 @@ def dataset() -> list:
         preference_pairs_well_formed,
         preference_no_duplicate_pairs,
         preference_over_refusal,
+        no_eval_prompts_check(PREFERENCE_TRAIN),
         min_rows_check(PREFERENCE_EVAL, "preference_eval_min"),
         no_leakage_check(PREFERENCE_EVAL, PREFERENCE_TRAIN, "preference_no_leakage"),
     ]

@@ -12,7 +12,7 @@ from dagster import (
     asset_check,
 )
 
-from checks.factories import unique_ids_check
+from checks.factories import no_eval_prompts_check, unique_ids_check
 from pipeline_assets.keys import STEERING_PAIRS
 from resources import BuildConfig
 from safetygraph.recipes.steering.pairs import duplicate_scenarios, malformed, summary
@@ -117,4 +117,5 @@ def per_trait(traits: PartitionsDefinition) -> list:
         steering_min_pairs,
         steering_no_duplicate_scenarios,
         steering_drop_rate,
+        no_eval_prompts_check(STEERING_PAIRS, traits, key="scenario_id", text="question"),
     ]

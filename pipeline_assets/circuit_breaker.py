@@ -11,7 +11,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, asset, multi_asset
 
-from pipeline_assets.keys import OWNER
+from pipeline_assets.cards import card_hook, decontamination_facts
+from pipeline_assets.keys import (
+    DATASET_DECONTAMINATION,
+    EVAL_PROMPTS,
+    EVAL_SPLIT,
+    HARMFUL_SHARD,
+    OWNER,
+    RETAIN_SHARD,
+    STAGE2_SAMPLES,
+    TRAIN_SPLIT,
+    VALIDATION_REPORT,
+)
 from pipeline_assets.metadata import (
     counts_table,
     ds_precision_table,
@@ -20,7 +31,14 @@ from pipeline_assets.metadata import (
 )
 from resources import BuildConfig
 from safetygraph.core.records import SHARD_SCHEMA, SPLIT_SCHEMA
-from safetygraph.core.tables import StoredTable, TableStream, read_all, table_batches
+from safetygraph.core.tables import (
+    StoredTable,
+    TableStream,
+    read_all,
+    read_columns,
+    table_batches,
+)
+from safetygraph.export.card import generation_summary, judge_rows
 from safetygraph.export.files import versioned_build_id
 from safetygraph.export.qa import qa_json, recipe_qa, render_markdown
 from safetygraph.recipes import circuit_breaker as cb
@@ -35,6 +53,32 @@ def preflight_setup(settings: BuildConfig) -> PreflightRun:
     return PreflightRun(
         PreflightSetup.from_thresholds(settings.active().thresholds), settings.storage()
     )
+
+
+# the assets whose blocking checks guard the stage-2 files (their card lists them)
+CB_GATES = (
+    EVAL_PROMPTS,
+    DATASET_DECONTAMINATION,
+    HARMFUL_SHARD,
+    RETAIN_SHARD,
+    STAGE2_SAMPLES,
+    VALIDATION_REPORT,
+    TRAIN_SPLIT,
+    EVAL_SPLIT,
+)
+CB_LIMITATIONS = [
+    "Ds holds the answers the build's judge calls harmful, from sources whose answers may enter "
+    "it (harmful_set); its precision is measured only on sources with human harm labels.",
+    "Rows of evaluation sets the profile builds from are in stage2/eval.jsonl only: harmful/, "
+    "retain/ and stage2/harmful|retain.jsonl leave them out.",
+    "Decontamination compares prompts (the first user request) with the evaluation prompts; "
+    "responses and later turns are not compared.",
+    "Sources keep their own licences (table above); a row's licence is its source's.",
+]
+
+
+def cb_rows_by_source(samples: StoredTable) -> dict[str, int]:
+    return value_counts(read_columns(samples, ["source"]), "source")
 
 
 def build():
@@ -270,6 +314,7 @@ def build():
             fraction,
             settings.active().seed,
             float(settings.active().thresholds.get("near_dup_threshold", 0.8)),
+            eval_only=settings.active().decontamination.eval_only,
         )
         context.log.info(
             f"train={cut.train.num_rows} eval={cut.eval.num_rows} (eval share "
@@ -316,9 +361,13 @@ def build():
         validation_report: pa.Table,
         train_split: StoredTable,
         eval_split: StoredTable,
+        dataset_decontamination: pa.Table,
+        judge_quality: pa.Table,
         settings: BuildConfig,
     ) -> pa.Table:
         storage = settings.storage()
+        decont = decontamination_facts(settings, dataset_decontamination)
+        held_out = settings.active().decontamination.eval_only
         version = settings.export_version or None
         build_id, _ = versioned_build_id(storage, cb.STAGE2_ROOT, version, uuid.uuid4().hex)
         report = cb.validation_summary(validation_report, stage2_samples.num_rows)
@@ -334,6 +383,7 @@ def build():
             stage2_samples,
             dict(settings.active().thresholds.get("qa", {})),
             float(settings.threshold("retain_harmful_ratio_min")),
+            decontamination=decont,
         )
         manifest = cb.write_files(
             storage,
@@ -348,7 +398,29 @@ def build():
                 "qa_report.md": render_markdown(metrics, gx, info),
                 "qa_report.json": json.dumps(qa_json(metrics, gx, info), indent=2),
             },
-            {"recipe": "circuit_breaker", "version": version},
+            {"recipe": "circuit_breaker", "version": version, "decontamination": decont},
+            card=card_hook(
+                context,
+                settings,
+                recipe="circuit_breaker",
+                title=f"safetygraph circuit-breaker stage-2 set ({settings.profile})",
+                summary="The circuit breaker's harmful set (Ds: answers judged harmful) and retain "
+                "set (Dr: refusals, benign and adversarial-safe answers, agent traces with tools) as "
+                "chat messages, and the stage-2 train/eval split, split per prompt cluster.",
+                configs={
+                    "stage2": {"train": "stage2/train.jsonl", "eval": "stage2/eval.jsonl"},
+                    "harmful": {"train": "stage2/harmful.jsonl"},
+                    "retain": {"train": "stage2/retain.jsonl"},
+                },
+                sources=settings.active().sources,
+                rows_by_source=cb_rows_by_source(stage2_samples),
+                gate_assets=CB_GATES,
+                decontamination=decont,
+                generation=generation_summary(stage2_samples),
+                judge=judge_rows(judge_quality),
+                limitations=CB_LIMITATIONS,
+            ),
+            held_out_sources=held_out,
         )
         failed_qa = [m.name for m in metrics if not m.passed]
         if failed_qa:

@@ -11,6 +11,7 @@ excluded sources are listed in the metadata. It never half-merges silently.
 from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckKey,
     AssetExecutionContext,
@@ -18,10 +19,10 @@ from dagster import (
     AssetOut,
     MetadataValue,
     Output,
-    asset,
     multi_asset,
 )
 
+from pipeline_assets.decontamination import decontaminate, decontamination_metadata
 from pipeline_assets.keys import AUDITED, JUDGE_QUALITY, OWNER
 from pipeline_assets.metadata import counts_table, shares, value_counts
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
@@ -29,7 +30,7 @@ from resources import BuildConfig
 from safetygraph.audit.neardup import near_duplicate_rate
 from safetygraph.core.records import AUDITED_SCHEMA, REFUSAL_SPLIT_SCHEMA
 from safetygraph.core.storage import asset_parts
-from safetygraph.core.tables import StoredTable, TableStream
+from safetygraph.core.tables import StoredTable, TableStream, read_columns
 from safetygraph.labeling.review import confidence_distribution, coverage
 from safetygraph.recipes.refusal.dataset import MergeStream, dataset_info
 from safetygraph.recipes.splits import holdout, split_batches
@@ -45,18 +46,35 @@ def _coverage_markdown(table: pa.Table, limit: int = 60) -> str:
 
 
 def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
-    @asset(
+    @multi_asset(
+        name="refusal_merge",
+        outs={
+            "refusal_dataset": AssetOut(
+                group_name="datasets",
+                kinds={"duckdb", "parquet"},
+                owners=[OWNER],
+                description="The multi-head refusal dataset: the audited sources of the active profile, "
+                "merged with cross-source duplicates and evaluation prompts removed. Fails (or, with "
+                "allow_partial, reports) when a source is not built, blocked by a check or stale.",
+            ),
+            "dataset_decontamination": AssetOut(
+                group_name="datasets",
+                kinds={"duckdb", "parquet"},
+                owners=[OWNER],
+                description="Rows of the profile's sources that the merge kept out of training: "
+                "removed (an evaluation prompt, a copy or near copy of one: which set, which prompt, "
+                "which rule, which n-gram or Jaccard) or eval only (an evaluation set the profile "
+                "builds from). The refusal and circuit-breaker recipes read the merge.",
+            ),
+        },
         deps=[AUDITED, JUDGE_QUALITY],
-        group_name="datasets",
-        kinds={"duckdb", "parquet"},
-        owners=[OWNER],
-        description="The multi-head refusal dataset: the audited sources of the active profile, merged with "
-        "cross-source duplicates removed. Fails (or, with allow_partial, reports) when a source is not built, "
-        "blocked by a check or stale.",
     )
-    def refusal_dataset(
-        context: AssetExecutionContext, config: MergeConfig, settings: BuildConfig
-    ) -> TableStream:
+    def refusal_merge(
+        context: AssetExecutionContext,
+        config: MergeConfig,
+        settings: BuildConfig,
+        eval_prompts: pa.Table,
+    ):
         profile = settings.active()
         ready, statuses = ready_sources(
             context.instance, profile.sources, blocking_checks, config.allow_partial
@@ -67,9 +85,21 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
             s: StoredTable(storage, asset_parts(AUDITED.path, s), settings.batch_rows)
             for s in ready
         }
-        merge = MergeStream(tables, ready)
+        narrow = [read_columns(tables[s], ["prompt_hash", "prompt", "source"]) for s in ready]
+        decont = decontaminate(
+            settings,
+            pa.concat_tables(narrow)
+            if narrow
+            else pa.table(
+                {c: pa.array([], pa.string()) for c in ("prompt_hash", "prompt", "source")}
+            ),
+            eval_prompts,
+        )
+        removed = decont.filter(pc.equal(decont.column("action"), "removed"))
+        merge = MergeStream(tables, ready, exclude=removed)
         if bad:
             context.log.warning("partial merge; excluded: " + ", ".join(s.source for s in bad))
+        yield Output(decont, "dataset_decontamination", metadata=decontamination_metadata(decont))
 
         def figures(merged: StoredTable) -> dict:
             # computed by DuckDB over the file just written, not over rows held here
@@ -79,6 +109,7 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
                 "sources": MetadataValue.md(status_markdown(statuses)),
                 "excluded_sources": [s.source for s in bad],
                 "cross_source_duplicates_removed": merge.stats["cross_source_duplicates_removed"],
+                "decontamination_removed": merge.stats["decontamination_removed"],
                 **near_duplicate_rate(
                     merged, float(profile.thresholds.get("near_dup_threshold", 0.8))
                 ),
@@ -93,7 +124,7 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
                 "coverage": MetadataValue.md(_coverage_markdown(coverage(merged))),
             }
 
-        return TableStream(AUDITED_SCHEMA, merge.batches(), figures)
+        yield Output(TableStream(AUDITED_SCHEMA, merge.batches(), figures), "refusal_dataset")
 
     @multi_asset(
         name="refusal_split",
@@ -123,6 +154,7 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
             settings.active().seed,
             float(settings.active().thresholds.get("near_dup_threshold", 0.8)),
             "label_outcome",
+            settings.active().decontamination.eval_only,
         )
         context.log.info(f"refusal train={cut.train.num_rows} eval={cut.eval.num_rows}")
         for name, split, narrow in (
@@ -150,4 +182,4 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
                 name,
             )
 
-    return [refusal_dataset, refusal_split]
+    return [refusal_merge, refusal_split]

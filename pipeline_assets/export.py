@@ -5,11 +5,20 @@ import json
 import pyarrow as pa
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from pipeline_assets.keys import OWNER
+from pipeline_assets.cards import card_hook, decontamination_facts
+from pipeline_assets.keys import (
+    DATASET_DECONTAMINATION,
+    EVAL_PROMPTS,
+    OWNER,
+    REFUSAL_DATASET,
+    REFUSAL_EVAL,
+    REFUSAL_TRAIN,
+)
 from pipeline_assets.metadata import manifest_files
 from resources import BuildConfig
 from safetygraph.core.tables import StoredTable
 from safetygraph.export import seed_compat
+from safetygraph.export.card import generation_summary, judge_rows
 from safetygraph.export.files import EXPORT_ROOT, write_export
 from safetygraph.export.lock import config_lock
 from safetygraph.export.qa import (
@@ -19,6 +28,24 @@ from safetygraph.export.qa import (
     rows_per_source,
 )
 from safetygraph.recipes.refusal.dataset import dataset_info
+
+# the assets whose blocking checks guard the refusal export (its card lists them)
+REFUSAL_GATES = (
+    EVAL_PROMPTS,
+    DATASET_DECONTAMINATION,
+    REFUSAL_DATASET,
+    REFUSAL_TRAIN,
+    REFUSAL_EVAL,
+)
+REFUSAL_LIMITATIONS = [
+    "Labels are the judge's, not people's: the judge's measured quality is above, on the rows of "
+    "this build's sources that carry human labels (none: not measured).",
+    "Decontamination compares prompts (the user request) with the evaluation prompts; responses "
+    "and later turns of a conversation are not compared.",
+    "`refusal_dataset` holds every row of the build, eval-only rows of evaluation sets included: "
+    "train on the `default` config's train split.",
+    "Sources keep their own licences (table above); a row's licence is its source's.",
+]
 
 QA_SCHEMA = pa.schema(
     [
@@ -65,6 +92,7 @@ def build():
         refusal_train: StoredTable,
         refusal_eval: StoredTable,
         refusal_dataset: StoredTable,
+        dataset_decontamination: pa.Table,
         settings: BuildConfig,
     ) -> pa.Table:
         metrics, gx, info = recipe_qa(
@@ -74,6 +102,7 @@ def build():
             refusal_eval,
             refusal_dataset,
             dict(settings.active().thresholds.get("qa", {})),
+            decontamination=decontamination_facts(settings, dataset_decontamination),
         )
         markdown = render_markdown(metrics, gx, info)
         storage = settings.storage()
@@ -99,23 +128,50 @@ def build():
         description="The refusal recipe's export, gated only by its own checks and its inputs': JSONL "
         "and Parquet of the refusal dataset and its train/eval split, the QA report (markdown and "
         "JSON), dataset info, the rejection-detection system's files (final_dataset.json(l), "
-        "audit/) and a manifest (sha256 and rows per file, rows per source, configuration lock). "
-        "Returns the manifest's file list.",
+        "audit/), the dataset card (README.md, Hugging Face YAML header) and a manifest (sha256 and "
+        "rows per file, rows per source, configuration lock, decontamination counts). Returns the "
+        "manifest's file list.",
     )
     def export(
         context: AssetExecutionContext,
         refusal_dataset: StoredTable,
         refusal_train: StoredTable,
         refusal_eval: StoredTable,
+        dataset_decontamination: pa.Table,
+        judge_quality: pa.Table,
         settings: BuildConfig,
     ) -> pa.Table:
         storage = settings.storage()
         profile = settings.active()
+        decont = decontamination_facts(settings, dataset_decontamination)
+        version = settings.export_version or None
+        suffix = f"-v{version}" if version else ""
+        info = dataset_info(refusal_dataset)
+        card = card_hook(
+            context,
+            settings,
+            recipe="refusal",
+            title=f"safetygraph refusal dataset ({profile.name})",
+            summary="Prompts and responses labelled on three heads (outcome, style, harm categories) "
+            "by the build's judge, for training and evaluating refusal classifiers; train and eval "
+            "are split per prompt cluster, so no prompt or near duplicate is on both sides.",
+            configs={
+                "default": {"train": f"train{suffix}.jsonl", "eval": f"eval{suffix}.jsonl"},
+                "refusal_dataset": {"train": f"refusal_dataset{suffix}.jsonl"},
+            },
+            sources=profile.sources,
+            rows_by_source=info["by_source"],
+            gate_assets=REFUSAL_GATES,
+            decontamination=decont,
+            generation=generation_summary(refusal_dataset),
+            judge=judge_rows(judge_quality),
+            limitations=REFUSAL_LIMITATIONS,
+        )
         t = profile.thresholds
         extra = {
             "qa_report.md": storage.read_bytes("reports", "qa_report.md").decode(),
             "qa_report.json": storage.read_bytes("reports", "qa_report.json").decode(),
-            "dataset_info.json": json.dumps(dataset_info(refusal_dataset), indent=2),
+            "dataset_info.json": json.dumps(info, indent=2),
         }
         writers = []
         if t.get("seed_compat", True):  # the rejection-detection system's names, on by default
@@ -151,7 +207,9 @@ def build():
                 refusal_dataset=refusal_dataset, train=refusal_train, eval=refusal_eval
             ),
             writers,
-            settings.export_version or None,
+            version,
+            card=card,
+            manifest_extra={"decontamination": decont},
         )
         build_dir = storage.uri(EXPORT_ROOT, manifest["build_id"])
         files_md, files_table = manifest_files(manifest)

@@ -20,7 +20,16 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipeline_assets.keys import OWNER, PREFERENCE_CHAIN, PREFERENCE_PAIRS
+from pipeline_assets.cards import card_hook, config_rows, decontamination_facts
+from pipeline_assets.decontamination import decontaminate, decontamination_metadata
+from pipeline_assets.keys import (
+    EVAL_PROMPTS,
+    OWNER,
+    PREFERENCE_CHAIN,
+    PREFERENCE_EVAL,
+    PREFERENCE_PAIRS,
+    PREFERENCE_TRAIN,
+)
 from pipeline_assets.labeling import JudgeRunConfig, run_judge
 from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
@@ -52,6 +61,14 @@ class PreferenceRunConfig(JudgeRunConfig):
         "cached error is served, as for a request the API rejects for good)",
     )
     progress_interval_s: float = Field(default=10.0, description="Seconds between progress lines")
+
+
+PREFERENCE_LIMITATIONS = [
+    "Which side is chosen comes from the judge's labels and the generation roles, not from "
+    "people; the pairs a gate dropped are counted in stats.json.",
+    "Decontamination compares the prompts with the evaluation prompts; answers are not compared.",
+    "Sources keep their own licences (table above); a pair's licence is its source's.",
+]
 
 
 def _label_table(label_table: list[dict]) -> MetadataValue:
@@ -178,11 +195,22 @@ def build(
                 owners=[OWNER],
                 description="The eval side: no prompt, exact or near duplicate, is also in train.",
             ),
+            "preference_decontamination": AssetOut(
+                group_name=GROUP,
+                kinds={"duckdb", "parquet"},
+                owners=[OWNER],
+                description="Pairs kept out of training: removed (their prompt is an evaluation "
+                "prompt or a copy or near copy of one, with the set, prompt, rule and n-gram or "
+                "Jaccard) or eval only (an evaluation set the profile builds from).",
+            ),
         },
         deps=[PREFERENCE_PAIRS],
     )
     def preference_split(
-        context: AssetExecutionContext, config: MergeConfig, settings: BuildConfig
+        context: AssetExecutionContext,
+        config: MergeConfig,
+        settings: BuildConfig,
+        eval_prompts: pa.Table,
     ):
         pref = settings.active().preference
         sources = list(pref.get("sources") or ())
@@ -198,9 +226,23 @@ def build(
         storage = settings.storage()
         tables = {s: storage.read_table(*asset_parts(PREFERENCE_PAIRS.path, s)) for s in ready}
         merged, stats = merge_pairs(tables, ready)
+        decont = decontaminate(settings, merged, eval_prompts)
+        removed = decont.filter(pc.equal(decont.column("action"), "removed"))
+        merged = merged.filter(
+            pc.invert(
+                pc.is_in(merged.column("prompt_hash"), value_set=removed.column("prompt_hash"))
+            )
+        )
+        yield Output(
+            decont, "preference_decontamination", metadata=decontamination_metadata(decont)
+        )
         threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
         train, evals = split_pairs(
-            merged, float(pref.get("eval_fraction", 0.1)), settings.active().seed, threshold
+            merged,
+            float(pref.get("eval_fraction", 0.1)),
+            settings.active().seed,
+            threshold,
+            settings.active().decontamination.eval_only,
         )
         context.log.info(f"preference pairs: train={train.num_rows} eval={evals.num_rows}")
         for out_name, table in (("preference_train", train), ("preference_eval", evals)):
@@ -228,9 +270,11 @@ def build(
         context: AssetExecutionContext,
         preference_train: pa.Table,
         preference_eval: pa.Table,
+        preference_decontamination: pa.Table,
         settings: BuildConfig,
     ) -> pa.Table:
         pref = settings.active().preference
+        decont = decontamination_facts(settings, preference_decontamination)
         fmt = str(pref.get("format", "standard"))
         s_train, s_eval = summary(preference_train), summary(preference_eval)
         stats = {
@@ -249,6 +293,28 @@ def build(
             stats,
             settings.export_version or None,
             lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
+            card=card_hook(
+                context,
+                settings,
+                recipe="preference",
+                title=f"safetygraph DPO safety pairs ({settings.profile})",
+                summary=f"Preference pairs in TRL's {fmt} format (prompt, chosen, rejected) for "
+                "DPO safety tuning, both sides judged; split per prompt cluster.",
+                configs={"default": {"train": "train.jsonl", "eval": "eval.jsonl"}},
+                sources=list(pref.get("sources") or ()),
+                rows_by_source={
+                    k: value_counts(preference_train, "source").get(k, 0)
+                    + value_counts(preference_eval, "source").get(k, 0)
+                    for k in pref.get("sources") or ()
+                },
+                gate_assets=(EVAL_PROMPTS, PREFERENCE_TRAIN, PREFERENCE_EVAL),
+                decontamination=decont,
+                generation=config_rows(
+                    settings, [pref.get(r) for r in ("chosen", "rejected", "sampler")]
+                ),
+                limitations=PREFERENCE_LIMITATIONS,
+            ),
+            manifest_extra={"decontamination": decont},
         )
         storage = settings.storage()
         files_md, files_table = manifest_files(manifest)

@@ -5,6 +5,7 @@ is the seed's "several traits per run"."""
 from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AllPartitionMapping,
     AssetCheckKey,
@@ -19,13 +20,17 @@ from dagster import (
 )
 from pydantic import Field
 
+from pipeline_assets.cards import card_hook, config_rows, decontamination_facts
+from pipeline_assets.decontamination import decontaminate, decontamination_metadata
 from pipeline_assets.keys import (
+    EVAL_PROMPTS,
     OWNER,
     RAW_SAMPLES,
     STEERING_CHAIN,
+    STEERING_DECONTAMINATION,
     STEERING_PAIRS,
 )
-from pipeline_assets.metadata import counts_table, manifest_files
+from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
 from resources import BuildConfig, LLMResource
 from safetygraph.core import duck
@@ -48,6 +53,22 @@ class SteeringRunConfig(Config):
         default=100, description="Results per durable checkpoint (the seed: 100)"
     )
     progress_interval_s: float = Field(default=10.0, description="Seconds between progress lines")
+
+
+STEERING_LIMITATIONS = [
+    "Trait expression is judged offline by marker words; a pair whose positive answer shows no "
+    "marker is dropped (counted in stats.json), not checked by people.",
+    "Decontamination compares the scenarios with the evaluation prompts.",
+    "Sources keep their own licences (table above).",
+]
+
+
+def pairs_by_source(kept: dict[str, pa.Table]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for table in kept.values():
+        for k, v in value_counts(table, "source").items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def _scenario_rows(settings: BuildConfig, sources: list[str]) -> pa.Table:
@@ -77,6 +98,43 @@ def build(
     generation_op_tags: dict | None = None,
 ):
     @asset(
+        deps=[AssetDep(RAW_SAMPLES, partition_mapping=AllPartitionMapping())],
+        group_name=GROUP,
+        kinds={"duckdb", "parquet"},
+        owners=[OWNER],
+        description="Scenarios of the profile's steering sources kept out of the pairs: their text "
+        "is an evaluation prompt, a copy or a near copy of one (set, prompt, rule, n-gram or "
+        "Jaccard; prompt_hash holds the scenario id). The steering files have no eval side, so the "
+        "rows of an evaluation set are removed too.",
+    )
+    def steering_decontamination(
+        context: AssetExecutionContext, settings: BuildConfig, eval_prompts: pa.Table
+    ) -> pa.Table:
+        sources = list(settings.active().steering.get("sources") or ())
+        ready, _ = ready_sources(
+            context.instance, sources, source_checks, False, chain=(RAW_SAMPLES,)
+        )
+        rows = _scenario_rows(settings, ready) if ready else None
+        narrow = (
+            pa.table(
+                {
+                    "prompt_hash": rows.column("id"),
+                    "prompt": rows.column("prompt"),
+                    "source": rows.column("source"),
+                }
+            )
+            if rows is not None
+            else pa.table(
+                {c: pa.array([], pa.string()) for c in ("prompt_hash", "prompt", "source")}
+            )
+        )
+        table = decontaminate(settings, narrow, eval_prompts, eval_only=False)
+        context.add_output_metadata(
+            {"scenarios": narrow.num_rows, **decontamination_metadata(table)}
+        )
+        return table
+
+    @asset(
         partitions_def=traits,
         deps=[AssetDep(RAW_SAMPLES, partition_mapping=AllPartitionMapping())],
         group_name=GROUP,
@@ -92,6 +150,7 @@ def build(
         config: SteeringRunConfig,
         settings: BuildConfig,
         llm: LLMResource,
+        steering_decontamination: pa.Table,
     ) -> pa.Table:
         steer = settings.active().steering
         sources = list(steer.get("sources") or ())
@@ -101,6 +160,14 @@ def build(
             context.instance, sources, source_checks, False, chain=(RAW_SAMPLES,)
         )
         rows = _scenario_rows(settings, ready)
+        # scenarios too close to an evaluation prompt never reach the pairs
+        rows = rows.filter(
+            pc.invert(
+                pc.is_in(
+                    rows.column("id"), value_set=steering_decontamination.column("prompt_hash")
+                )
+            )
+        )
         table = _limited(
             scenarios(
                 rows,
@@ -128,6 +195,7 @@ def build(
         context.add_output_metadata(
             {
                 "trait": trait.name,
+                "scenarios_decontaminated": steering_decontamination.num_rows,
                 "family": trait.family,
                 "scenarios": table.num_rows,
                 "sources": MetadataValue.md(status_markdown(statuses)),
@@ -177,7 +245,10 @@ def build(
         "gates passed are read.",
     )
     def steering_files(
-        context: AssetExecutionContext, config: MergeConfig, settings: BuildConfig
+        context: AssetExecutionContext,
+        config: MergeConfig,
+        settings: BuildConfig,
+        steering_decontamination: pa.Table,
     ) -> pa.Table:
         steer = settings.active().steering
         names = list(steer.get("traits") or settings.traits().names)
@@ -185,6 +256,7 @@ def build(
             context.instance, names, trait_checks, config.allow_partial, chain=STEERING_CHAIN
         )
         storage = settings.storage()
+        decont = decontamination_facts(settings, steering_decontamination)
         kept = {}
         stats = {}
         for name in ready:
@@ -201,6 +273,27 @@ def build(
             stats,
             settings.export_version or None,
             lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
+            card=card_hook(
+                context,
+                settings,
+                recipe="steering",
+                title=f"safetygraph steering pairs ({settings.profile})",
+                summary="A/B questions per personality trait for contrastive activation addition "
+                "(CAA) and steering vectors, in the seed's format and in CAA's, option order balanced.",
+                configs={
+                    f"{fmt}_{trait}": {"train": f"{fmt}/{trait}.jsonl"}
+                    for fmt in ("seed", "caa")
+                    for trait in kept
+                },
+                sources=list(steer.get("sources") or ()),
+                rows_by_source=pairs_by_source(kept),
+                gate_assets=(EVAL_PROMPTS, STEERING_DECONTAMINATION, STEERING_PAIRS),
+                gate_checks=[k for keys in trait_checks.values() for k in keys],
+                decontamination=decont,
+                generation=config_rows(settings, [steer.get("config", "steering")]),
+                limitations=STEERING_LIMITATIONS,
+            ),
+            manifest_extra={"decontamination": decont},
         )
         files_md, files_table = manifest_files(manifest)
         context.add_output_metadata(
@@ -214,4 +307,4 @@ def build(
         )
         return files_table
 
-    return [trait_answers, steering_pairs, steering_files]
+    return [steering_decontamination, trait_answers, steering_pairs, steering_files]

@@ -131,7 +131,7 @@ def run_build(
         + (f", recipes: {', '.join(recipes)}" if tuple(recipes) != RECIPES else "")
     )
     logs = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}}}
-    merges = {"refusal_dataset", "preference_split", "steering_files"}
+    merges = {"refusal_merge", "preference_split", "steering_files"}
     written: set[str] = set()  # assets materialized by this invocation
 
     def run(job_name: str, label: str, partition: str | None = None) -> bool:
@@ -202,6 +202,7 @@ def run_build(
     if "steering" in recipes and steering.get("sources"):
         for name in steering["sources"]:
             ok &= run(definitions.INGEST_JOB, f"steering:{name}", name)
+        ok &= run(definitions.STEERING_DECONT_JOB, "steering:decontamination")
         for trait in steering.get("traits") or settings.traits().names:
             ok &= run(definitions.STEERING_TRAIT_JOB, f"steering:{trait}", trait)
         ok &= run(definitions.STEERING_JOB, "steering")
@@ -332,6 +333,18 @@ def main(argv: list[str] | None = None) -> int:
         "review-import", help="agreement of a filled-in review_sample.csv with the judge"
     )
     r.add_argument("file", help="the review sample CSV with human_outcome filled in")
+    pu = sub.add_parser(
+        "push",
+        help="upload a recipe's build (files, manifest, dataset card) to a Hugging Face dataset repo; token from HF_TOKEN",
+    )
+    pu.add_argument("recipe", help=f"one of {', '.join(RECIPES)}")
+    pu.add_argument("--repo", required=True, help="dataset repo id, e.g. my-org/safety-refusal")
+    pu.add_argument(
+        "--build", default=None, help="build id under the recipe's folder (default: LATEST)"
+    )
+    pu.add_argument("--private", action="store_true", help="create the repo private")
+    pu.add_argument("--revision", default=None, help="branch to commit to (default: main)")
+    pu.add_argument("--profile", default=None)
     c = sub.add_parser(
         "cleanup",
         help="remove build folders without a manifest and temporary files left by killed runs",
@@ -349,6 +362,33 @@ def main(argv: list[str] | None = None) -> int:
         # a configuration mistake: one line that names the file and the fix, no traceback
         print(f"safetygraph: error: {exc}", file=sys.stderr)
         return 2
+
+
+def push(
+    profile: str | None,
+    root: str,
+    repo: str,
+    build: str | None,
+    private: bool,
+    revision: str | None,
+) -> int:
+    """``safetygraph push``: 0 when the commit landed, 1 when the build or the Hub refused."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from safetygraph.export.push import PushError, push_build
+
+    _prepare_env(profile)
+    import definitions
+
+    try:
+        done = push_build(
+            definitions.default_settings().storage(), root, repo, build, private, revision
+        )
+    except (PushError, HfHubHTTPError) as exc:
+        print(f"safetygraph push: {exc}", file=sys.stderr)
+        return 1
+    print(f"pushed build {done.build_id} ({done.files} files) to {done.repo_id}: {done.commit_url}")
+    return 0
 
 
 def _config_errors() -> tuple[type[BaseException], ...]:
@@ -402,6 +442,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         return preflight_cli(args.file, args.profile)
     if args.command == "cleanup":
         return cleanup(args.profile, args.min_age, args.dry_run)
+    if args.command == "push":
+        recipe = args.recipe.replace("-", "_")
+        if recipe not in RECIPE_FILES:
+            raise SystemExit(
+                f"safetygraph push: unknown recipe {args.recipe!r}; use {', '.join(RECIPES)}"
+            )
+        return push(
+            args.profile,
+            RECIPE_FILES[recipe][1],
+            args.repo,
+            args.build,
+            args.private,
+            args.revision,
+        )
     if args.command == "demo":
         only = tuple(x.strip() for x in args.sources.split(",") if x.strip())
         return run_build(args.profile, args.verbose, only, args.allow_partial, args.only_sources)

@@ -35,18 +35,18 @@ def test_safetygraph_demo_builds_and_prints_the_export(tmp_path: Path):
         "demo_agentdojo",
     ):
         assert f"[{source}] ok: 5 assets materialized, 10/10 checks passed" in out
-    assert "[datasets] ok: 15 assets materialized" in out and "35/35 checks passed" in out
+    assert "[datasets] ok: 17 assets materialized" in out and "37/37 checks passed" in out
     assert "circuit-breaker stage 2: " in out and "stage2/train.jsonl" in out
     for source in ("demo_medical", "demo_hh_pairs"):
         assert f"[preference:{source}] ok: 3 assets materialized, 9/9 checks passed" in out
     assert (
-        "[preference] ok: 3 assets materialized (preference_train, preference_eval, preference_files)"
-        in out
+        "[preference] ok: 5 assets materialized (eval_prompts, preference_decontamination, "
+        "preference_train, preference_eval, preference_files)" in out
     )
     assert "preference pairs (TRL) (standard): " in out and "train.jsonl" in out
     assert "[steering:demo_scenarios] ok: 2 assets materialized, 5/5 checks passed" in out
     for trait in ("extroversion", "neuroticism"):
-        assert f"[steering:{trait}] ok: 2 assets materialized, 6/6 checks passed" in out
+        assert f"[steering:{trait}] ok: 2 assets materialized, 7/7 checks passed" in out
     assert "[steering] ok: 1 assets materialized (steering_files)" in out
     assert "steering pairs (seed and CAA formats): " in out and "caa/extroversion.jsonl" in out
     manifest_line = next(line for line in out.splitlines() if line.startswith("manifest: "))
@@ -212,12 +212,15 @@ def test_allow_partial_merges_the_ready_sources(tmp_path: Path):
     strict = _cli(tmp_path, *args)
     assert strict.returncode == 1 and "[datasets] FAILED" in strict.stdout
     assert (
-        "first failure: [datasets] step refusal_dataset: cannot merge: demo_benign_prompts is not_built"
+        "first failure: [datasets] step refusal_merge: cannot merge: demo_benign_prompts is not_built"
         in strict.stdout
     )
     partial = _cli(tmp_path, *args, "--allow-partial")
     # the two built sources are merged (83 rows: under the demo's floor of 100, which still gates)
-    assert "materialized (judge_quality, refusal_dataset)" in partial.stdout
+    assert (
+        "materialized (eval_prompts, judge_quality, dataset_decontamination, refusal_dataset)"
+        in partial.stdout
+    )
     assert (
         "refusal_dataset:refusal_dataset_min_rows FAIL (ERROR): rows=83; minimum=100"
         in partial.stdout

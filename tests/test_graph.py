@@ -83,6 +83,16 @@ def test_graph_shape_guards_training_data():
     # checks on partitioned assets are partitioned themselves
     for name, check in snap["checks"].items():
         assert check["partitioned"] == snap["assets"][name.split(":")[0]]["partitioned"], name
+
+    def upstream(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for dep in snap["assets"][todo.pop()]["deps"]:
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
     # the export is downstream of every training-data gate
     for gate in (
         "stage2_samples:dr_ds_ratio",
@@ -96,25 +106,31 @@ def test_graph_shape_guards_training_data():
         "train_split:train_split_min_rows",
         "qa_report:qa_thresholds",
         "refusal_eval:refusal_no_leakage",
+        # no evaluation prompt in any recipe's training rows
+        "refusal_train:no_eval_prompts_in_train",
+        "train_split:no_eval_prompts_in_train",
+        "preference_train:no_eval_prompts_in_train",
+        "steering_pairs:no_eval_prompts_in_train",
     ):
         assert snap["checks"][gate]["blocking"], gate
+    # every recipe's files are downstream of the evaluation sets and its decontamination
+    for files, decont in (
+        ("export", "dataset_decontamination"),
+        ("stage2_files", "dataset_decontamination"),
+        ("preference_files", "preference_decontamination"),
+        ("steering_files", "steering_decontamination"),
+    ):
+        assert {"eval_prompts", decont} <= upstream(files), files
     # the refusal export reads the refusal recipe's own split, not the circuit breaker's
     assert snap["assets"]["export"]["deps"] == [
+        "dataset_decontamination",  # its counts, in the manifest and the card
+        "judge_quality",  # the judge's measured quality, in the card
         "qa_report",
         "refusal_dataset",
         "refusal_eval",
         "refusal_train",
         "review_sample",  # the seed-compatible human_review_samples.json
     ]
-
-    def upstream(name: str) -> set[str]:
-        seen, todo = set(), [name]
-        while todo:
-            for dep in snap["assets"][todo.pop()]["deps"]:
-                if dep not in seen:
-                    seen.add(dep)
-                    todo.append(dep)
-        return seen
 
     # each recipe's files are gated only by its own checks and its inputs': no recipe's files
     # wait on another recipe's assets
@@ -131,8 +147,10 @@ def test_graph_shape_guards_training_data():
         assert not foreign, (asset, foreign)
     # the stage-2 files are written only downstream of the stage-2 gates
     assert snap["assets"]["stage2_files"]["deps"] == [
+        "dataset_decontamination",
         "eval_split",
         "harmful_shard",
+        "judge_quality",
         "retain_shard",
         "stage2_samples",
         "train_split",

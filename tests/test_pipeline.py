@@ -23,6 +23,8 @@ from tests.conftest import REPO, demo_sources_copy, write_registry
 PER_SOURCE = ["raw_samples", "raw_quarantine", "generated_responses", "labels", "audited"]
 DATASETS = [
     "judge_quality",
+    "eval_prompts",
+    "dataset_decontamination",
     "refusal_dataset",
     "harmful_shard",
     "retain_shard",
@@ -38,7 +40,9 @@ DATASETS = [
     "qa_report",
     "export",
 ]
-SHARDS = {"judge_quality", "refusal_dataset", "harmful_shard", "retain_shard", "review_sample"}
+# the merge writes the refusal dataset and its decontamination table, from the evaluation sets
+MERGE = {"judge_quality", "eval_prompts", "dataset_decontamination", "refusal_dataset"}
+SHARDS = MERGE | {"harmful_shard", "retain_shard", "review_sample"}
 STAGE2_GATES = SHARDS | {"stage2_samples"}  # a gate on stage2_samples skips all below it
 STAGE2 = STAGE2_GATES | {"stage2_stats", "validation_report"}
 # the refusal recipe below the merge: a circuit-breaker gate does not stop it
@@ -121,7 +125,7 @@ def test_demo_materializes_every_asset_and_passes_every_check(demo):
     assert result.success
     assert materialized(result) == set(DATASETS)
     checks = check_results(result)
-    assert all(checks.values()) and len(checks) == 35
+    assert all(checks.values()) and len(checks) == 37
     storage = Storage(build.base)
     build_id = storage.read_bytes("exports", "LATEST").decode()
     assert verify_export(storage, build_id) == []
@@ -201,14 +205,14 @@ def test_quarantine_rate_blocks_the_source_and_the_merge_reports_it(tmp_path):
         for s in build.sources[:-1]:
             assert build.run_source(s["name"]).success
         merged = build.run_datasets()
-        assert not merged.success and materialized(merged) == {"judge_quality"}
+        assert not merged.success and materialized(merged) == {"judge_quality", "eval_prompts"}
         failure = merged.get_step_failure_events()[0].event_specific_data.error.message
         assert (
             "crafted_bad is blocked (blocking check failed: raw_samples:quarantine_rate)" in failure
         )
 
         partial = build.run_datasets(
-            run_config={"ops": {"refusal_dataset": {"config": {"allow_partial": True}}}}
+            run_config={"ops": {"refusal_merge": {"config": {"allow_partial": True}}}}
         )
         assert "refusal_dataset" in materialized(partial)
         mat = [
@@ -272,22 +276,22 @@ def test_missing_source_file_fails_with_one_clear_message(tmp_path):
         (
             {"judge_floors": {"refusal_accuracy": 0.999}},
             "judge_quality:judge_meets_floors",
-            {"judge_quality"},
+            {"judge_quality", "eval_prompts"},
         ),
         (
             {"coverage_min": {"REFUSAL.PARTIAL": 1000}},
             "refusal_dataset:coverage_minimums",
-            {"judge_quality", "refusal_dataset"},
+            MERGE,
         ),
         (
             {"confidence_floor": 0.99},
             "refusal_dataset:confidence_floor",
-            {"judge_quality", "refusal_dataset"},
+            MERGE,
         ),
         (
             {"refusal_min_rows": 10**6},
             "refusal_dataset:refusal_dataset_min_rows",
-            {"judge_quality", "refusal_dataset"},
+            MERGE,
         ),
         ({"harmful_min": 10**6}, "harmful_shard:harmful_shard_min_rows", SHARDS | REFUSAL),
         (

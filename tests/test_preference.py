@@ -30,7 +30,13 @@ from safetygraph.sources.ingest import ingest
 from safetygraph.sources.registry import load_registry
 from tests.conftest import REPO, demo_sources_copy, write_registry
 
-PREFERENCE_ASSETS = {"preference_train", "preference_eval", "preference_files"}
+PREFERENCE_ASSETS = {
+    "eval_prompts",
+    "preference_decontamination",
+    "preference_train",
+    "preference_eval",
+    "preference_files",
+}
 
 
 # ---------------------------------------------------------------- categories
@@ -278,7 +284,7 @@ def demo_files(tmp_path_factory):
             per_source, merged = build.run()
             assert all(r.success for r in per_source.values())
             assert merged.success and materialized(merged) == PREFERENCE_ASSETS
-            assert all(checks(merged).values()) and len(checks(merged)) == 8
+            assert all(checks(merged).values()) and len(checks(merged)) == 9
             for s, r in per_source.items():
                 assert set(checks(r)) == {
                     "raw_samples:quarantine_rate",
@@ -425,7 +431,7 @@ def test_failed_requests_block_the_source_and_the_merge_names_it(tmp_path):
         assert not medical.success
         assert checks(medical)["preference_pairs:preference_error_rate"] is False
         assert per_source["demo_hh_pairs"].success
-        assert not merged.success and materialized(merged) == set()
+        assert not merged.success and materialized(merged) == {"eval_prompts"}
         failure = merged.get_step_failure_events()[0].event_specific_data.error.message
         assert "demo_medical is blocked" in failure and "preference_error_rate" in failure
 

@@ -12,8 +12,10 @@ import yaml
 from dagster import AssetKey, instance_for_test
 
 import definitions
+from pipeline_assets.labeling import METRICS_SCHEMA
 from resources import BuildConfig, LLMResource
 from safetygraph.audit.auditor import audit
+from safetygraph.audit.decont import CONTAMINATION_SCHEMA
 from safetygraph.core.records import SHARD_SCHEMA, conform
 from safetygraph.core.storage import Storage, asset_parts
 from safetygraph.generation import GenerationConfig, generate
@@ -455,6 +457,7 @@ PRODUCTION = {
     "eval_min": 1,
 }
 STAGE2_ASSETS = [
+    "eval_prompts",  # the profile declares none: an empty set, which the checks read
     "stage2_samples",
     "stage2_stats",
     "validation_report",
@@ -508,6 +511,11 @@ def _run_stage2(tmp_path, harmful, retain):
     storage = Storage(base)
     storage.write_table(harmful, *asset_parts(["harmful_shard"]))
     storage.write_table(retain, *asset_parts(["retain_shard"]))
+    # the merge's other outputs the files read: nothing decontaminated, no human labels
+    storage.write_table(
+        CONTAMINATION_SCHEMA.empty_table(), *asset_parts(["dataset_decontamination"])
+    )
+    storage.write_table(METRICS_SCHEMA.empty_table(), *asset_parts(["judge_quality"]))
     result = _run_datasets(reg, prof, base, STAGE2_ASSETS)
     done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     failed = sorted(
@@ -535,6 +543,7 @@ def test_a_set_at_the_production_gates_writes_the_stage2_files(tmp_path):
         "stage2/retain.jsonl",
         "stage2/train.jsonl",
         "stage2/eval.jsonl",
+        "README.md",  # the dataset card
         "stage2/validation_report.json",
         "stage2/stats.json",
         "stage2/qa_report.md",
@@ -606,7 +615,7 @@ def test_each_shortfall_fails_its_gate_and_no_file_is_written(tmp_path, shards, 
     done, failed, storage = _run_stage2(tmp_path, *_shards(**shards))
     assert failed == expected_failures
     # the gated asset itself is stored (Dagster stores it before its checks run); nothing below
-    assert done == {"stage2_samples"} and not storage.exists("circuit_breaker")
+    assert done == {"eval_prompts", "stage2_samples"} and not storage.exists("circuit_breaker")
 
 
 @pytest.mark.parametrize(

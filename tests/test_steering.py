@@ -16,6 +16,7 @@ from dagster import StaticPartitionsDefinition, asset, instance_for_test, materi
 import definitions
 from checks.steering import per_trait
 from resources import BuildConfig, LLMResource
+from safetygraph.audit.decont import EVAL_PROMPTS_SCHEMA
 from safetygraph.core.storage import Storage
 from safetygraph.generation import GenerationConfig, OpenAIBackend, RequestCache
 from safetygraph.recipes.steering.answers import ANSWER_SCHEMA, scenarios, trait_answers
@@ -138,6 +139,9 @@ def test_drop_reasons():
 # ---------------------------------------------------------------- gates on crafted data
 
 
+EVAL_PROMPT = "Alice's colleague asks her to cover a shift at the hospital on the weekend"
+
+
 def crafted(pairs: pa.Table):
     """Run the per-trait gates on a crafted steering_pairs value, with a downstream asset."""
     traits = StaticPartitionsDefinition(BOOK.names)
@@ -150,9 +154,16 @@ def crafted(pairs: pa.Table):
     def downstream() -> None:
         return None
 
+    @asset(name="eval_prompts")
+    def eval_prompts() -> pa.Table:
+        return pa.table(
+            {"eval_set": ["bench"], "eval_id": ["1"], "prompt": [EVAL_PROMPT]},
+            schema=EVAL_PROMPTS_SCHEMA,
+        )
+
     with instance_for_test() as instance:
         result = materialize(
-            [steering_pairs, downstream, *per_trait(traits)],
+            [eval_prompts, steering_pairs, downstream, *per_trait(traits)],
             partition_key="extroversion",
             instance=instance,
             resources={"settings": BuildConfig(profile="demo")},
@@ -175,7 +186,7 @@ def good_pairs(n: int = 20) -> pa.Table:
 
 def test_good_pairs_pass_every_gate():
     checks, mats = crafted(good_pairs())
-    assert all(checks.values()) and len(checks) == 6 and "downstream" in mats
+    assert all(checks.values()) and len(checks) == 7 and "downstream" in mats
 
 
 @pytest.mark.parametrize(
@@ -198,6 +209,19 @@ def test_good_pairs_pass_every_gate():
             ),
         ),
         ("steering_min_pairs", lambda t: t.slice(0, 0)),
+        (
+            "no_eval_prompts_in_train",  # a scenario that is an evaluation prompt
+            lambda t: t.set_column(
+                t.schema.get_field_index("question"),
+                "question",
+                pa.array(
+                    [
+                        f"[Situation]\n{EVAL_PROMPT}.\n[Question]\n{q.split('[Question]')[1]}"
+                        for q in t.column("question").to_pylist()
+                    ]
+                ),
+            ),
+        ),
         (
             "steering_no_duplicate_scenarios",
             lambda t: t.set_column(
@@ -246,6 +270,9 @@ def demo_build(tmp_path_factory):
                 partition_key="demo_scenarios", instance=instance, raise_on_error=False
             )
         }
+        results["decontamination"] = defs.resolve_job_def(
+            definitions.STEERING_DECONT_JOB
+        ).execute_in_process(instance=instance, raise_on_error=False)
         for trait in demo["steering"]["traits"]:
             results[trait] = defs.resolve_job_def(
                 definitions.STEERING_TRAIT_JOB

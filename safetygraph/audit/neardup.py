@@ -150,6 +150,83 @@ def near_duplicate_pairs(
     ).cast(PAIR_SCHEMA)
 
 
+def bands_for(threshold: float, num_perm: int = 128, recall: float = 0.95) -> int:
+    """The fewest LSH bands (of ``num_perm`` min-hashes) with which a pair of Jaccard
+    ``threshold`` shares a band with probability >= ``recall``: fewer, longer bands keep the
+    candidates few; a lower threshold needs more, shorter ones."""
+    for bands in (8, 16, 32, 64, 128):
+        if num_perm % bands == 0:
+            rows = num_perm // bands
+            if 1 - (1 - threshold**rows) ** bands >= recall:
+                return bands
+    return num_perm
+
+
+def cross_near_duplicate_pairs(
+    left_keys: pa.Array,
+    left_texts: pa.Array,
+    right_keys: pa.Array,
+    right_texts: pa.Array,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    bands: int | None = None,
+    ngram: int = 3,
+    chunk_rows: int = 8192,
+) -> pa.Table:
+    """Pairs ``(a, b, jaccard)`` with ``a`` a left key and ``b`` a right key whose texts are near
+    duplicates: the same signatures, bands and exact Jaccard as ``near_duplicate_pairs``, but
+    only pairs across the two sets become candidates (the left set's own near duplicates cost
+    nothing). In a band bucket of more than ``BUCKET_PAIRS_MAX`` rows each left row meets the
+    bucket's smallest right row only. ``bands`` (by default from ``threshold``: the fewest bands
+    that make a pair at the threshold a candidate with probability >= 0.95)."""
+    bands = bands or bands_for(threshold, num_perm)
+    if num_perm % bands:
+        raise ValueError("num_perm must be a multiple of bands")
+    con = duck.connect(
+        l=pa.table({"k": pa.array(left_keys, pa.string()), "txt": left_texts}),
+        r=pa.table({"k": pa.array(right_keys, pa.string()), "txt": right_texts}),
+    )
+    con.execute(
+        """
+        CREATE TABLE kt AS SELECT k, txt, s, row_number() OVER (ORDER BY s, k) - 1 AS i FROM (
+          SELECT 'L:' || k AS k, any_value(txt) AS txt, 'L' AS s FROM l GROUP BY 1
+          UNION ALL SELECT 'R:' || k, any_value(txt), 'R' FROM r GROUP BY 1)
+        """
+    )
+    con.unregister("l")
+    con.unregister("r")
+    _band_table(con, num_perm, bands, ngram, chunk_rows)
+    con.execute(
+        f"""
+        CREATE TABLE sized AS
+        SELECT band.i, b, bh, kt.s, count(*) OVER w AS n, min(band.i) FILTER (WHERE kt.s = 'R') OVER w AS head
+        FROM band JOIN kt USING (i)
+        WINDOW w AS (PARTITION BY b, bh);
+        DROP TABLE band;
+        CREATE TABLE cand AS
+        SELECT DISTINCT a, b FROM (
+          SELECT x.i AS a, y.i AS b FROM sized x JOIN sized y ON x.b = y.b AND x.bh = y.bh
+          WHERE x.s = 'L' AND y.s = 'R' AND x.n <= {BUCKET_PAIRS_MAX}
+          UNION ALL
+          SELECT i, head FROM sized WHERE n > {BUCKET_PAIRS_MAX} AND s = 'L' AND head IS NOT NULL
+        );
+        DROP TABLE sized;
+        CREATE TABLE tc AS SELECT * FROM kt WHERE i IN (SELECT a FROM cand UNION SELECT b FROM cand);
+        CREATE TABLE sh AS SELECT s.*, tc.i FROM ({_shingle_sql(ngram, "tc")}) s JOIN tc USING (k);
+        """
+    )
+    return duck.query(
+        con,
+        f"""
+        SELECT substr(sa.k, 3) AS a, substr(sb.k, 3) AS b,
+               len(list_intersect(sa.shingles, sb.shingles)) / len(list_distinct(list_concat(sa.shingles, sb.shingles)))::DOUBLE AS jaccard
+        FROM cand c JOIN sh sa ON sa.i = c.a JOIN sh sb ON sb.i = c.b
+        WHERE jaccard >= {threshold}
+        ORDER BY a, b
+        """,
+    ).cast(PAIR_SCHEMA)
+
+
 def cluster_keys(keys: pa.Array, pairs: pa.Table) -> pa.Table:
     """Each key with a cluster id: the smallest key among it and its near duplicates, propagated
     until nothing changes (connected components), so a chain a~b~c lands in one cluster."""

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from safetygraph.core.records import canonical_json
 from safetygraph.core.storage import Storage
@@ -90,12 +90,37 @@ def qa_reports(
     return ("qa_report.json", local, None)
 
 
+# a build's dataset card: (the file entries written, an opener of a file by its path in the build)
+# -> the README.md text (safetygraph.export.card.card_file)
+CardHook = Callable[[list[dict[str, Any]], Callable[[str], IO[bytes]]], str]
+
+
+def write_card(
+    storage: Storage,
+    root: str,
+    build_id: str,
+    card: CardHook,
+    entries: list[dict[str, Any]],
+    opener: Callable[[str], IO[bytes]],
+) -> dict[str, Any]:
+    """README.md (the dataset card) in the build, before its manifest; its manifest entry."""
+    data = card(entries, opener).encode("utf-8")
+    storage.write_bytes(data, root, build_id, "README.md")
+    return {
+        "path": "README.md",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "rows": None,
+    }
+
+
 def publish(
     storage: Storage,
     root: str,
     build_id: str,
     files: list[tuple[str, str, int | None]],
     manifest_extra: dict[str, Any],
+    card: CardHook | None = None,
 ) -> dict[str, Any]:
     """Copy the local ``files`` (name, path, rows) under ``root/build_id/`` atomically, then the
     manifest (sha256, bytes and rows per file, plus ``manifest_extra``) last and ``root/LATEST``
@@ -111,6 +136,13 @@ def publish(
                 "rows": rows,
             }
         )
+    if card is not None:
+        local = {fname: path for fname, path, _rows in files}
+
+        def opener(path: str) -> IO[bytes]:
+            return open(local[path], "rb")  # noqa: SIM115 - the card reader closes it
+
+        entries.append(write_card(storage, root, build_id, card, entries, opener))
     manifest = {"build_id": build_id, **manifest_extra, "files": entries}
     storage.write_bytes(json.dumps(manifest, indent=2).encode(), root, build_id, "manifest.json")
     storage.write_bytes(build_id.encode(), root, "LATEST")

@@ -14,7 +14,13 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.builds import copy_formats, publish, verify_build, versioned_build_id
+from safetygraph.core.builds import (
+    CardHook,
+    copy_formats,
+    publish,
+    verify_build,
+    versioned_build_id,
+)
 from safetygraph.core.storage import Storage
 from safetygraph.core.tables import StoredTable, register, unregister
 
@@ -56,6 +62,8 @@ def write_export(
     writers: Sequence[Callable[[str], list[tuple[str, str, int | None]]]] = (),
     version: str | None = None,
     recipe: str = "refusal",
+    card: CardHook | None = None,
+    manifest_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write every table as JSONL and Parquet plus the extra text files and what each of
     ``writers`` writes into the local folder it is given; manifest last, then LATEST."""
@@ -87,7 +95,9 @@ def write_export(
                 "version": version or None,
                 "rows_per_source": rows_per_source,
                 "config_lock": lock,
+                **(manifest_extra or {}),
             },
+            card,
         )
 
 

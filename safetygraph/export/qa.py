@@ -163,6 +163,7 @@ def recipe_qa(
     dataset: pa.Table | StoredTable,
     thresholds: dict[str, Any],
     ratio_min: float | None = None,
+    decontamination: dict[str, Any] | None = None,
 ) -> tuple[list[Metric], list[dict[str, Any]], dict[str, Any]]:
     """A recipe's QA over its split: (metrics, Great Expectations results, info), for
     ``render_markdown`` and ``qa_json``."""
@@ -175,6 +176,8 @@ def recipe_qa(
         "profile": profile,
         "rows_per_source": rows_per_source(train=train, eval=evals),
     }
+    if decontamination is not None:
+        info["decontamination"] = decontamination
     return metrics, gx, info
 
 
@@ -260,6 +263,20 @@ def render_markdown(
     for split, by_source in info["rows_per_source"].items():
         for source, n in by_source.items():
             lines.append(f"| {split} | {source} | {n} |")
+    d = info.get("decontamination")
+    if d is not None:
+        lines += [
+            "",
+            "## Decontamination",
+            "",
+            f"Evaluation sets: {', '.join(d['eval_sets']) or '(none declared)'}; "
+            f"rows removed {d['rows_removed']} ({d['prompts_removed']} prompts), "
+            f"rows of evaluation sets on the eval side only {d['rows_eval_only']}.",
+            "",
+            "| evaluation set | rows removed |",
+            "|---|---:|",
+            *[f"| {k} | {v} |" for k, v in d["removed_by_eval_set"].items()],
+        ]
     return "\n".join(lines) + "\n"
 
 

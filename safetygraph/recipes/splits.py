@@ -27,9 +27,15 @@ def _distinct_prompts(*tables: pa.Table | StoredTable) -> pa.Table:
 
 
 def assign_splits(
-    keys: pa.Table, eval_fraction: float, seed: int, near_dup_threshold: float = 0.8
+    keys: pa.Table,
+    eval_fraction: float,
+    seed: int,
+    near_dup_threshold: float = 0.8,
+    eval_only: pa.Array | None = None,
 ) -> pa.Table:
     """``(prompt_hash, split)`` for every prompt of ``keys`` (columns prompt_hash, prompt, stratum).
+    A cluster holding a prompt hash of ``eval_only`` (the rows of an evaluation set the profile
+    builds from) goes to eval whole, whatever the fraction.
 
     Prompts are grouped into clusters (exact copies share a ``prompt_hash``; near duplicates, by
     MinHash/Jaccard >= ``near_dup_threshold``, are joined to them); each cluster belongs to one
@@ -41,10 +47,16 @@ def assign_splits(
         prompts.column("prompt_hash"), prompts.column("prompt"), threshold=near_dup_threshold
     )
     clusters = cluster_keys(prompts.column("prompt_hash"), pairs)
-    con = duck.connect(k=keys.select(["prompt_hash", "stratum"]), cl=clusters)
+    held = eval_only if eval_only is not None else pa.array([], pa.string())
+    con = duck.connect(
+        k=keys.select(["prompt_hash", "stratum"]),
+        cl=clusters,
+        held=pa.table({"prompt_hash": pa.array(held, pa.string())}),
+    )
     con.execute(
         """
-        CREATE TABLE g AS SELECT cl.cluster, min(k.stratum) AS stratum, count(*) AS n
+        CREATE TABLE g AS SELECT cl.cluster, min(k.stratum) AS stratum, count(*) AS n,
+                                 bool_or(k.prompt_hash IN (SELECT prompt_hash FROM held)) AS held
                           FROM k JOIN cl ON cl.key = k.prompt_hash GROUP BY cl.cluster;
         """
     )
@@ -56,13 +68,14 @@ def assign_splits(
                  sum(n) OVER (PARTITION BY stratum ORDER BY sha256(cluster || ':' || CAST(? AS VARCHAR))
                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before,
                  sum(n) OVER (PARTITION BY stratum) AS total
-          FROM g
+          FROM g WHERE NOT held
         ), assign AS (
           -- clusters in seeded order until their rows reach the fraction of the stratum's rows,
           -- a cluster counted at its midpoint: each stratum's share is as close as whole clusters allow
           SELECT cluster,
                  CASE WHEN coalesce(before, 0) + n / 2 <= total * ? THEN 'eval' ELSE 'train' END AS split
           FROM ordered
+          UNION ALL SELECT cluster, 'eval' FROM g WHERE held
         )
         SELECT cl.key AS prompt_hash, a.split FROM cl JOIN assign a USING (cluster) ORDER BY 1
         """,
@@ -96,11 +109,13 @@ def split_assignment(
     seed: int,
     near_dup_threshold: float = 0.8,
     class_column: str = "cb_class",
+    eval_only: tuple[str, ...] = (),
 ) -> pa.Table:
     """``(prompt_hash, split, source, <class_column>)`` for every sample of a recipe's set, from its
     narrow columns only (a stored set: four columns read): the same holdout as
     ``train_eval_split``, without the rows. Strata are (source, ``class_column``): the stage-2
-    class for the circuit breaker, the outcome (head A) for the refusal dataset."""
+    class for the circuit breaker, the outcome (head A) for the refusal dataset. The prompts of
+    the ``eval_only`` sources (evaluation sets the profile builds from) go to eval only."""
     keys = read_columns(samples, ["prompt_hash", "prompt", "source", class_column])
     con = duck.connect(k=keys)
     keys = duck.query(
@@ -108,7 +123,12 @@ def split_assignment(
         f"SELECT prompt_hash, prompt, source || '/' || coalesce({class_column}, '') AS stratum, "
         f"source, {class_column} FROM k",
     )
-    plan = assign_splits(keys, eval_fraction, seed, near_dup_threshold)
+    held = pc.unique(
+        keys.filter(pc.is_in(keys.column("source"), pa.array(eval_only, pa.string()))).column(
+            "prompt_hash"
+        )
+    )
+    plan = assign_splits(keys, eval_fraction, seed, near_dup_threshold, held)
     duck.register(con, "a", plan)
     duck.register(con, "kk", keys)
     return duck.query(
@@ -134,10 +154,13 @@ def holdout(
     seed: int,
     near_dup_threshold: float = 0.8,
     class_column: str = "cb_class",
+    eval_only: tuple[str, ...] = (),
 ) -> Holdout:
     """``split_assignment`` with each side's rows and ``holdout_report``; raises when a row is on
     neither side (nothing may be left out silently)."""
-    assignment = split_assignment(samples, eval_fraction, seed, near_dup_threshold, class_column)
+    assignment = split_assignment(
+        samples, eval_fraction, seed, near_dup_threshold, class_column, eval_only
+    )
     side = assignment.column("split")
     train = assignment.filter(pc.equal(side, "train"))
     evals = assignment.filter(pc.equal(side, "eval"))

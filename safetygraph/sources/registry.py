@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from safetygraph.core.paths import REPO_ROOT
+from safetygraph.sources.eval_sets import Decontamination, EvalSetError
 
 KINDS = ("hf", "url", "local")
 FORMATS = ("jsonl", "json", "json.gz", "jsonl.gz", "csv", "parquet")
@@ -154,6 +155,8 @@ class Profile:
     preference: dict[str, Any] = field(default_factory=dict)
     # the steering recipe: scenario sources, traits, generation config, limits (config/profiles.yaml)
     steering: dict[str, Any] = field(default_factory=dict)
+    # the evaluation sets its training files must not contain, and the rules (eval_sets.py)
+    decontamination: Decontamination = field(default_factory=Decontamination)
 
 
 def _err(where: str, msg: str) -> RegistryError:
@@ -170,6 +173,7 @@ PROFILE_KEYS = (
     "generation",
     "preference",
     "steering",
+    "decontamination",
     "seed",
 )
 
@@ -436,8 +440,24 @@ def load_registry(
                 where,
                 f"steering.sources lists {unknown_steer} that the registry {registry_path} does not define",
             )
+        try:
+            decont = Decontamination.parse(
+                {**(defaults.get("decontamination") or {}), **(body.get("decontamination") or {})},
+                where,
+                set(sources),
+            )
+            decont.check_recipe_sources(where, "sources", names)
+            decont.check_recipe_sources(
+                where, "preference.sources", tuple(preference.get("sources") or ())
+            )
+            decont.check_recipe_sources(
+                where, "steering.sources", tuple(steering.get("sources") or ())
+            )
+        except EvalSetError as exc:
+            raise RegistryError(str(exc)) from None
         profiles[pname] = Profile(
             name=pname,
+            decontamination=decont,
             preference=preference,
             steering=steering,
             sources=names,

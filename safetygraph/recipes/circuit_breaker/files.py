@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
+from safetygraph.core.builds import CardHook, write_card
 from safetygraph.core.duck import sql_literal
 from safetygraph.core.records import canonical_json
 from safetygraph.core.storage import Storage
@@ -119,14 +120,25 @@ def write_files(
     stats_body: dict[str, Any],
     extra_reports: dict[str, str] | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    card: CardHook | None = None,
+    held_out_sources: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The stage-2 layout under ``circuit_breaker/<build_id>/``: harmful/<source>.jsonl and
     harmful/<kind>.jsonl, retain/<source>.jsonl and retain/<kind>.jsonl, stage2/harmful.jsonl and
     stage2/retain.jsonl (the whole Ds and Dr), stage2/train.jsonl, stage2/eval.jsonl, the reports
     under stage2/ (validation_report.json, stats.json and ``extra_reports``: the QA report), then
     manifest.json (sha256 and rows per file) last and ``LATEST`` after it: a folder without a
-    manifest is incomplete. Every file is written atomically."""
-    con = connect(h=harmful, r=retain, tr=train, ev=evals)
+    manifest is incomplete. Every file is written atomically. The rows of ``held_out_sources``
+    (evaluation sets the profile builds from) are in stage2/eval.jsonl only: the per-source,
+    per-kind and whole-set files leave them out."""
+    con = connect(h0=harmful, r0=retain, tr=train, ev=evals)
+    keep = (
+        f"source NOT IN ({', '.join(sql_literal(s) for s in held_out_sources)})"
+        if held_out_sources
+        else "TRUE"
+    )
+    for name in ("h", "r"):
+        con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {name}0 WHERE {keep}")
     entries = []
 
     def jsonl(parts: tuple[str, ...], sql: str) -> None:
@@ -175,6 +187,17 @@ def write_files(
                 "bytes": len(data),
                 "sha256": hashlib.sha256(data).hexdigest(),
             }
+        )
+    if card is not None:
+        entries.append(
+            write_card(
+                storage,
+                STAGE2_ROOT,
+                build_id,
+                card,
+                entries,
+                lambda p: storage.fs.open(storage.path(STAGE2_ROOT, build_id, p), "rb"),
+            )
         )
     manifest = {"build_id": build_id, **(manifest_extra or {}), "files": entries}
     storage.write_bytes(canonical_json(manifest).encode(), STAGE2_ROOT, build_id, "manifest.json")

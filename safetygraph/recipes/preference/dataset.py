@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from safetygraph.core import duck
 from safetygraph.core.duck import sql_literal
@@ -48,14 +49,22 @@ def merge_pairs(tables: Mapping[str, pa.Table], order: Sequence[str]) -> tuple[p
 
 
 def split_pairs(
-    pairs: pa.Table, eval_fraction: float, seed: int, near_dup_threshold: float = 0.8
+    pairs: pa.Table,
+    eval_fraction: float,
+    seed: int,
+    near_dup_threshold: float = 0.8,
+    eval_only: tuple[str, ...] = (),
 ) -> tuple[pa.Table, pa.Table]:
     """Train and eval, stratified by source and drawn per prompt cluster: every pair of a prompt
-    (and of its near duplicates) is on one side."""
+    (and of its near duplicates) is on one side; the pairs of ``eval_only`` sources (evaluation
+    sets the profile builds from) on the eval side."""
     keys = pairs.select(["prompt_hash", "prompt", "source"]).rename_columns(
         ["prompt_hash", "prompt", "stratum"]
     )
-    assigned = assign_splits(keys, eval_fraction, seed, near_dup_threshold)
+    held = pairs.filter(pc.is_in(pairs.column("source"), pa.array(eval_only, pa.string())))
+    assigned = assign_splits(
+        keys, eval_fraction, seed, near_dup_threshold, held.column("prompt_hash")
+    )
     con = duck.connect(p=pairs, a=assigned)
     con.execute("CREATE TABLE s AS SELECT p.*, a.split FROM p JOIN a USING (prompt_hash)")
 

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.builds import copy_formats, publish, qa_reports, versioned_build_id
+from safetygraph.core.builds import CardHook, copy_formats, publish, qa_reports, versioned_build_id
 from safetygraph.core.storage import Storage
 from safetygraph.recipes.preference.dataset import trl_sql
 
@@ -28,6 +28,8 @@ def write_files(
     stats: dict[str, Any],
     version: str | None = None,
     qa: Callable[[str], dict[str, Any]] | None = None,
+    card: CardHook | None = None,
+    manifest_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the TRL files of both splits; the manifest records the format and the stats. With a
     ``version`` the build is ``preference/v<version>/`` (``core.builds.versioned_build_id``)."""
@@ -59,5 +61,7 @@ def write_files(
                 "version": version,
                 "format": fmt,
                 "training_system_prompt": system_prompt,
+                **(manifest_extra or {}),
             },
+            card,
         )

@@ -48,6 +48,7 @@ def merge_sources(
     return conform(merged, AUDITED_SCHEMA), {
         "rows_in": union.num_rows,
         "cross_source_duplicates_removed": union.num_rows - merged.num_rows,
+        "decontamination_removed": 0,
     }
 
 
@@ -57,10 +58,19 @@ class MergeStream:
     (an earlier source, or earlier in the same source) already brought; then each source is read
     batch by batch and those rows are left out. Memory: one batch, plus the positions dropped."""
 
-    def __init__(self, tables: Mapping[str, StoredTable], order: Sequence[str]):
+    def __init__(
+        self,
+        tables: Mapping[str, StoredTable],
+        order: Sequence[str],
+        exclude: pa.Table | None = None,
+    ):
+        """``exclude``: (prompt_hash, source) of rows to leave out (the decontamination's removed
+        prompts), counted in ``stats``."""
         self.tables = [(i, tables[name]) for i, name in enumerate(order) if name in tables]
+        self.exclude = exclude
         self.rows_in = 0
         self.rows_out = 0
+        self.rows_excluded = 0
 
     def _dropped(self) -> dict[int, pa.Array]:
         if not self.tables:
@@ -93,14 +103,28 @@ class MergeStream:
                     positions = pa.array(range(start, start + n), pa.int64())
                     batch = batch.filter(pc.invert(pc.is_in(positions, value_set=dropped[i])))
                 start += n
+                if self.exclude is not None and self.exclude.num_rows:
+                    before = batch.num_rows
+                    batch = batch.filter(pc.invert(self._excluded(batch)))
+                    self.rows_excluded += before - batch.num_rows
                 self.rows_out += batch.num_rows
                 yield conform(batch, AUDITED_SCHEMA)
+
+    def _excluded(self, batch: pa.Table) -> pa.Array:
+        keys = pc.binary_join_element_wise(
+            batch.column("prompt_hash"), batch.column("source"), "\x1f"
+        )
+        gone = pc.binary_join_element_wise(
+            self.exclude.column("prompt_hash"), self.exclude.column("source"), "\x1f"
+        )
+        return pc.is_in(keys, value_set=gone)
 
     @property
     def stats(self) -> dict[str, Any]:
         return {
             "rows_in": self.rows_in,
-            "cross_source_duplicates_removed": self.rows_in - self.rows_out,
+            "cross_source_duplicates_removed": self.rows_in - self.rows_out - self.rows_excluded,
+            "decontamination_removed": self.rows_excluded,
         }
 
 

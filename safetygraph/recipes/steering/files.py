@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.builds import copy_formats, publish, qa_reports, versioned_build_id
+from safetygraph.core.builds import CardHook, copy_formats, publish, qa_reports, versioned_build_id
 from safetygraph.core.duck import sql_literal
 from safetygraph.core.storage import Storage
 from safetygraph.recipes.steering.pairs import files_sql
@@ -28,6 +28,8 @@ def write_files(
     stats: dict[str, Any],
     version: str | None = None,
     qa: Callable[[str], dict[str, Any]] | None = None,
+    card: CardHook | None = None,
+    manifest_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``pairs``: the kept pairs of each trait. With a ``version``: ``steering/v<version>/``."""
     build_id, _ = versioned_build_id(
@@ -55,5 +57,11 @@ def write_files(
             STEERING_ROOT,
             build_id,
             files,
-            {"recipe": "steering", "version": version, "traits": list(pairs)},
+            {
+                "recipe": "steering",
+                "version": version,
+                "traits": list(pairs),
+                **(manifest_extra or {}),
+            },
+            card,
         )

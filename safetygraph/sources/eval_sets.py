@@ -1,0 +1,160 @@
+"""Evaluation sets: the benchmarks a profile's training files must not contain.
+
+A profile declares them under ``decontamination:`` (config/profiles.yaml): registry sources
+(``eval_sets``, read through their registry entry and the profile's overrides, like any source)
+and files of prompts (``eval_files``: name -> a JSONL, CSV or Parquet file with a ``prompt``
+column, and optionally an ``id`` column). A source that is an evaluation set cannot feed a
+recipe unless the profile names it under ``eval_only`` too: its rows then go to eval only.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from safetygraph.audit.decont import EVAL_PROMPTS_SCHEMA, Rules
+from safetygraph.core import duck
+from safetygraph.core.paths import REPO_ROOT
+
+KEYS = ("eval_sets", "eval_files", "eval_only", "ngram", "min_words", "jaccard", "enabled")
+FILE_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+class EvalSetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Decontamination:
+    """A profile's ``decontamination:`` block, validated when the profile loads."""
+
+    eval_sets: tuple[str, ...] = ()
+    eval_files: dict[str, str] = field(default_factory=dict)
+    eval_only: tuple[str, ...] = ()
+    rules: Rules = Rules()
+    enabled: bool = True
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*self.eval_sets, *self.eval_files)
+
+    @property
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "eval_sets": list(self.names),
+            "eval_only": list(self.eval_only),
+            "ngram": self.rules.ngram,
+            "min_words": self.rules.min_words,
+            "jaccard": self.rules.jaccard,
+            "enabled": self.enabled,
+        }
+
+    @classmethod
+    def parse(cls, body: Any, where: str, known_sources: set[str]) -> Decontamination:
+        """From a profile's block; a misspelt key, an unknown source or a bad rule is one error
+        naming the profile."""
+        body = body or {}
+        if not isinstance(body, dict):
+            raise EvalSetError(f"{where}: decontamination must be a mapping")
+        for key in body:
+            if key not in KEYS:
+                near = difflib.get_close_matches(str(key), KEYS, n=1)
+                hint = f"did you mean '{near[0]}'?" if near else f"known keys: {', '.join(KEYS)}"
+                raise EvalSetError(f"{where}: decontamination: unknown key '{key}'; {hint}")
+        sets = tuple(body.get("eval_sets") or ())
+        files = {str(k): str(v) for k, v in (body.get("eval_files") or {}).items()}
+        only = tuple(body.get("eval_only") or ())
+        unknown = [s for s in sets if s not in known_sources]
+        if unknown:
+            raise EvalSetError(
+                f"{where}: decontamination.eval_sets lists {unknown}, which the registry does not define"
+            )
+        clash = [n for n in files if n in sets]
+        if clash:
+            raise EvalSetError(f"{where}: decontamination: {clash} is both a source and a file")
+        stray = [s for s in only if s not in sets]
+        if stray:
+            raise EvalSetError(
+                f"{where}: decontamination.eval_only lists {stray}, which are not in eval_sets"
+            )
+        try:
+            rules = Rules(
+                ngram=int(body.get("ngram", Rules.ngram)),
+                min_words=int(body.get("min_words", Rules.min_words)),
+                jaccard=float(body.get("jaccard", Rules.jaccard)),
+            )
+        except ValueError as exc:
+            raise EvalSetError(f"{where}: {exc}") from None
+        return cls(sets, files, only, rules, bool(body.get("enabled", True)))
+
+    def check_recipe_sources(self, where: str, recipe: str, sources: tuple[str, ...]) -> None:
+        """An evaluation set may feed a recipe only when the profile says so (``eval_only``)."""
+        bad = [s for s in sources if s in self.eval_sets and s not in self.eval_only]
+        if bad:
+            raise EvalSetError(
+                f"{where}: {recipe} lists {bad}, which the profile declares evaluation sets; "
+                "add them to decontamination.eval_only (their rows then go to eval only) or remove "
+                "them from decontamination.eval_sets"
+            )
+
+
+def _file_table(name: str, path: str) -> pa.Table:
+    resolved = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+    fmt = FILE_FORMATS.get(resolved.suffix.lower())
+    if not resolved.exists():
+        raise EvalSetError(
+            f"evaluation set '{name}': file {resolved} does not exist; fix decontamination.eval_files"
+        )
+    if fmt is None:
+        raise EvalSetError(
+            f"evaluation set '{name}': {resolved} is not one of {', '.join(FILE_FORMATS)}"
+        )
+    con = duck.connect()
+    reader = {
+        "jsonl": "read_json_auto({p}, format='newline_delimited')",
+        "json": "read_json_auto({p})",
+        "csv": "read_csv_auto({p}, header=true)",
+        "parquet": "read_parquet({p})",
+    }[fmt].format(p=duck.sql_literal(str(resolved)))
+    columns = [r[0] for r in duck.rows(con, f"DESCRIBE SELECT * FROM {reader}")]
+    if "prompt" not in columns:
+        raise EvalSetError(
+            f"evaluation set '{name}': {resolved} has no 'prompt' column (columns: {columns})"
+        )
+    ident = "CAST(id AS VARCHAR)" if "id" in columns else "CAST(row_number() OVER () AS VARCHAR)"
+    return duck.query(
+        con,
+        f"SELECT {duck.sql_literal(name)} AS eval_set, {ident} AS eval_id, CAST(prompt AS VARCHAR) AS prompt "
+        f"FROM {reader} WHERE prompt IS NOT NULL AND trim(CAST(prompt AS VARCHAR)) <> ''",
+    )
+
+
+def eval_prompt_tables(decont: Decontamination, spec_for) -> Iterator[pa.Table]:
+    """One table (EVAL_PROMPTS_SCHEMA) per declared evaluation set, distinct prompts only (a
+    source with several answers per prompt gives each prompt once). ``spec_for(name)`` is the
+    registry entry of a source with the profile's overrides."""
+    from safetygraph.sources.ingest import Ingest
+
+    for name in decont.eval_sets:
+        parts = [
+            b.select(["source_ref", "meta", "prompt"]) for b in Ingest(spec_for(name)).batches()
+        ]
+        rows = pa.concat_tables(parts) if parts else None
+        if rows is None or rows.num_rows == 0:
+            raise EvalSetError(f"evaluation set '{name}': its source gave no prompts")
+        con = duck.connect(t=rows)
+        yield duck.query(
+            con,
+            f"SELECT {duck.sql_literal(name)} AS eval_set, min(coalesce(CASE WHEN json_valid(meta) THEN json_extract_string(meta, '$.source_id') END, regexp_extract(source_ref, '[^/]*$'))) AS eval_id, "
+            "prompt FROM t WHERE prompt IS NOT NULL AND trim(prompt) <> '' GROUP BY prompt ORDER BY eval_id",
+        ).cast(EVAL_PROMPTS_SCHEMA)
+    for name, path in decont.eval_files.items():
+        table = _file_table(name, path)
+        if table.num_rows == 0:
+            raise EvalSetError(f"evaluation set '{name}': {path} holds no prompts")
+        yield table.cast(EVAL_PROMPTS_SCHEMA)
