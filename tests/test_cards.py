@@ -78,13 +78,36 @@ def test_every_build_has_a_card_the_hub_library_validates(demo_data, root):
     assert "demo_eval" in card.text  # the evaluation set it was decontaminated against
     assert "| no_eval_prompts_in_train |" in card.text  # the recipe's gate, with its figures
     assert str(REPO) not in card.content  # no local folder leaks into a card meant for the Hub
-    # token statistics: one row per JSONL file of the configs, rows as in the manifest
+    # token statistics: one row per JSONL file of the configs, rows as in the manifest, also in
+    # token_stats.json and the manifest
+    tokens = json.loads((build / "token_stats.json").read_text())
+    assert "token_stats.json" in paths and manifest["token_stats"] == tokens
     for c in data["configs"]:
         for f in c["data_files"]:
             row = next(
                 line for line in card.text.splitlines() if line.startswith(f"| `{f['path']}` |")
             )
-            assert int(row.split("|")[2]) == paths[f["path"]]["rows"]
+            assert int(row.split("|")[2]) == paths[f["path"]]["rows"] == tokens[f["path"]]["rows"]
+            assert int(row.split("|")[3]) == tokens[f["path"]]["tokens"] > 0
+
+
+def test_token_counts_are_the_tokenizers(demo_data):
+    """The preference train file's tokens, counted here with the demo tokenizer itself."""
+    from tokenizers import Tokenizer
+
+    build = _build(demo_data, "preference")
+    tok = Tokenizer.from_file(str(REPO / "sample_data" / "tokenizer" / "tokenizer.json"))
+    rows = [json.loads(x) for x in (build / "train.jsonl").read_text().splitlines() if x.strip()]
+    counts = [
+        len(
+            tok.encode(
+                " ".join([r["prompt"], r["chosen"], r["rejected"]]), add_special_tokens=False
+            ).ids
+        )
+        for r in rows
+    ]
+    stats = json.loads((build / "token_stats.json").read_text())["train.jsonl"]
+    assert (stats["rows"], stats["tokens"], stats["max"]) == (len(rows), sum(counts), max(counts))
 
 
 @pytest.mark.parametrize("root", ROOTS)

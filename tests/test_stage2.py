@@ -544,6 +544,7 @@ def test_a_set_at_the_production_gates_writes_the_stage2_files(tmp_path):
         "stage2/train.jsonl",
         "stage2/eval.jsonl",
         "README.md",  # the dataset card
+        "token_stats.json",
         "stage2/validation_report.json",
         "stage2/stats.json",
         "stage2/qa_report.md",

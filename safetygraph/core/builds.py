@@ -91,8 +91,11 @@ def qa_reports(
 
 
 # a build's dataset card: (the file entries written, an opener of a file by its path in the build)
-# -> the README.md text (safetygraph.export.card.card_file)
-CardHook = Callable[[list[dict[str, Any]], Callable[[str], IO[bytes]]], str]
+# -> the README.md text and the token statistics per file, or why there are none
+# (safetygraph.export.card.card_file)
+CardHook = Callable[
+    [list[dict[str, Any]], Callable[[str], IO[bytes]]], tuple[str, dict[str, Any] | str | None]
+]
 
 
 def write_card(
@@ -102,16 +105,25 @@ def write_card(
     card: CardHook,
     entries: list[dict[str, Any]],
     opener: Callable[[str], IO[bytes]],
-) -> dict[str, Any]:
-    """README.md (the dataset card) in the build, before its manifest; its manifest entry."""
-    data = card(entries, opener).encode("utf-8")
-    storage.write_bytes(data, root, build_id, "README.md")
-    return {
-        "path": "README.md",
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-        "rows": None,
-    }
+) -> tuple[list[dict[str, Any]], dict[str, Any] | str | None]:
+    """README.md (the dataset card) and token_stats.json in the build, before its manifest: their
+    manifest entries, and the token statistics (for the manifest too)."""
+    content, tokens = card(entries, opener)
+    written = []
+    files = {"README.md": content.encode("utf-8")}
+    if isinstance(tokens, dict):
+        files["token_stats.json"] = json.dumps(tokens, indent=2).encode()
+    for name, data in files.items():
+        storage.write_bytes(data, root, build_id, name)
+        written.append(
+            {
+                "path": name,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+                "rows": None,
+            }
+        )
+    return written, tokens
 
 
 def publish(
@@ -142,7 +154,9 @@ def publish(
         def opener(path: str) -> IO[bytes]:
             return open(local[path], "rb")  # noqa: SIM115 - the card reader closes it
 
-        entries.append(write_card(storage, root, build_id, card, entries, opener))
+        written, tokens = write_card(storage, root, build_id, card, entries, opener)
+        entries += written
+        manifest_extra = {**manifest_extra, "token_stats": tokens}
     manifest = {"build_id": build_id, **manifest_extra, "files": entries}
     storage.write_bytes(json.dumps(manifest, indent=2).encode(), root, build_id, "manifest.json")
     storage.write_bytes(build_id.encode(), root, "LATEST")

@@ -377,10 +377,11 @@ def card_file(
     entries: list[dict[str, Any]],
     opener: Callable[[str], IO[bytes]],
     tokenizer_loader: Callable[[], Any] | None,
-) -> str:
-    """The README.md of a build whose files are ``entries`` (path, rows), read through ``opener``:
-    rendered, token statistics on every JSONL file of its configs, validated (a card that does not
-    validate stops the build: CardError)."""
+) -> tuple[str, dict[str, Any] | str | None]:
+    """The README.md of a build whose files are ``entries`` (path, rows), read through ``opener``,
+    and its token statistics (every JSONL file of its configs; a string saying why when the
+    tokenizer cannot be loaded): rendered and validated (a card that does not validate stops the
+    build: CardError)."""
     file_rows = {e["path"]: e.get("rows") for e in entries}
     paths = [
         p for splits in facts.configs.values() for p in splits.values() if p.endswith(".jsonl")
@@ -397,7 +398,7 @@ def card_file(
     problems = validate_card(content, lambda p: p in file_rows)
     if problems:
         raise CardError(f"{facts.recipe} dataset card: " + "; ".join(problems))
-    return content
+    return content, tokens
 
 
 def generation_summary(table) -> list[dict[str, Any]]:

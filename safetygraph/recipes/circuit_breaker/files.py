@@ -189,16 +189,16 @@ def write_files(
             }
         )
     if card is not None:
-        entries.append(
-            write_card(
-                storage,
-                STAGE2_ROOT,
-                build_id,
-                card,
-                entries,
-                lambda p: storage.fs.open(storage.path(STAGE2_ROOT, build_id, p), "rb"),
-            )
+        written, tokens = write_card(
+            storage,
+            STAGE2_ROOT,
+            build_id,
+            card,
+            entries,
+            lambda p: storage.fs.open(storage.path(STAGE2_ROOT, build_id, p), "rb"),
         )
+        entries += written
+        manifest_extra = {**(manifest_extra or {}), "token_stats": tokens}
     manifest = {"build_id": build_id, **(manifest_extra or {}), "files": entries}
     storage.write_bytes(canonical_json(manifest).encode(), STAGE2_ROOT, build_id, "manifest.json")
     storage.write_bytes(build_id.encode(), STAGE2_ROOT, "LATEST")
