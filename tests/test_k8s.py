@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safetygraph.ops.k8s import SECRET_KEYS, Deployment, render, step_pod_job
+from pipeline_assets.placement import step_pod_job
+from safetygraph.ops.k8s import SECRET_KEYS, Deployment, render
 from tests.conftest import REPO, demo_sources_copy, write_registry
 
 kv = pytest.importorskip("kubernetes_validate")

@@ -13,7 +13,6 @@ references (``envFrom``/``secretKeyRef``), and the Secret manifest is a template
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,39 +260,6 @@ def secret_template() -> dict[str, Any]:
         "type": "Opaque",
         "stringData": {k: "REPLACE_ME" for k in SECRET_KEYS},
     }
-
-
-def step_pod_job(
-    d: Deployment, op_tags: Mapping[str, Any], step_key: str = "generated_responses"
-) -> dict[str, Any]:
-    """The Job (with its pod spec) that k8s_job_executor creates for a step with these op tags:
-    built by dagster_k8s itself (``construct_dagster_k8s_job``), returned as plain data."""
-    from dagster_k8s.job import (
-        DagsterK8sJobConfig,
-        construct_dagster_k8s_job,
-        get_user_defined_k8s_config,
-    )
-    from kubernetes.client import ApiClient
-
-    job_config = DagsterK8sJobConfig(
-        job_image=d.gpu_image,
-        dagster_home="/opt/dagster/dagster_home",
-        image_pull_policy="IfNotPresent",
-        instance_config_map="dagster-instance",
-        postgres_password_secret="dagster-postgresql-secret",
-        env_secrets=[SECRET_NAME],
-        labels=dict(USER_CODE_LABEL),
-    )
-    job = construct_dagster_k8s_job(
-        job_config,
-        args=["dagster", "api", "execute_step"],
-        job_name=f"dagster-step-{step_key.replace('_', '-')}",
-        # how the executor reads a step's tags (a definition's tags hold the config as JSON)
-        user_defined_k8s_config=get_user_defined_k8s_config(op_tags),
-        component="step_worker",
-        labels={"dagster/step": step_key},
-    )
-    return ApiClient().sanitize_for_serialization(job)
 
 
 def render(out_dir: str | Path, d: Deployment | None = None) -> list[Path]:
