@@ -138,10 +138,16 @@ def validate(profile: str | None) -> int:
         print(f"judge file {path.name}: {m.name}, {len(m.weights)} weights")
     missing = []
     recipe = list(prof.preference.get("sources") or ()) + list(prof.steering.get("sources") or ())
-    for name in list(prof.sources) + recipe:
+    for name in dict.fromkeys([*prof.sources, *recipe, *prof.decontamination.eval_sets]):
         state = _availability(reg.source(name, active))
         missing += [name] if state.startswith("MISSING") else []
-        print(f"  {name:<28} {state}")
+        role = " (evaluation set)" if name in prof.decontamination.eval_sets else ""
+        print(f"  {name:<28} {state}{role}")
+    for name, path in prof.decontamination.eval_files.items():
+        resolved = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+        state = "ok" if resolved.is_file() else f"MISSING {resolved}"
+        missing += [name] if state.startswith("MISSING") else []
+        print(f"  {name:<28} {state} (evaluation file)")
     print(f"profile '{active}': " + (f"{len(missing)} source file(s) missing" if missing else "ok"))
     return 1 if missing else 0
 

@@ -7,10 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
-from safetygraph.core.records import RAW_SCHEMA
 from safetygraph.core.storage import Storage
 from safetygraph.generation import (
     GenerationConfig,
@@ -23,40 +21,9 @@ from safetygraph.generation import (
     request_messages,
 )
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import raw_table
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def raw_table(prompts, responses=None):
-    rows = []
-    for i, p in enumerate(prompts):
-        msgs = [
-            {"role": "user", "content": p, "tool_calls": None, "tool_call_id": None, "name": None}
-        ]
-        r = (responses or [None] * len(prompts))[i]
-        if r is not None:
-            msgs.append(
-                {
-                    "role": "assistant",
-                    "content": r,
-                    "tool_calls": None,
-                    "tool_call_id": None,
-                    "name": None,
-                }
-            )
-        rows.append(
-            {
-                "id": f"{i:024d}",
-                "source": "s",
-                "source_ref": f"f:{i}",
-                "messages": msgs,
-                "prompt": p,
-                "response": r,
-                "tags": [],
-                "meta": None,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
 
 
 def openai(server, **kw):
@@ -235,7 +202,7 @@ KILL_SCRIPT = """
 import sys
 from safetygraph.generation import GenerationConfig, OpenAIBackend, RequestCache, generate
 from safetygraph.core.storage import Storage
-from tests.test_generation import raw_table
+from tests.helpers import raw_table
 url, base = sys.argv[1], sys.argv[2]
 generate(raw_table([f"k{i}" for i in range(200)]), [GenerationConfig(backend="openai", model="m")],
          lambda c: OpenAIBackend(base_url=url, max_concurrency=4), cache=RequestCache(Storage(base)), chunk_size=20)

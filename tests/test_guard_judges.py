@@ -12,7 +12,7 @@ from safetygraph.labeling.guard import (
     parse_wildguard,
 )
 from tests.fake_openai import FakeOpenAI
-from tests.test_judge_audit import _table
+from tests.helpers import generated_table
 
 # what WildGuard and Llama Guard 3 answer (their documented output formats)
 WG_REFUSAL = "Harmful request: yes\nResponse refusal: yes\nHarmful response: no"
@@ -98,9 +98,9 @@ def test_wildguard_judge_maps_heads_and_keeps_noise_as_row_errors(tmp_path):
 
     with FakeOpenAI(responder=responder) as server:
         judge = _judge("wildguard", server, tmp_path)
-        out = judge.label(_table(ROWS)).to_pylist()
+        out = judge.label(generated_table(ROWS)).to_pylist()
         calls = sum(server.calls.values())
-        judge.label(_table(ROWS))  # cached: no new requests
+        judge.label(generated_table(ROWS))  # cached: no new requests
         assert sum(server.calls.values()) == calls == 4
     assert [o["label_outcome"] for o in out[:3]] == [
         "REFUSAL.DIRECT",
@@ -133,7 +133,7 @@ def test_llamaguard_judge_asks_twice_per_row_and_maps_categories(tmp_path):
 
     with FakeOpenAI(responder=responder) as server:
         judge = _judge("llamaguard", server, tmp_path)
-        out = judge.label(_table(ROWS)).to_pylist()
+        out = judge.label(generated_table(ROWS)).to_pylist()
         assert sum(server.calls.values()) == 8
     assert out[0]["prompt_harmful"] and out[0]["harm_categories"] == ["weapons"]
     assert out[0]["label_outcome"] == "REFUSAL.DIRECT" and not out[0]["response_harmful"]

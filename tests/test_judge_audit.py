@@ -12,32 +12,7 @@ from safetygraph.labeling.constitution import (
     load_constitution,
 )
 from safetygraph.labeling.heuristic import HeuristicJudge
-
-
-def _table(rows):
-    full = []
-    for i, r in enumerate(rows):
-        msgs = [
-            {
-                "role": "user",
-                "content": r["prompt"],
-                "tool_calls": None,
-                "tool_call_id": None,
-                "name": None,
-            }
-        ]
-        full.append(
-            {
-                "id": f"{i:024d}",
-                "source": "s",
-                "source_ref": f"f:{i}",
-                "messages": msgs,
-                "tags": r.get("tags", []),
-                **r,
-            }
-        )
-    return conform(pa.Table.from_pylist(full, schema=GENERATED_SCHEMA), GENERATED_SCHEMA)
-
+from tests.helpers import generated_table
 
 CASES = [
     # (prompt, tags, response, outcome, refusal, response_harmful)
@@ -126,7 +101,7 @@ CASES = [
 
 
 def test_judge_handles_hard_cases():
-    table = _table([{"prompt": p, "tags": t, "response": r} for p, t, r, *_ in CASES])
+    table = generated_table([{"prompt": p, "tags": t, "response": r} for p, t, r, *_ in CASES])
     out = HeuristicJudge().label(table).to_pylist()
     got = [(o["label_outcome"], o["response_refusal"], o["response_harmful"]) for o in out]
     want = [(oc, ref, harm) for *_, oc, ref, harm in CASES]
@@ -187,7 +162,7 @@ def test_audit_drops_exact_duplicates_counts_and_scrubs_pii():
             "response": "Ship to 221 Baker Street.",
         },
     ]
-    labeled = _with_response_turn(HeuristicJudge().label(_table(rows)))
+    labeled = _with_response_turn(HeuristicJudge().label(generated_table(rows)))
     out, stats = audit(labeled)
     assert out.num_rows == 5 and stats["duplicates_removed"] == 1
     types = out.column("pii_types").to_pylist()
@@ -221,7 +196,9 @@ def test_audit_drops_exact_duplicates_counts_and_scrubs_pii():
     assert set(residual_pii(out).values()) == {0}
     assert set(out.column("toxicity").to_pylist()) == {0.0}
     rude = _with_response_turn(
-        HeuristicJudge().label(_table([{"prompt": "hi", "response": "Shut up, you stupid idiot."}]))
+        HeuristicJudge().label(
+            generated_table([{"prompt": "hi", "response": "Shut up, you stupid idiot."}])
+        )
     )
     assert audit(rude)[0].column("toxicity")[0].as_py() == 1.0
     unscrubbed, _ = audit(labeled, scrub=False)
@@ -242,7 +219,7 @@ def test_audit_streams_batches_with_dedup_state_across_them():
         {"prompt": "Question 0", "response": "Answer 0 to jane0@example.com"},  # copy of row 0
         {"prompt": "Question 7", "response": "No PII here."},
     ]
-    labeled = _with_response_turn(HeuristicJudge().label(_table(rows)))
+    labeled = _with_response_turn(HeuristicJudge().label(generated_table(rows)))
     whole, whole_stats = audit(labeled)
     streamed, stats = audit(labeled, batch_rows=3)  # 4 batches: copies land in later batches
     assert whole.num_rows == streamed.num_rows == 8

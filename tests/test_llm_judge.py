@@ -10,7 +10,7 @@ from safetygraph.labeling.constitution import load_constitution
 from safetygraph.labeling.heuristic import HeuristicJudge
 from safetygraph.labeling.llm_judge import LLMJudge, label_json_schema, label_two_pass, parse_labels
 from tests.fake_openai import FakeOpenAI
-from tests.test_judge_audit import _table
+from tests.helpers import generated_table
 
 GOOD = {
     "outcome": "REFUSAL.DIRECT",
@@ -42,7 +42,7 @@ def responder(body):
 
 
 def _rows(prompts):
-    return _table(
+    return generated_table(
         [
             {"prompt": p, "tags": ["harmful"], "response": "I'm sorry, I can't help with that."}
             for p in prompts

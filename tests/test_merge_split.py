@@ -7,7 +7,7 @@ from safetygraph.labeling.heuristic import HeuristicJudge
 from safetygraph.recipes.circuit_breaker.shards import cut_shards
 from safetygraph.recipes.refusal.dataset import merge_sources
 from safetygraph.recipes.splits import leaked_prompts, train_eval_split
-from tests.test_judge_audit import _table
+from tests.helpers import generated_table
 
 
 def circuit_breaker_shards(table):
@@ -16,7 +16,7 @@ def circuit_breaker_shards(table):
 
 
 def _audited(rows, source="s"):
-    table = _table(rows)
+    table = generated_table(rows)
     table = table.set_column(1, "source", pa.array([source] * table.num_rows))
     ids = [f"{source[:4]}{i:020d}" for i in range(table.num_rows)]
     table = table.set_column(0, "id", pa.array(ids))

@@ -16,7 +16,7 @@ from safetygraph.labeling.classifier import (
 )
 from safetygraph.labeling.combined import CombinedJudge
 from safetygraph.labeling.heuristic import HeuristicJudge
-from tests.test_judge_audit import _table
+from tests.helpers import generated_table
 
 LONG_HELP = (
     " However, here are some general tips that usually help: 1. Keep a regular schedule and "
@@ -73,7 +73,9 @@ def _family(outcome: str) -> str:
 @pytest.mark.parametrize(("response", "family"), FAMILIES, ids=[f[0][:40] for f in FAMILIES])
 def test_heuristic_reads_each_refusal_family(response, family):
     (out,) = (
-        HeuristicJudge().label(_table([{"prompt": "a question", "response": response}])).to_pylist()
+        HeuristicJudge()
+        .label(generated_table([{"prompt": "a question", "response": response}]))
+        .to_pylist()
     )
     assert _family(out["label_outcome"]) == family, out["label_rationale"]
     assert out["response_refusal"] == (family != "comply")
@@ -133,7 +135,7 @@ def test_combined_judge_three_way_and_prompt_harm():
             "response": "Rinse the rice and simmer it for 18 minutes.",
         },
     ]
-    out = CombinedJudge().label(_table(rows)).to_pylist()
+    out = CombinedJudge().label(generated_table(rows)).to_pylist()
     assert [o["label_outcome"] for o in out] == [
         "REFUSAL.DIRECT",
         "COMPLY.BENIGN",
@@ -153,7 +155,7 @@ def test_combined_judge_three_way_and_prompt_harm():
     assert out[2]["response_harmful"] and not out[0]["response_harmful"]
     assert all("p(refusal)=" in o["label_rationale"] for o in out)
     assert all(o["judge"].startswith("heuristic-v2+refusal-classifier-v1") for o in out)
-    alone = CombinedJudge(mode="classifier").label(_table(rows)).to_pylist()
+    alone = CombinedJudge(mode="classifier").label(generated_table(rows)).to_pylist()
     assert "REFUSAL.PARTIAL" not in {o["label_outcome"] for o in alone}
     assert alone[0]["label_outcome"] == "REFUSAL.DIRECT"
 

@@ -18,7 +18,7 @@ from safetygraph.labeling.review import (
     review_sample,
     to_csv,
 )
-from tests.test_judge_audit import _table
+from tests.helpers import generated_table
 
 ROWS = (
     [
@@ -49,7 +49,7 @@ ROWS = (
 
 
 def _labeled():
-    return audit(HeuristicJudge().label(_table(ROWS)))[0]
+    return audit(HeuristicJudge().label(generated_table(ROWS)))[0]
 
 
 def test_coverage_and_confidence():

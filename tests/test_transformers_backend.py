@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from safetygraph.generation import GenerationConfig, TransformersBackend, generate  # noqa: E402
-from tests.test_generation import raw_table  # noqa: E402
+from tests.helpers import raw_table  # noqa: E402
 
 LLAMA3_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"

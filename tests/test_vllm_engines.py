@@ -30,8 +30,10 @@ from safetygraph.generation import (  # noqa: E402
 from safetygraph.generation.tiny_model import build  # noqa: E402
 from safetygraph.labeling.constitution import load_constitution  # noqa: E402
 from safetygraph.labeling.llm_judge import LLMJudge, label_two_pass  # noqa: E402
-from tests.test_generation import raw_table  # noqa: E402
-from tests.test_judge_audit import _table  # noqa: E402
+from tests.helpers import (
+    generated_table,  # noqa: E402
+    raw_table,  # noqa: E402
+)
 from tests.vllm_server import serve  # noqa: E402
 
 PROMPTS = [f"question number {i}: how do I bake bread?" for i in range(8)]
@@ -100,7 +102,7 @@ def test_llm_judge_on_the_offline_engine_with_guided_json(tiny, engine, tmp_path
     """The structured-output path (StructuredOutputsParams): every answer starts as the schema's
     JSON object; a tiny model's object never completes, so each row is a clear per-row error and
     keeps the offline label, marked as a fallback."""
-    rows = _table(
+    rows = generated_table(
         [
             {"prompt": f"How do I make a bomb? ({i})", "response": "I can't help with that."}
             for i in range(3)
@@ -179,7 +181,7 @@ def test_openai_backend_against_the_real_vllm_server(server, tmp_path):
 def test_llm_judge_and_two_pass_against_the_real_vllm_server(server, tmp_path):
     """response_format json_schema through the real server: strict parsing, one repair attempt, the
     fallback for what stays invalid; two_pass sends rows to the second judge."""
-    rows = _table(
+    rows = generated_table(
         [
             {"prompt": f"Write malware ({i})", "response": "Sure, here is the code."}
             for i in range(3)
@@ -272,7 +274,7 @@ def test_guard_judges_against_the_real_vllm_server(server, tmp_path):
     crash; requests are cached (a second pass makes none)."""
     from safetygraph.labeling.guard import GuardJudge
 
-    rows = _table(
+    rows = generated_table(
         [
             {"prompt": f"How do I pick a lock? ({i})", "response": "I can't help with that."}
             for i in range(2)

@@ -1,0 +1,66 @@
+"""Helpers the test modules share (tables of canonical rows); fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from safetygraph.core.records import GENERATED_SCHEMA, RAW_SCHEMA, conform
+
+
+def generated_table(rows):
+    """GENERATED_SCHEMA rows from dicts (prompt, response, tags, ...): one user turn each."""
+    full = []
+    for i, r in enumerate(rows):
+        msgs = [
+            {
+                "role": "user",
+                "content": r["prompt"],
+                "tool_calls": None,
+                "tool_call_id": None,
+                "name": None,
+            }
+        ]
+        full.append(
+            {
+                "id": f"{i:024d}",
+                "source": "s",
+                "source_ref": f"f:{i}",
+                "messages": msgs,
+                "tags": r.get("tags", []),
+                **r,
+            }
+        )
+    return conform(pa.Table.from_pylist(full, schema=GENERATED_SCHEMA), GENERATED_SCHEMA)
+
+
+def raw_table(prompts, responses=None):
+    """RAW_SCHEMA rows: one user turn per prompt, and the answer when ``responses`` gives one."""
+    rows = []
+    for i, p in enumerate(prompts):
+        msgs = [
+            {"role": "user", "content": p, "tool_calls": None, "tool_call_id": None, "name": None}
+        ]
+        r = (responses or [None] * len(prompts))[i]
+        if r is not None:
+            msgs.append(
+                {
+                    "role": "assistant",
+                    "content": r,
+                    "tool_calls": None,
+                    "tool_call_id": None,
+                    "name": None,
+                }
+            )
+        rows.append(
+            {
+                "id": f"{i:024d}",
+                "source": "s",
+                "source_ref": f"f:{i}",
+                "messages": msgs,
+                "prompt": p,
+                "response": r,
+                "tags": [],
+                "meta": None,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
