@@ -91,9 +91,7 @@ def dataset() -> list:
         kinds = read_columns(stage2_samples, ["cb_kind"]).column("cb_kind")
         is_trace = pc.equal(kinds, "agent_trace")
         n = int(pc.sum(is_trace).as_py() or 0)
-        return _at_least(
-            "agent_trace", n, int(settings.active().thresholds.get("agent_trace_min", 0))
-        )
+        return _at_least("agent_trace", n, int(settings.active().thresholds["agent_trace_min"]))
 
     @asset_check(
         asset=STAGE2_SAMPLES,
@@ -119,7 +117,7 @@ def dataset() -> list:
     )
     def tokenizer_preflight(stage2_samples: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         name = str(settings.threshold("preflight_tokenizer"))
-        limit = int(settings.active().thresholds.get("max_seq_length", 2048))
+        limit = int(settings.active().thresholds["max_seq_length"])
         run = preflight_setup(settings)
         # batch by batch; rows the stage-2 step rendered come from the build's preflight cache
         with run:
@@ -197,7 +195,7 @@ def dataset() -> list:
     def attack_outcome_recorded(
         harmful_shard: StoredTable, refusal_dataset: StoredTable, settings: BuildConfig
     ) -> AssetCheckResult:
-        limit = float(settings.active().thresholds.get("attack_outcome_missing_max", 0.1))
+        limit = float(settings.active().thresholds["attack_outcome_missing_max"])
         counts = cb.attack_outcome_counts(refusal_dataset, settings.attack_outcome_paths())
         n, missing = counts["attack_rows"], counts["attack_outcome_missing"]
         share = missing / n if n else 0.0

@@ -30,7 +30,7 @@ def dataset() -> list:
         description="Every outcome has at least the profile's coverage_min rows (e.g. REFUSAL.DIRECT: 10).",
     )
     def coverage_minimums(refusal_dataset: StoredTable, settings: BuildConfig) -> AssetCheckResult:
-        minimums = dict(settings.active().thresholds.get("coverage_min") or {})
+        minimums = dict(settings.active().thresholds["coverage_min"])
         counts = value_counts(read_columns(refusal_dataset, ["label_outcome"]), "label_outcome")
         short = {
             k: {"rows": counts.get(k, 0), "minimum": v}
@@ -51,8 +51,8 @@ def dataset() -> list:
     def confidence_floor(refusal_dataset: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         t = settings.active().thresholds
         floor, limit = (
-            float(t.get("confidence_floor", 0.6)),
-            float(t.get("max_low_confidence_share", 0.2)),
+            float(t["confidence_floor"]),
+            float(t["max_low_confidence_share"]),
         )
         confidence = read_columns(refusal_dataset, ["label_confidence"]).column("label_confidence")
         n = len(confidence)

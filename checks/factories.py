@@ -101,7 +101,7 @@ def no_leakage_check(eval_asset: AssetKey, train_asset: AssetKey, name: str):
     )
     def _check(evals: StoredTable, train: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         leaked = leaked_prompts(train, evals)
-        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
+        threshold = float(settings.active().thresholds["near_dup_threshold"])
         near = near_duplicate_leaks(train, evals, threshold)
         return AssetCheckResult(
             passed=not leaked and not near,

@@ -33,7 +33,7 @@ def dataset() -> list:
         "a profile with floors but no human-labelled rows fails.",
     )
     def judge_meets_floors(judge_quality: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-        floors = dict(settings.active().thresholds.get("judge_floors") or {})
+        floors = dict(settings.active().thresholds["judge_floors"])
         halves = set(judge_quality.column("half").to_pylist())
         half = "report" if "report" in halves else "all"
         by_method: dict[str, dict[str, float]] = {"judge": {}, "baseline": {}}

@@ -68,7 +68,7 @@ def per_source(partitions: PartitionsDefinition) -> list:
         total = preference_pairs.num_rows
         rate = errors / total if total else 0.0
         t = settings.active().thresholds
-        warn = float(t.get("preference_error_rate_warn", 0.05))
+        warn = float(t["preference_error_rate_warn"])
         block = float(settings.threshold("preference_error_rate_max"))
         return AssetCheckResult(
             passed=rate <= warn,

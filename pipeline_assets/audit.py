@@ -27,7 +27,7 @@ def build(partitions: PartitionsDefinition):
         context: AssetExecutionContext, labels: StoredTable, settings: BuildConfig
     ) -> TableStream:
         # exact-duplicate state (hashes seen) lives in DuckDB across the batches
-        auditor = Auditor(scrub=bool(settings.active().thresholds.get("scrub_pii", True)))
+        auditor = Auditor(scrub=bool(settings.active().thresholds["scrub_pii"]))
 
         def figures(_written: StoredTable) -> dict:
             stats = auditor.stats
@@ -53,7 +53,7 @@ def build(partitions: PartitionsDefinition):
     def review_sample(
         context: AssetExecutionContext, refusal_dataset: StoredTable, settings: BuildConfig
     ) -> pa.Table:
-        rate = float(settings.active().thresholds.get("review_rate", 0.05))
+        rate = float(settings.active().thresholds["review_rate"])
         sample = make_review_sample(refusal_dataset, rate, settings.active().seed)
         storage = settings.storage()
         storage.write_bytes(to_csv(sample).encode(), "reports", "review_sample.csv")

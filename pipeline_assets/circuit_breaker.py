@@ -176,7 +176,7 @@ def build():
                 float(dr_ratio),
                 settings.active().seed,
             )
-        drop = thresholds.get("over_length", "fail") == "drop"
+        drop = thresholds["over_length"] == "drop"
         run = preflight_setup(settings) if drop else None
         dropped: dict[str, int] = {}
         total = harmful_shard.num_rows + retain.num_rows
@@ -313,7 +313,7 @@ def build():
             stage2_samples,
             fraction,
             settings.active().seed,
-            float(settings.active().thresholds.get("near_dup_threshold", 0.8)),
+            float(settings.active().thresholds["near_dup_threshold"]),
             eval_only=settings.active().decontamination.eval_only,
         )
         context.log.info(
@@ -381,7 +381,7 @@ def build():
             train_split,
             eval_split,
             stage2_samples,
-            dict(settings.active().thresholds.get("qa", {})),
+            dict(settings.active().thresholds["qa"]),
             float(settings.threshold("retain_harmful_ratio_min")),
             decontamination=decont,
         )

@@ -110,9 +110,7 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
                 "excluded_sources": [s.source for s in bad],
                 "cross_source_duplicates_removed": merge.stats["cross_source_duplicates_removed"],
                 "decontamination_removed": merge.stats["decontamination_removed"],
-                **near_duplicate_rate(
-                    merged, float(profile.thresholds.get("near_dup_threshold", 0.8))
-                ),
+                **near_duplicate_rate(merged, float(profile.thresholds["near_dup_threshold"])),
                 "by_source": counts_table("source", info["by_source"]),
                 "by_outcome": counts_table("outcome", info["by_outcome"]),
                 # numbers the UI plots over materializations (the label mix and the source mix)
@@ -152,7 +150,7 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
             refusal_dataset,
             float(settings.threshold("eval_fraction")),
             settings.active().seed,
-            float(settings.active().thresholds.get("near_dup_threshold", 0.8)),
+            float(settings.active().thresholds["near_dup_threshold"]),
             "label_outcome",
             settings.active().decontamination.eval_only,
         )

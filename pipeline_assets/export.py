@@ -101,7 +101,7 @@ def build():
             refusal_train,
             refusal_eval,
             refusal_dataset,
-            dict(settings.active().thresholds.get("qa", {})),
+            dict(settings.active().thresholds["qa"]),
             decontamination=decontamination_facts(settings, dataset_decontamination),
         )
         markdown = render_markdown(metrics, gx, info)
@@ -174,7 +174,7 @@ def build():
             "dataset_info.json": json.dumps(info, indent=2),
         }
         writers = []
-        if t.get("seed_compat", True):  # the rejection-detection system's names, on by default
+        if t["seed_compat"]:  # the rejection-detection system's names, on by default
             review = (
                 storage.read_table("assets", "review_sample.parquet")
                 if storage.exists("assets", "review_sample.parquet")
@@ -190,10 +190,10 @@ def build():
                     refusal_dataset,
                     review,
                     qa,
-                    dict(t.get("coverage_min") or {}),
-                    float(t.get("confidence_floor", 0.6)),
-                    float(t.get("toxicity_threshold", 0.5)),
-                    float(t.get("near_dup_threshold", 0.8)),
+                    dict(t["coverage_min"]),
+                    float(t["confidence_floor"]),
+                    float(t["toxicity_threshold"]),
+                    float(t["near_dup_threshold"]),
                 )
             )
             # final_dataset.json(l): streamed by DuckDB from the stored table into the build

@@ -255,7 +255,7 @@ def build(partitions: PartitionsDefinition):
         ]
         labeled = pa.concat_tables(tables, promote_options="permissive") if tables else None
         gold_rows = gold_table(labeled).num_rows if labeled is not None else 0
-        dev_models = tuple(settings.active().thresholds.get("judge_dev_models", ()))
+        dev_models = tuple(settings.active().thresholds["judge_dev_models"])
         result = side_by_side(labeled, settings.constitution(), dev_models) if gold_rows else {}
         rows = metric_rows(result)
         context.add_output_metadata(

@@ -236,7 +236,7 @@ def build(
         yield Output(
             decont, "preference_decontamination", metadata=decontamination_metadata(decont)
         )
-        threshold = float(settings.active().thresholds.get("near_dup_threshold", 0.8))
+        threshold = float(settings.active().thresholds["near_dup_threshold"])
         train, evals = split_pairs(
             merged,
             float(pref.get("eval_fraction", 0.1)),

@@ -2,6 +2,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from safetygraph.sources.registry import RegistryError, load_registry
 from tests.conftest import write_registry
@@ -147,3 +148,66 @@ def test_profile_naming_an_unknown_source_fails(tmp_path: Path):
     reg, prof = write_registry(tmp_path, [entry], profiles={"other": {"sources": ["a", "ghost"]}})
     with pytest.raises(RegistryError, match=r"\['ghost'\]"):
         load_registry(reg, prof)
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [
+        (
+            {"near_dup_treshold": 0.9},
+            "unknown threshold 'near_dup_treshold'; did you mean 'near_dup_threshold'?",
+        ),
+        ({"harmful_min": "ten"}, "threshold 'harmful_min' must be a number (got 'ten')"),
+        ({"train_min": 10.5}, "threshold 'train_min' must be a whole number"),
+        ({"seed_compat": "yes"}, "threshold 'seed_compat' must be true or false"),
+        ({"over_length": "truncate"}, "threshold 'over_length' must be one of fail, drop"),
+        ({"judge_floors": [0.9]}, "threshold 'judge_floors' must be a mapping"),
+    ],
+)
+def test_a_bad_threshold_is_one_error_naming_the_file(tmp_path: Path, thresholds, message):
+    reg, prof = write_registry(
+        tmp_path,
+        [
+            {
+                "name": "a",
+                "kind": "local",
+                "location": {"path": "x.jsonl"},
+                "format": "jsonl",
+                "mapping": {"prompt": "p"},
+            }
+        ],
+        thresholds=thresholds,
+    )
+    with pytest.raises(RegistryError) as err:
+        load_registry(reg, prof)
+    assert str(prof) in str(err.value) and "profile 'test'" in str(err.value)
+    assert message in str(err.value)
+
+
+def test_every_threshold_has_its_default_in_one_place(tmp_path: Path):
+    """A profile that sets no threshold gets every default of safetygraph/sources/thresholds.py;
+    the sizes, which have none, stay unset (the checks that need them say so)."""
+    import dataclasses
+
+    from safetygraph.sources.thresholds import Thresholds
+
+    reg, prof = write_registry(
+        tmp_path,
+        [
+            {
+                "name": "a",
+                "kind": "local",
+                "location": {"path": "x.jsonl"},
+                "format": "jsonl",
+                "mapping": {"prompt": "p"},
+            }
+        ],
+    )
+    data = yaml.safe_load(prof.read_text())
+    data["profiles"]["test"]["thresholds"] = {}
+    data["profiles"]["defaults"]["thresholds"] = {}
+    prof.write_text(yaml.safe_dump(data))
+    t = load_registry(reg, prof).profile("test").thresholds
+    defaults = dataclasses.asdict(Thresholds())
+    assert t == {k: v for k, v in defaults.items() if v is not None}
+    assert "harmful_min" not in t and t["near_dup_threshold"] == 0.8 and t["qa"] == {}

@@ -22,6 +22,7 @@ import yaml
 
 from safetygraph.core.paths import REPO_ROOT
 from safetygraph.sources.eval_sets import Decontamination, EvalSetError
+from safetygraph.sources.thresholds import ThresholdError, parse_thresholds
 
 KINDS = ("hf", "url", "local")
 FORMATS = ("jsonl", "json", "json.gz", "jsonl.gz", "csv", "parquet")
@@ -409,7 +410,12 @@ def load_registry(
         for n in overrides:
             if n not in sources:
                 raise _err(where, f"overrides source '{n}' that the registry does not define")
-        thresholds = {**defaults.get("thresholds", {}), **(body.get("thresholds") or {})}
+        try:
+            thresholds = parse_thresholds(
+                {**(defaults.get("thresholds") or {}), **(body.get("thresholds") or {})}, where
+            )
+        except ThresholdError as exc:
+            raise RegistryError(str(exc)) from None
         base_gen, own_gen = defaults.get("generation", {}), body.get("generation") or {}
         generation = {
             **base_gen,

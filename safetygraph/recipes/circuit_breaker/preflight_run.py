@@ -44,6 +44,7 @@ class PreflightSetup:
         ``preflight_target`` (``llama3``, ``mistral-v3``, ...; none when unset) and
         ``max_seq_length``. Repo-relative paths are resolved against the repository."""
         from safetygraph.core.paths import resolve_repo_path
+        from safetygraph.sources.thresholds import Thresholds
 
         if "preflight_tokenizer" not in thresholds:
             raise KeyError("the profile sets no threshold 'preflight_tokenizer'")
@@ -53,7 +54,7 @@ class PreflightSetup:
             tokenizer=resolve_repo_path(str(thresholds["preflight_tokenizer"])),
             chat_template=resolve_repo_path(str(template)) if template else None,
             target=str(target) if target else None,
-            max_seq_length=int(thresholds.get("max_seq_length", 2048)),
+            max_seq_length=int(thresholds.get("max_seq_length", Thresholds.max_seq_length)),
         )
 
     def load(self) -> tuple[ChatTokenizer, list]:
