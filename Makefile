@@ -1,5 +1,5 @@
 # Shortcuts over the README's commands (each target is one line you can also run by hand).
-.PHONY: install demo test lint format bench
+.PHONY: install demo test test-fast lint format bench
 
 install:
 	python -m pip install -e ".[dev]"
@@ -9,6 +9,9 @@ demo:
 
 test:
 	python -m pytest
+
+test-fast:
+	python -m pytest -m "not slow and not engine and not browser"
 
 lint:
 	python -m ruff check . && python -m ruff format --check .

@@ -13,6 +13,43 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SAFETYGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+# what each test module needs (pytest markers: pyproject's [tool.pytest.ini_options]); the modules
+# not named here are fast unit tests. `make test-fast`: -m "not slow and not engine and not browser"
+ENGINE_MODULES = {"test_vllm_engines", "test_transformers_backend", "test_real_model"}
+BROWSER_MODULES = {"test_ui"}
+SLOW_MODULES = {
+    "test_backfill",
+    "test_readme",
+    "test_recipes",
+    "test_cli",
+    "test_multiprocess",
+    "test_cards",
+    "test_object_store",
+    "test_stage2_consumers",
+    "test_pipeline",
+    "test_preference",
+    "test_steering",
+    "test_stage2",
+    "test_dead_runs",
+    "test_alerts",
+    "test_graph",
+    "test_gold",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in ENGINE_MODULES:
+            item.add_marker(pytest.mark.engine)
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
+        if module in SLOW_MODULES | ENGINE_MODULES | BROWSER_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)
+
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 

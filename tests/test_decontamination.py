@@ -189,6 +189,7 @@ def _planted_build(
     return done, tmp_path / "data", (xs_id, verbatim, reworded)
 
 
+@pytest.mark.slow
 def test_a_planted_xstest_prompt_is_removed_and_named(tmp_path, shared_data):
     done, data, (xs_id, verbatim, reworded) = _planted_build(tmp_path, shared_data, True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
@@ -224,6 +225,7 @@ def test_a_planted_xstest_prompt_is_removed_and_named(tmp_path, shared_data):
     assert qa["decontamination"]["rows_removed"] == manifest["decontamination"]["rows_removed"]
 
 
+@pytest.mark.slow
 def test_the_check_blocks_the_files_when_the_step_is_skipped(tmp_path, shared_data):
     done, data, (_, verbatim, _) = _planted_build(tmp_path, shared_data, False)
     assert done.returncode == 1
@@ -234,6 +236,7 @@ def test_the_check_blocks_the_files_when_the_step_is_skipped(tmp_path, shared_da
     assert not (data / "circuit_breaker" / "LATEST").exists()
 
 
+@pytest.mark.slow
 def test_an_evaluation_set_the_profile_builds_from_goes_to_eval_only(tmp_path):
     sources = demo_sources_copy(tmp_path)
     reg, prof = write_registry(tmp_path, sources)

@@ -160,6 +160,7 @@ def test_combined_judge_three_way_and_prompt_harm():
     assert alone[0]["label_outcome"] == "REFUSAL.DIRECT"
 
 
+@pytest.mark.slow
 def test_training_reproduces_the_shipped_classifiers(shared_data, tmp_path):
     from safetygraph.labeling.train import main
 
