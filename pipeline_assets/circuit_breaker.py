@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, asset, multi_asset
 
 from pipeline_assets.cards import card_hook, decontamination_facts
+from pipeline_assets.decontamination import eval_only_hashes
 from pipeline_assets.keys import (
     DATASET_DECONTAMINATION,
     EVAL_PROMPTS,
@@ -305,7 +306,10 @@ def build():
         deps=["validation_report"],
     )
     def cb_split(
-        context: AssetExecutionContext, stage2_samples: StoredTable, settings: BuildConfig
+        context: AssetExecutionContext,
+        stage2_samples: StoredTable,
+        dataset_decontamination: pa.Table,
+        settings: BuildConfig,
     ):
         fraction = float(settings.threshold("eval_fraction"))
         # the holdout is decided on the narrow columns; the rows are then streamed to each side
@@ -315,6 +319,7 @@ def build():
             settings.active().seed,
             float(settings.active().thresholds["near_dup_threshold"]),
             eval_only=settings.active().decontamination.eval_only,
+            held=eval_only_hashes(dataset_decontamination),
         )
         context.log.info(
             f"train={cut.train.num_rows} eval={cut.eval.num_rows} (eval share "
@@ -421,6 +426,7 @@ def build():
                 limitations=CB_LIMITATIONS,
             ),
             held_out_sources=held_out,
+            held_out_hashes=eval_only_hashes(dataset_decontamination),
         )
         failed_qa = [m.name for m in metrics if not m.passed]
         if failed_qa:

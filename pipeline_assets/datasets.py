@@ -22,7 +22,11 @@ from dagster import (
     multi_asset,
 )
 
-from pipeline_assets.decontamination import decontaminate, decontamination_metadata
+from pipeline_assets.decontamination import (
+    decontaminate,
+    decontamination_metadata,
+    eval_only_hashes,
+)
 from pipeline_assets.keys import AUDITED, JUDGE_QUALITY, OWNER
 from pipeline_assets.metadata import counts_table, shares, value_counts
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
@@ -144,7 +148,10 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
         },
     )
     def refusal_split(
-        context: AssetExecutionContext, refusal_dataset: StoredTable, settings: BuildConfig
+        context: AssetExecutionContext,
+        refusal_dataset: StoredTable,
+        dataset_decontamination: pa.Table,
+        settings: BuildConfig,
     ):
         cut = holdout(
             refusal_dataset,
@@ -153,6 +160,7 @@ def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
             float(settings.active().thresholds["near_dup_threshold"]),
             "label_outcome",
             settings.active().decontamination.eval_only,
+            eval_only_hashes(dataset_decontamination),
         )
         context.log.info(f"refusal train={cut.train.num_rows} eval={cut.eval.num_rows}")
         for name, split, narrow in (

@@ -2,6 +2,7 @@
 recipes read them (the rules: safetygraph/audit/decont.py)."""
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import AssetExecutionContext, Failure, MetadataValue, asset
 
 from pipeline_assets.keys import OWNER
@@ -35,6 +36,11 @@ def decontaminate(
         return table
     action = pa.array(["removed"] * table.num_rows, pa.string())
     return table.set_column(table.schema.get_field_index("action"), "action", action)
+
+
+def eval_only_hashes(table: pa.Table) -> pa.Array:
+    """The prompt hashes a decontamination table holds for the eval side only."""
+    return table.filter(pc.equal(table.column("action"), "eval_only")).column("prompt_hash")
 
 
 def decontamination_metadata(table: pa.Table) -> dict:

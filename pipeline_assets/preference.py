@@ -21,7 +21,11 @@ from dagster import (
 from pydantic import Field
 
 from pipeline_assets.cards import card_hook, config_rows, decontamination_facts
-from pipeline_assets.decontamination import decontaminate, decontamination_metadata
+from pipeline_assets.decontamination import (
+    decontaminate,
+    decontamination_metadata,
+    eval_only_hashes,
+)
 from pipeline_assets.keys import (
     EVAL_PROMPTS,
     OWNER,
@@ -243,6 +247,7 @@ def build(
             settings.active().seed,
             threshold,
             settings.active().decontamination.eval_only,
+            eval_only_hashes(decont),
         )
         context.log.info(f"preference pairs: train={train.num_rows} eval={evals.num_rows}")
         for out_name, table in (("preference_train", train), ("preference_eval", evals)):

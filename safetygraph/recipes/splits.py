@@ -51,7 +51,7 @@ def assign_splits(
     con = duck.connect(
         k=keys.select(["prompt_hash", "stratum"]),
         cl=clusters,
-        held=pa.table({"prompt_hash": pa.array(held, pa.string())}),
+        held=pa.table({"prompt_hash": held.cast(pa.string())}),
     )
     con.execute(
         """
@@ -110,12 +110,16 @@ def split_assignment(
     near_dup_threshold: float = 0.8,
     class_column: str = "cb_class",
     eval_only: tuple[str, ...] = (),
+    held: pa.Array | None = None,
 ) -> pa.Table:
     """``(prompt_hash, split, source, <class_column>)`` for every sample of a recipe's set, from its
     narrow columns only (a stored set: four columns read): the same holdout as
     ``train_eval_split``, without the rows. Strata are (source, ``class_column``): the stage-2
     class for the circuit breaker, the outcome (head A) for the refusal dataset. The prompts of
-    the ``eval_only`` sources (evaluation sets the profile builds from) go to eval only."""
+    the ``eval_only`` sources (evaluation sets the profile builds from) go to eval only, and so do
+    the prompt hashes of ``held`` (the decontamination's eval-only prompts: a copy of an evaluation
+    set's prompt in another source goes with it, even where the evaluation set's own row is not
+    in this set)."""
     keys = read_columns(samples, ["prompt_hash", "prompt", "source", class_column])
     con = duck.connect(k=keys)
     keys = duck.query(
@@ -124,8 +128,14 @@ def split_assignment(
         f"source, {class_column} FROM k",
     )
     held = pc.unique(
-        keys.filter(pc.is_in(keys.column("source"), pa.array(eval_only, pa.string()))).column(
-            "prompt_hash"
+        pa.chunked_array(
+            [
+                keys.filter(pc.is_in(keys.column("source"), pa.array(eval_only, pa.string())))
+                .column("prompt_hash")
+                .combine_chunks(),
+                pa.array(held if held is not None else [], pa.string()),
+            ],
+            pa.string(),
         )
     )
     plan = assign_splits(keys, eval_fraction, seed, near_dup_threshold, held)
@@ -155,11 +165,12 @@ def holdout(
     near_dup_threshold: float = 0.8,
     class_column: str = "cb_class",
     eval_only: tuple[str, ...] = (),
+    held: pa.Array | None = None,
 ) -> Holdout:
     """``split_assignment`` with each side's rows and ``holdout_report``; raises when a row is on
     neither side (nothing may be left out silently)."""
     assignment = split_assignment(
-        samples, eval_fraction, seed, near_dup_threshold, class_column, eval_only
+        samples, eval_fraction, seed, near_dup_threshold, class_column, eval_only, held
     )
     side = assignment.column("split")
     train = assignment.filter(pc.equal(side, "train"))

@@ -122,6 +122,7 @@ def write_files(
     manifest_extra: dict[str, Any] | None = None,
     card: CardHook | None = None,
     held_out_sources: tuple[str, ...] = (),
+    held_out_hashes: pa.Array | None = None,
 ) -> dict[str, Any]:
     """The stage-2 layout under ``circuit_breaker/<build_id>/``: harmful/<source>.jsonl and
     harmful/<kind>.jsonl, retain/<source>.jsonl and retain/<kind>.jsonl, stage2/harmful.jsonl and
@@ -130,13 +131,27 @@ def write_files(
     manifest.json (sha256 and rows per file) last and ``LATEST`` after it: a folder without a
     manifest is incomplete. Every file is written atomically. The rows of ``held_out_sources``
     (evaluation sets the profile builds from) are in stage2/eval.jsonl only: the per-source,
-    per-kind and whole-set files leave them out."""
-    con = connect(h0=harmful, r0=retain, tr=train, ev=evals)
+    per-kind and whole-set files leave them out, and so are the rows of ``held_out_hashes`` (their
+    copies in other sources, which the split holds on the eval side with them)."""
+    con = connect(
+        h0=harmful,
+        r0=retain,
+        tr=train,
+        ev=evals,
+        held=pa.table(
+            {
+                "prompt_hash": (
+                    held_out_hashes if held_out_hashes is not None else pa.array([], pa.string())
+                )
+            }
+        ).cast(pa.schema([("prompt_hash", pa.string())])),
+    )
     keep = (
         f"source NOT IN ({', '.join(sql_literal(s) for s in held_out_sources)})"
         if held_out_sources
         else "TRUE"
     )
+    keep += " AND prompt_hash NOT IN (SELECT prompt_hash FROM held)"
     for name in ("h", "r"):
         con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {name}0 WHERE {keep}")
     entries = []

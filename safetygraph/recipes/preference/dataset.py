@@ -54,6 +54,7 @@ def split_pairs(
     seed: int,
     near_dup_threshold: float = 0.8,
     eval_only: tuple[str, ...] = (),
+    held: pa.Array | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Train and eval, stratified by source and drawn per prompt cluster: every pair of a prompt
     (and of its near duplicates) is on one side; the pairs of ``eval_only`` sources (evaluation
@@ -61,10 +62,16 @@ def split_pairs(
     keys = pairs.select(["prompt_hash", "prompt", "source"]).rename_columns(
         ["prompt_hash", "prompt", "stratum"]
     )
-    held = pairs.filter(pc.is_in(pairs.column("source"), pa.array(eval_only, pa.string())))
-    assigned = assign_splits(
-        keys, eval_fraction, seed, near_dup_threshold, held.column("prompt_hash")
+    forced = pa.chunked_array(
+        [
+            pairs.filter(pc.is_in(pairs.column("source"), pa.array(eval_only, pa.string())))
+            .column("prompt_hash")
+            .combine_chunks(),
+            pa.array(held if held is not None else [], pa.string()),
+        ],
+        pa.string(),
     )
+    assigned = assign_splits(keys, eval_fraction, seed, near_dup_threshold, forced)
     con = duck.connect(p=pairs, a=assigned)
     con.execute("CREATE TABLE s AS SELECT p.*, a.split FROM p JOIN a USING (prompt_hash)")
 
