@@ -156,7 +156,7 @@ def build_defs(
         decontamination.eval_prompts,
         *audit.build(partitions),
         *datasets.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
-        *circuit_breaker.build(),
+        *circuit_breaker.ASSETS,
         *export.build(),
         *preference.build(partitions, blocking_check_keys(source_checks, PREFERENCE_CHAIN)),
         *steering.build(
