@@ -157,7 +157,7 @@ def build_defs(
         *audit.build(partitions),
         *datasets.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
         *circuit_breaker.ASSETS,
-        *export.build(),
+        *export.ASSETS,
         *preference.build(partitions, blocking_check_keys(source_checks, PREFERENCE_CHAIN)),
         *steering.build(
             traits,

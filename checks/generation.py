@@ -13,8 +13,8 @@ from pipeline_assets.keys import (
     GENERATED,
 )
 from resources import BuildConfig
-from safetygraph.core import duck
-from safetygraph.core.tables import StoredTable, as_relation
+from safetygraph.core.tables import StoredTable
+from safetygraph.generation.planning import error_summary
 from schemas import (
     GeneratedRecord,
 )
@@ -30,19 +30,7 @@ def per_source(partitions: PartitionsDefinition) -> list:
     def generation_errors(
         generated_responses: StoredTable, settings: BuildConfig
     ) -> AssetCheckResult:
-        con = duck.connect()
-        rel = as_relation(con, generated_responses, "g")
-        requested, n_err = duck.one(
-            con,
-            f"SELECT count(request_hash), count(generation_error) FROM {rel}",
-        )
-        examples = [
-            r[0]
-            for r in duck.rows(
-                con,
-                f"SELECT generation_error FROM {rel} WHERE generation_error IS NOT NULL LIMIT 5",
-            )
-        ]
+        requested, n_err, examples = error_summary(generated_responses)
         rate = n_err / requested if requested else 0.0
         limit = float(settings.threshold("generation_error_rate_max"))
         return AssetCheckResult(

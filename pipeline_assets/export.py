@@ -78,153 +78,169 @@ def qa_rows(metrics, gx) -> pa.Table:
     )
 
 
-def build():
-    @asset(
-        group_name="export",
-        kinds={"duckdb", "markdown"},
-        owners=[OWNER],
-        description="The refusal recipe's QA: quality, privacy and bias metrics against the profile's "
-        "thresholds over its own train/eval split, plus a Great Expectations validation of the split; "
-        "markdown in the metadata, reports/qa_report.md and reports/qa_report.json.",
+def refusal_card(
+    context: AssetExecutionContext,
+    settings: BuildConfig,
+    refusal_dataset: StoredTable,
+    info: dict,
+    decont: dict,
+    judge_quality: pa.Table,
+    suffix: str,
+):
+    """The card hook of the refusal export (README.md and token_stats.json)."""
+    profile = settings.active()
+    return card_hook(
+        context,
+        settings,
+        recipe="refusal",
+        title=f"safetygraph refusal dataset ({profile.name})",
+        summary="Prompts and responses labelled on three heads (outcome, style, harm categories) "
+        "by the build's judge, for training and evaluating refusal classifiers; train and eval "
+        "are split per prompt cluster, so no prompt or near duplicate is on both sides.",
+        configs={
+            "default": {"train": f"train{suffix}.jsonl", "eval": f"eval{suffix}.jsonl"},
+            "refusal_dataset": {"train": f"refusal_dataset{suffix}.jsonl"},
+        },
+        sources=profile.sources,
+        rows_by_source=info["by_source"],
+        gate_assets=REFUSAL_GATES,
+        decontamination=decont,
+        generation=generation_summary(refusal_dataset),
+        judge=judge_rows(judge_quality),
+        limitations=REFUSAL_LIMITATIONS,
     )
-    def qa_report(
-        context: AssetExecutionContext,
-        refusal_train: StoredTable,
-        refusal_eval: StoredTable,
-        refusal_dataset: StoredTable,
-        dataset_decontamination: pa.Table,
-        settings: BuildConfig,
-    ) -> pa.Table:
-        metrics, gx, info = recipe_qa(
-            "refusal",
-            settings.profile,
-            refusal_train,
-            refusal_eval,
-            refusal_dataset,
-            dict(settings.active().thresholds["qa"]),
-            decontamination=decontamination_facts(settings, dataset_decontamination),
-        )
-        markdown = render_markdown(metrics, gx, info)
-        storage = settings.storage()
-        storage.write_bytes(markdown.encode(), "reports", "qa_report.md")
-        storage.write_bytes(
-            json.dumps(qa_json(metrics, gx, info), indent=2).encode(), "reports", "qa_report.json"
-        )
-        table = qa_rows(metrics, gx)
-        context.add_output_metadata(
-            {
-                "report": MetadataValue.md(markdown),
-                "path": storage.uri("reports", "qa_report.md"),
-                "failed": sum(1 for p in table.column("passed").to_pylist() if not p),
-            }
-        )
-        return table
 
-    @asset(
-        deps=["qa_report", "review_sample"],
-        group_name="export",
-        kinds={"parquet", "json"},
-        owners=[OWNER],
-        description="The refusal recipe's export, gated only by its own checks and its inputs': JSONL "
-        "and Parquet of the refusal dataset and its train/eval split, the QA report (markdown and "
-        "JSON), dataset info, the rejection-detection system's files (final_dataset.json(l), "
-        "audit/), the dataset card (README.md, Hugging Face YAML header) and a manifest (sha256 and "
-        "rows per file, rows per source, configuration lock, decontamination counts). Returns the "
-        "manifest's file list.",
+
+def seed_files(storage, refusal_dataset: StoredTable, t) -> dict[str, str]:
+    """The rejection-detection system's files (audit/, review and QA in its names)."""
+    review = (
+        storage.read_table("assets", "review_sample.parquet")
+        if storage.exists("assets", "review_sample.parquet")
+        else None
     )
-    def export(
-        context: AssetExecutionContext,
-        refusal_dataset: StoredTable,
-        refusal_train: StoredTable,
-        refusal_eval: StoredTable,
-        dataset_decontamination: pa.Table,
-        judge_quality: pa.Table,
-        settings: BuildConfig,
-    ) -> pa.Table:
-        storage = settings.storage()
-        profile = settings.active()
-        decont = decontamination_facts(settings, dataset_decontamination)
-        version = settings.export_version or None
-        suffix = f"-v{version}" if version else ""
-        info = dataset_info(refusal_dataset)
-        card = card_hook(
-            context,
-            settings,
-            recipe="refusal",
-            title=f"safetygraph refusal dataset ({profile.name})",
-            summary="Prompts and responses labelled on three heads (outcome, style, harm categories) "
-            "by the build's judge, for training and evaluating refusal classifiers; train and eval "
-            "are split per prompt cluster, so no prompt or near duplicate is on both sides.",
-            configs={
-                "default": {"train": f"train{suffix}.jsonl", "eval": f"eval{suffix}.jsonl"},
-                "refusal_dataset": {"train": f"refusal_dataset{suffix}.jsonl"},
-            },
-            sources=profile.sources,
-            rows_by_source=info["by_source"],
-            gate_assets=REFUSAL_GATES,
-            decontamination=decont,
-            generation=generation_summary(refusal_dataset),
-            judge=judge_rows(judge_quality),
-            limitations=REFUSAL_LIMITATIONS,
-        )
-        t = profile.thresholds
-        extra = {
-            "qa_report.md": storage.read_bytes("reports", "qa_report.md").decode(),
-            "qa_report.json": storage.read_bytes("reports", "qa_report.json").decode(),
-            "dataset_info.json": json.dumps(info, indent=2),
+    qa = (
+        storage.read_table("assets", "qa_report.parquet").to_pylist()
+        if storage.exists("assets", "qa_report.parquet")
+        else []
+    )
+    return seed_compat.files(
+        refusal_dataset,
+        review,
+        qa,
+        dict(t["coverage_min"]),
+        float(t["confidence_floor"]),
+        float(t["toxicity_threshold"]),
+        float(t["near_dup_threshold"]),
+    )
+
+
+@asset(
+    group_name="export",
+    kinds={"duckdb", "markdown"},
+    owners=[OWNER],
+    description="The refusal recipe's QA: quality, privacy and bias metrics against the profile's "
+    "thresholds over its own train/eval split, plus a Great Expectations validation of the split; "
+    "markdown in the metadata, reports/qa_report.md and reports/qa_report.json.",
+)
+def qa_report(
+    context: AssetExecutionContext,
+    refusal_train: StoredTable,
+    refusal_eval: StoredTable,
+    refusal_dataset: StoredTable,
+    dataset_decontamination: pa.Table,
+    settings: BuildConfig,
+) -> pa.Table:
+    metrics, gx, info = recipe_qa(
+        "refusal",
+        settings.profile,
+        refusal_train,
+        refusal_eval,
+        refusal_dataset,
+        dict(settings.active().thresholds["qa"]),
+        decontamination=decontamination_facts(settings, dataset_decontamination),
+    )
+    markdown = render_markdown(metrics, gx, info)
+    storage = settings.storage()
+    storage.write_bytes(markdown.encode(), "reports", "qa_report.md")
+    storage.write_bytes(
+        json.dumps(qa_json(metrics, gx, info), indent=2).encode(), "reports", "qa_report.json"
+    )
+    table = qa_rows(metrics, gx)
+    context.add_output_metadata(
+        {
+            "report": MetadataValue.md(markdown),
+            "path": storage.uri("reports", "qa_report.md"),
+            "failed": sum(1 for p in table.column("passed").to_pylist() if not p),
         }
-        writers = []
-        if t["seed_compat"]:  # the rejection-detection system's names, on by default
-            review = (
-                storage.read_table("assets", "review_sample.parquet")
-                if storage.exists("assets", "review_sample.parquet")
-                else None
-            )
-            qa = (
-                storage.read_table("assets", "qa_report.parquet").to_pylist()
-                if storage.exists("assets", "qa_report.parquet")
-                else []
-            )
-            extra.update(
-                seed_compat.files(
-                    refusal_dataset,
-                    review,
-                    qa,
-                    dict(t["coverage_min"]),
-                    float(t["confidence_floor"]),
-                    float(t["toxicity_threshold"]),
-                    float(t["near_dup_threshold"]),
-                )
-            )
-            # final_dataset.json(l): streamed by DuckDB from the stored table into the build
-            writers.append(lambda folder: seed_compat.copy_final_dataset(refusal_dataset, folder))
-        manifest = write_export(
-            storage,
-            {"refusal_dataset": refusal_dataset, "train": refusal_train, "eval": refusal_eval},
-            extra,
-            config_lock(settings.config_files(), profile.name, profile.seed),
-            rows_per_source(
-                refusal_dataset=refusal_dataset, train=refusal_train, eval=refusal_eval
-            ),
-            writers,
-            version,
-            card=card,
-            manifest_extra={"decontamination": decont},
-        )
-        build_dir = storage.uri(EXPORT_ROOT, manifest["build_id"])
-        files_md, files_table = manifest_files(manifest)
-        context.log.info(f"export written to {build_dir}")
-        context.add_output_metadata(
-            {
-                "build_id": manifest["build_id"],
-                "version": settings.export_version or "(none)",
-                "export_dir": build_dir,
-                "manifest": storage.uri(EXPORT_ROOT, manifest["build_id"], "manifest.json"),
-                "config_hash": manifest["config_lock"]["config_hash"],
-                "git_commit": manifest["config_lock"]["git_commit"],
-                "files": files_md,
-            }
-        )
-        return files_table
+    )
+    return table
 
-    return [qa_report, export]
+
+@asset(
+    deps=["qa_report", "review_sample"],
+    group_name="export",
+    kinds={"parquet", "json"},
+    owners=[OWNER],
+    description="The refusal recipe's export, gated only by its own checks and its inputs': JSONL "
+    "and Parquet of the refusal dataset and its train/eval split, the QA report (markdown and "
+    "JSON), dataset info, the rejection-detection system's files (final_dataset.json(l), "
+    "audit/), the dataset card (README.md, Hugging Face YAML header) and a manifest (sha256 and "
+    "rows per file, rows per source, configuration lock, decontamination counts). Returns the "
+    "manifest's file list.",
+)
+def export(
+    context: AssetExecutionContext,
+    refusal_dataset: StoredTable,
+    refusal_train: StoredTable,
+    refusal_eval: StoredTable,
+    dataset_decontamination: pa.Table,
+    judge_quality: pa.Table,
+    settings: BuildConfig,
+) -> pa.Table:
+    storage = settings.storage()
+    profile = settings.active()
+    decont = decontamination_facts(settings, dataset_decontamination)
+    version = settings.export_version or None
+    suffix = f"-v{version}" if version else ""
+    info = dataset_info(refusal_dataset)
+    card = refusal_card(context, settings, refusal_dataset, info, decont, judge_quality, suffix)
+    t = profile.thresholds
+    extra = {
+        "qa_report.md": storage.read_bytes("reports", "qa_report.md").decode(),
+        "qa_report.json": storage.read_bytes("reports", "qa_report.json").decode(),
+        "dataset_info.json": json.dumps(info, indent=2),
+    }
+    writers = []
+    if t["seed_compat"]:  # the rejection-detection system's names, on by default
+        extra.update(seed_files(storage, refusal_dataset, t))
+        # final_dataset.json(l): streamed by DuckDB from the stored table into the build
+        writers.append(lambda folder: seed_compat.copy_final_dataset(refusal_dataset, folder))
+    manifest = write_export(
+        storage,
+        {"refusal_dataset": refusal_dataset, "train": refusal_train, "eval": refusal_eval},
+        extra,
+        config_lock(settings.config_files(), profile.name, profile.seed),
+        rows_per_source(refusal_dataset=refusal_dataset, train=refusal_train, eval=refusal_eval),
+        writers,
+        version,
+        card=card,
+        manifest_extra={"decontamination": decont},
+    )
+    build_dir = storage.uri(EXPORT_ROOT, manifest["build_id"])
+    files_md, files_table = manifest_files(manifest)
+    context.log.info(f"export written to {build_dir}")
+    context.add_output_metadata(
+        {
+            "build_id": manifest["build_id"],
+            "version": settings.export_version or "(none)",
+            "export_dir": build_dir,
+            "manifest": storage.uri(EXPORT_ROOT, manifest["build_id"], "manifest.json"),
+            "config_hash": manifest["config_lock"]["config_hash"],
+            "git_commit": manifest["config_lock"]["git_commit"],
+            "files": files_md,
+        }
+    )
+    return files_table
+
+
+ASSETS = [qa_report, export]

@@ -33,7 +33,6 @@ from pipeline_assets.keys import (
 from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
 from resources import BuildConfig, LLMResource
-from safetygraph.core import duck
 from safetygraph.core.storage import asset_parts
 from safetygraph.export.qa_file import profile_thresholds, qa_file
 from safetygraph.generation import RequestCache, format_progress
@@ -42,6 +41,7 @@ from safetygraph.recipes.steering.answers import trait_answers as answer_trait
 from safetygraph.recipes.steering.files import STEERING_ROOT, write_files
 from safetygraph.recipes.steering.pairs import build_pairs, summary
 from safetygraph.recipes.steering.pairs import kept as kept_pairs
+from safetygraph.recipes.steering.sampling import sample_scenarios
 
 GROUP = "steering"
 
@@ -76,19 +76,6 @@ def _scenario_rows(settings: BuildConfig, sources: list[str]) -> pa.Table:
     return pa.concat_tables(
         [storage.read_table(*asset_parts(RAW_SAMPLES.path, s)) for s in sources]
     )
-
-
-def _limited(table: pa.Table, limit: int | None, seed: int) -> pa.Table:
-    """At most ``limit`` scenarios, the same ones every run (ordered by a seeded hash of the id)."""
-    if not limit or table.num_rows <= limit:
-        return table
-    con = duck.connect(t=table.append_column("__pos", pa.array(range(table.num_rows), pa.int64())))
-    picked = duck.query(
-        con,
-        "SELECT __pos FROM t ORDER BY sha256(scenario_id || ':' || CAST(? AS VARCHAR)) LIMIT ?",
-        [seed, int(limit)],
-    )
-    return table.take(picked.column("__pos").sort())
 
 
 def build(
@@ -168,7 +155,7 @@ def build(
                 )
             )
         )
-        table = _limited(
+        table = sample_scenarios(
             scenarios(
                 rows,
                 steer.get("character_key", "PersonX"),

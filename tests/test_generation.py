@@ -259,3 +259,50 @@ def test_llm_settings_come_from_the_environment(monkeypatch):
         backend.requests_per_minute,
         backend.tokens_per_minute,
     ) == ("http://127.0.0.1:9/v1", 64, 600.0, None)
+
+
+def test_generation_plan_counts_prompt_only_rows_and_holds_recorded_gaps(tmp_path: Path):
+    from safetygraph.generation.planning import GenerationPlan, GenerationRun, error_summary
+
+    raw = raw_table(["a", "b", "c"], [None, "kept", None])
+    openai_cfg = GenerationConfig(model="m", backend="openai")
+    replay_cfg = GenerationConfig(model="demo")
+    # a source without recorded answers: both prompt-only rows need a server for the openai config
+    plan = GenerationPlan.for_source(raw, [openai_cfg, replay_cfg], has_responses=False)
+    assert (plan.prompt_only, plan.leave_gaps, plan.needs_server()) == (2, False, [openai_cfg])
+    assert "2 prompt-only row(s)" in plan.missing_server("demo_src", None)
+    assert plan.missing_server("demo_src", "http://127.0.0.1:1/v1") is None
+    # a recorded source: its gaps pass through unanswered and are counted; nothing needs a server
+    plan = GenerationPlan.for_source(raw, [openai_cfg], has_responses=True)
+    assert (plan.prompt_only, plan.leave_gaps, plan.missing_server("rec", None)) == (0, True, None)
+    run = GenerationRun(
+        GenerationPlan.for_source(raw, [replay_cfg], has_responses=True),
+        lambda c: ReplayBackend([]),
+        batch_rows=2,
+    )
+    out = [r for b in run.batches(raw) for r in b.to_pylist()]
+    assert sorted(r["response"] or "" for r in out) == ["", "", "kept"] and run.gaps == 2
+    assert (run.stats.requests, run.stats.passed_through) == (0, 1)
+    # asked to answer them: the replay backend has no recording, so each is a recorded error
+    run = GenerationRun(
+        GenerationPlan.for_source(raw, [replay_cfg], True, answer_recorded_gaps=True),
+        lambda c: ReplayBackend([]),
+    )
+    import pyarrow as pa
+
+    answered = pa.concat_tables(list(run.batches(raw)))
+    requested, failed, examples = error_summary(answered)
+    assert (requested, failed, run.gaps) == (2, 2, 0) and "no recorded response" in examples[0]
+
+
+def test_scenario_sample_is_seeded_and_stable():
+    import pyarrow as pa
+
+    from safetygraph.recipes.steering.sampling import sample_scenarios
+
+    table = pa.table({"scenario_id": [f"s{i}" for i in range(50)], "x": list(range(50))})
+    a = sample_scenarios(table, 10, seed=1)
+    assert a.num_rows == 10 and a.equals(sample_scenarios(table, 10, seed=1))
+    assert a.column("x").to_pylist() == sorted(a.column("x").to_pylist())  # table order kept
+    assert a.column("x").to_pylist() != sample_scenarios(table, 10, seed=2).column("x").to_pylist()
+    assert sample_scenarios(table, None, 1) is table and sample_scenarios(table, 80, 1) is table

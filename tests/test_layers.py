@@ -123,3 +123,43 @@ def test_no_module_over_500_lines():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, long
+
+
+# the asset layer wires, it does not query: DuckDB and SQL live in the core
+ASSET_LAYERS = ("pipeline_assets", "checks")
+
+
+def _sql_imports(path: Path) -> set[str]:
+    """``duckdb`` and the core's DuckDB helpers (``safetygraph.core.duck``) imported by ``path``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "duckdb")
+            found.update(a.name for a in node.names if a.name == "safetygraph.core.duck")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] == "duckdb" or node.module == "safetygraph.core.duck":
+                found.add(node.module)
+            elif node.module == "safetygraph.core":
+                found.update(f"safetygraph.core.{a.name}" for a in node.names if a.name == "duck")
+    return found
+
+
+def test_the_asset_layer_runs_no_sql():
+    violations = [
+        f"{p.relative_to(REPO).as_posix()} imports {sorted(found)}"
+        for layer in ASSET_LAYERS
+        for p in _modules(layer)
+        if (found := _sql_imports(p))
+    ]
+    assert not violations, "\n".join(violations)
+
+
+def test_the_sql_rule_catches_duckdb_in_an_asset_module(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import duckdb\nfrom safetygraph.core import duck, tables\n"
+        "def f():\n    from safetygraph.core.duck import connect\n"
+    )
+    assert _sql_imports(module) == {"duckdb", "safetygraph.core.duck"}
+    module.write_text("from safetygraph.core import tables\nimport pyarrow\n")
+    assert _sql_imports(module) == set()
