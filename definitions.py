@@ -25,7 +25,12 @@ from dagster import (
     multiprocess_executor,
 )
 
-from checks import blocking_check_keys, dataset_checks, per_source_checks
+from checks import blocking_check_keys, per_source_checks
+from checks import circuit_breaker as checks_circuit_breaker
+from checks import datasets as checks_datasets
+from checks import export as checks_export
+from checks import labeling as checks_labeling
+from checks import preference as checks_preference
 from checks.steering import per_trait as steering_checks
 from pipeline_assets import (
     audit,
@@ -135,124 +140,180 @@ def executor_from_env() -> ExecutorDefinition:
     }[name]
 
 
-def build_defs(
-    settings: BuildConfig | None = None,
-    llm: LLMResource | None = None,
-    alerts: AlertResource | None = None,
-    executor: ExecutorDefinition | None = None,
-) -> Definitions:
-    """The Definitions for one registry: one partition per registry source."""
-    settings = settings or default_settings()
-    partitions = StaticPartitionsDefinition(settings.registry().names)
-    source_checks = per_source_checks(partitions)
-    all_dataset_checks = dataset_checks()
-    traits = StaticPartitionsDefinition(settings.traits().names)
-    trait_checks = steering_checks(traits)
-    gpu_tags = gpu_op_tags(settings.active().generation.get("placement"))
-    assets = [
-        *sources.build(partitions),
-        *generation.build(partitions, gpu_tags),
-        *labeling.build(partitions),
-        decontamination.eval_prompts,
-        *audit.build(partitions),
-        *datasets.build(blocking_check_keys(source_checks, SOURCE_CHAIN)),
-        *circuit_breaker.ASSETS,
-        *export.ASSETS,
-        *preference.build(partitions, blocking_check_keys(source_checks, PREFERENCE_CHAIN)),
-        *steering.build(
-            traits,
-            blocking_check_keys(source_checks, (RAW_SAMPLES,)),
-            blocking_check_keys(trait_checks, STEERING_CHAIN),
-            gpu_tags,
-        ),
-    ]
-    per_source_selection = AssetSelection.assets(*SOURCE_CHAIN, RAW_QUARANTINE)
-    preference_sources = AssetSelection.assets(RAW_SAMPLES, RAW_QUARANTINE, PREFERENCE_PAIRS)
-    preference_recipe = AssetSelection.groups("preference") - preference_sources
-    ingest = AssetSelection.assets(RAW_SAMPLES, RAW_QUARANTINE)
-    steering_traits = AssetSelection.assets(*STEERING_CHAIN)
-    steering_decont = AssetSelection.assets(EVAL_PROMPTS, STEERING_DECONTAMINATION)
-    # the merge writes the refusal dataset and its decontamination table (one op), from the
-    # evaluation sets' prompts
-    merge = AssetSelection.assets(
-        JUDGE_QUALITY, REFUSAL_DATASET, DATASET_DECONTAMINATION, EVAL_PROMPTS
-    )
+def source_defs(partitions, source_checks: list, gpu_tags: dict) -> Definitions:
+    """Per source (one partition each): ingest, generation, labels and the audit, with their gates;
+    the judge's measured quality."""
+    chain = AssetSelection.assets(*SOURCE_CHAIN, RAW_QUARANTINE)
     return Definitions(
-        assets=assets,
-        asset_checks=[*source_checks, *all_dataset_checks, *trait_checks],
+        assets=[
+            *sources.build(partitions),
+            *generation.build(partitions, gpu_tags),
+            *labeling.build(partitions),
+            *audit.build(partitions),
+        ],
+        asset_checks=source_checks,
         jobs=[
             define_asset_job(
                 SOURCE_JOB,
-                selection=per_source_selection,
+                selection=chain,
                 partitions_def=partitions,
                 description="One source through ingestion, generation, labels and audit (one run per partition).",
             ),
             define_asset_job(
+                INGEST_JOB,
+                selection=AssetSelection.assets(RAW_SAMPLES, RAW_QUARANTINE),
+                partitions_def=partitions,
+                description="Ingest one source (raw_samples and its quarantine), e.g. a steering source's scenarios.",
+            ),
+        ],
+    )
+
+
+# the merge writes the refusal dataset and its decontamination table (one op), from the
+# evaluation sets' prompts
+MERGE = AssetSelection.assets(JUDGE_QUALITY, REFUSAL_DATASET, DATASET_DECONTAMINATION, EVAL_PROMPTS)
+
+
+def refusal_defs(source_blocking: dict) -> Definitions:
+    """The merge of the profile's sources, the refusal recipe's split, review sample, QA and export;
+    the dataset job runs every recipe on the merge (refusal and circuit breaker)."""
+    per_source = AssetSelection.assets(*SOURCE_CHAIN, RAW_QUARANTINE)
+    preference_all = AssetSelection.groups("preference") | AssetSelection.assets(
+        RAW_SAMPLES, RAW_QUARANTINE
+    )
+    return Definitions(
+        assets=[decontamination.eval_prompts, *datasets.build(source_blocking), *export.ASSETS],
+        asset_checks=[
+            *checks_labeling.dataset(),
+            *checks_datasets.dataset(),
+            *checks_export.dataset(),
+        ],
+        jobs=[
+            define_asset_job(
                 DATASET_JOB,
                 selection=AssetSelection.all()
-                - per_source_selection
-                - preference_sources
-                - preference_recipe
+                - per_source
+                - preference_all
                 - AssetSelection.groups("steering"),
                 description="Merge the profile's sources, then every recipe on the merge: the refusal "
                 "export and the circuit-breaker files, each gated only by its own checks.",
             ),
             define_asset_job(
                 REFUSAL_JOB,
-                selection=merge
+                selection=MERGE
                 | AssetSelection.assets(
                     REFUSAL_TRAIN, REFUSAL_EVAL, "review_sample", "qa_report", EXPORT
                 ),
                 description="The refusal recipe: merge, its own split, review sample, QA and export.",
             ),
+        ],
+    )
+
+
+def circuit_breaker_defs() -> Definitions:
+    """Stage 2 of the circuit breaker: shards, merge gates, validation, split and files."""
+    return Definitions(
+        assets=circuit_breaker.ASSETS,
+        asset_checks=checks_circuit_breaker.dataset(),
+        jobs=[
             define_asset_job(
                 CIRCUIT_BREAKER_JOB,
-                selection=merge | AssetSelection.groups("circuit_breaker"),
+                selection=MERGE | AssetSelection.groups("circuit_breaker"),
                 description="The circuit-breaker recipe: merge, shards, merge gates, split and stage-2 files.",
-            ),
+            )
+        ],
+    )
+
+
+def preference_defs(partitions, source_blocking: dict, pair_checks: list) -> Definitions:
+    """DPO pairs: candidate pairs per source, the merged split and the TRL files."""
+    sources_sel = AssetSelection.assets(RAW_SAMPLES, RAW_QUARANTINE, PREFERENCE_PAIRS)
+    recipe = AssetSelection.groups("preference") - sources_sel
+    return Definitions(
+        assets=preference.build(partitions, source_blocking),
+        asset_checks=[*pair_checks, *checks_preference.dataset()],
+        jobs=[
             define_asset_job(
                 PREFERENCE_SOURCE_JOB,
-                selection=preference_sources,
+                selection=sources_sel,
                 partitions_def=partitions,
                 description="One preference source: ingest, then its candidate pairs, both sides judged.",
             ),
             define_asset_job(
                 PREFERENCE_JOB,
-                selection=preference_recipe | AssetSelection.assets(EVAL_PROMPTS),
+                selection=recipe | AssetSelection.assets(EVAL_PROMPTS),
                 description="Merge the preference sources' pairs, split them and write the TRL files.",
             ),
-            define_asset_job(
-                INGEST_JOB,
-                selection=ingest,
-                partitions_def=partitions,
-                description="Ingest one source (raw_samples and its quarantine), e.g. a steering source's scenarios.",
-            ),
+        ],
+    )
+
+
+def steering_defs(traits, source_blocking: dict, trait_checks: list, gpu_tags: dict) -> Definitions:
+    """CAA pairs, one partition per trait, and the steering files."""
+    per_trait = AssetSelection.assets(*STEERING_CHAIN)
+    decont = AssetSelection.assets(EVAL_PROMPTS, STEERING_DECONTAMINATION)
+    return Definitions(
+        assets=steering.build(
+            traits,
+            source_blocking,
+            blocking_check_keys(trait_checks, STEERING_CHAIN),
+            gpu_tags,
+        ),
+        asset_checks=trait_checks,
+        jobs=[
             define_asset_job(
                 STEERING_TRAIT_JOB,
-                selection=steering_traits,
+                selection=per_trait,
                 partitions_def=traits,
                 description="One trait: its answers for every scenario and its A/B steering pairs (backfill several traits).",
             ),
             define_asset_job(
                 STEERING_DECONT_JOB,
-                selection=steering_decont,
+                selection=decont,
                 description="The evaluation sets and the steering scenarios too close to them (run "
                 "after ingesting the steering sources, before the traits).",
             ),
             define_asset_job(
                 STEERING_JOB,
-                selection=AssetSelection.groups("steering") - steering_traits - steering_decont,
+                selection=AssetSelection.groups("steering") - per_trait - decont,
                 description="Write the steering files of the profile's traits.",
             ),
         ],
+    )
+
+
+def build_defs(
+    settings: BuildConfig | None = None,
+    llm: LLMResource | None = None,
+    alerts: AlertResource | None = None,
+    executor: ExecutorDefinition | None = None,
+) -> Definitions:
+    """The Definitions for one registry (one partition per registry source): one Definitions per
+    domain, merged with the sensors, schedules, resources and executor they share."""
+    settings = settings or default_settings()
+    partitions = StaticPartitionsDefinition(settings.registry().names)
+    traits = StaticPartitionsDefinition(settings.traits().names)
+    source_checks = per_source_checks(partitions)
+    pair_checks = checks_preference.per_source(partitions)
+    trait_checks = steering_checks(traits)
+    gpu_tags = gpu_op_tags(settings.active().generation.get("placement"))
+    domains = [
+        source_defs(partitions, source_checks, gpu_tags),
+        refusal_defs(blocking_check_keys(source_checks, SOURCE_CHAIN)),
+        circuit_breaker_defs(),
+        preference_defs(
+            partitions,
+            blocking_check_keys([*source_checks, *pair_checks], PREFERENCE_CHAIN),
+            pair_checks,
+        ),
+        steering_defs(
+            traits, blocking_check_keys(source_checks, (RAW_SAMPLES,)), trait_checks, gpu_tags
+        ),
+    ]
+    check_keys = [spec.key for d in domains for c in d.asset_checks for spec in c.check_specs]
+    platform = Definitions(
         sensors=[
-            build_check_alert_sensor(
-                [
-                    spec.key
-                    for c in [*source_checks, *all_dataset_checks, *trait_checks]
-                    for spec in c.check_specs
-                ]
-            ),
+            build_check_alert_sensor(check_keys),
             run_failure_alerts,
             dead_run_reaper,
             build_file_sensor(SOURCE_JOB),
@@ -268,6 +329,7 @@ def build_defs(
         },
         executor=executor or executor_from_env(),
     )
+    return Definitions.merge(*domains, platform)
 
 
 defs = build_defs()

@@ -25,13 +25,13 @@ warnings.filterwarnings(
 
 
 def per_source_checks(partitions: PartitionsDefinition) -> list:
-    """The checks on the partitioned per-source chain (each partitioned like its asset)."""
+    """The checks on the partitioned per-source chain (each partitioned like its asset); the
+    preference recipe's per-source checks are ``preference.per_source``."""
     return [
         *sources.per_source(partitions),
         *generation.per_source(partitions),
         *labeling.per_source(partitions),
         *audit.per_source(partitions),
-        *preference.per_source(partitions),
     ]
 
 

@@ -2,13 +2,11 @@
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     MetadataValue,
     PartitionsDefinition,
-    asset_check,
 )
 
-from checks.factories import schema_check
+from checks.factories import blocking_check, gate, schema_check
 from pipeline_assets.keys import (
     AUDITED,
 )
@@ -26,18 +24,16 @@ def per_source(partitions: PartitionsDefinition) -> list:
 def no_pii_left(asset_key):
     """A blocking check on ``asset_key``: no PII of any type in any turn."""
 
-    @asset_check(
-        asset=asset_key,
+    @blocking_check(
+        asset_key,
+        "No PII (email, phone, SSN, card, IP, street address, API key) left in any turn.",
         name=f"{asset_key.path[-1]}_no_pii",
-        blocking=True,
-        description="No PII (email, phone, SSN, card, IP, street address, API key) left in any turn.",
     )
     def _check(table: StoredTable) -> AssetCheckResult:
         left = residual_pii(table)  # DuckDB over the file
-        return AssetCheckResult(
-            passed=not any(left.values()),
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"rows_with_pii_by_type": MetadataValue.json(left)},
+        return gate(
+            not any(left.values()),
+            {"rows_with_pii_by_type": MetadataValue.json(left)},
         )
 
     return _check

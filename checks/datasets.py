@@ -4,12 +4,12 @@ confidence floor."""
 import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     MetadataValue,
-    asset_check,
 )
 
 from checks.factories import (
+    blocking_check,
+    gate,
     min_rows_check,
     no_eval_prompts_check,
     no_leakage_check,
@@ -24,9 +24,8 @@ from schemas import AuditedRecord, RefusalSplitRecord
 
 
 def dataset() -> list:
-    @asset_check(
-        asset=REFUSAL_DATASET,
-        blocking=True,
+    @blocking_check(
+        REFUSAL_DATASET,
         description="Every outcome has at least the profile's coverage_min rows (e.g. REFUSAL.DIRECT: 10).",
     )
     def coverage_minimums(refusal_dataset: StoredTable, settings: BuildConfig) -> AssetCheckResult:
@@ -37,15 +36,13 @@ def dataset() -> list:
             for k, v in minimums.items()
             if counts.get(k, 0) < v
         }
-        return AssetCheckResult(
-            passed=not short,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"by_outcome": MetadataValue.json(counts), "short": MetadataValue.json(short)},
+        return gate(
+            not short,
+            {"by_outcome": MetadataValue.json(counts), "short": MetadataValue.json(short)},
         )
 
-    @asset_check(
-        asset=REFUSAL_DATASET,
-        blocking=True,
+    @blocking_check(
+        REFUSAL_DATASET,
         description="The share of rows under the confidence floor (confidence_floor, 0.6) stays under max_low_confidence_share.",
     )
     def confidence_floor(refusal_dataset: StoredTable, settings: BuildConfig) -> AssetCheckResult:
@@ -58,10 +55,9 @@ def dataset() -> list:
         n = len(confidence)
         low = int(pc.sum(pc.less(confidence, floor)).as_py() or 0) if n else 0
         share = low / n if n else 0.0
-        return AssetCheckResult(
-            passed=share <= limit,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
+        return gate(
+            share <= limit,
+            {
                 "below_floor": low,
                 "share": round(share, 4),
                 "floor": floor,

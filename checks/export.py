@@ -4,11 +4,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     MetadataValue,
     asset_check,
 )
 
+from checks.factories import blocking_check, gate
 from pipeline_assets.keys import (
     EXPORT,
     QA_REPORT,
@@ -18,17 +18,15 @@ from safetygraph.export.files import EXPORT_ROOT, verify_export
 
 
 def dataset() -> list:
-    @asset_check(
-        asset=QA_REPORT,
-        blocking=True,
+    @blocking_check(
+        QA_REPORT,
         description="Every QA metric meets its threshold and every expectation holds.",
     )
     def qa_thresholds(qa_report: pa.Table) -> AssetCheckResult:
         failed = qa_report.filter(pc.invert(qa_report.column("passed"))).to_pylist()
-        return AssetCheckResult(
-            passed=not failed,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"metrics": qa_report.num_rows, "failed": MetadataValue.json(failed)},
+        return gate(
+            not failed,
+            {"metrics": qa_report.num_rows, "failed": MetadataValue.json(failed)},
         )
 
     @asset_check(
@@ -37,10 +35,9 @@ def dataset() -> list:
     def export_matches_manifest(export: pa.Table, settings: BuildConfig) -> AssetCheckResult:
         build_id = export.column("build_id")[0].as_py()
         problems = verify_export(settings.storage(), build_id)
-        return AssetCheckResult(
-            passed=not problems,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
+        return gate(
+            not problems,
+            {
                 "build_id": build_id,
                 "export_dir": settings.storage().uri(EXPORT_ROOT, build_id),
                 "problems": MetadataValue.json(problems),

@@ -1,6 +1,10 @@
-"""Check factories for the patterns that repeat across assets: schema, unique ids, minimum rows,
-no train/eval leakage."""
+"""Check helpers for the patterns that repeat across assets: the blocking gate (``blocking_check``,
+``gate``), the minimum-count gate (``at_least``), and factories for schema, unique ids, minimum
+rows, no train/eval leakage and no evaluation prompts in train."""
 
+from collections.abc import Callable
+
+import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -19,6 +23,59 @@ from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
 from schemas import validate_table
 
 
+def blocking_check(asset: AssetKey, description: str, **kwargs):
+    """``@asset_check`` for a gate that guards training data: blocking (a failure skips everything
+    downstream in the run) and reported at ERROR severity (the alert sensor pages on it)."""
+    return asset_check(asset=asset, blocking=True, description=description, **kwargs)
+
+
+def gate(passed: bool, metadata: dict) -> AssetCheckResult:
+    """A blocking gate's result: ERROR severity, the figures it decided on as metadata."""
+    return AssetCheckResult(
+        passed=bool(passed), severity=AssetCheckSeverity.ERROR, metadata=metadata
+    )
+
+
+def at_least(name: str, n: int, minimum: int, metadata: dict | None = None) -> AssetCheckResult:
+    """The minimum-count gate: ``n`` of ``name`` against the profile's ``minimum``."""
+    return gate(n >= minimum, {name: n, "minimum": minimum, **(metadata or {})})
+
+
+def well_formed_check(
+    asset: AssetKey,
+    name: str,
+    find_malformed: Callable[[pa.Table], list[dict]],
+    description: str,
+    partitions: PartitionsDefinition | None = None,
+):
+    """Blocking: ``find_malformed`` finds no pair that must never reach a training file (the
+    preference and steering recipes' pairs; each recipe says what malformed means)."""
+
+    @blocking_check(asset, description, name=name, partitions_def=partitions)
+    def _check(pairs: pa.Table) -> AssetCheckResult:
+        bad = find_malformed(pairs)
+        return gate(not bad, {"malformed": len(bad), "examples": MetadataValue.json(bad)})
+
+    return _check
+
+
+def no_duplicates_check(
+    asset: AssetKey,
+    name: str,
+    count_duplicates: Callable[[pa.Table], int],
+    description: str,
+    partitions: PartitionsDefinition | None = None,
+):
+    """Blocking: ``count_duplicates`` finds no row beyond the first of its kind."""
+
+    @blocking_check(asset, description, name=name, partitions_def=partitions)
+    def _check(pairs: pa.Table) -> AssetCheckResult:
+        n = count_duplicates(pairs)
+        return gate(n == 0, {"duplicates": n})
+
+    return _check
+
+
 def schema_check(
     asset: AssetKey, model, partitions: PartitionsDefinition | None = None, blocking: bool = True
 ):
@@ -31,10 +88,9 @@ def schema_check(
     )
     def _check(table: StoredTable) -> AssetCheckResult:
         failures = validate_table(model, table)  # streamed from the file, batch by batch
-        return AssetCheckResult(
-            passed=not failures,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
+        return gate(
+            not failures,
+            {
                 "rows": table.num_rows,
                 "model": model.__name__,
                 "failing_checks": len(failures),
@@ -55,10 +111,9 @@ def unique_ids_check(asset: AssetKey, partitions: PartitionsDefinition | None = 
     )
     def _check(table: StoredTable) -> AssetCheckResult:
         dups = duplicate_ids(table)  # DuckDB over the file
-        return AssetCheckResult(
-            passed=not dups,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
+        return gate(
+            not dups,
+            {
                 "rows": table.num_rows,
                 "duplicate_ids": len(dups),
                 "examples": MetadataValue.json(dups[:10]),
@@ -78,10 +133,9 @@ def min_rows_check(asset: AssetKey, threshold: str, partitions: PartitionsDefini
     )
     def _check(table: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         minimum = int(settings.threshold(threshold))  # the row count from the file's footer
-        return AssetCheckResult(
-            passed=table.num_rows >= minimum,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"rows": table.num_rows, "minimum": minimum, "threshold": threshold},
+        return gate(
+            table.num_rows >= minimum,
+            {"rows": table.num_rows, "minimum": minimum, "threshold": threshold},
         )
 
     return _check
@@ -103,10 +157,9 @@ def no_leakage_check(eval_asset: AssetKey, train_asset: AssetKey, name: str):
         leaked = leaked_prompts(train, evals)
         threshold = float(settings.active().thresholds["near_dup_threshold"])
         near = near_duplicate_leaks(train, evals, threshold)
-        return AssetCheckResult(
-            passed=not leaked and not near,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
+        return gate(
+            not leaked and not near,
+            {
                 "leaked_prompts": len(leaked),
                 "near_duplicate_leaks": len(near),
                 "near_dup_threshold": threshold,
@@ -142,10 +195,9 @@ def no_eval_prompts_check(
         found = training_contamination(
             train, eval_prompts, decont.rules, decont.eval_only, key, text
         )
-        return AssetCheckResult(
-            passed=found.num_rows == 0,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
+        return gate(
+            found.num_rows == 0,
+            {
                 "training_rows": train.num_rows,
                 "eval_sets": MetadataValue.json(list(decont.names)),
                 "eval_prompts": eval_prompts.num_rows,

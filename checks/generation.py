@@ -2,13 +2,11 @@
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     MetadataValue,
     PartitionsDefinition,
-    asset_check,
 )
 
-from checks.factories import schema_check, unique_ids_check
+from checks.factories import blocking_check, gate, schema_check, unique_ids_check
 from pipeline_assets.keys import (
     GENERATED,
 )
@@ -21,9 +19,8 @@ from schemas import (
 
 
 def per_source(partitions: PartitionsDefinition) -> list:
-    @asset_check(
-        asset=GENERATED,
-        blocking=True,
+    @blocking_check(
+        GENERATED,
         partitions_def=partitions,
         description="Failed generation requests stay under generation_error_rate_max of the requests made.",
     )
@@ -33,10 +30,9 @@ def per_source(partitions: PartitionsDefinition) -> list:
         requested, n_err, examples = error_summary(generated_responses)
         rate = n_err / requested if requested else 0.0
         limit = float(settings.threshold("generation_error_rate_max"))
-        return AssetCheckResult(
-            passed=rate <= limit,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
+        return gate(
+            rate <= limit,
+            {
                 "requested": requested,
                 "errors": n_err,
                 "rate": round(rate, 6),

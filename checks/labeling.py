@@ -3,13 +3,11 @@
 import pyarrow as pa
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     MetadataValue,
     PartitionsDefinition,
-    asset_check,
 )
 
-from checks.factories import schema_check
+from checks.factories import blocking_check, gate, schema_check
 from pipeline_assets.keys import (
     JUDGE_QUALITY,
     LABELS,
@@ -26,9 +24,8 @@ def per_source(partitions: PartitionsDefinition) -> list:
 
 
 def dataset() -> list:
-    @asset_check(
-        asset=JUDGE_QUALITY,
-        blocking=True,
+    @blocking_check(
+        JUDGE_QUALITY,
         description="The judge's held-out figures meet the profile's judge_floors (e.g. refusal_accuracy, refusal_kappa); "
         "a profile with floors but no human-labelled rows fails.",
     )
@@ -52,10 +49,9 @@ def dataset() -> list:
             for src in settings.active().sources
             if not storage.exists(*asset_parts(LABELS.path, src))
         ]
-        return AssetCheckResult(
-            passed=not below,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
+        return gate(
+            not below,
+            {
                 # a source that is blocked or not built contributes no human-labelled rows
                 "sources_without_labels": ", ".join(unbuilt) or "none",
                 "half": half,

@@ -9,15 +9,18 @@ from dagster import (
     AssetCheckSeverity,
     MetadataValue,
     PartitionsDefinition,
-    asset_check,
 )
 
 from checks.factories import (
+    blocking_check,
+    gate,
     min_rows_check,
+    no_duplicates_check,
     no_eval_prompts_check,
     no_leakage_check,
     schema_check,
     unique_ids_check,
+    well_formed_check,
 )
 from pipeline_assets.keys import PREFERENCE_EVAL, PREFERENCE_PAIRS, PREFERENCE_TRAIN
 from resources import BuildConfig
@@ -32,10 +35,9 @@ from schemas import PreferencePairRecord
 
 def _rate_result(count: int, total: int, limit: float, **metadata) -> AssetCheckResult:
     rate = count / total if total else 0.0
-    return AssetCheckResult(
-        passed=rate <= limit,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
+    return gate(
+        rate <= limit,
+        {
             "count": count,
             "candidates": total,
             "rate": round(rate, 6),
@@ -45,126 +47,109 @@ def _rate_result(count: int, total: int, limit: float, **metadata) -> AssetCheck
     )
 
 
-def per_source(partitions: PartitionsDefinition) -> list:
-    @asset_check(
-        asset=PREFERENCE_PAIRS,
-        blocking=True,
-        partitions_def=partitions,
-        description="Pairs lost to a failed request (either side, after the backend's retries; a re-run "
-        "sends them again). Over preference_error_rate_warn (5%) the check fails as a warning: those "
-        "questions are dropped, counted and named, and the recipe goes on. Over "
-        "preference_error_rate_max (50%: the API is down, not flaky) it fails as an error and blocks.",
+def preference_error_rate(preference_pairs: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+    errors = summary(preference_pairs)["dropped"].get("error", 0)
+    failed = preference_pairs.filter(pc.equal(preference_pairs.column("drop_reason"), "error"))
+    examples = [
+        e
+        for col in ("chosen_error", "rejected_error")
+        for e in failed.column(col).drop_null().to_pylist()[:3]
+    ]
+    total = preference_pairs.num_rows
+    rate = errors / total if total else 0.0
+    warn = float(settings.active().thresholds["preference_error_rate_warn"])
+    block = float(settings.threshold("preference_error_rate_max"))
+    return AssetCheckResult(
+        passed=rate <= warn,
+        severity=AssetCheckSeverity.ERROR if rate > block else AssetCheckSeverity.WARN,
+        metadata={
+            "count": errors,
+            "candidates": total,
+            "rate": round(rate, 6),
+            "warn_over": warn,
+            "max": block,
+            # what the errors cost: the questions left without a pair in this build
+            "questions_dropped": MetadataValue.json(failed.column("prompt").to_pylist()[:50]),
+            "examples": MetadataValue.json(examples),
+        },
     )
-    def preference_error_rate(
-        preference_pairs: pa.Table, settings: BuildConfig
-    ) -> AssetCheckResult:
-        errors = summary(preference_pairs)["dropped"].get("error", 0)
-        failed = preference_pairs.filter(pc.equal(preference_pairs.column("drop_reason"), "error"))
-        examples = [
-            e
-            for col in ("chosen_error", "rejected_error")
-            for e in failed.column(col).drop_null().to_pylist()[:3]
-        ]
-        total = preference_pairs.num_rows
-        rate = errors / total if total else 0.0
-        t = settings.active().thresholds
-        warn = float(t["preference_error_rate_warn"])
-        block = float(settings.threshold("preference_error_rate_max"))
-        return AssetCheckResult(
-            passed=rate <= warn,
-            severity=AssetCheckSeverity.ERROR if rate > block else AssetCheckSeverity.WARN,
-            metadata={
-                "count": errors,
-                "candidates": total,
-                "rate": round(rate, 6),
-                "warn_over": warn,
-                "max": block,
-                # what the errors cost: the questions left without a pair in this build
-                "questions_dropped": MetadataValue.json(failed.column("prompt").to_pylist()[:50]),
-                "examples": MetadataValue.json(examples),
-            },
-        )
 
-    @asset_check(
-        asset=PREFERENCE_PAIRS,
-        blocking=True,
-        partitions_def=partitions,
-        description="Candidate pairs dropped for a reason in the data (empty, identical sides, the chosen "
-        "side judged less safe, prompts that differ, no contrast) stay under preference_drop_rate_max; "
-        "failed requests have their own gate (preference_error_rate) and are not counted twice.",
+
+def preference_drop_rate(preference_pairs: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+    s = summary(preference_pairs)
+    return _rate_result(
+        sum(n for reason, n in s["dropped"].items() if reason != "error"),
+        s["candidates"] - s["dropped"].get("error", 0),
+        float(settings.threshold("preference_drop_rate_max")),
+        by_reason=MetadataValue.json(s["dropped"]),
     )
-    def preference_drop_rate(preference_pairs: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-        s = summary(preference_pairs)
-        return _rate_result(
-            sum(n for reason, n in s["dropped"].items() if reason != "error"),
-            s["candidates"] - s["dropped"].get("error", 0),
-            float(settings.threshold("preference_drop_rate_max")),
-            by_reason=MetadataValue.json(s["dropped"]),
-        )
+
+
+def per_source(partitions: PartitionsDefinition) -> list:
+    """The gates over the source partitions."""
+
+    def gate_on(description: str):
+        return blocking_check(PREFERENCE_PAIRS, description, partitions_def=partitions)
 
     return [
         schema_check(PREFERENCE_PAIRS, PreferencePairRecord, partitions),
         unique_ids_check(PREFERENCE_PAIRS, partitions),
-        preference_error_rate,
-        preference_drop_rate,
+        gate_on(
+            "Pairs lost to a failed request (either side, after the backend's retries; a re-run "
+            "sends them again). Over preference_error_rate_warn (5%) the check fails as a warning: "
+            "those questions are dropped, counted and named, and the recipe goes on. Over "
+            "preference_error_rate_max (50%: the API is down, not flaky) it fails as an error and "
+            "blocks."
+        )(preference_error_rate),
+        gate_on(
+            "Candidate pairs dropped for a reason in the data (empty, identical sides, the chosen "
+            "side judged less safe, prompts that differ, no contrast) stay under "
+            "preference_drop_rate_max; failed requests have their own gate (preference_error_rate) "
+            "and are not counted twice."
+        )(preference_drop_rate),
     ]
 
 
+@blocking_check(
+    PREFERENCE_TRAIN,
+    "Refusals among the chosen answers to benign prompts stay under "
+    "preference_benign_refusal_max: a safety tune must not teach refusing ordinary questions.",
+)
+def preference_over_refusal(preference_train: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+    refusals, benign = benign_chosen_refusals(preference_train)
+    share = refusals / benign if benign else 0.0
+    limit = float(settings.threshold("preference_benign_refusal_max"))
+    return gate(
+        share <= limit,
+        {
+            "benign_pairs": benign,
+            "chosen_refusals": refusals,
+            "share": round(share, 4),
+            "max": limit,
+        },
+    )
+
+
 def dataset() -> list:
-    @asset_check(
-        asset=PREFERENCE_TRAIN,
-        blocking=True,
-        description="Every training pair is usable: both sides present and without a generation error, "
-        "chosen differs from rejected, and the chosen side is not judged harmful where the rejected is not.",
-    )
-    def preference_pairs_well_formed(preference_train: pa.Table) -> AssetCheckResult:
-        bad = malformed_pairs(preference_train)
-        return AssetCheckResult(
-            passed=not bad,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"malformed": len(bad), "examples": MetadataValue.json(bad)},
-        )
-
-    @asset_check(
-        asset=PREFERENCE_TRAIN,
-        blocking=True,
-        description="No pair (same prompt, chosen and rejected) appears twice.",
-    )
-    def preference_no_duplicate_pairs(preference_train: pa.Table) -> AssetCheckResult:
-        n = duplicate_pairs(preference_train)
-        return AssetCheckResult(
-            passed=n == 0, severity=AssetCheckSeverity.ERROR, metadata={"duplicates": n}
-        )
-
-    @asset_check(
-        asset=PREFERENCE_TRAIN,
-        blocking=True,
-        description="Refusals among the chosen answers to benign prompts stay under "
-        "preference_benign_refusal_max: a safety tune must not teach refusing ordinary questions.",
-    )
-    def preference_over_refusal(
-        preference_train: pa.Table, settings: BuildConfig
-    ) -> AssetCheckResult:
-        refusals, benign = benign_chosen_refusals(preference_train)
-        share = refusals / benign if benign else 0.0
-        limit = float(settings.threshold("preference_benign_refusal_max"))
-        return AssetCheckResult(
-            passed=share <= limit,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "benign_pairs": benign,
-                "chosen_refusals": refusals,
-                "share": round(share, 4),
-                "max": limit,
-            },
-        )
-
+    """The gates on the merged split."""
     return [
         schema_check(PREFERENCE_TRAIN, PreferencePairRecord),
         unique_ids_check(PREFERENCE_TRAIN),
         min_rows_check(PREFERENCE_TRAIN, "preference_train_min"),
-        preference_pairs_well_formed,
-        preference_no_duplicate_pairs,
+        well_formed_check(
+            PREFERENCE_TRAIN,
+            "preference_pairs_well_formed",
+            malformed_pairs,
+            "Every training pair is usable: both sides present and without a generation error, "
+            "chosen differs from rejected, and the chosen side is not judged harmful where the "
+            "rejected is not.",
+        ),
+        no_duplicates_check(
+            PREFERENCE_TRAIN,
+            "preference_no_duplicate_pairs",
+            duplicate_pairs,
+            "No pair (same prompt, chosen and rejected) appears twice.",
+        ),
         preference_over_refusal,
         no_eval_prompts_check(PREFERENCE_TRAIN),
         min_rows_check(PREFERENCE_EVAL, "preference_eval_min"),

@@ -10,7 +10,7 @@ from dagster import (
     asset_check,
 )
 
-from checks.factories import min_rows_check, schema_check, unique_ids_check
+from checks.factories import blocking_check, gate, min_rows_check, schema_check, unique_ids_check
 from pipeline_assets.keys import (
     RAW_QUARANTINE,
     RAW_SAMPLES,
@@ -24,9 +24,8 @@ from schemas import (
 
 
 def per_source(partitions: PartitionsDefinition) -> list:
-    @asset_check(
-        asset=RAW_SAMPLES,
-        blocking=True,
+    @blocking_check(
+        RAW_SAMPLES,
         partitions_def=partitions,
         additional_ins={"raw_quarantine": AssetIn(RAW_QUARANTINE.path)},
         description="Quarantined rows stay under the profile's quarantine_rate_max share of rows read.",
@@ -37,10 +36,9 @@ def per_source(partitions: PartitionsDefinition) -> list:
         read = raw_samples.num_rows + raw_quarantine.num_rows
         rate = raw_quarantine.num_rows / read if read else 0.0
         limit = float(settings.threshold("quarantine_rate_max"))
-        return AssetCheckResult(
-            passed=rate <= limit,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
+        return gate(
+            rate <= limit,
+            {
                 "quarantined": raw_quarantine.num_rows,
                 "rows": raw_samples.num_rows,
                 "rate": round(rate, 6),

@@ -41,18 +41,7 @@ from safetygraph.export.card import generation_summary, judge_rows
 from safetygraph.export.files import versioned_build_id
 from safetygraph.export.qa import qa_json, recipe_qa, render_markdown
 from safetygraph.recipes import circuit_breaker as cb
-from safetygraph.recipes.circuit_breaker.preflight_run import PreflightRun, PreflightSetup
 from safetygraph.recipes.splits import holdout, split_batches
-
-
-def preflight_setup(settings: BuildConfig) -> PreflightRun:
-    """The profile's preflight (``PreflightSetup.from_thresholds``), shared by the stage-2 step
-    and its gate through the build's cache."""
-    settings.threshold("preflight_tokenizer")  # a missing setting: the error names the profile file
-    return PreflightRun(
-        PreflightSetup.from_thresholds(settings.active().thresholds), settings.storage()
-    )
-
 
 # the assets whose blocking checks guard the stage-2 files (their card lists them)
 CB_GATES = (
@@ -173,7 +162,7 @@ def stage2_samples(
         )
     drop = thresholds["over_length"] == "drop"
     stream = cb.Stage2Stream(
-        (harmful_shard, retain), settings.batch_rows, preflight_setup(settings) if drop else None
+        (harmful_shard, retain), settings.batch_rows, settings.preflight() if drop else None
     )
 
     def figures(written: StoredTable) -> dict:

@@ -49,143 +49,160 @@ def _coverage_markdown(table: pa.Table, limit: int = 60) -> str:
     return f"| outcome | harm category | source | rows |\n|---|---|---|---:|\n{body}{more}"
 
 
-def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]):
-    @multi_asset(
-        name="refusal_merge",
-        outs={
-            "refusal_dataset": AssetOut(
-                group_name="datasets",
-                kinds={"duckdb", "parquet"},
-                owners=[OWNER],
-                description="The multi-head refusal dataset: the audited sources of the active profile, "
-                "merged with cross-source duplicates and evaluation prompts removed. Fails (or, with "
-                "allow_partial, reports) when a source is not built, blocked by a check or stale.",
-            ),
-            "dataset_decontamination": AssetOut(
-                group_name="datasets",
-                kinds={"duckdb", "parquet"},
-                owners=[OWNER],
-                description="Rows of the profile's sources that the merge kept out of training: "
-                "removed (an evaluation prompt, a copy or near copy of one: which set, which prompt, "
-                "which rule, which n-gram or Jaccard) or eval only (an evaluation set the profile "
-                "builds from). The refusal and circuit-breaker recipes read the merge.",
-            ),
-        },
-        deps=[AUDITED, JUDGE_QUALITY],
+MERGE_SPEC = dict(
+    name="refusal_merge",
+    outs={
+        "refusal_dataset": AssetOut(
+            group_name="datasets",
+            kinds={"duckdb", "parquet"},
+            owners=[OWNER],
+            description="The multi-head refusal dataset: the audited sources of the active profile, "
+            "merged with cross-source duplicates and evaluation prompts removed. Fails (or, with "
+            "allow_partial, reports) when a source is not built, blocked by a check or stale.",
+        ),
+        "dataset_decontamination": AssetOut(
+            group_name="datasets",
+            kinds={"duckdb", "parquet"},
+            owners=[OWNER],
+            description="Rows of the profile's sources that the merge kept out of training: "
+            "removed (an evaluation prompt, a copy or near copy of one: which set, which prompt, "
+            "which rule, which n-gram or Jaccard) or eval only (an evaluation set the profile "
+            "builds from). The refusal and circuit-breaker recipes read the merge.",
+        ),
+    },
+    deps=[AUDITED, JUDGE_QUALITY],
+)
+
+SPLIT_SPEC = dict(
+    name="refusal_split",
+    outs={
+        "refusal_train": AssetOut(
+            group_name="datasets",
+            kinds={"duckdb", "parquet"},
+            owners=[OWNER],
+            description="The refusal recipe's training rows: the 90% side of a holdout of the "
+            "refusal dataset stratified by source and outcome, drawn per prompt cluster.",
+        ),
+        "refusal_eval": AssetOut(
+            group_name="datasets",
+            kinds={"duckdb", "parquet"},
+            owners=[OWNER],
+            description="The refusal recipe's eval holdout; no prompt, exact or near duplicate, "
+            "is on both sides. Independent of the circuit breaker's split and its gates.",
+        ),
+    },
+)
+
+
+def merge_outputs(
+    context: AssetExecutionContext,
+    config: MergeConfig,
+    settings: BuildConfig,
+    eval_prompts: pa.Table,
+    blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]],
+):
+    """refusal_merge's two outputs: the decontamination table, then the merged rows, streamed
+    (the sources that are ready: built, unblocked, fresh; see source_status.py)."""
+    profile = settings.active()
+    ready, statuses = ready_sources(
+        context.instance, profile.sources, blocking_checks, config.allow_partial
     )
+    bad = [s for s in statuses.values() if not s.ok]
+    storage = settings.storage()
+    tables = {
+        s: StoredTable(storage, asset_parts(AUDITED.path, s), settings.batch_rows) for s in ready
+    }
+    narrow = [read_columns(tables[s], ["prompt_hash", "prompt", "source"]) for s in ready]
+    decont = decontaminate(
+        settings,
+        pa.concat_tables(narrow)
+        if narrow
+        else pa.table({c: pa.array([], pa.string()) for c in ("prompt_hash", "prompt", "source")}),
+        eval_prompts,
+    )
+    removed = decont.filter(pc.equal(decont.column("action"), "removed"))
+    merge = MergeStream(tables, ready, exclude=removed)
+    if bad:
+        context.log.warning("partial merge; excluded: " + ", ".join(s.source for s in bad))
+    yield Output(decont, "dataset_decontamination", metadata=decontamination_metadata(decont))
+
+    def figures(merged: StoredTable) -> dict:
+        # computed by DuckDB over the file just written, not over rows held here
+        info = dataset_info(merged)
+        return {
+            "profile": profile.name,
+            "sources": MetadataValue.md(status_markdown(statuses)),
+            "excluded_sources": [s.source for s in bad],
+            "cross_source_duplicates_removed": merge.stats["cross_source_duplicates_removed"],
+            "decontamination_removed": merge.stats["decontamination_removed"],
+            **near_duplicate_rate(merged, float(profile.thresholds["near_dup_threshold"])),
+            "by_source": counts_table("source", info["by_source"]),
+            "by_outcome": counts_table("outcome", info["by_outcome"]),
+            # numbers the UI plots over materializations (the label mix and the source mix)
+            **shares("label mix", info["by_outcome"]),
+            **shares("source mix", info["by_source"]),
+            "by_harm_category": counts_table("harm category", info["by_harm_category"]),
+            "dataset_info": MetadataValue.json(info),
+            "confidence": counts_table("confidence bucket", confidence_distribution(merged)),
+            "coverage": MetadataValue.md(_coverage_markdown(coverage(merged))),
+        }
+
+    yield Output(TableStream(AUDITED_SCHEMA, merge.batches(), figures), "refusal_dataset")
+
+
+@multi_asset(**SPLIT_SPEC)
+def refusal_split(
+    context: AssetExecutionContext,
+    refusal_dataset: StoredTable,
+    dataset_decontamination: pa.Table,
+    settings: BuildConfig,
+):
+    cut = holdout(
+        refusal_dataset,
+        float(settings.threshold("eval_fraction")),
+        settings.active().seed,
+        float(settings.active().thresholds["near_dup_threshold"]),
+        "label_outcome",
+        settings.active().decontamination.eval_only,
+        eval_only_hashes(dataset_decontamination),
+    )
+    context.log.info(f"refusal train={cut.train.num_rows} eval={cut.eval.num_rows}")
+    for name, split, narrow in (
+        ("refusal_train", "train", cut.train),
+        ("refusal_eval", "eval", cut.eval),
+    ):
+        metadata = {
+            "holdout": MetadataValue.json(cut.report),
+            "rows_in": refusal_dataset.num_rows,
+            "by_outcome": counts_table("outcome", value_counts(narrow, "label_outcome")),
+            "by_source": counts_table("source", value_counts(narrow, "source")),
+        }
+        yield Output(
+            TableStream(
+                REFUSAL_SPLIT_SCHEMA,
+                split_batches(
+                    refusal_dataset,
+                    cut.assignment,
+                    split,
+                    settings.batch_rows,
+                    REFUSAL_SPLIT_SCHEMA,
+                ),
+                lambda _written, m=metadata: m,
+            ),
+            name,
+        )
+
+
+def build(blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]) -> list:
+    """The merge reads each source's blocking checks (``blocking_checks``) before it reads the rows."""
+
+    @multi_asset(**MERGE_SPEC)
     def refusal_merge(
         context: AssetExecutionContext,
         config: MergeConfig,
         settings: BuildConfig,
         eval_prompts: pa.Table,
     ):
-        profile = settings.active()
-        ready, statuses = ready_sources(
-            context.instance, profile.sources, blocking_checks, config.allow_partial
-        )
-        bad = [s for s in statuses.values() if not s.ok]
-        storage = settings.storage()
-        tables = {
-            s: StoredTable(storage, asset_parts(AUDITED.path, s), settings.batch_rows)
-            for s in ready
-        }
-        narrow = [read_columns(tables[s], ["prompt_hash", "prompt", "source"]) for s in ready]
-        decont = decontaminate(
-            settings,
-            pa.concat_tables(narrow)
-            if narrow
-            else pa.table(
-                {c: pa.array([], pa.string()) for c in ("prompt_hash", "prompt", "source")}
-            ),
-            eval_prompts,
-        )
-        removed = decont.filter(pc.equal(decont.column("action"), "removed"))
-        merge = MergeStream(tables, ready, exclude=removed)
-        if bad:
-            context.log.warning("partial merge; excluded: " + ", ".join(s.source for s in bad))
-        yield Output(decont, "dataset_decontamination", metadata=decontamination_metadata(decont))
-
-        def figures(merged: StoredTable) -> dict:
-            # computed by DuckDB over the file just written, not over rows held here
-            info = dataset_info(merged)
-            return {
-                "profile": profile.name,
-                "sources": MetadataValue.md(status_markdown(statuses)),
-                "excluded_sources": [s.source for s in bad],
-                "cross_source_duplicates_removed": merge.stats["cross_source_duplicates_removed"],
-                "decontamination_removed": merge.stats["decontamination_removed"],
-                **near_duplicate_rate(merged, float(profile.thresholds["near_dup_threshold"])),
-                "by_source": counts_table("source", info["by_source"]),
-                "by_outcome": counts_table("outcome", info["by_outcome"]),
-                # numbers the UI plots over materializations (the label mix and the source mix)
-                **shares("label mix", info["by_outcome"]),
-                **shares("source mix", info["by_source"]),
-                "by_harm_category": counts_table("harm category", info["by_harm_category"]),
-                "dataset_info": MetadataValue.json(info),
-                "confidence": counts_table("confidence bucket", confidence_distribution(merged)),
-                "coverage": MetadataValue.md(_coverage_markdown(coverage(merged))),
-            }
-
-        yield Output(TableStream(AUDITED_SCHEMA, merge.batches(), figures), "refusal_dataset")
-
-    @multi_asset(
-        name="refusal_split",
-        outs={
-            "refusal_train": AssetOut(
-                group_name="datasets",
-                kinds={"duckdb", "parquet"},
-                owners=[OWNER],
-                description="The refusal recipe's training rows: the 90% side of a holdout of the "
-                "refusal dataset stratified by source and outcome, drawn per prompt cluster.",
-            ),
-            "refusal_eval": AssetOut(
-                group_name="datasets",
-                kinds={"duckdb", "parquet"},
-                owners=[OWNER],
-                description="The refusal recipe's eval holdout; no prompt, exact or near duplicate, "
-                "is on both sides. Independent of the circuit breaker's split and its gates.",
-            ),
-        },
-    )
-    def refusal_split(
-        context: AssetExecutionContext,
-        refusal_dataset: StoredTable,
-        dataset_decontamination: pa.Table,
-        settings: BuildConfig,
-    ):
-        cut = holdout(
-            refusal_dataset,
-            float(settings.threshold("eval_fraction")),
-            settings.active().seed,
-            float(settings.active().thresholds["near_dup_threshold"]),
-            "label_outcome",
-            settings.active().decontamination.eval_only,
-            eval_only_hashes(dataset_decontamination),
-        )
-        context.log.info(f"refusal train={cut.train.num_rows} eval={cut.eval.num_rows}")
-        for name, split, narrow in (
-            ("refusal_train", "train", cut.train),
-            ("refusal_eval", "eval", cut.eval),
-        ):
-            metadata = {
-                "holdout": MetadataValue.json(cut.report),
-                "rows_in": refusal_dataset.num_rows,
-                "by_outcome": counts_table("outcome", value_counts(narrow, "label_outcome")),
-                "by_source": counts_table("source", value_counts(narrow, "source")),
-            }
-            yield Output(
-                TableStream(
-                    REFUSAL_SPLIT_SCHEMA,
-                    split_batches(
-                        refusal_dataset,
-                        cut.assignment,
-                        split,
-                        settings.batch_rows,
-                        REFUSAL_SPLIT_SCHEMA,
-                    ),
-                    lambda _written, m=metadata: m,
-                ),
-                name,
-            )
+        yield from merge_outputs(context, config, settings, eval_prompts, blocking_checks)
 
     return [refusal_merge, refusal_split]

@@ -2,7 +2,6 @@
 the TRL files, downstream of every preference gate."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,20 +33,18 @@ from pipeline_assets.keys import (
     PREFERENCE_PAIRS,
     PREFERENCE_TRAIN,
 )
-from pipeline_assets.labeling import JudgeRunConfig, run_judge
 from pipeline_assets.metadata import counts_table, manifest_files, value_counts
 from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
 from resources import BuildConfig, LLMResource
+from resources.judging import JudgeRunConfig, batch_judge
 from safetygraph.core.storage import asset_parts
 from safetygraph.export.qa_file import profile_thresholds, qa_file
 from safetygraph.generation import GenerationConfig, RequestCache, format_progress, generate
+from safetygraph.recipes.preference.candidates import candidate_pairs
 from safetygraph.recipes.preference.dataset import merge_pairs, split_pairs
 from safetygraph.recipes.preference.files import PREFERENCE_ROOT, write_files
 from safetygraph.recipes.preference.pairs import (
     PAIR_SCHEMA,
-    pairs_from_samples,
-    pairs_from_sides,
-    recorded_sides,
     side,
     summary,
 )
@@ -82,255 +79,277 @@ def _label_table(label_table: list[dict]) -> MetadataValue:
     )
 
 
+PAIRS_SPEC = dict(
+    group_name=GROUP,
+    kinds={"python", "duckdb", "parquet"},
+    owners=[OWNER],
+    description="Candidate preference pairs of one source (prompt, chosen, rejected), both sides "
+    "judged: recorded pairs (sources with the role 'preference', e.g. hh-rlhf), or the profile's "
+    "chosen config (teacher) against its rejected config (direct), or samples paired by the judge. "
+    "Every candidate is kept with its drop_reason (null = usable). Empty for sources outside the "
+    "profile's preference.sources.",
+)
+
+SPLIT_SPEC = dict(
+    name="preference_split",
+    outs={
+        "preference_train": AssetOut(
+            group_name=GROUP,
+            kinds={"duckdb", "parquet"},
+            owners=[OWNER],
+            description="The usable pairs of the profile's preference sources, merged (cross-source "
+            "duplicates removed), the train side of a split drawn per prompt cluster.",
+        ),
+        "preference_eval": AssetOut(
+            group_name=GROUP,
+            kinds={"duckdb", "parquet"},
+            owners=[OWNER],
+            description="The eval side: no prompt, exact or near duplicate, is also in train.",
+        ),
+        "preference_decontamination": AssetOut(
+            group_name=GROUP,
+            kinds={"duckdb", "parquet"},
+            owners=[OWNER],
+            description="Pairs kept out of training: removed (their prompt is an evaluation "
+            "prompt or a copy or near copy of one, with the set, prompt, rule and n-gram or "
+            "Jaccard) or eval only (an evaluation set the profile builds from).",
+        ),
+    },
+    deps=[PREFERENCE_PAIRS],
+)
+
+
+def _answerer(
+    context: AssetExecutionContext,
+    config: PreferenceRunConfig,
+    settings: BuildConfig,
+    llm: LLMResource,
+    judged,
+):
+    """``answer(prompts, gen)``: the prompts answered by config ``gen`` (through the request
+    cache, progress in the run log), then judged."""
+    name, cache = context.partition_key, RequestCache(settings.storage())
+
+    def answer(prompts: pa.Table, gen: GenerationConfig) -> pa.Table:
+        out, stats = generate(
+            prompts,
+            [gen],
+            llm.backend,
+            cache=cache,
+            chunk_size=config.chunk_size,
+            progress=lambda done, total, elapsed: context.log.info(
+                f"{name} [{gen.role}]: {format_progress(done, total, elapsed)}"
+            ),
+            progress_interval_s=config.progress_interval_s,
+            retry_cached_errors=config.retry_cached_errors,
+        )
+        context.log.info(
+            f"{name} [{gen.role}]: {stats.generated}/{stats.requests} answered "
+            f"({stats.cache_hits} from cache, {stats.called} called), errors {stats.errors}"
+        )
+        return judged(out)
+
+    return answer
+
+
+def preference_pairs(
+    context: AssetExecutionContext,
+    config: PreferenceRunConfig,
+    raw_samples: pa.Table,
+    settings: BuildConfig,
+    llm: LLMResource,
+) -> pa.Table:
+    name = context.partition_key
+    pref = settings.active().preference
+    if name not in (pref.get("sources") or ()):
+        context.add_output_metadata(
+            {"pairs": 0, "note": f"not a preference source of profile '{settings.profile}'"}
+        )
+        return PAIR_SCHEMA.empty_table()
+    judge = batch_judge(config, settings, llm)
+
+    def judged(generated: pa.Table) -> pa.Table:
+        return side(
+            generated, judge.label(generated.filter(pc.is_valid(generated.column("response"))))
+        )
+
+    spec = settings.source(name)
+    pairs, how = candidate_pairs(
+        raw_samples,
+        spec.roles,
+        pref,
+        judged,
+        _answerer(context, config, settings, llm, judged),
+        settings.generation_configs,
+        infer_categories="category" in spec.mapping,  # the source declares question types
+    )
+    s = summary(pairs)
+    context.add_output_metadata(
+        {
+            "how": how,
+            "candidates": s["candidates"],
+            "pairs": s["kept"],
+            "dropped": counts_table("reason", s["dropped"]),
+            "judge_labels": _label_table(s["label_table"]),
+            "benign_chosen_refusals": s["benign_chosen_refusals"],
+            "by_category": counts_table("category", value_counts(pairs, "category")),
+        }
+    )
+    return pairs
+
+
+def split_outputs(
+    context: AssetExecutionContext,
+    config: MergeConfig,
+    settings: BuildConfig,
+    eval_prompts: pa.Table,
+    blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]],
+):
+    """preference_split's outputs: the decontamination table, then train and eval (the pairs of
+    the sources that are ready: built, unblocked, fresh)."""
+    pref = settings.active().preference
+    sources = list(pref.get("sources") or ())
+    if not sources:
+        raise Failure(description=f"profile '{settings.profile}' lists no preference.sources")
+    ready, statuses = ready_sources(
+        context.instance,
+        sources,
+        blocking_checks,
+        config.allow_partial,
+        chain=PREFERENCE_CHAIN,
+    )
+    storage = settings.storage()
+    tables = {s: storage.read_table(*asset_parts(PREFERENCE_PAIRS.path, s)) for s in ready}
+    merged, stats = merge_pairs(tables, ready)
+    decont = decontaminate(settings, merged, eval_prompts)
+    removed = decont.filter(pc.equal(decont.column("action"), "removed"))
+    merged = merged.filter(
+        pc.invert(pc.is_in(merged.column("prompt_hash"), value_set=removed.column("prompt_hash")))
+    )
+    yield Output(decont, "preference_decontamination", metadata=decontamination_metadata(decont))
+    threshold = float(settings.active().thresholds["near_dup_threshold"])
+    train, evals = split_pairs(
+        merged,
+        float(pref.get("eval_fraction", 0.1)),
+        settings.active().seed,
+        threshold,
+        settings.active().decontamination.eval_only,
+        eval_only_hashes(decont),
+    )
+    context.log.info(f"preference pairs: train={train.num_rows} eval={evals.num_rows}")
+    for out_name, table in (("preference_train", train), ("preference_eval", evals)):
+        yield Output(
+            table,
+            out_name,
+            metadata={
+                "rows": table.num_rows,
+                "sources": MetadataValue.md(status_markdown(statuses)),
+                "cross_source_duplicates_removed": stats["cross_source_duplicates_removed"],
+                "by_source": counts_table("source", value_counts(table, "source")),
+                "by_category": counts_table("category", value_counts(table, "category")),
+            },
+        )
+
+
+def preference_card(
+    context: AssetExecutionContext,
+    settings: BuildConfig,
+    preference_train: pa.Table,
+    preference_eval: pa.Table,
+    decont: dict,
+    fmt: str,
+):
+    """The card hook of the preference build (README.md and token_stats.json)."""
+    pref = settings.active().preference
+    return card_hook(
+        context,
+        settings,
+        recipe="preference",
+        title=f"safetygraph DPO safety pairs ({settings.profile})",
+        summary=f"Preference pairs in TRL's {fmt} format (prompt, chosen, rejected) for "
+        "DPO safety tuning, both sides judged; split per prompt cluster.",
+        configs={"default": {"train": "train.jsonl", "eval": "eval.jsonl"}},
+        sources=list(pref.get("sources") or ()),
+        rows_by_source={
+            k: value_counts(preference_train, "source").get(k, 0)
+            + value_counts(preference_eval, "source").get(k, 0)
+            for k in pref.get("sources") or ()
+        },
+        gate_assets=(EVAL_PROMPTS, PREFERENCE_TRAIN, PREFERENCE_EVAL),
+        decontamination=decont,
+        generation=config_rows(settings, [pref.get(r) for r in ("chosen", "rejected", "sampler")]),
+        limitations=PREFERENCE_LIMITATIONS,
+    )
+
+
+@asset(
+    group_name=GROUP,
+    kinds={"json", "parquet"},
+    owners=[OWNER],
+    description="The DPO files in TRL's format (preference.format: standard or conversational): "
+    "train and eval as JSONL and Parquet, stats.json and a manifest under preference/<build_id>/; "
+    "written only when every preference gate upstream passed.",
+)
+def preference_files(
+    context: AssetExecutionContext,
+    preference_train: pa.Table,
+    preference_eval: pa.Table,
+    preference_decontamination: pa.Table,
+    settings: BuildConfig,
+) -> pa.Table:
+    pref = settings.active().preference
+    decont = decontamination_facts(settings, preference_decontamination)
+    fmt = str(pref.get("format", "standard"))
+    s_train, s_eval = summary(preference_train), summary(preference_eval)
+    stats = {
+        "train": s_train["kept"],
+        "eval": s_eval["kept"],
+        "label_table_train": s_train["label_table"],
+        "benign_chosen_refusals_train": s_train["benign_chosen_refusals"],
+        "benign_prompts_train": s_train["benign_prompts"],
+    }
+    manifest = write_files(
+        settings.storage(),
+        preference_train,
+        preference_eval,
+        fmt,
+        pref.get("training_system_prompt"),
+        stats,
+        settings.export_version or None,
+        lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
+        card=preference_card(context, settings, preference_train, preference_eval, decont, fmt),
+        manifest_extra={"decontamination": decont},
+    )
+    storage = settings.storage()
+    files_md, files_table = manifest_files(manifest)
+    context.add_output_metadata(
+        {
+            "build_id": manifest["build_id"],
+            "format": fmt,
+            "path": MetadataValue.path(storage.uri(PREFERENCE_ROOT, manifest["build_id"])),
+            "files": files_md,
+        }
+    )
+    return files_table
+
+
 def build(
     partitions: PartitionsDefinition, blocking_checks: Mapping[AssetKey, Sequence[AssetCheckKey]]
-):
-    @asset(
-        partitions_def=partitions,
-        group_name=GROUP,
-        kinds={"python", "duckdb", "parquet"},
-        owners=[OWNER],
-        description="Candidate preference pairs of one source (prompt, chosen, rejected), both sides "
-        "judged: recorded pairs (sources with the role 'preference', e.g. hh-rlhf), or the profile's "
-        "chosen config (teacher) against its rejected config (direct), or samples paired by the judge. "
-        "Every candidate is kept with its drop_reason (null = usable). Empty for sources outside the "
-        "profile's preference.sources.",
-    )
-    def preference_pairs(
-        context: AssetExecutionContext,
-        config: PreferenceRunConfig,
-        raw_samples: pa.Table,
-        settings: BuildConfig,
-        llm: LLMResource,
-    ) -> pa.Table:
-        name = context.partition_key
-        pref = settings.active().preference
-        if name not in (pref.get("sources") or ()):
-            context.add_output_metadata(
-                {"pairs": 0, "note": f"not a preference source of profile '{settings.profile}'"}
-            )
-            return PAIR_SCHEMA.empty_table()
-        raw = raw_samples
-        cache = RequestCache(settings.storage())
+) -> list:
+    """preference_pairs over the registry's partitions; the split reads each source's blocking
+    checks (``blocking_checks``) before it reads the pairs."""
 
-        def judged(generated: pa.Table) -> pa.Table:
-            answered = generated.filter(pc.is_valid(generated.column("response")))
-            return side(generated, run_judge(config, answered, settings, llm)[0])
-
-        def answer(prompts: pa.Table, gen: GenerationConfig) -> pa.Table:
-            out, stats = generate(
-                prompts,
-                [gen],
-                llm.backend,
-                cache=cache,
-                chunk_size=config.chunk_size,
-                progress=lambda done, total, elapsed: context.log.info(
-                    f"{name} [{gen.role}]: {format_progress(done, total, elapsed)}"
-                ),
-                progress_interval_s=config.progress_interval_s,
-                retry_cached_errors=config.retry_cached_errors,
-            )
-            context.log.info(
-                f"{name} [{gen.role}]: {stats.generated}/{stats.requests} answered "
-                f"({stats.cache_hits} from cache, {stats.called} called), errors {stats.errors}"
-            )
-            return judged(out)
-
-        spec = settings.source(name)
-        infer = "category" in spec.mapping  # the source declares question types
-        if "preference" in spec.roles:
-            prompts, chosen, rejected, reasons = recorded_sides(
-                raw, pref.get("rejected_key", "rejected")
-            )
-            pairs = pairs_from_sides(
-                prompts, judged(chosen), judged(rejected), "recorded", reasons, infer
-            )
-            how = "recorded pairs"
-        else:
-            prompts = raw.filter(pc.is_null(raw.column("response")))
-            if pref.get("mode", "roles") == "roles":
-                chosen_cfg, rejected_cfg = settings.generation_configs(
-                    [pref.get("chosen", "teacher"), pref.get("rejected", "direct")]
-                )
-                pairs = pairs_from_sides(
-                    prompts,
-                    answer(prompts, chosen_cfg),
-                    answer(prompts, rejected_cfg),
-                    "roles",
-                    infer_categories=infer,
-                )
-                how = f"chosen: {chosen_cfg.role} ({chosen_cfg.model}), rejected: {rejected_cfg.role} ({rejected_cfg.model})"
-            else:
-                (sampler,) = settings.generation_configs([pref.get("sampler", "target")])
-                n = int(pref.get("samples", 4))
-                samples = [
-                    answer(prompts, replace(sampler, seed=sampler.seed + k, samples=1))
-                    for k in range(n)
-                ]
-                pairs = pairs_from_samples(prompts, samples, infer)
-                how = f"judged: {n} samples of {sampler.role} ({sampler.model})"
-        s = summary(pairs)
-        context.add_output_metadata(
-            {
-                "how": how,
-                "candidates": s["candidates"],
-                "pairs": s["kept"],
-                "dropped": counts_table("reason", s["dropped"]),
-                "judge_labels": _label_table(s["label_table"]),
-                "benign_chosen_refusals": s["benign_chosen_refusals"],
-                "by_category": counts_table("category", value_counts(pairs, "category")),
-            }
-        )
-        return pairs
-
-    @multi_asset(
-        name="preference_split",
-        outs={
-            "preference_train": AssetOut(
-                group_name=GROUP,
-                kinds={"duckdb", "parquet"},
-                owners=[OWNER],
-                description="The usable pairs of the profile's preference sources, merged (cross-source "
-                "duplicates removed), the train side of a split drawn per prompt cluster.",
-            ),
-            "preference_eval": AssetOut(
-                group_name=GROUP,
-                kinds={"duckdb", "parquet"},
-                owners=[OWNER],
-                description="The eval side: no prompt, exact or near duplicate, is also in train.",
-            ),
-            "preference_decontamination": AssetOut(
-                group_name=GROUP,
-                kinds={"duckdb", "parquet"},
-                owners=[OWNER],
-                description="Pairs kept out of training: removed (their prompt is an evaluation "
-                "prompt or a copy or near copy of one, with the set, prompt, rule and n-gram or "
-                "Jaccard) or eval only (an evaluation set the profile builds from).",
-            ),
-        },
-        deps=[PREFERENCE_PAIRS],
-    )
+    @multi_asset(**SPLIT_SPEC)
     def preference_split(
         context: AssetExecutionContext,
         config: MergeConfig,
         settings: BuildConfig,
         eval_prompts: pa.Table,
     ):
-        pref = settings.active().preference
-        sources = list(pref.get("sources") or ())
-        if not sources:
-            raise Failure(description=f"profile '{settings.profile}' lists no preference.sources")
-        ready, statuses = ready_sources(
-            context.instance,
-            sources,
-            blocking_checks,
-            config.allow_partial,
-            chain=PREFERENCE_CHAIN,
-        )
-        storage = settings.storage()
-        tables = {s: storage.read_table(*asset_parts(PREFERENCE_PAIRS.path, s)) for s in ready}
-        merged, stats = merge_pairs(tables, ready)
-        decont = decontaminate(settings, merged, eval_prompts)
-        removed = decont.filter(pc.equal(decont.column("action"), "removed"))
-        merged = merged.filter(
-            pc.invert(
-                pc.is_in(merged.column("prompt_hash"), value_set=removed.column("prompt_hash"))
-            )
-        )
-        yield Output(
-            decont, "preference_decontamination", metadata=decontamination_metadata(decont)
-        )
-        threshold = float(settings.active().thresholds["near_dup_threshold"])
-        train, evals = split_pairs(
-            merged,
-            float(pref.get("eval_fraction", 0.1)),
-            settings.active().seed,
-            threshold,
-            settings.active().decontamination.eval_only,
-            eval_only_hashes(decont),
-        )
-        context.log.info(f"preference pairs: train={train.num_rows} eval={evals.num_rows}")
-        for out_name, table in (("preference_train", train), ("preference_eval", evals)):
-            yield Output(
-                table,
-                out_name,
-                metadata={
-                    "rows": table.num_rows,
-                    "sources": MetadataValue.md(status_markdown(statuses)),
-                    "cross_source_duplicates_removed": stats["cross_source_duplicates_removed"],
-                    "by_source": counts_table("source", value_counts(table, "source")),
-                    "by_category": counts_table("category", value_counts(table, "category")),
-                },
-            )
+        yield from split_outputs(context, config, settings, eval_prompts, blocking_checks)
 
-    @asset(
-        group_name=GROUP,
-        kinds={"json", "parquet"},
-        owners=[OWNER],
-        description="The DPO files in TRL's format (preference.format: standard or conversational): "
-        "train and eval as JSONL and Parquet, stats.json and a manifest under preference/<build_id>/; "
-        "written only when every preference gate upstream passed.",
-    )
-    def preference_files(
-        context: AssetExecutionContext,
-        preference_train: pa.Table,
-        preference_eval: pa.Table,
-        preference_decontamination: pa.Table,
-        settings: BuildConfig,
-    ) -> pa.Table:
-        pref = settings.active().preference
-        decont = decontamination_facts(settings, preference_decontamination)
-        fmt = str(pref.get("format", "standard"))
-        s_train, s_eval = summary(preference_train), summary(preference_eval)
-        stats = {
-            "train": s_train["kept"],
-            "eval": s_eval["kept"],
-            "label_table_train": s_train["label_table"],
-            "benign_chosen_refusals_train": s_train["benign_chosen_refusals"],
-            "benign_prompts_train": s_train["benign_prompts"],
-        }
-        manifest = write_files(
-            settings.storage(),
-            preference_train,
-            preference_eval,
-            fmt,
-            pref.get("training_system_prompt"),
-            stats,
-            settings.export_version or None,
-            lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
-            card=card_hook(
-                context,
-                settings,
-                recipe="preference",
-                title=f"safetygraph DPO safety pairs ({settings.profile})",
-                summary=f"Preference pairs in TRL's {fmt} format (prompt, chosen, rejected) for "
-                "DPO safety tuning, both sides judged; split per prompt cluster.",
-                configs={"default": {"train": "train.jsonl", "eval": "eval.jsonl"}},
-                sources=list(pref.get("sources") or ()),
-                rows_by_source={
-                    k: value_counts(preference_train, "source").get(k, 0)
-                    + value_counts(preference_eval, "source").get(k, 0)
-                    for k in pref.get("sources") or ()
-                },
-                gate_assets=(EVAL_PROMPTS, PREFERENCE_TRAIN, PREFERENCE_EVAL),
-                decontamination=decont,
-                generation=config_rows(
-                    settings, [pref.get(r) for r in ("chosen", "rejected", "sampler")]
-                ),
-                limitations=PREFERENCE_LIMITATIONS,
-            ),
-            manifest_extra={"decontamination": decont},
-        )
-        storage = settings.storage()
-        files_md, files_table = manifest_files(manifest)
-        context.add_output_metadata(
-            {
-                "build_id": manifest["build_id"],
-                "format": fmt,
-                "path": MetadataValue.path(storage.uri(PREFERENCE_ROOT, manifest["build_id"])),
-                "files": files_md,
-            }
-        )
-        return files_table
-
-    return [preference_pairs, preference_split, preference_files]
+    return [
+        asset(partitions_def=partitions, **PAIRS_SPEC)(preference_pairs),
+        preference_split,
+        preference_files,
+    ]

@@ -78,60 +78,259 @@ def _scenario_rows(settings: BuildConfig, sources: list[str]) -> pa.Table:
     )
 
 
+DECONT_SPEC = dict(
+    deps=[AssetDep(RAW_SAMPLES, partition_mapping=AllPartitionMapping())],
+    group_name=GROUP,
+    kinds={"duckdb", "parquet"},
+    owners=[OWNER],
+    description="Scenarios of the profile's steering sources kept out of the pairs: their text "
+    "is an evaluation prompt, a copy or a near copy of one (set, prompt, rule, n-gram or "
+    "Jaccard; prompt_hash holds the scenario id). The steering files have no eval side, so the "
+    "rows of an evaluation set are removed too.",
+)
+
+ANSWERS_SPEC = dict(
+    deps=[AssetDep(RAW_SAMPLES, partition_mapping=AllPartitionMapping())],
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    owners=[OWNER],
+    description="For one trait and each scenario of the profile's steering sources: a trait-positive "
+    "and a neutral description of the scenario's character, and what it would say under each "
+    "(four requests a scenario through the LLM resource: cached, checkpointed, resumable).",
+)
+
+PAIRS_SPEC = dict(
+    group_name=GROUP,
+    kinds={"duckdb", "parquet"},
+    owners=[OWNER],
+    description="A/B steering questions of one trait ([Situation] / [Question] / 1. / 2. / [Answer]) "
+    "with the option order balanced; every candidate kept with its drop_reason (null = usable), "
+    "the offline judge flagging positive answers that do not express the trait.",
+)
+
+FILES_SPEC = dict(
+    deps=[STEERING_PAIRS],
+    group_name=GROUP,
+    kinds={"json", "parquet"},
+    owners=[OWNER],
+    description="The steering files of the profile's traits: the seed's format (question, positive, "
+    "neutral) and the CAA paper's (answer_matching_behavior / answer_not_matching_behavior), JSONL "
+    "and Parquet per trait, stats.json and a manifest under steering/<build_id>/; only traits whose "
+    "gates passed are read.",
+)
+
+
+def decontaminate_scenarios(
+    context: AssetExecutionContext,
+    settings: BuildConfig,
+    eval_prompts: pa.Table,
+    source_checks: Mapping[AssetKey, Sequence[AssetCheckKey]],
+) -> pa.Table:
+    """steering_decontamination: the scenarios of the ready steering sources against the
+    evaluation prompts."""
+    sources = list(settings.active().steering.get("sources") or ())
+    ready, _ = ready_sources(context.instance, sources, source_checks, False, chain=(RAW_SAMPLES,))
+    rows = _scenario_rows(settings, ready) if ready else None
+    narrow = (
+        pa.table(
+            {
+                "prompt_hash": rows.column("id"),
+                "prompt": rows.column("prompt"),
+                "source": rows.column("source"),
+            }
+        )
+        if rows is not None
+        else pa.table({c: pa.array([], pa.string()) for c in ("prompt_hash", "prompt", "source")})
+    )
+    table = decontaminate(settings, narrow, eval_prompts, eval_only=False)
+    context.add_output_metadata({"scenarios": narrow.num_rows, **decontamination_metadata(table)})
+    return table
+
+
+def _trait_scenarios(
+    settings: BuildConfig, ready: list[str], steering_decontamination: pa.Table
+) -> pa.Table:
+    """The scenarios a trait is answered for: the ready sources' rows, less those too close to
+    an evaluation prompt (they never reach the pairs), sampled to the profile's limit."""
+    steer = settings.active().steering
+    rows = _scenario_rows(settings, ready)
+    rows = rows.filter(
+        pc.invert(
+            pc.is_in(rows.column("id"), value_set=steering_decontamination.column("prompt_hash"))
+        )
+    )
+    return sample_scenarios(
+        scenarios(
+            rows,
+            steer.get("character_key", "PersonX"),
+            steer.get("default_character", "the main character"),
+        ),
+        steer.get("limit"),
+        settings.active().seed,
+    )
+
+
+def steering_card(
+    context: AssetExecutionContext,
+    settings: BuildConfig,
+    kept: dict[str, pa.Table],
+    decont: dict,
+    trait_checks: Mapping[AssetKey, Sequence[AssetCheckKey]],
+):
+    """The card hook of the steering build (README.md and token_stats.json)."""
+    steer = settings.active().steering
+    return card_hook(
+        context,
+        settings,
+        recipe="steering",
+        title=f"safetygraph steering pairs ({settings.profile})",
+        summary="A/B questions per personality trait for contrastive activation addition "
+        "(CAA) and steering vectors, in the seed's format and in CAA's, option order balanced.",
+        configs={
+            f"{fmt}_{trait}": {"train": f"{fmt}/{trait}.jsonl"}
+            for fmt in ("seed", "caa")
+            for trait in kept
+        },
+        sources=list(steer.get("sources") or ()),
+        rows_by_source=pairs_by_source(kept),
+        gate_assets=(EVAL_PROMPTS, STEERING_DECONTAMINATION, STEERING_PAIRS),
+        gate_checks=[k for keys in trait_checks.values() for k in keys],
+        decontamination=decont,
+        generation=config_rows(settings, [steer.get("config", "steering")]),
+        limitations=STEERING_LIMITATIONS,
+    )
+
+
+def answer_scenarios(
+    context: AssetExecutionContext,
+    config: SteeringRunConfig,
+    settings: BuildConfig,
+    llm: LLMResource,
+    steering_decontamination: pa.Table,
+    source_checks: Mapping[AssetKey, Sequence[AssetCheckKey]],
+) -> pa.Table:
+    """trait_answers: one trait's answers for the sampled scenarios of the ready sources."""
+    steer = settings.active().steering
+    sources = list(steer.get("sources") or ())
+    if not sources:
+        raise Failure(description=f"profile '{settings.profile}' lists no steering.sources")
+    ready, statuses = ready_sources(
+        context.instance, sources, source_checks, False, chain=(RAW_SAMPLES,)
+    )
+    table = _trait_scenarios(settings, ready, steering_decontamination)
+    book = settings.traits()
+    trait = book.trait(context.partition_key)
+    (gen,) = settings.generation_configs([steer.get("config", "steering")])
+    answers, stats = answer_trait(
+        table,
+        trait,
+        book,
+        gen,
+        llm.backend,
+        cache=RequestCache(settings.storage()),
+        chunk_size=config.chunk_size,
+        progress=lambda done, total, elapsed: context.log.info(
+            f"{trait.name}: {format_progress(done, total, elapsed)}"
+        ),
+    )
+    context.add_output_metadata(
+        {
+            "trait": trait.name,
+            "scenarios_decontaminated": steering_decontamination.num_rows,
+            "family": trait.family,
+            "scenarios": table.num_rows,
+            "sources": MetadataValue.md(status_markdown(statuses)),
+            "model": gen.model,
+            "requests": sum(s.requests for s in stats.values()),
+            "cache_hits": sum(s.cache_hits for s in stats.values()),
+            "called": sum(s.called for s in stats.values()),
+            "errors": sum(sum(s.errors.values()) for s in stats.values()),
+        }
+    )
+    return answers
+
+
+def steering_pairs(
+    context: AssetExecutionContext, trait_answers: pa.Table, settings: BuildConfig
+) -> pa.Table:
+    trait = settings.traits().trait(context.partition_key)
+    ratio = float(settings.active().steering.get("max_length_ratio", 3.0))
+    pairs = build_pairs(trait_answers.cast(ANSWER_SCHEMA), trait, ratio)
+    s = summary(pairs)
+    context.add_output_metadata(
+        {
+            "candidates": s["candidates"],
+            "pairs": s["kept"],
+            "positive_first_share": MetadataValue.float(s["positive_first_share"] or 0.0),
+            "dropped": counts_table("reason", s["dropped"]),
+        }
+    )
+    return pairs
+
+
+def write_steering_files(
+    context: AssetExecutionContext,
+    config: MergeConfig,
+    settings: BuildConfig,
+    steering_decontamination: pa.Table,
+    trait_checks: Mapping[AssetKey, Sequence[AssetCheckKey]],
+) -> pa.Table:
+    """steering_files: the kept pairs of every trait whose gates passed, written with the card."""
+    steer = settings.active().steering
+    names = list(steer.get("traits") or settings.traits().names)
+    ready, statuses = ready_sources(
+        context.instance, names, trait_checks, config.allow_partial, chain=STEERING_CHAIN
+    )
+    storage = settings.storage()
+    decont = decontamination_facts(settings, steering_decontamination)
+    kept = {}
+    stats = {}
+    for name in ready:
+        pairs = storage.read_table(*asset_parts(STEERING_PAIRS.path, name))
+        kept[name] = kept_pairs(pairs)
+        stats[name] = summary(pairs)
+    if not kept:
+        raise Failure(
+            description="no trait is ready: materialize steering_pairs for the traits first"
+        )
+    manifest = write_files(
+        storage,
+        kept,
+        stats,
+        settings.export_version or None,
+        lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
+        card=steering_card(context, settings, kept, decont, trait_checks),
+        manifest_extra={"decontamination": decont},
+    )
+    files_md, files_table = manifest_files(manifest)
+    context.add_output_metadata(
+        {
+            "files": files_md,
+            "build_id": manifest["build_id"],
+            "path": MetadataValue.path(storage.uri(STEERING_ROOT, manifest["build_id"])),
+            "traits": MetadataValue.md(status_markdown(statuses)),
+            "pairs_per_trait": counts_table("trait", {t: p.num_rows for t, p in kept.items()}),
+        }
+    )
+    return files_table
+
+
 def build(
     traits: PartitionsDefinition,
     source_checks: Mapping[AssetKey, Sequence[AssetCheckKey]],
     trait_checks: Mapping[AssetKey, Sequence[AssetCheckKey]],
     generation_op_tags: dict | None = None,
-):
-    @asset(
-        deps=[AssetDep(RAW_SAMPLES, partition_mapping=AllPartitionMapping())],
-        group_name=GROUP,
-        kinds={"duckdb", "parquet"},
-        owners=[OWNER],
-        description="Scenarios of the profile's steering sources kept out of the pairs: their text "
-        "is an evaluation prompt, a copy or a near copy of one (set, prompt, rule, n-gram or "
-        "Jaccard; prompt_hash holds the scenario id). The steering files have no eval side, so the "
-        "rows of an evaluation set are removed too.",
-    )
+) -> list:
+    """The steering assets over the trait partitions; the steps that read sources or traits read
+    their blocking checks first (``source_checks``, ``trait_checks``)."""
+
+    @asset(**DECONT_SPEC)
     def steering_decontamination(
         context: AssetExecutionContext, settings: BuildConfig, eval_prompts: pa.Table
     ) -> pa.Table:
-        sources = list(settings.active().steering.get("sources") or ())
-        ready, _ = ready_sources(
-            context.instance, sources, source_checks, False, chain=(RAW_SAMPLES,)
-        )
-        rows = _scenario_rows(settings, ready) if ready else None
-        narrow = (
-            pa.table(
-                {
-                    "prompt_hash": rows.column("id"),
-                    "prompt": rows.column("prompt"),
-                    "source": rows.column("source"),
-                }
-            )
-            if rows is not None
-            else pa.table(
-                {c: pa.array([], pa.string()) for c in ("prompt_hash", "prompt", "source")}
-            )
-        )
-        table = decontaminate(settings, narrow, eval_prompts, eval_only=False)
-        context.add_output_metadata(
-            {"scenarios": narrow.num_rows, **decontamination_metadata(table)}
-        )
-        return table
+        return decontaminate_scenarios(context, settings, eval_prompts, source_checks)
 
-    @asset(
-        partitions_def=traits,
-        deps=[AssetDep(RAW_SAMPLES, partition_mapping=AllPartitionMapping())],
-        group_name=GROUP,
-        kinds={"python", "parquet"},
-        op_tags=generation_op_tags or None,
-        owners=[OWNER],
-        description="For one trait and each scenario of the profile's steering sources: a trait-positive "
-        "and a neutral description of the scenario's character, and what it would say under each "
-        "(four requests a scenario through the LLM resource: cached, checkpointed, resumable).",
-    )
+    @asset(partitions_def=traits, op_tags=generation_op_tags or None, **ANSWERS_SPEC)
     def trait_answers(
         context: AssetExecutionContext,
         config: SteeringRunConfig,
@@ -139,159 +338,24 @@ def build(
         llm: LLMResource,
         steering_decontamination: pa.Table,
     ) -> pa.Table:
-        steer = settings.active().steering
-        sources = list(steer.get("sources") or ())
-        if not sources:
-            raise Failure(description=f"profile '{settings.profile}' lists no steering.sources")
-        ready, statuses = ready_sources(
-            context.instance, sources, source_checks, False, chain=(RAW_SAMPLES,)
+        return answer_scenarios(
+            context, config, settings, llm, steering_decontamination, source_checks
         )
-        rows = _scenario_rows(settings, ready)
-        # scenarios too close to an evaluation prompt never reach the pairs
-        rows = rows.filter(
-            pc.invert(
-                pc.is_in(
-                    rows.column("id"), value_set=steering_decontamination.column("prompt_hash")
-                )
-            )
-        )
-        table = sample_scenarios(
-            scenarios(
-                rows,
-                steer.get("character_key", "PersonX"),
-                steer.get("default_character", "the main character"),
-            ),
-            steer.get("limit"),
-            settings.active().seed,
-        )
-        book = settings.traits()
-        trait = book.trait(context.partition_key)
-        (gen,) = settings.generation_configs([steer.get("config", "steering")])
-        answers, stats = answer_trait(
-            table,
-            trait,
-            book,
-            gen,
-            llm.backend,
-            cache=RequestCache(settings.storage()),
-            chunk_size=config.chunk_size,
-            progress=lambda done, total, elapsed: context.log.info(
-                f"{trait.name}: {format_progress(done, total, elapsed)}"
-            ),
-        )
-        context.add_output_metadata(
-            {
-                "trait": trait.name,
-                "scenarios_decontaminated": steering_decontamination.num_rows,
-                "family": trait.family,
-                "scenarios": table.num_rows,
-                "sources": MetadataValue.md(status_markdown(statuses)),
-                "model": gen.model,
-                "requests": sum(s.requests for s in stats.values()),
-                "cache_hits": sum(s.cache_hits for s in stats.values()),
-                "called": sum(s.called for s in stats.values()),
-                "errors": sum(sum(s.errors.values()) for s in stats.values()),
-            }
-        )
-        return answers
 
-    @asset(
-        partitions_def=traits,
-        group_name=GROUP,
-        kinds={"duckdb", "parquet"},
-        owners=[OWNER],
-        description="A/B steering questions of one trait ([Situation] / [Question] / 1. / 2. / [Answer]) "
-        "with the option order balanced; every candidate kept with its drop_reason (null = usable), "
-        "the offline judge flagging positive answers that do not express the trait.",
-    )
-    def steering_pairs(
-        context: AssetExecutionContext, trait_answers: pa.Table, settings: BuildConfig
-    ) -> pa.Table:
-        trait = settings.traits().trait(context.partition_key)
-        ratio = float(settings.active().steering.get("max_length_ratio", 3.0))
-        pairs = build_pairs(trait_answers.cast(ANSWER_SCHEMA), trait, ratio)
-        s = summary(pairs)
-        context.add_output_metadata(
-            {
-                "candidates": s["candidates"],
-                "pairs": s["kept"],
-                "positive_first_share": MetadataValue.float(s["positive_first_share"] or 0.0),
-                "dropped": counts_table("reason", s["dropped"]),
-            }
-        )
-        return pairs
-
-    @asset(
-        deps=[STEERING_PAIRS],
-        group_name=GROUP,
-        kinds={"json", "parquet"},
-        owners=[OWNER],
-        description="The steering files of the profile's traits: the seed's format (question, positive, "
-        "neutral) and the CAA paper's (answer_matching_behavior / answer_not_matching_behavior), JSONL "
-        "and Parquet per trait, stats.json and a manifest under steering/<build_id>/; only traits whose "
-        "gates passed are read.",
-    )
+    @asset(**FILES_SPEC)
     def steering_files(
         context: AssetExecutionContext,
         config: MergeConfig,
         settings: BuildConfig,
         steering_decontamination: pa.Table,
     ) -> pa.Table:
-        steer = settings.active().steering
-        names = list(steer.get("traits") or settings.traits().names)
-        ready, statuses = ready_sources(
-            context.instance, names, trait_checks, config.allow_partial, chain=STEERING_CHAIN
+        return write_steering_files(
+            context, config, settings, steering_decontamination, trait_checks
         )
-        storage = settings.storage()
-        decont = decontamination_facts(settings, steering_decontamination)
-        kept = {}
-        stats = {}
-        for name in ready:
-            pairs = storage.read_table(*asset_parts(STEERING_PAIRS.path, name))
-            kept[name] = kept_pairs(pairs)
-            stats[name] = summary(pairs)
-        if not kept:
-            raise Failure(
-                description="no trait is ready: materialize steering_pairs for the traits first"
-            )
-        manifest = write_files(
-            storage,
-            kept,
-            stats,
-            settings.export_version or None,
-            lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
-            card=card_hook(
-                context,
-                settings,
-                recipe="steering",
-                title=f"safetygraph steering pairs ({settings.profile})",
-                summary="A/B questions per personality trait for contrastive activation addition "
-                "(CAA) and steering vectors, in the seed's format and in CAA's, option order balanced.",
-                configs={
-                    f"{fmt}_{trait}": {"train": f"{fmt}/{trait}.jsonl"}
-                    for fmt in ("seed", "caa")
-                    for trait in kept
-                },
-                sources=list(steer.get("sources") or ()),
-                rows_by_source=pairs_by_source(kept),
-                gate_assets=(EVAL_PROMPTS, STEERING_DECONTAMINATION, STEERING_PAIRS),
-                gate_checks=[k for keys in trait_checks.values() for k in keys],
-                decontamination=decont,
-                generation=config_rows(settings, [steer.get("config", "steering")]),
-                limitations=STEERING_LIMITATIONS,
-            ),
-            manifest_extra={"decontamination": decont},
-        )
-        files_md, files_table = manifest_files(manifest)
-        context.add_output_metadata(
-            {
-                "files": files_md,
-                "build_id": manifest["build_id"],
-                "path": MetadataValue.path(storage.uri(STEERING_ROOT, manifest["build_id"])),
-                "traits": MetadataValue.md(status_markdown(statuses)),
-                "pairs_per_trait": counts_table("trait", {t: p.num_rows for t, p in kept.items()}),
-            }
-        )
-        return files_table
 
-    return [steering_decontamination, trait_answers, steering_pairs, steering_files]
+    return [
+        steering_decontamination,
+        trait_answers,
+        asset(partitions_def=traits, **PAIRS_SPEC)(steering_pairs),
+        steering_files,
+    ]

@@ -12,6 +12,7 @@ from safetygraph.core.storage import Storage
 from safetygraph.core.tables import DEFAULT_BATCH_ROWS
 from safetygraph.generation import GenerationConfig
 from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION, Constitution, load_constitution
+from safetygraph.recipes.circuit_breaker.preflight_run import PreflightRun, PreflightSetup
 from safetygraph.recipes.steering.traits import DEFAULT_TRAITS, TraitBook, load_traits
 from safetygraph.sources.registry import (
     DEFAULT_PROFILES,
@@ -105,6 +106,12 @@ class BuildConfig(ConfigurableResource):
         """{source: attack_outcome paths} for the active profile's sources that declare them."""
         specs = (self.source(n) for n in self.active().sources)
         return {s.name: s.attack_outcome for s in specs if s.attack_outcome}
+
+    def preflight(self) -> PreflightRun:
+        """The profile's tokenizer preflight (``PreflightSetup.from_thresholds``), shared by the
+        stage-2 step and its gate through the build's cache."""
+        self.threshold("preflight_tokenizer")  # a missing setting: the error names the profile file
+        return PreflightRun(PreflightSetup.from_thresholds(self.active().thresholds), self.storage())
 
     def config_files(self) -> list[str]:
         return [self.registry_path, self.profiles_path, self.constitution_path, self.traits_path]

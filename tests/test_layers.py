@@ -163,3 +163,33 @@ def test_the_sql_rule_catches_duckdb_in_an_asset_module(tmp_path):
     assert _sql_imports(module) == {"duckdb", "safetygraph.core.duck"}
     module.write_text("from safetygraph.core import tables\nimport pyarrow\n")
     assert _sql_imports(module) == set()
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def _long_functions(path: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    return [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines, line {node.lineno})"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_asset_layer_functions_stay_short():
+    """An asset or check wires, attaches metadata and returns: the work is in the core."""
+    violations = [
+        f"{p.relative_to(REPO).as_posix()}: {', '.join(found)}"
+        for layer in ASSET_LAYERS
+        for p in _modules(layer)
+        if (found := _long_functions(p))
+    ]
+    assert not violations, "\n".join(violations)
+
+
+def test_the_length_rule_counts_a_long_function(tmp_path):
+    module = tmp_path / "m.py"
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    module.write_text(f"def short():\n    return 1\n\n\ndef long():\n{body}\n")
+    assert _long_functions(module) == [f"long ({MAX_FUNCTION_LINES + 1} lines, line 5)"]
