@@ -1,28 +1,22 @@
 """The safetygraph code location: every artifact of a safety-dataset build as an asset with lineage.
 
-``dagster dev`` in the repo root loads ``defs`` (pyproject's [tool.dagster]). Settings come from the
-environment: SAFETYGRAPH_PROFILE (demo), SAFETYGRAPH_BASE_URI (.safetygraph/data in the repo),
-SAFETYGRAPH_REGISTRY / _PROFILES / _CONSTITUTION, SAFETYGRAPH_OPENAI_BASE_URL,
-SAFETYGRAPH_LLM_MAX_CONCURRENCY / _RPM / _TPM, SAFETYGRAPH_EXPORT_VERSION (a release version
-for the builds) and, as secrets, SAFETYGRAPH_LLM_API_KEY and
-SAFETYGRAPH_ALERT_WEBHOOK_URL. SAFETYGRAPH_EXECUTOR picks the executor (in_process, multiprocess,
-k8s); by default k8s_job_executor inside a Kubernetes pod, multiprocess elsewhere.
+``dagster dev`` in the repo root loads ``defs`` (pyproject's [tool.dagster]): one Definitions per
+domain (the per-source chain, the refusal recipe, the circuit breaker, preference, steering), each
+with its assets, checks and jobs, merged with the sensors, schedules, resources and executor they
+share. Settings come from the environment, parsed in ``resources/env.py`` (SAFETYGRAPH_PROFILE,
+SAFETYGRAPH_BASE_URI, ...; the secrets SAFETYGRAPH_LLM_API_KEY and SAFETYGRAPH_ALERT_WEBHOOK_URL only
+as EnvVars); SAFETYGRAPH_EXECUTOR picks the executor (by default k8s_job_executor inside a
+Kubernetes pod, multiprocess elsewhere).
 """
 
 from __future__ import annotations
 
-import os
-
 from dagster import (
     AssetSelection,
     Definitions,
-    EnvVar,
     ExecutorDefinition,
     StaticPartitionsDefinition,
     define_asset_job,
-    in_process_executor,
-    multi_or_in_process_executor,
-    multiprocess_executor,
 )
 
 from checks import blocking_check_keys, per_source_checks
@@ -62,11 +56,7 @@ from pipeline_assets.keys import (
 )
 from pipeline_assets.placement import gpu_op_tags
 from resources import BuildConfig, LLMResource, ParquetIOManager
-from resources.settings import DEFAULT_BASE_URI
-from safetygraph.core.paths import REPO_ROOT
-from safetygraph.core.tables import batch_rows_from_env
-from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION
-from safetygraph.sources.registry import DEFAULT_PROFILES, DEFAULT_REGISTRY
+from resources.env import default_llm, default_settings, executor_from_env
 from sensors import (
     build_check_alert_sensor,
     build_file_sensor,
@@ -75,8 +65,6 @@ from sensors import (
     run_failure_alerts,
 )
 from sensors.alerts import AlertResource, default_alerts
-
-EXECUTORS = ("in_process", "multiprocess", "multi_or_in_process", "k8s")
 
 SOURCE_JOB = "source_pipeline"
 DATASET_JOB = "dataset_pipeline"
@@ -88,56 +76,6 @@ INGEST_JOB = "ingest_pipeline"
 STEERING_TRAIT_JOB = "steering_trait_pipeline"
 STEERING_JOB = "steering_pipeline"
 STEERING_DECONT_JOB = "steering_decontamination_pipeline"
-
-
-def default_settings() -> BuildConfig:
-    return BuildConfig(
-        profile=os.environ.get("SAFETYGRAPH_PROFILE", "demo"),
-        registry_path=os.environ.get("SAFETYGRAPH_REGISTRY", str(DEFAULT_REGISTRY)),
-        profiles_path=os.environ.get("SAFETYGRAPH_PROFILES", str(DEFAULT_PROFILES)),
-        constitution_path=os.environ.get("SAFETYGRAPH_CONSTITUTION", str(DEFAULT_CONSTITUTION)),
-        base_uri=os.environ.get("SAFETYGRAPH_BASE_URI", str(REPO_ROOT / DEFAULT_BASE_URI)),
-        batch_rows=batch_rows_from_env(),
-        export_version=os.environ.get("SAFETYGRAPH_EXPORT_VERSION", ""),
-    )
-
-
-def _number(name: str) -> float | None:
-    return float(os.environ[name]) if os.environ.get(name) else None
-
-
-def default_llm() -> LLMResource:
-    """Backends from the environment; the API key only as an EnvVar (Dagster never shows its value)."""
-    return LLMResource(
-        openai_base_url=os.environ.get("SAFETYGRAPH_OPENAI_BASE_URL"),
-        api_key=EnvVar("SAFETYGRAPH_LLM_API_KEY")
-        if "SAFETYGRAPH_LLM_API_KEY" in os.environ
-        else None,
-        max_concurrency=int(os.environ.get("SAFETYGRAPH_LLM_MAX_CONCURRENCY", "16")),
-        requests_per_minute=_number("SAFETYGRAPH_LLM_RPM"),
-        tokens_per_minute=_number("SAFETYGRAPH_LLM_TPM"),
-    )
-
-
-def executor_from_env() -> ExecutorDefinition:
-    """The executor for the environment: SAFETYGRAPH_EXECUTOR if set; else k8s_job_executor in a
-    Kubernetes pod (one pod per step, GPU steps on GPU nodes through their op tags) and, elsewhere
-    (dagster dev, the CLI), Dagster's multi_or_in_process executor: multiprocess by default, in
-    process when a run's config asks for it (``execution: {config: {in_process: {}}}``)."""
-    name = os.environ.get("SAFETYGRAPH_EXECUTOR") or (
-        "k8s" if os.environ.get("KUBERNETES_SERVICE_HOST") else "multi_or_in_process"
-    )
-    if name not in EXECUTORS:
-        raise ValueError(f"SAFETYGRAPH_EXECUTOR={name!r}: use one of {', '.join(EXECUTORS)}")
-    if name == "k8s":
-        from dagster_k8s import k8s_job_executor
-
-        return k8s_job_executor
-    return {
-        "in_process": in_process_executor,
-        "multiprocess": multiprocess_executor,
-        "multi_or_in_process": multi_or_in_process_executor,
-    }[name]
 
 
 def source_defs(partitions, source_checks: list, gpu_tags: dict) -> Definitions:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,6 +55,46 @@ def pytest_collection_modifyitems(config, items):
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """The README's main command run once per session: its process, its folder and data folder."""
+
+    result: subprocess.CompletedProcess
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def latest(self, recipe_root: str) -> Path:
+        """The newest build of a recipe (``circuit_breaker``, ``preference``, ...)."""
+        folder = self.data / recipe_root
+        return folder / (folder / "LATEST").read_text()
+
+
+@pytest.fixture(scope="session")
+def readme_demo(tmp_path_factory) -> DemoRun:
+    """`safetygraph demo` as a user runs it (from any folder, its own instance and storage), shared
+    by every test that reads what it builds (read-only: a test that edits a build copies it)."""
+    root = tmp_path_factory.mktemp("readme_demo")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(root / "home"),
+        "SAFETYGRAPH_BASE_URI": str(root / "data"),
+    }
+    env.pop("SAFETYGRAPH_PROFILE", None)  # the default profile: demo
+    result = subprocess.run(
+        [sys.executable, "-m", "safetygraph", "demo"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return DemoRun(result, root)
 
 
 @pytest.fixture

@@ -26,25 +26,9 @@ ROOTS = ("exports", "circuit_breaker", "preference", "steering")
 
 
 @pytest.fixture(scope="module")
-def demo_data(tmp_path_factory) -> Path:
-    """The README's demo, run as a user runs it; its data folder."""
-    tmp = tmp_path_factory.mktemp("demo")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(tmp / "home"),
-        "SAFETYGRAPH_BASE_URI": str(tmp / "data"),
-    }
-    env.pop("SAFETYGRAPH_PROFILE", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "safetygraph", "demo"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return tmp / "data"
+def demo_data(readme_demo) -> Path:
+    """The README demo's data folder (one run for the session)."""
+    return readme_demo.data
 
 
 def _build(data: Path, root: str) -> Path:

@@ -9,21 +9,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_safetygraph_demo_builds_and_prints_the_export(tmp_path: Path):
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(tmp_path / "home"),
-        "SAFETYGRAPH_BASE_URI": str(tmp_path / "data"),
-        "SAFETYGRAPH_PROFILE": "demo",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "safetygraph", "demo"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def test_safetygraph_demo_builds_and_prints_the_export(readme_demo):
+    """The session's README demo (run from its own folder, not the repository)."""
+    result, tmp_path = readme_demo.result, readme_demo.root
     out = result.stdout
     assert result.returncode == 0, out + result.stderr[-3000:]
     for source in (

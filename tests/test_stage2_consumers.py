@@ -31,26 +31,9 @@ def _template(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_build(tmp_path_factory) -> Path:
-    """The README's demo, run as a user runs it; the stage-2 build folder it exports."""
-    tmp = tmp_path_factory.mktemp("demo")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(tmp / "home"),
-        "SAFETYGRAPH_BASE_URI": str(tmp / "data"),
-    }
-    env.pop("SAFETYGRAPH_PROFILE", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "safetygraph", "demo"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    root = tmp / "data" / "circuit_breaker"
-    return root / (root / "LATEST").read_text()
+def demo_build(readme_demo) -> Path:
+    """The stage-2 build folder the README's demo exports (one run for the session)."""
+    return readme_demo.latest("circuit_breaker")
 
 
 @pytest.fixture(scope="module")
