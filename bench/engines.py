@@ -27,7 +27,7 @@ from safetygraph.generation import (  # noqa: E402
     generate,
 )
 from safetygraph.generation.tiny_model import build  # noqa: E402
-from tests.test_generation import raw_table  # noqa: E402
+from tests.helpers import raw_table  # noqa: E402
 
 CPU = {
     "dtype": "float32",

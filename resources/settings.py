@@ -111,7 +111,9 @@ class BuildConfig(ConfigurableResource):
         """The profile's tokenizer preflight (``PreflightSetup.from_thresholds``), shared by the
         stage-2 step and its gate through the build's cache."""
         self.threshold("preflight_tokenizer")  # a missing setting: the error names the profile file
-        return PreflightRun(PreflightSetup.from_thresholds(self.active().thresholds), self.storage())
+        return PreflightRun(
+            PreflightSetup.from_thresholds(self.active().thresholds), self.storage()
+        )
 
     def config_files(self) -> list[str]:
         return [self.registry_path, self.profiles_path, self.constitution_path, self.traits_path]

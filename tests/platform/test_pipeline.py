@@ -615,7 +615,7 @@ def label_demo_pairs_with(tmp_path, monkeypatch, base_url: str, judge: str):
 
 def test_labels_with_the_llm_judge_from_the_launchpad(tmp_path, monkeypatch):
     from tests.fake_openai import FakeOpenAI
-    from tests.test_llm_judge import GOOD
+    from tests.labeling.test_llm_judge import GOOD
 
     with FakeOpenAI(responder=lambda body: json.dumps(GOOD)) as server:
         result, labels = label_demo_pairs_with(tmp_path, monkeypatch, server.url, "llm")

@@ -25,7 +25,7 @@ from schemas import (
 )
 from schemas.jsonschema import GROUPS, canonical_record_schema
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "canonical_record.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "canonical_record.schema.json"
 
 
 def test_committed_json_schema_is_the_generated_one():

@@ -23,7 +23,7 @@ from safetygraph.generation import (
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import raw_table
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def openai(server, **kw):

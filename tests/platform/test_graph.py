@@ -1,6 +1,6 @@
 """A snapshot of the asset graph (keys, deps, groups, partitions, checks), and Dagster's own validation.
 
-A change to the graph shows up here: review it, then refresh with SNAPSHOT_UPDATE=1 pytest tests/test_graph.py.
+A change to the graph shows up here: review it, then refresh with SNAPSHOT_UPDATE=1 pytest tests/platform/test_graph.py.
 """
 
 import json
@@ -13,8 +13,8 @@ from dagster import AssetKey
 
 import definitions
 
-SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "asset_graph.json"
-REPO = Path(__file__).resolve().parent.parent
+SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "asset_graph.json"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _partitioned_by(pdef) -> str | None:

@@ -144,7 +144,7 @@ def test_llamaguard_judge_asks_twice_per_row_and_maps_categories(tmp_path):
 
 
 def test_wildguard_from_the_launchpad(tmp_path, monkeypatch):
-    from tests.test_pipeline import label_demo_pairs_with
+    from tests.platform.test_pipeline import label_demo_pairs_with
 
     with FakeOpenAI(responder=lambda body: WG_REFUSAL) as server:
         result, labels = label_demo_pairs_with(tmp_path, monkeypatch, server.url, "wildguard")
