@@ -112,21 +112,21 @@ def cb_shards(context: AssetExecutionContext, refusal_dataset: StoredTable, sett
         context.log.info(f"Ds={written.num_rows} left out: {info['left_out']}")
         return {
             **by(written),
-            "attack_rows": info["attack_rows"],
-            "attack_outcome_missing": info["attack_outcome_missing"],
+            "attack_rows": info.attack_rows,
+            "attack_outcome_missing": info.attack_outcome_missing,
             # merged rows in neither shard, by reason (over_refusal, no_response, ...)
-            "left_out": counts_table("reason", info["left_out"]),
+            "left_out": counts_table("reason", info.left_out),
             "merged_rows": refusal_dataset.num_rows,
             # Ds against the annotators, per source with human harm labels (Do-Not-Answer)
-            "ds_precision": ds_precision_table(info["ds_precision"]),
+            "ds_precision": ds_precision_table(info.ds_precision),
         }
 
     def retain_figures(written: StoredTable) -> dict:
         return {
             **by(written),
             "adversarial_safe": cb.stats(written)["adversarial_safe"],
-            "adversarial_candidates": info["candidates"],
-            "left_out": counts_table("reason", info["left_out"]),
+            "adversarial_candidates": info.candidates,
+            "left_out": counts_table("reason", info.left_out),
         }
 
     # each set written batch by batch as the merged table is read (one pass per set)

@@ -244,7 +244,7 @@ def split_outputs(
             metadata={
                 "rows": table.num_rows,
                 "sources": MetadataValue.md(status_markdown(statuses)),
-                "cross_source_duplicates_removed": stats["cross_source_duplicates_removed"],
+                "cross_source_duplicates_removed": stats.cross_source_duplicates_removed,
                 "by_source": counts_table("source", value_counts(table, "source")),
                 "by_category": counts_table("category", value_counts(table, "category")),
             },

@@ -55,17 +55,17 @@ def ingest_source(context: AssetExecutionContext, settings: BuildConfig):
     def figures(_written: StoredTable) -> dict:
         stats = run.stats
         context.log.info(
-            f"{name}: {stats['rows_kept']} rows kept, {stats['rows_quarantined']} quarantined of {stats['rows_read']} read"
+            f"{name}: {stats.rows_kept} rows kept, {stats.rows_quarantined} quarantined of {stats.rows_read} read"
         )
         return {
             "source": name,
             "location": spec.describe_location(),
             "licence": spec.licence,
             "roles": ", ".join(spec.roles),
-            "rows_read": stats["rows_read"],
-            "rows_kept": stats["rows_kept"],
-            "rows_sampled_out": stats["rows_ok"] - stats["rows_kept"],
-            "rows_quarantined": stats["rows_quarantined"],
+            "rows_read": stats.rows_read,
+            "rows_kept": stats.rows_kept,
+            "rows_sampled_out": stats.rows_sampled_out,
+            "rows_quarantined": stats.rows_quarantined,
         }
 
     # written batch by batch as the files are read; the quarantine is complete once it is
@@ -75,9 +75,9 @@ def ingest_source(context: AssetExecutionContext, settings: BuildConfig):
         quarantine,
         "raw_quarantine",
         metadata={
-            "rows_read": stats["rows_read"],
-            "rows_quarantined": stats["rows_quarantined"],
-            "reasons": counts_table("reason", stats["quarantine_reasons"]),
+            "rows_read": stats.rows_read,
+            "rows_quarantined": stats.rows_quarantined,
+            "reasons": counts_table("reason", stats.quarantine_reasons),
             "preview": MetadataValue.md(_preview(quarantine)),
         },
     )

@@ -14,7 +14,6 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,14 +34,31 @@ from safetygraph.sources.readers import (
 )
 from safetygraph.sources.registry import SourceSpec
 
-__all__ = ["Ingest", "IngestResult", "SourceError", "ingest"]
+__all__ = ["Ingest", "IngestResult", "IngestStats", "SourceError", "ingest"]
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    """One source's ingestion: rows read (parsed or not), rows that mapped (``rows_ok``), rows kept
+    after the source's sample (``rows_kept``), rows quarantined and why."""
+
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_ok: int = 0
+    rows_kept: int = 0
+    rows_quarantined: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_sampled_out(self) -> int:
+        return self.rows_ok - self.rows_kept
 
 
 @dataclass
 class IngestResult:
     table: pa.Table
     quarantine: pa.Table
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: IngestStats = field(default_factory=IngestStats)
 
 
 class _Sampler:
@@ -195,15 +211,15 @@ class Ingest:
         return self.q.table()
 
     @property
-    def stats(self) -> dict[str, Any]:
-        return {
-            "files": self.files,
-            "rows_read": self.mapper.rows_in + self.q.unparsed,
-            "rows_ok": self.rows_ok,
-            "rows_kept": self.rows_kept,
-            "rows_quarantined": len(self.q.rows["line"]),
-            "quarantine_reasons": dict(self.q.reasons),
-        }
+    def stats(self) -> IngestStats:
+        return IngestStats(
+            files=list(self.files),
+            rows_read=self.mapper.rows_in + self.q.unparsed,
+            rows_ok=self.rows_ok,
+            rows_kept=self.rows_kept,
+            rows_quarantined=len(self.q.rows["line"]),
+            quarantine_reasons=dict(self.q.reasons),
+        )
 
 
 def _check_format(

@@ -157,9 +157,9 @@ def test_ds_takes_only_judged_harmful_rows_from_sources_that_allow_it():
     # the judged-harmful answers of 'labelled' enter Ds; the 'never' source's is left out by
     # reason; the refutation of a harmful prompt is neither a refusal nor a harmful completion
     assert sorted(harmful.column("source").to_pylist()) == ["labelled", "labelled"]
-    assert info["left_out"] == {"harmful_prompt_answered": 1, "harmful_set_never": 1}
+    assert info.left_out == {"harmful_prompt_answered": 1, "harmful_set_never": 1}
     assert retain.column("source").to_pylist() == ["other"]
-    assert info["ds_precision"] == {
+    assert info.ds_precision == {
         "labelled": {
             "ds_rows": 2,
             "ds_gold_harmful": 1,
@@ -202,8 +202,8 @@ def test_shared_ds_holds_no_chosen_answers_and_reports_precision(shared_data):
     never = tuple(n for n in names if reg.source(n, "shared").harmful_set == "never")
     harmful, _, info = cb.cut_shards(labelled, {}, never_harmful=never)
     assert "hh_rlhf" not in set(harmful.column("source").to_pylist())
-    assert info["left_out"]["harmful_set_never"] > 0
-    dna = info["ds_precision"]["do_not_answer"]
+    assert info.left_out["harmful_set_never"] > 0
+    dna = info.ds_precision["do_not_answer"]
     # the old rule put 1,330 Do-Not-Answer answers in Ds at precision 0.13; the judge's Ds is
     # mostly harmful by the annotators (all models, development rows included)
     # (measured: 171 rows, precision 0.936, recall 0.829)

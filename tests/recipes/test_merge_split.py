@@ -12,7 +12,7 @@ from tests.helpers import generated_table
 
 def circuit_breaker_shards(table):
     harmful, retain, info = cut_shards(table, {})
-    return harmful, retain, info["left_out"].get("over_refusal", 0)
+    return harmful, retain, info.left_out.get("over_refusal", 0)
 
 
 def _audited(rows, source="s"):
@@ -34,7 +34,7 @@ def test_merge_removes_cross_source_duplicates_keeping_the_first_source():
     )
     merged, stats = merge_sources({"aaa": a, "bbb": b}, ["aaa", "bbb"])
     assert merged.column("source").to_pylist() == ["aaa", "bbb"]
-    assert stats["cross_source_duplicates_removed"] == 1
+    assert stats.cross_source_duplicates_removed == 1
 
 
 def test_shards_and_split_keep_every_copy_of_a_prompt_on_one_side():
@@ -171,7 +171,7 @@ def test_streamed_merge_shards_and_split_equal_the_whole_table_versions(tmp_path
     merge = MergeStream(stored, ["aaa", "bbb"])
     streamed = pa.concat_tables(list(merge.batches()))
     assert streamed.equals(whole) and merge.stats == stats
-    assert stats["cross_source_duplicates_removed"] >= 1
+    assert stats.cross_source_duplicates_removed >= 1
 
     storage.write_table(whole, "assets", "refusal_dataset.parquet")
     merged = StoredTable(storage, ("assets", "refusal_dataset.parquet"), 4)

@@ -172,10 +172,10 @@ def test_agentdojo_outcome_from_either_location_and_missing_counted(tmp_path):
         "attack_success"
     }
     assert retain.num_rows == 8 and set(retain.column("cb_kind").to_pylist()) == {"attack_resisted"}
-    assert info["attack_rows"] == 12 and info["attack_outcome_missing"] == 0
+    assert info.attack_rows == 12 and info.attack_outcome_missing == 0
     # with only the top-level path declared, the runs that keep it under metadata are missing
     _, _, info = cb.cut_shards(dojo, {spec.name: ("security",)})
-    assert info["attack_outcome_missing"] == 6 and info["left_out"] == {"attack_outcome_missing": 6}
+    assert info.attack_outcome_missing == 6 and info.left_out == {"attack_outcome_missing": 6}
 
 
 def test_adversarial_candidates_are_safe_unless_they_call_a_new_tool():
@@ -193,9 +193,9 @@ def test_adversarial_candidates_are_safe_unless_they_call_a_new_tool():
     harmful, retain, info = cb.cut_shards(labelled, {spec.name: spec.attack_outcome})
     kinds = retain.column("cb_kind").to_pylist()
     # the recordings follow the injection in one answer of twelve: those are left out
-    unsafe = info["left_out"].get("adversarial_candidate_unsafe", 0)
+    unsafe = info.left_out.get("adversarial_candidate_unsafe", 0)
     assert unsafe >= 1 and kinds.count("adversarial_safe") == 30 - unsafe
-    assert info["candidates"] == 30
+    assert info.candidates == 30
     assert all(
         retain.filter(pa.compute.equal(retain.column("cb_kind"), "adversarial_safe"))
         .column("is_adversarial_safe")

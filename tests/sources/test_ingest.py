@@ -88,7 +88,7 @@ def test_bad_lines_go_to_quarantine_with_line_numbers_and_good_rows_arrive(tmp_p
     assert q[5]["reason"].startswith("wrong type: 'prompt'")
     assert q[6]["reason"].startswith("malformed JSON: expected an object")
     assert all(r["source"] == "src" and r["file"].endswith("bad.jsonl") for r in q.values())
-    assert result.stats["rows_read"] == 7 and result.stats["rows_quarantined"] == 5
+    assert result.stats.rows_read == 7 and result.stats.rows_quarantined == 5
 
 
 def test_csv_quarantines_wrong_field_counts_and_bad_bytes(tmp_path: Path):
@@ -234,7 +234,7 @@ def test_parquet_and_row_limit_sample_is_deterministic(tmp_path: Path):
         )
     )
     assert set(other.table.column("id").to_pylist()) != set(a.table.column("id").to_pylist())
-    assert a.stats["rows_ok"] == 50 and a.stats["rows_kept"] == 10
+    assert a.stats.rows_ok == 50 and a.stats.rows_kept == 10 and a.stats.rows_sampled_out == 40
 
 
 def test_ids_are_stable_and_duplicates_get_distinct_ids(tmp_path: Path):
@@ -262,7 +262,7 @@ def test_ingest_streams_bounded_batches_with_the_same_ids(tmp_path: Path, monkey
     assert [b.num_rows for b in batches] == [2, 2, 2, 1]
     streamed = pa.concat_tables(batches)
     assert streamed.equals(whole.table) and len(set(streamed.column("id").to_pylist())) == 7
-    assert run.stats == whole.stats and run.stats["rows_quarantined"] == 1
+    assert run.stats == whole.stats and run.stats.rows_quarantined == 1
     assert run.quarantine().column("line").to_pylist() == [8]
 
 

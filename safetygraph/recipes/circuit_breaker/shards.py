@@ -31,6 +31,7 @@ in an agent the harm is the action, not the words).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -91,13 +92,26 @@ USES_TOOLS = "len(list_filter(messages, lambda m: m.tool_calls IS NOT NULL OR m.
 GOLD_HARMFUL = "TRY_CAST(json_extract_string(meta, '$.gold_harmful') AS INTEGER)"
 
 
+@dataclass(frozen=True)
+class CutInfo:
+    """The cut's figures: merged rows in neither set, by reason; attack rows and those whose
+    outcome is missing; adversarial candidates; and Ds measured per source with human harm labels
+    (rows in Ds, of them harmful by the annotators, precision, the source's harmful rows, recall)."""
+
+    left_out: dict[str, int] = field(default_factory=dict)
+    attack_rows: int = 0
+    attack_outcome_missing: int = 0
+    candidates: int = 0
+    ds_precision: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 class ShardCut:
     """The cut of the merged rows into Ds and Dr (see the module table), decided once over the
     narrow columns (a place per row position, in DuckDB), then streamed: ``batches(cls)`` reads the
     merged table batch by batch and yields the rows of that set with ``cb_class``, ``cb_kind`` and
     ``is_adversarial_safe``. Memory: one batch plus a place per row; the merged table is never
     held whole (a stored one is scanned in place). ``never_harmful`` names the sources whose answers
-    never enter Ds. ``info["ds_precision"]`` measures Ds on every source with human harm labels
+    never enter Ds. ``info.ds_precision`` measures Ds on every source with human harm labels
     (``meta.gold_harmful``)."""
 
     def __init__(
@@ -165,11 +179,13 @@ class ShardCut:
                 "WHERE __place NOT LIKE 'harmful:%' AND __place NOT LIKE 'retain:%' GROUP BY 1 ORDER BY 1",
             )
         )
-        self.info = {
-            "left_out": {k: int(v) for k, v in left_out.items()},
-            **attack_outcome_counts(table, outcome_paths),
-            "candidates": int(duck.one(con, "SELECT count(*) FROM c WHERE __candidate")[0]),
-            "ds_precision": {
+        attacks = attack_outcome_counts(table, outcome_paths)
+        self.info = CutInfo(
+            left_out={k: int(v) for k, v in left_out.items()},
+            attack_rows=attacks["attack_rows"],
+            attack_outcome_missing=attacks["attack_outcome_missing"],
+            candidates=int(duck.one(con, "SELECT count(*) FROM c WHERE __candidate")[0]),
+            ds_precision={
                 str(src): {
                     "ds_rows": int(n),
                     "ds_gold_harmful": int(h),
@@ -186,7 +202,7 @@ class ShardCut:
                        FROM c WHERE __gold IS NOT NULL GROUP BY 1 ORDER BY 1""",
                 )
             },
-        }
+        )
         con.close()
         self.places = self.places.combine_chunks()
 
@@ -218,7 +234,7 @@ def cut_shards(
     table: pa.Table | StoredTable,
     outcome_paths: Mapping[str, Sequence[str]],
     never_harmful: Sequence[str] = (),
-) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+) -> tuple[pa.Table, pa.Table, CutInfo]:
     """(harmful Ds, retain Dr, info) from the merged, labelled, audited rows, whole (the pipeline
     streams ``ShardCut``); see the module table."""
     cut = ShardCut(table, outcome_paths, never_harmful=never_harmful)

@@ -15,6 +15,7 @@ The seed's fields ride along: ``id, source, category, question_type, question`` 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -29,7 +30,17 @@ from safetygraph.sources.registry import PREFERENCE_FORMATS
 FORMATS = PREFERENCE_FORMATS
 
 
-def merge_pairs(tables: Mapping[str, pa.Table], order: Sequence[str]) -> tuple[pa.Table, dict]:
+@dataclass(frozen=True)
+class PairMergeStats:
+    """Usable pairs read from the sources, and the copies of a pair an earlier source gave."""
+
+    pairs_in: int = 0
+    cross_source_duplicates_removed: int = 0
+
+
+def merge_pairs(
+    tables: Mapping[str, pa.Table], order: Sequence[str]
+) -> tuple[pa.Table, PairMergeStats]:
     """The kept pairs of each source, in profile order; a pair (same prompt, chosen and rejected)
     that an earlier source already gave is dropped."""
     parts = [kept(tables[n]) for n in order if n in tables]
@@ -42,10 +53,10 @@ def merge_pairs(tables: Mapping[str, pa.Table], order: Sequence[str]) -> tuple[p
            QUALIFY row_number() OVER (PARTITION BY prompt_hash, chosen_text, rejected_text ORDER BY __pos) = 1
            ORDER BY __pos""",
     )
-    return merged.cast(PAIR_SCHEMA), {
-        "pairs_in": union.num_rows,
-        "cross_source_duplicates_removed": union.num_rows - merged.num_rows,
-    }
+    return merged.cast(PAIR_SCHEMA), PairMergeStats(
+        pairs_in=union.num_rows,
+        cross_source_duplicates_removed=union.num_rows - merged.num_rows,
+    )
 
 
 def split_pairs(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -16,7 +17,7 @@ from safetygraph.core.tables import StoredTable, as_relation
 
 def merge_sources(
     tables: Mapping[str, pa.Table | StoredTable], order: Sequence[str]
-) -> tuple[pa.Table, dict[str, Any]]:
+) -> tuple[pa.Table, MergeStats]:
     """Union the audited sources; a row whose content already came from an earlier source is
     dropped. The whole merge in memory: for small builds and tests (the pipeline streams
     ``MergeStream``)."""
@@ -45,11 +46,20 @@ def merge_sources(
         "SELECT * EXCLUDE (__rank, __pos) FROM u "
         "QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY __rank, __pos) = 1 ORDER BY __rank, __pos",
     )
-    return conform(merged, AUDITED_SCHEMA), {
-        "rows_in": union.num_rows,
-        "cross_source_duplicates_removed": union.num_rows - merged.num_rows,
-        "decontamination_removed": 0,
-    }
+    return conform(merged, AUDITED_SCHEMA), MergeStats(
+        rows_in=union.num_rows,
+        cross_source_duplicates_removed=union.num_rows - merged.num_rows,
+    )
+
+
+@dataclass(frozen=True)
+class MergeStats:
+    """The merge's figures: rows read from the sources, copies of a prompt already taken from an
+    earlier source, rows removed by decontamination."""
+
+    rows_in: int = 0
+    cross_source_duplicates_removed: int = 0
+    decontamination_removed: int = 0
 
 
 class MergeStream:
@@ -120,12 +130,12 @@ class MergeStream:
         return pc.is_in(keys, value_set=gone)
 
     @property
-    def stats(self) -> dict[str, Any]:
-        return {
-            "rows_in": self.rows_in,
-            "cross_source_duplicates_removed": self.rows_in - self.rows_out - self.rows_excluded,
-            "decontamination_removed": self.rows_excluded,
-        }
+    def stats(self) -> MergeStats:
+        return MergeStats(
+            rows_in=self.rows_in,
+            cross_source_duplicates_removed=self.rows_in - self.rows_out - self.rows_excluded,
+            decontamination_removed=self.rows_excluded,
+        )
 
 
 def dataset_info(table: pa.Table | StoredTable) -> dict[str, Any]:
