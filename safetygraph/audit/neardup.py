@@ -88,6 +88,28 @@ def _band_table(
     reader.close()
 
 
+def _verified(con, threshold: float, ngram: int, key: str = "{side}.k") -> pa.Table:
+    """The candidates ``cand(a, b)`` (key numbers of ``kt``) whose exact Jaccard over the word
+    ``ngram``-shingles is at least ``threshold``, as ``(a, b, jaccard)``; the shingles are computed
+    for the candidates' texts only. ``key`` renders a key from ``{side}`` (sa or sb)."""
+    con.execute(
+        f"""
+        CREATE TABLE tc AS SELECT * FROM kt WHERE i IN (SELECT a FROM cand UNION SELECT b FROM cand);
+        CREATE TABLE sh AS SELECT s.*, tc.i FROM ({_shingle_sql(ngram, "tc")}) s JOIN tc USING (k);
+        """
+    )
+    return duck.query(
+        con,
+        f"""
+        SELECT {key.format(side="sa")} AS a, {key.format(side="sb")} AS b,
+               len(list_intersect(sa.shingles, sb.shingles)) / len(list_distinct(list_concat(sa.shingles, sb.shingles)))::DOUBLE AS jaccard
+        FROM cand c JOIN sh sa ON sa.i = c.a JOIN sh sb ON sb.i = c.b
+        WHERE jaccard >= {threshold}
+        ORDER BY a, b
+        """,
+    ).cast(PAIR_SCHEMA)
+
+
 def near_duplicate_pairs(
     keys: pa.Array,
     texts: pa.Array,
@@ -134,20 +156,9 @@ def near_duplicate_pairs(
           SELECT head, i FROM sized WHERE n > {BUCKET_PAIRS_MAX} AND i <> head
         );
         DROP TABLE sized;
-        CREATE TABLE tc AS SELECT * FROM kt WHERE i IN (SELECT a FROM cand UNION SELECT b FROM cand);
-        CREATE TABLE sh AS SELECT s.*, tc.i FROM ({_shingle_sql(ngram, "tc")}) s JOIN tc USING (k);
         """
     )
-    return duck.query(
-        con,
-        f"""
-        SELECT sa.k AS a, sb.k AS b,
-               len(list_intersect(sa.shingles, sb.shingles)) / len(list_distinct(list_concat(sa.shingles, sb.shingles)))::DOUBLE AS jaccard
-        FROM cand c JOIN sh sa ON sa.i = c.a JOIN sh sb ON sb.i = c.b
-        WHERE jaccard >= {threshold}
-        ORDER BY a, b
-        """,
-    ).cast(PAIR_SCHEMA)
+    return _verified(con, threshold, ngram)
 
 
 def bands_for(threshold: float, num_perm: int = 128, recall: float = 0.95) -> int:
@@ -211,20 +222,9 @@ def cross_near_duplicate_pairs(
           SELECT i, head FROM sized WHERE n > {BUCKET_PAIRS_MAX} AND s = 'L' AND head IS NOT NULL
         );
         DROP TABLE sized;
-        CREATE TABLE tc AS SELECT * FROM kt WHERE i IN (SELECT a FROM cand UNION SELECT b FROM cand);
-        CREATE TABLE sh AS SELECT s.*, tc.i FROM ({_shingle_sql(ngram, "tc")}) s JOIN tc USING (k);
         """
     )
-    return duck.query(
-        con,
-        f"""
-        SELECT substr(sa.k, 3) AS a, substr(sb.k, 3) AS b,
-               len(list_intersect(sa.shingles, sb.shingles)) / len(list_distinct(list_concat(sa.shingles, sb.shingles)))::DOUBLE AS jaccard
-        FROM cand c JOIN sh sa ON sa.i = c.a JOIN sh sb ON sb.i = c.b
-        WHERE jaccard >= {threshold}
-        ORDER BY a, b
-        """,
-    ).cast(PAIR_SCHEMA)
+    return _verified(con, threshold, ngram, key="substr({side}.k, 3)")
 
 
 def cluster_keys(keys: pa.Array, pairs: pa.Table) -> pa.Table:
