@@ -149,6 +149,19 @@ def _xstest_prompt(shared_data: Path) -> tuple[str, str, str]:
     return row["id"], row["prompt"], " ".join(words)
 
 
+def _build_recipes(tmp_path: Path, reg: Path, prof: Path) -> subprocess.CompletedProcess:
+    """`safetygraph build refusal,circuit_breaker` on the registry and profiles given, with its own
+    instance and storage under ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "-m", "safetygraph", "build", "refusal,circuit_breaker"],
+        env=code_location_env(tmp_path / "home", reg, prof, tmp_path / "data"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def _planted_build(
     tmp_path: Path, shared_data: Path, enabled: bool
 ) -> tuple[subprocess.CompletedProcess, Path, tuple]:
@@ -177,16 +190,7 @@ def _planted_build(
     test["sources"] = [s for s in test["sources"] if s != "xstest"]  # an evaluation set only
     test["decontamination"] = {"eval_sets": ["xstest"], "enabled": enabled}
     prof.write_text(yaml.safe_dump(body))
-    env = code_location_env(tmp_path / "home", reg, prof, tmp_path / "data")
-    done = subprocess.run(
-        [sys.executable, "-m", "safetygraph", "build", "refusal,circuit_breaker"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return done, tmp_path / "data", (xs_id, verbatim, reworded)
+    return _build_recipes(tmp_path, reg, prof), tmp_path / "data", (xs_id, verbatim, reworded)
 
 
 @pytest.mark.slow
@@ -247,15 +251,7 @@ def test_an_evaluation_set_the_profile_builds_from_goes_to_eval_only(tmp_path):
     }
     body["profiles"]["test"]["thresholds"]["harmful_min"] = 1
     prof.write_text(yaml.safe_dump(body))
-    env = code_location_env(tmp_path / "home", reg, prof, tmp_path / "data")
-    done = subprocess.run(
-        [sys.executable, "-m", "safetygraph", "build", "refusal,circuit_breaker"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _build_recipes(tmp_path, reg, prof)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     data = tmp_path / "data"
     con = duckdb.connect()

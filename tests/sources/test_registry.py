@@ -137,6 +137,16 @@ def test_bad_registry_entries_fail_with_the_fix(tmp_path: Path, entry, message):
     assert "sources.yaml" in str(err.value)
 
 
+# the smallest registry entry: one local JSONL source
+ONE_SOURCE = {
+    "name": "a",
+    "kind": "local",
+    "location": {"path": "x.jsonl"},
+    "format": "jsonl",
+    "mapping": {"prompt": "p"},
+}
+
+
 def test_profile_naming_an_unknown_source_fails(tmp_path: Path):
     entry = {
         "name": "a",
@@ -167,15 +177,7 @@ def test_profile_naming_an_unknown_source_fails(tmp_path: Path):
 def test_a_bad_threshold_is_one_error_naming_the_file(tmp_path: Path, thresholds, message):
     reg, prof = write_registry(
         tmp_path,
-        [
-            {
-                "name": "a",
-                "kind": "local",
-                "location": {"path": "x.jsonl"},
-                "format": "jsonl",
-                "mapping": {"prompt": "p"},
-            }
-        ],
+        [ONE_SOURCE],
         thresholds=thresholds,
     )
     with pytest.raises(RegistryError) as err:
@@ -193,15 +195,7 @@ def test_every_threshold_has_its_default_in_one_place(tmp_path: Path):
 
     reg, prof = write_registry(
         tmp_path,
-        [
-            {
-                "name": "a",
-                "kind": "local",
-                "location": {"path": "x.jsonl"},
-                "format": "jsonl",
-                "mapping": {"prompt": "p"},
-            }
-        ],
+        [ONE_SOURCE],
     )
     data = yaml.safe_load(prof.read_text())
     data["profiles"]["test"]["thresholds"] = {}
