@@ -102,10 +102,9 @@ def schema_check(
 
 
 def unique_ids_check(asset: AssetKey, partitions: PartitionsDefinition | None = None):
-    @asset_check(
-        asset=asset,
+    @blocking_check(
+        asset,
         name=f"{asset.path[-1]}_unique_ids",
-        blocking=True,
         partitions_def=partitions,
         description="No two rows share an id.",
     )
@@ -124,10 +123,9 @@ def unique_ids_check(asset: AssetKey, partitions: PartitionsDefinition | None = 
 
 
 def min_rows_check(asset: AssetKey, threshold: str, partitions: PartitionsDefinition | None = None):
-    @asset_check(
-        asset=asset,
+    @blocking_check(
+        asset,
         name=f"{asset.path[-1]}_min_rows",
-        blocking=True,
         partitions_def=partitions,
         description=f"At least the profile's '{threshold}' rows.",
     )
@@ -145,10 +143,9 @@ def no_leakage_check(eval_asset: AssetKey, train_asset: AssetKey, name: str):
     """Blocking: no prompt is on both sides of a split, exactly (normalised prompt hash) or as a near
     duplicate (MinHash/Jaccard >= the profile's near_dup_threshold, 0.8 by default)."""
 
-    @asset_check(
-        asset=eval_asset,
+    @blocking_check(
+        eval_asset,
         name=name,
-        blocking=True,
         additional_ins={"train": AssetIn(train_asset.path)},
         description="No prompt appears in both train and eval, exactly (normalised) or as a near "
         "duplicate (MinHash/Jaccard >= near_dup_threshold, 0.8 by default).",
@@ -181,10 +178,9 @@ def no_eval_prompts_check(
     decontamination rules) and no row of an evaluation set. Checked from scratch on the training
     table, so it fails when the decontamination step did not run."""
 
-    @asset_check(
-        asset=train_asset,
+    @blocking_check(
+        train_asset,
         name="no_eval_prompts_in_train",
-        blocking=True,
         partitions_def=partitions,
         additional_ins={"eval_prompts": AssetIn("eval_prompts")},
         description="No evaluation prompt (of the profile's decontamination.eval_sets), nor a copy "
