@@ -17,7 +17,8 @@ BLOCKS = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S
 # the first command of a block -> (where it runs, a string that place must contain)
 COVERED = {
     "python -m pip install -e . && safetygraph demo": (
-        ".ci/run (fresh clone), tests/platform/test_cli.py",
+        # the session's readme_demo fixture runs it; tests/platform/test_cli.py checks its output
+        ".ci/run (fresh clone), tests/conftest.py",
         '"safetygraph", "demo"',
     ),
     'python -m pip install -e ".[dev]" && python -m pytest': (
