@@ -109,7 +109,7 @@ def cb_shards(context: AssetExecutionContext, refusal_dataset: StoredTable, sett
         }
 
     def harmful_figures(written: StoredTable) -> dict:
-        context.log.info(f"Ds={written.num_rows} left out: {info['left_out']}")
+        context.log.info(f"Ds={written.num_rows} left out: {info.left_out}")
         return {
             **by(written),
             "attack_rows": info.attack_rows,
