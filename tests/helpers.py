@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pyarrow as pa
 
 from safetygraph.core.records import GENERATED_SCHEMA, RAW_SCHEMA, conform
@@ -64,3 +69,17 @@ def raw_table(prompts, responses=None):
             }
         )
     return pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
+
+
+def kill_after_chunks(
+    script: str, args: list[str], cache_dir: Path, cwd: Path, chunks: int = 3, timeout_s: float = 60
+) -> int:
+    """Run ``python -c script *args``, kill it once the request cache holds ``chunks`` chunk files
+    (a crash mid-run), and return how many chunks it had written."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], cwd=cwd)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(list(cache_dir.glob("*.parquet"))) < chunks:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    return len(list(cache_dir.glob("*.parquet")))

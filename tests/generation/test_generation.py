@@ -21,7 +21,7 @@ from safetygraph.generation import (
     request_messages,
 )
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import raw_table
+from tests.helpers import kill_after_chunks, raw_table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -213,13 +213,7 @@ def test_killed_run_resumes_and_repeats_at_most_one_chunk(tmp_path: Path):
     base = str(tmp_path / "data")
     cache_dir = tmp_path / "data" / "cache" / "requests"
     with FakeOpenAI(latency_s=0.02) as server:
-        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, server.url, base], cwd=REPO)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(cache_dir.glob("*.parquet"))) < 3:
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-        chunks_at_kill = len(list(cache_dir.glob("*.parquet")))
+        chunks_at_kill = kill_after_chunks(KILL_SCRIPT, [server.url, base], cache_dir, REPO)
         assert 3 <= chunks_at_kill < 10, "killed mid-run"
         calls_before = sum(server.calls.values())
         out, stats = generate(

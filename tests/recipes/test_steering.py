@@ -3,9 +3,6 @@ blocking gate failing on crafted data with the files skipped, resume after a kil
 consumer: the steering-vectors library trains a vector from the exported pairs."""
 
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,6 +21,7 @@ from safetygraph.recipes.steering.pairs import PAIR_SCHEMA, QUESTION_RE, build_p
 from safetygraph.recipes.steering.traits import TraitsError, load_traits
 from tests.conftest import REPO, demo_sources_copy, write_registry
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import kill_after_chunks
 
 BOOK = load_traits()
 
@@ -373,13 +371,7 @@ def test_a_killed_run_resumes_and_repeats_at_most_one_chunk(tmp_path):
     base = str(tmp_path / "data")
     cache_dir = tmp_path / "data" / "cache" / "requests"
     with FakeOpenAI(latency_s=0.02) as server:
-        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, server.url, base], cwd=REPO)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(cache_dir.glob("*.parquet"))) < 3:
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-        chunks_at_kill = len(list(cache_dir.glob("*.parquet")))
+        chunks_at_kill = kill_after_chunks(KILL_SCRIPT, [server.url, base], cache_dir, REPO)
         assert 3 <= chunks_at_kill < 12, "killed mid-run"
         out, stats = trait_answers(
             many_scenarios(),
