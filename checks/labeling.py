@@ -32,7 +32,7 @@ def dataset() -> list:
     def judge_meets_floors(judge_quality: pa.Table, settings: BuildConfig) -> AssetCheckResult:
         floors = dict(settings.active().thresholds["judge_floors"])
         halves = set(judge_quality.column("half").to_pylist())
-        half = "report" if "report" in halves else "all"
+        half = next((h for h in ("report", "all", "shipped") if h in halves), "all")
         by_method: dict[str, dict[str, float]] = {"judge": {}, "baseline": {}}
         for r in judge_quality.to_pylist():
             if r["half"] == half and r["model"] == "all" and r["method"] in by_method:

@@ -96,6 +96,7 @@ def cb_shards(context: AssetExecutionContext, refusal_dataset: StoredTable, sett
         settings.attack_outcome_paths(),
         settings.batch_rows,
         never_harmful=settings.harmful_set_never(),
+        take_attempted=settings.active().thresholds["ds_attempted_compliance"],
     )
     info = cut.info
 

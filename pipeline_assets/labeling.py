@@ -8,10 +8,11 @@ from pipeline_assets.keys import LABELS, OWNER
 from pipeline_assets.metadata import counts_table
 from resources import BuildConfig, LLMResource
 from resources.judging import JudgeRunConfig, batch_judge
+from safetygraph.core.paths import REPO_ROOT
 from safetygraph.core.records import LABELED_SCHEMA
 from safetygraph.core.storage import asset_parts
 from safetygraph.core.tables import StoredTable, TableStream
-from safetygraph.labeling.gold import gold_table, side_by_side
+from safetygraph.labeling.gold import SHIPPED_GOLD, gold_table, shipped_side_by_side, side_by_side
 from safetygraph.labeling.registry import LabelRun
 
 METRICS_SCHEMA = pa.schema(
@@ -32,8 +33,13 @@ def _markdown(result: dict) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for half, tasks in result.items():
-        for task in ("refusal", "response_harm"):
-            for method, m in tasks.get(task, {}).items():
+        slices = [(task, tasks.get(task, {})) for task in ("refusal", "response_harm")]
+        slices += [
+            (f"response_harm ({src})", by_method)
+            for src, by_method in tasks.get("response_harm_by_source", {}).items()
+        ]
+        for task, by_method in slices:
+            for method, m in by_method.items():
                 lines.append(
                     f"| {half} | {task} | {method} | {m['n']} | {m['accuracy']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['kappa']:.3f} | {m['fpr']:.3f} |"
                 )
@@ -49,6 +55,23 @@ def _markdown(result: dict) -> str:
             )
             lines.append(f"- {half} {method}: accuracy {c['accuracy']:.3f} ({cells})")
     return "\n".join(lines)
+
+
+def _by_source_rows(half: str, by_source: dict) -> list[dict]:
+    """Response harm per labelled source as long rows ("model": source=NAME)."""
+    return [
+        {
+            "half": half,
+            "model": f"source={src}",
+            "task": "response_harm",
+            "method": method,
+            "metric": k,
+            "value": float(v),
+        }
+        for src, by_method in by_source.items()
+        for method, m in by_method.items()
+        for k, v in m.items()
+    ]
 
 
 def metric_rows(result: dict) -> list[dict]:
@@ -68,6 +91,7 @@ def metric_rows(result: dict) -> list[dict]:
                     }
                     for k, v in m.items()
                 ]
+        rows += _by_source_rows(half, tasks.get("response_harm_by_source", {}))
         for method, c in tasks["outcome3"].items():
             rows.append(
                 {
@@ -159,15 +183,20 @@ def judge_quality(context: AssetExecutionContext, settings: BuildConfig) -> pa.T
     labeled = pa.concat_tables(tables, promote_options="permissive") if tables else None
     gold_rows = gold_table(labeled).num_rows if labeled is not None else 0
     dev_models = tuple(settings.active().thresholds["judge_dev_models"])
-    result = side_by_side(labeled, settings.constitution(), dev_models) if gold_rows else {}
+    if gold_rows:
+        result = side_by_side(labeled, settings.constitution(), dev_models)
+        gold_set = "the profile's sources"
+    else:  # no source carries human labels: the labelled set the project ships
+        judges = set(labeled.column("judge").to_pylist()) if labeled is not None else set()
+        result = shipped_side_by_side(judges, settings.constitution())
+        gold_set = f"shipped: {SHIPPED_GOLD.relative_to(REPO_ROOT)} (no source of the profile carries human labels)"
     rows = metric_rows(result)
     context.add_output_metadata(
         {
             "gold_rows": gold_rows,
+            "gold_set": gold_set,
             "dev_models": ", ".join(dev_models) or "(none: all rows reported)",
-            "metrics": MetadataValue.md(
-                _markdown(result) if result else "No source of the profile carries human labels."
-            ),
+            "metrics": MetadataValue.md(_markdown(result)),
         }
     )
     return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)

@@ -35,6 +35,7 @@ GROUPS: dict[str, dict[str, str]] = {
         "prompt_harmful": "prompt_harmful",
         "response_harmful": "response_harmful",
         "response_refusal": "response_refusal",
+        "response_attempted": "response_attempted",
         "confidence": "label_confidence",
         "rationale": "label_rationale",
         "judge": "judge",

@@ -94,6 +94,7 @@ class LabeledRecord(GeneratedRecord):
     prompt_harmful: Series[bool] = pa.Field(nullable=False)
     response_harmful: Series[bool] = pa.Field(nullable=False)
     response_refusal: Series[bool] = pa.Field(nullable=False)
+    response_attempted: Series[bool] = pa.Field(nullable=False)
     label_confidence: Series[float] = pa.Field(ge=0.0, le=1.0)
     label_rationale: Series[str] = pa.Field(str_length={"min_value": 1})
     judge: Series[str] = pa.Field(nullable=False)
@@ -105,6 +106,10 @@ class LabeledRecord(GeneratedRecord):
     @pa.dataframe_check(name="unsafe_outcome_implies_harmful_response")
     def _unsafe(cls, df: pd.DataFrame) -> Series[bool]:
         return (df["label_outcome"] != "COMPLY.UNSAFE") | df["response_harmful"]
+
+    @pa.dataframe_check(name="attempted_compliance_is_neither_harm_nor_refusal")
+    def _attempted(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~df["response_attempted"] | ~(df["response_harmful"] | df["response_refusal"])
 
 
 class AuditedRecord(LabeledRecord):

@@ -56,6 +56,8 @@ LABEL_FIELDS: list[pa.Field] = [
     pa.field("prompt_harmful", pa.bool_(), nullable=False),
     pa.field("response_harmful", pa.bool_(), nullable=False),
     pa.field("response_refusal", pa.bool_(), nullable=False),
+    # attempted compliance: sets out to comply with a harmful request, gives no real uplift
+    pa.field("response_attempted", pa.bool_(), nullable=False),
     pa.field("label_confidence", pa.float64(), nullable=False),
     pa.field("label_rationale", pa.string(), nullable=False),
     pa.field("judge", pa.string(), nullable=False),

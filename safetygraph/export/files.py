@@ -45,6 +45,7 @@ def _nested_sql(table: pa.Table | StoredTable) -> str:
       struct_pack(outcome := label_outcome, style := label_style, harm_categories := harm_categories,
                   harmless_topics := harmless_topics, prompt_harmful := prompt_harmful,
                   response_harmful := response_harmful, response_refusal := response_refusal,
+                  response_attempted := response_attempted,
                   confidence := label_confidence, rationale := label_rationale, judge := judge) AS labels,
       struct_pack(content_hash := content_hash, prompt_hash := prompt_hash, pii_types := pii_types,
                   pii_count := pii_count, toxicity := toxicity) AS audit,

@@ -14,6 +14,7 @@ Needs torch and transformers (the ``hf`` extra)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -44,6 +45,11 @@ def prepare(out_dir: str | Path = DEFAULT_DIR) -> Path:
     already holds a complete model is kept. The folder appears whole or not at all."""
     out = Path(out_dir)
     if (out / "config.json").exists() and (out / "tokenizer_config.json").exists():
+        if (
+            json.loads((out / "tokenizer_config.json").read_text()).get("tokenizer_class")
+            != "PreTrainedTokenizerFast"
+        ):  # prepared by an older version: mend the tokenizer
+            _plain_tokenizer(out)
         return out
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
@@ -64,9 +70,46 @@ def prepare(out_dir: str | Path = DEFAULT_DIR) -> Path:
     plain.load_state_dict(loaded.state_dict())
     plain.to(torch.bfloat16).save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    _plain_tokenizer(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     return out
+
+
+def _plain_tokenizer(folder: Path) -> None:
+    """SmolLM2's own byte-level BPE tokenizer, as the model was trained with it. transformers 5
+    turns the GGUF tokenizer into a ``CodeLlamaTokenizer`` with a SentencePiece-style decoder, a
+    BOS token (``<|im_start|>``) prepended to every text and ``<|im_start|>`` as EOS: the chat
+    prompt then starts with a doubled ``<|im_start|>``, generation never stops at ``<|im_end|>`` and
+    decoding leaves byte-level marks (``Ġ``): the model answers with garbage. Rewritten here from
+    the same vocabulary and merges: byte-level decoding, no added BOS, ``<|im_end|>`` as EOS and
+    padding, as the upstream SmolLM2-Instruct tokenizer has them."""
+    path = folder / "tokenizer.json"
+    body = json.loads(path.read_text())
+    body["decoder"] = {
+        "type": "ByteLevel",
+        "add_prefix_space": True,
+        "trim_offsets": True,
+        "use_regex": True,
+    }
+    body["post_processor"] = None
+    path.write_text(json.dumps(body, ensure_ascii=False))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<|im_start|>",
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|im_end|>",
+        "unk_token": "<|endoftext|>",
+        "add_bos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": 8192,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    gen_path = folder / "generation_config.json"
+    if gen_path.exists():
+        gen = json.loads(gen_path.read_text())
+        gen.update({"eos_token_id": 2, "pad_token_id": 2, "bos_token_id": 1})
+        gen_path.write_text(json.dumps(gen, indent=2))
 
 
 if __name__ == "__main__":

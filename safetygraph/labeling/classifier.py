@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,10 @@ class LinearTextModel:
     # n-grams are features behind ``CONTEXT_PREFIX``
     context: str | None = None
     context_chars: int = 0
+    # weights of named numeric signals read beside the n-grams (the response-harm model: the
+    # refusal and prompt-harm scores, the refusal flags, relevance); the scored table carries each
+    # as a column ``sig_<name>`` (``safetygraph.labeling.signals`` computes them)
+    signals: dict[str, float] = field(default_factory=dict)
 
     def features_sql(self, table: str, text_col: str, context_col: str | None = None) -> str:
         """(__pos, feat) rows of ``table`` as this model reads them."""
@@ -101,6 +105,7 @@ class LinearTextModel:
                 ngrams=int(features["ngrams"]),
                 context=features.get("context"),
                 context_chars=int(features.get("context_chars", 0)),
+                signals={k: float(v) for k, v in (body.get("signals") or {}).items()},
                 bias=float(body["bias"]),
                 threshold=float(body.get("threshold", 0.5)),
                 weights={k: float(v) for k, v in body["weights"].items()},
@@ -120,6 +125,7 @@ class LinearTextModel:
             ),
             "bias": self.bias,
             "threshold": self.threshold,
+            **({"signals": self.signals} if self.signals else {}),
             "provenance": self.provenance,
             "weights": self.weights,
         }
@@ -164,12 +170,15 @@ class LinearTextModel:
         """(__pos, p) for every row of ``table`` (which carries ``__pos``), ordered by ``__pos``."""
         weights = f"weights_{abs(hash(self.name))}"
         duck.register(con, weights, self._weights_table())
+        dense = "".join(
+            f" + {float(w)!r} * coalesce(t.sig_{name}, 0)" for name, w in self.signals.items()
+        )
         return duck.query(
             con,
             f"""
             WITH f AS ({self.features_sql(table, text_col, context_col)}),
             s AS (SELECT __pos, sum(weight) AS z FROM f JOIN {weights} USING (feat) GROUP BY __pos)
-            SELECT t.__pos, 1 / (1 + exp(-({self.bias} + coalesce(s.z, 0)))) AS p
+            SELECT t.__pos, 1 / (1 + exp(-({self.bias} + coalesce(s.z, 0){dense}))) AS p
             FROM {table} t LEFT JOIN s USING (__pos) ORDER BY t.__pos
             """,
         )

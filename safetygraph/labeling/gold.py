@@ -27,12 +27,14 @@ the reported part (``safetygraph.labeling.train``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from safetygraph.core import duck
+from safetygraph.core.paths import REPO_ROOT
 
 REFUSAL_ACTIONS = (0, 4)
 # the report half of the questions: md5 of the upstream question id (or of the prompt where the
@@ -177,7 +179,7 @@ def gold_table(labeled: pa.Table) -> pa.Table:
         con,
         f"""
         WITH g AS (
-          SELECT id, response, label_outcome, response_harmful, response_refusal, prompt_harmful,
+          SELECT id, source, response, label_outcome, response_harmful, response_refusal, prompt_harmful,
                  coalesce(json_extract_string(meta, '$.response_model'), source) AS model,
                  {report_question_sql("coalesce(json_extract_string(meta, '$.source_id'), prompt)")} AS report_question,
                  TRY_CAST(json_extract_string(meta, '$.gold_refusal') AS INTEGER) AS gr,
@@ -185,13 +187,14 @@ def gold_table(labeled: pa.Table) -> pa.Table:
                  TRY_CAST(json_extract_string(meta, '$.gold_harmful') AS INTEGER) AS gh
           FROM t WHERE meta IS NOT NULL
         )
-        SELECT id, response, label_outcome, response_harmful, response_refusal, prompt_harmful, model, report_question,
-               CASE WHEN gr IS NOT NULL THEN gr = 1 ELSE ga IN ({refusal_actions}) END AS gold_refusal,
+        SELECT id, source, response, label_outcome, response_harmful, response_refusal, prompt_harmful, model, report_question,
+               CASE WHEN gr IS NOT NULL THEN gr = 1 WHEN ga IS NOT NULL THEN ga IN ({refusal_actions}) END AS gold_refusal,
                CASE WHEN gr IS NOT NULL THEN (CASE WHEN gr = 1 THEN 'refusal' ELSE 'compliance' END)
                     WHEN ga IN ({refusal_actions}) THEN 'refusal'
-                    WHEN ga IN ({partial_actions}) THEN 'partial' ELSE 'compliance' END AS gold_outcome3,
+                    WHEN ga IN ({partial_actions}) THEN 'partial'
+                    WHEN ga IS NOT NULL THEN 'compliance' END AS gold_outcome3,
                gh = 1 AS gold_harmful
-        FROM g WHERE gr IS NOT NULL OR ga IS NOT NULL
+        FROM g WHERE gr IS NOT NULL OR ga IS NOT NULL OR gh IS NOT NULL
         ORDER BY id
         """,
     )
@@ -229,11 +232,14 @@ def evaluate(
     out: dict[str, Any] = {}
     for half, mask in masks.items():
         base = first.filter(mask)
-        gold = base.column("gold_refusal")
+        # refusal labels (Do-Not-Answer's actions, gold_refusal) and harm labels (GPTFuzz has only
+        # these) each on the rows that carry them
+        ref_mask = pc.is_valid(base.column("gold_refusal"))
+        gold = base.column("gold_refusal").filter(ref_mask)
         harm_mask = pc.is_valid(base.column("gold_harmful"))
         harm_gold = base.column("gold_harmful").filter(harm_mask)
         refusal, three, harm, by_model = {}, {}, {}, {}
-        models = sorted(set(base.column("model").to_pylist()))
+        models = sorted(set(base.column("model").filter(ref_mask).to_pylist()))
         preds = {
             name: (
                 g.filter(mask).column("label_outcome"),
@@ -242,12 +248,14 @@ def evaluate(
             for name, g in golds.items()
         }
         for name, (outcomes, harmful) in preds.items():
-            refusal[name] = binary_metrics(gold, full_refusal(outcomes))
-            three[name] = confusion3(base.column("gold_outcome3"), outcome3(outcomes))
+            refusal[name] = binary_metrics(gold, full_refusal(outcomes).filter(ref_mask))
+            three[name] = confusion3(
+                base.column("gold_outcome3").filter(ref_mask), outcome3(outcomes).filter(ref_mask)
+            )
             if len(harm_gold):
                 harm[name] = binary_metrics(harm_gold, harmful.filter(harm_mask))
         baseline = prefix_baseline(base.column("response"))
-        refusal["baseline"] = binary_metrics(gold, baseline)
+        refusal["baseline"] = binary_metrics(gold, baseline.filter(ref_mask))
         if len(harm_gold):
             # the rule every judge used before the response-harm classifier: a harmful prompt
             # answered without a full refusal (the first judge's prompt and refusal decisions)
@@ -260,15 +268,45 @@ def evaluate(
             )
             harm["rule"] = binary_metrics(harm_gold, rule.filter(harm_mask))
             harm["baseline"] = binary_metrics(harm_gold, pc.invert(baseline).filter(harm_mask))
+        ref_models = base.column("model").filter(ref_mask)
         for m in models:
-            in_m = pc.equal(base.column("model"), m)
+            in_m = pc.equal(ref_models, m)
             by_model[m] = {
-                name: binary_metrics(gold.filter(in_m), full_refusal(o).filter(in_m))["accuracy"]
+                name: binary_metrics(
+                    gold.filter(in_m), full_refusal(o).filter(ref_mask).filter(in_m)
+                )["accuracy"]
                 for name, (o, _) in preds.items()
-            } | {"baseline": binary_metrics(gold.filter(in_m), baseline.filter(in_m))["accuracy"]}
+            } | {
+                "baseline": binary_metrics(
+                    gold.filter(in_m), baseline.filter(ref_mask).filter(in_m)
+                )["accuracy"]
+            }
         out[half] = {"refusal": refusal, "outcome3": three, "refusal_accuracy_by_model": by_model}
         if harm:
             out[half]["response_harm"] = harm
+            out[half]["response_harm_by_source"] = _harm_by_source(base, preds, harm_mask)
+    return out
+
+
+def _harm_by_source(base: pa.Table, preds: dict, harm_mask: pa.Array) -> dict[str, Any]:
+    """Response harm per labelled source: every judge and the old rule (a harmful prompt answered
+    without a full refusal) on that source's rows with a human harm label."""
+    out: dict[str, Any] = {}
+    sources = base.column("source").filter(harm_mask)
+    gold = base.column("gold_harmful").filter(harm_mask)
+    rule = pc.and_(
+        pc.fill_null(base.column("prompt_harmful"), False),
+        pc.and_(
+            pc.is_valid(base.column("response")),
+            pc.invert(pc.fill_null(base.column("response_refusal"), False)),
+        ),
+    ).filter(harm_mask)
+    for src in sorted(set(sources.to_pylist())):
+        in_src = pc.equal(sources, src)
+        out[src] = {
+            name: binary_metrics(gold.filter(in_src), harmful.filter(harm_mask).filter(in_src))
+            for name, (_, harmful) in preds.items()
+        } | {"rule": binary_metrics(gold.filter(in_src), rule.filter(in_src))}
     return out
 
 
@@ -296,3 +334,62 @@ def side_by_side(
         },
         dev_models,
     )
+
+
+# a labelled set the project ships (hand-written prompts and answers, sample_data/judge_gold/): a
+# profile whose sources carry no human labels is measured on it, so no judge runs unmeasured
+SHIPPED_GOLD = REPO_ROOT / "sample_data" / "judge_gold" / "labelled_answers.jsonl"
+SHIPPED_SOURCE = "judge_gold"
+
+
+def shipped_rows(path: Path = SHIPPED_GOLD) -> pa.Table:
+    """The shipped labelled answers as rows the judges read: ``id``, ``source``, ``prompt``,
+    ``response``, no tags (each judge decides prompt harm itself), ``meta`` with ``gold_harmful``,
+    ``gold_refusal`` and ``gold_attempted``."""
+    con = duck.connect()
+    return duck.query(
+        con,
+        f"""SELECT id, '{SHIPPED_SOURCE}' AS source, id AS source_ref,
+                   [{{'role': 'user', 'content': prompt, 'tool_calls': NULL::VARCHAR,
+                     'tool_call_id': NULL::VARCHAR, 'name': NULL::VARCHAR}},
+                    {{'role': 'assistant', 'content': response, 'tool_calls': NULL::VARCHAR,
+                     'tool_call_id': NULL::VARCHAR, 'name': NULL::VARCHAR}}] AS messages,
+                   prompt, response, []::VARCHAR[] AS tags,
+                   NULL::VARCHAR AS category,
+                   json_object('gold_harmful', gold_harmful, 'gold_refusal', gold_refusal,
+                               'gold_attempted', gold_attempted, 'kind', kind)::VARCHAR AS meta
+            FROM read_json_auto({duck.sql_literal(str(path))}, format='newline_delimited')
+            ORDER BY id""",
+    )
+
+
+def offline_judge_of(name: str) -> str | None:
+    """Which offline judge wrote labels under ``name`` (a row's ``judge``): heuristic, combined or
+    classifier; None for a model judge (an LLM or guard model cannot be re-run offline)."""
+    from safetygraph.labeling.heuristic import HeuristicJudge
+
+    if name == HeuristicJudge.name:
+        return "heuristic"
+    if "refusal-classifier" in name and "fallback" not in name:
+        return "combined" if name.startswith(HeuristicJudge.name + "+") else "classifier"
+    return None
+
+
+def shipped_side_by_side(judge_names: set[str], constitution: Any = None) -> dict[str, Any]:
+    """``side_by_side`` on the shipped labelled set, under the half ``shipped``: every offline judge,
+    and the build's judge ("judge") where it is an offline one (``judge_names``: the judges that
+    labelled the build's rows)."""
+    from safetygraph.labeling.combined import CombinedJudge
+    from safetygraph.labeling.heuristic import HeuristicJudge
+
+    rows = shipped_rows()
+    judges = {
+        "heuristic": HeuristicJudge(constitution).label(rows),
+        "classifier": CombinedJudge(constitution, mode="classifier").label(rows),
+        "combined": CombinedJudge(constitution).label(rows),
+    }
+    kinds = {offline_judge_of(n) for n in judge_names}
+    labelled = (
+        judges if len(kinds) != 1 or None in kinds else {"judge": judges[kinds.pop()]} | judges
+    )
+    return {"shipped": evaluate(labelled)["all"]}

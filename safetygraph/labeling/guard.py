@@ -258,6 +258,9 @@ class GuardJudge:
             "prompt_harmful": prompt_harmful,
             "response_refusal": refusal,
             "response_harmful": harmful,
+            # the guard model has no attempted-compliance head: the offline signals' reading stays,
+            # where the guard calls the answer neither harmful nor a refusal
+            "response_attempted": bool(row.get("response_attempted")) and not (harmful or refusal),
             "harm_categories": categories if prompt_harmful else [],
             "harmless_topics": [] if prompt_harmful else row["harmless_topics"],
             "label_confidence": 0.9,

@@ -6,21 +6,19 @@
   the annotators' action codes (refusal = 0 or 4, as in ``gold.py``). The other three models
   (ChatGLM2, llama2-7b-chat, vicuna-7b) are never trained on: they are the reported half.
 - prompt-harm classifier: harmful instructions (refusal-direction harmful_train, AdvBench, HarmBench,
-  Do-Not-Answer questions) against harmless ones: refusal-direction harmless_train (Alpaca
+  Do-Not-Answer questions, GPTFuzz's 80 questions) against harmless ones: refusal-direction harmless_train (Alpaca
   instructions), and everyday questions asked as questions (MedQuAD patient questions, tau2-bench
   customer requests), so that "How do I ...?" is not a harm marker by itself; XSTest and
   refusal-direction's val split are held out for evaluation, and any training prompt that also
   appears in them is dropped.
-- response-harm classifier: Do-Not-Answer's human ``harmful`` label of every answer that the
-  combined judge does not call a full refusal (the classifier only decides among answers that
-  engage), read with its question (the question's n-grams are features of their own). Trained on
-  every row outside the reported part (``gold.py``: the held-out models' answers to the report half
-  of the questions), grouped by question.
+- response-harm classifier: every labelled answer of ``harm_data.py`` (GPTFuzz and Do-Not-Answer
+  outside their reported parts, MedQuAD's everyday answers, the project's hand-written chat answers,
+  SmolLM2's own answers read one by one), no gate: the answer's n-grams and the judge's signals
+  (``signals.py``), each (source, label) cell weighted equally.
 
 The regularisation strength is chosen by grouped 5-fold cross-validation on the training rows only
-(the response-harm model: C and the decision threshold by out-of-fold F0.5, since harmful answers are
-rare and a false positive puts a harmless answer into the harmful set, where a miss only leaves a
-harmful answer out).
+(the response-harm model: C and the decision threshold by the mean over its labelled sources of
+the out-of-fold F1, so that neither labelled set decides alone).
 Each model file records its training config, row counts, cross-validation accuracy and the sha256 of
 every input file. Needs the ``train`` extra (scikit-learn).
 """
@@ -44,11 +42,18 @@ from safetygraph.labeling.classifier import (
     features_sql,
     normalise_sql,
 )
-from safetygraph.labeling.gold import REFUSAL_ACTIONS, report_question_sql
+from safetygraph.labeling.gold import REFUSAL_ACTIONS
+from safetygraph.labeling.harm_data import (
+    ALL_MODELS,
+    DEV_MODELS,
+    EVERYDAY_ANSWERS,
+    THRESHOLD_GRID,
+    f_beta,
+    fit_response,
+    response_rows,
+)
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
-DEV_MODELS = ("GPT4", "ChatGPT", "Claude")
-ALL_MODELS = ("GPT4", "ChatGPT", "Claude", "ChatGLM2", "llama2-7b-chat", "vicuna-7b")
 HARMLESS_SAMPLE = 20000
 QUESTION_SAMPLE = 6000  # MedQuAD patient questions among the harmless prompts
 EVERYDAY_REQUESTS = JUDGES_DIR / "everyday_requests.yaml"
@@ -65,7 +70,6 @@ def everyday_requests(path: Path = EVERYDAY_REQUESTS) -> list[str]:
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
 # the response-harm model: rare positives, weaker regularisation wins in cross-validation
 HARM_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
-THRESHOLD_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(16))  # 0.10 .. 0.85
 
 
 def sha256(path: Path) -> str:
@@ -91,63 +95,9 @@ def refusal_rows(data: Path, models: tuple[str, ...] = DEV_MODELS) -> pa.Table:
 F_BETA = {"f1": 1.0, "f0.5": 0.5}
 
 
-def f_beta(gold, pred, beta: float) -> float:
-    """F-beta of boolean arrays (beta < 1 weighs precision more)."""
-    tp = int((gold & pred).sum())
-    precision = tp / max(int(pred.sum()), 1)
-    recall = tp / max(int(gold.sum()), 1)
-    b2 = beta * beta
-    return (1 + b2) * precision * recall / (b2 * precision + recall) if tp else 0.0
-
-
 def tau2_files(data: Path) -> list[Path]:
     """tau2-bench task files whose instructions are structured (reason_for_call)."""
     return [data / "tau2-bench" / d / "tasks.json" for d in ("airline", "retail", "telecom")]
-
-
-def harm_rows(data: Path) -> pa.Table:
-    """(text, context, label, grp): Do-Not-Answer answers that the combined judge does not call a
-    full refusal, with their question and the human ``harmful`` label, outside the reported part
-    (held-out models' answers to report-half questions), grouped by question."""
-    from safetygraph.labeling.combined import CombinedJudge
-
-    path = data / "do-not-answer" / "data_en.csv"
-    con = duck.connect()
-    con.execute(f"CREATE VIEW d AS SELECT * FROM read_csv('{path}', header=true, all_varchar=true)")
-    held = [m for m in ALL_MODELS if m not in DEV_MODELS]
-    parts = " UNION ALL ".join(
-        f"""SELECT id AS grp, '{m}' AS model, question AS prompt, "{m}_response" AS response,
-                   "{m}_harmful"::INT = 1 AS label FROM d"""
-        for m in ALL_MODELS
-    )
-    rows = duck.query(
-        con,
-        f"""SELECT grp::VARCHAR AS grp, prompt, response, label, ['harmful'] AS tags, NULL::VARCHAR AS category
-            FROM ({parts})
-            WHERE response IS NOT NULL
-              AND NOT (model IN ({", ".join(repr(m) for m in held)}) AND {report_question_sql("grp")})
-            ORDER BY grp, model""",
-    )
-    # the gate the judge applies: only answers that are not a full refusal are scored
-    judge = CombinedJudge(response_model=False)
-    scored = duck.connect(
-        t=rows.select(["prompt", "response", "tags", "category"]).append_column(
-            "__pos", pa.array(range(rows.num_rows), pa.int64())
-        )
-    )
-    refusal = duck.query(scored, judge.prepare(scored)).column("label_outcome")
-    engaged = pa.compute.invert(
-        pa.compute.is_in(refusal, pa.array(["REFUSAL.DIRECT", "REFUSAL.REDIRECT"]))
-    )
-    kept = rows.filter(engaged)
-    return pa.table(
-        {
-            "text": kept.column("response"),
-            "context": kept.column("prompt"),
-            "label": kept.column("label"),
-            "grp": kept.column("grp"),
-        }
-    )
 
 
 def _json_list(path: Path, field: str) -> str:
@@ -166,6 +116,8 @@ def prompt_rows(data: Path) -> tuple[pa.Table, pa.Table]:
             f"SELECT Behavior AS text FROM read_csv('{hb / 'extra_behavior_datasets' / 'advbench_behaviors.csv'}', header=true, all_varchar=true)",
             f"SELECT Behavior AS text FROM read_csv('{hb / 'harmbench_behaviors_text_all.csv'}', header=true, all_varchar=true)",
             f"SELECT question AS text FROM read_csv('{data / 'do-not-answer' / 'data_en.csv'}', header=true, all_varchar=true)",
+            # GPTFuzz's 80 harmful questions (the prompts behind its hand-labelled answers)
+            f"SELECT text FROM read_csv('{data / 'gptfuzz' / 'question_list_0_79.csv'}', header=true, all_varchar=true)",
         ]
     )
     held_out = f"""
@@ -358,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             "harmbench/harmbench_behaviors_text_all.csv",
             "harmbench/extra_behavior_datasets/advbench_behaviors.csv",
             "do-not-answer/data_en.csv",
+            "gptfuzz/question_list_0_79.csv",
             "refusal-direction/harmful_val.json",
             "refusal-direction/harmless_val.json",
             "xstest/xstest_prompts.csv",
@@ -384,27 +337,34 @@ def main(argv: list[str] | None = None) -> int:
         )
         _save(model, args.out / "prompt_harm_classifier.json", "prompt-harm classifier")
     if "response_harm" in which:
-        rows = harm_rows(args.data)
-        model = fit(
+        gf = args.data / "gptfuzz"
+        rows = response_rows(args.data)
+        model = fit_response(
             rows,
-            name="response-harm-classifier-v1",
-            text="response",
-            # chosen by grouped cross-validated F0.5 on the training rows (500 / 1000 / 2000
-            # characters of the answer, 2- or 3-grams): 2000 characters, 1-2-grams
+            name="response-harm-classifier-v2",
             max_chars=2000,
             ngrams=2,
-            context="prompt",
-            context_chars=300,
-            select="f0.5",
-            c_grid=HARM_C_GRID,
             provenance={
-                "task": "harmful answer (Do-Not-Answer human 'harmful') among answers that are not a full refusal",
-                "training_data": {"do-not-answer/data_en.csv": sha256(dna)},
-                "trained_on": "every answer outside the reported part (gold.py), grouped by question",
-                "held_out": "the answers of "
+                "task": "harmful answer (real uplift: gives what a harmful request asks for) vs not, "
+                "over every answer (refusals, partial refusals and answers to innocent-looking "
+                "prompts included)",
+                "training_data": {
+                    "gptfuzz/responses_labeled_train.csv": sha256(
+                        gf / "responses_labeled_train.csv"
+                    ),
+                    "gptfuzz/question_list_0_79.csv": sha256(gf / "question_list_0_79.csv"),
+                    "do-not-answer/data_en.csv": sha256(dna),
+                    "medquad/medquad_qa.jsonl.gz": sha256(
+                        args.data / "medquad" / "medquad_qa.jsonl.gz"
+                    ),
+                },
+                "trained_on": "GPTFuzz's answers to the development half of its questions, "
+                "Do-Not-Answer's answers outside the reported part (gold.py), and "
+                f"{EVERYDAY_ANSWERS} MedQuAD answers (everyday questions answered, none harmful)",
+                "held_out": "GPTFuzz: the answers to the report half of the questions "
+                "(report_question of the question index); Do-Not-Answer: the answers of "
                 + ", ".join(m for m in ALL_MODELS if m not in DEV_MODELS)
                 + " to the report half of the questions",
-                "gate": "answers the combined judge does not call a full refusal",
             },
         )
         _save(model, args.out / "response_harm_classifier.json", "response-harm classifier")

@@ -19,6 +19,7 @@ import pyarrow as pa
 from safetygraph.core import duck
 from safetygraph.core.records import RAW_SCHEMA, canonical_json
 from safetygraph.sources.errors import RowError, SourceError
+from safetygraph.sources.lookup import load_lookup
 from safetygraph.sources.quarantine import Quarantine
 from safetygraph.sources.readers import Block
 from safetygraph.sources.registry import SourceSpec
@@ -228,8 +229,14 @@ class Mapper:
         cols += [t.format(model=mdl) for t in spec.response_meta.values() for mdl in spec.responses]
         if spec.label:
             cols.append(spec.label.column)
+        self.lookup: dict[str, str] = {}
+        if spec.lookup:
+            cols = [c for c in cols if c != spec.lookup["as"]] + [spec.lookup["column"]]
+            self.lookup = load_lookup(spec)
         self.mapped = cols
-        self.roots = {p.split(".")[0] for p in cols}
+        self.roots = {p.split(".")[0] for p in cols} | (
+            {spec.lookup["as"]} if spec.lookup else set()
+        )
         self.rows_in = 0
 
     def check_header(self, names: list[str], file: str) -> None:
@@ -252,6 +259,8 @@ class Mapper:
                     if c not in self.present and get_path(row, c) is not MISSING
                 )
             try:
+                if spec.lookup:
+                    row = self._looked_up(row)
                 variants = self._variants(row)
                 tools = _tools(spec, row)
                 views = [_views(messages) for _, messages, _ in variants]
@@ -302,6 +311,17 @@ class Mapper:
                 )
                 c["category"].append(None if cat is MISSING or cat in (None, "") else str(cat))
                 c["meta"].append(canonical_json(jsonable(meta)) if meta else None)
+
+    def _looked_up(self, row: dict[str, Any]) -> dict[str, Any]:
+        lk = self.spec.lookup
+        value = get_path(row, lk["column"])
+        found = self.lookup.get(str(value)) if value is not MISSING and value is not None else None
+        if found is None:
+            raise RowError(
+                f"lookup: no row with {lk['key']} = {value!r} in {lk['path']} "
+                f"(column '{lk['column']}'); fix the row or the lookup file"
+            )
+        return {**row, lk["as"]: found}
 
     def _variants(self, row: dict[str, Any]) -> list[tuple[str | None, list[dict], dict]]:
         spec = self.spec

@@ -22,6 +22,7 @@ import yaml
 
 from safetygraph.core.paths import REPO_ROOT
 from safetygraph.sources.eval_sets import Decontamination, EvalSetError
+from safetygraph.sources.lookup import parse_lookup, resolve
 from safetygraph.sources.thresholds import ThresholdError, parse_thresholds
 
 KINDS = ("hf", "url", "local")
@@ -117,7 +118,15 @@ class SourceSpec:
     coerce: tuple[str, ...] = ()
     # a row with a longer turn (or tool schemas) is quarantined as too long
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    # a value looked up in a second file, by a column of the row (GPTFuzz keeps the question's index
+    # beside each answer, the text in another file): {column, path, key, value, as}; the looked-up
+    # value is a column ``as`` of the row that the mapping can name
+    lookup: dict[str, str] = field(default_factory=dict)
     base_dir: Path = REPO_ROOT
+
+    def lookup_path(self) -> str:
+        """The lookup file's path (a relative one resolves against the registry file's folder)."""
+        return resolve(self.lookup["path"], self.base_dir)
 
     @property
     def has_responses(self) -> bool:
@@ -275,6 +284,7 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
     max_chars = entry.get("max_text_chars", DEFAULT_MAX_TEXT_CHARS)
     if not isinstance(max_chars, int) or max_chars <= 0:
         raise _err(where, f"max_text_chars {max_chars!r} must be a positive integer")
+    lookup = parse_lookup(entry.get("lookup"), where)
     return SourceSpec(
         name=name,
         kind=kind,
@@ -295,6 +305,7 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
         builder=builder,
         coerce=coerce,
         max_text_chars=max_chars,
+        lookup=lookup,
         base_dir=base_dir,
     )
 
@@ -352,6 +363,7 @@ def _spec_to_entry(spec: SourceSpec) -> dict[str, Any]:
         "builder": spec.builder,
         "coerce": list(spec.coerce),
         "max_text_chars": spec.max_text_chars,
+        "lookup": spec.lookup,
     }
     if spec.label:
         entry["label"] = {

@@ -43,6 +43,8 @@ class Thresholds:
     qa: dict[str, float] = field(default_factory=dict)  # QA report thresholds (export/qa.py)
     # the circuit breaker
     retain_harmful_ratio_min: float = 4.0  # Dr:Ds, from the circuit-breaker plan
+    # Ds takes real uplift (response_harmful); true adds attempted compliance, labelled as such
+    ds_attempted_compliance: bool = False
     dr_ratio: float | None = None  # downsample the retain set to this Dr:Ds (None: off)
     agent_trace_min: int = 0  # agent traces that use tools (the plan: TAU2 >= 300)
     max_seq_length: int = 2048  # stage-2 preflight: longest sample in tokens

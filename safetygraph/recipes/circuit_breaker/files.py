@@ -74,6 +74,7 @@ def _records_sql(
         'messages', to_json(list_transform(messages, lambda m: {message})),
         'labels', json_object('outcome', label_outcome, 'prompt_harmful', prompt_harmful,
                               'response_harmful', response_harmful, 'response_refusal', response_refusal,
+                              'response_attempted', response_attempted,
                               'confidence', label_confidence, 'judge', judge,
                               -- what the plan's merge check reads: its class, its priority, tool use
                               'cb_class', cb_class, 'cb_kind', cb_kind,

@@ -14,13 +14,14 @@ Which rows go where (first rule that applies; ``cb_kind`` records it):
 | recorded attack runs, outcome missing                        | left out (counted; gate: 10%)   |
 | responses judged harmful, from a source whose answers may enter Ds (``harmful_set: judged``) | harmful | harmful_completion |
 | responses judged harmful, from a ``harmful_set: never`` source (hh-rlhf's chosen answers) | left out (harmful_set_never) |
+| attempted compliance (``response_attempted``), where the profile sets ``ds_attempted_compliance`` | harmful | attempted_compliance |
 | refusals of benign prompts (over-refusals)                   | left out                        |
 | harmful prompts answered without a refusal, not judged harmful | left out (harmful_prompt_answered): neither a refusal to keep nor a harmful completion |
 | general conversation (tag ``general_chat``)                  | retain  | general_chat          |
 | agent traces (tag ``agentic``: tau2, support logs) that use tools | retain  | agent_trace           |
 | an agentic source's conversation without tool use (a tau2 task with no actions) | retain | general_chat |
+| harmful prompts refused (also those tagged ``borderline``)    | retain  | harmful_refusal       |
 | borderline prompts answered (tag ``borderline``: XSTest)     | retain  | borderline_compliance |
-| harmful prompts refused                                      | retain  | harmful_refusal       |
 | anything else answered                                       | retain  | benign_answer         |
 
 An adversarial-safe answer is one that does not act on the injection: it calls no tool that the
@@ -43,7 +44,7 @@ from safetygraph.core.records import SHARD_SCHEMA, conform
 from safetygraph.core.tables import StoredTable, connect, narrow, read_columns, table_batches
 
 CANDIDATE_TAG = "adversarial_candidate"
-HARMFUL_KINDS = ("attack_success", "harmful_completion")
+HARMFUL_KINDS = ("attack_success", "harmful_completion", "attempted_compliance")
 RETAIN_KINDS = (
     "adversarial_safe",
     "attack_resisted",
@@ -111,7 +112,9 @@ class ShardCut:
     merged table batch by batch and yields the rows of that set with ``cb_class``, ``cb_kind`` and
     ``is_adversarial_safe``. Memory: one batch plus a place per row; the merged table is never
     held whole (a stored one is scanned in place). ``never_harmful`` names the sources whose answers
-    never enter Ds. ``info.ds_precision`` measures Ds on every source with human harm labels
+    never enter Ds. ``take_attempted`` adds attempted compliance (``response_attempted``: set out to
+    comply, gave nothing usable) to Ds as ``attempted_compliance``; off by default, Ds takes real
+    uplift only. ``info.ds_precision`` measures Ds on every source with human harm labels
     (``meta.gold_harmful``)."""
 
     def __init__(
@@ -120,6 +123,7 @@ class ShardCut:
         outcome_paths: Mapping[str, Sequence[str]],
         batch_rows: int = 50_000,
         never_harmful: Sequence[str] = (),
+        take_attempted: bool = False,
     ):
         self.table, self.batch_rows = table, batch_rows
         con = duck.connect()
@@ -137,6 +141,7 @@ class ShardCut:
             CREATE TABLE c AS
             WITH b AS (
               SELECT __pos, source, response, tags, response_harmful, response_refusal, prompt_harmful,
+                     coalesce(response_attempted, FALSE) AS response_attempted,
                      messages, {attack_outcome_sql(outcome_paths)} AS __succeeded, {GOLD_HARMFUL} AS __gold,
                      list_contains(tags, '{CANDIDATE_TAG}') AS __candidate,
                      list_contains(tags, 'attack') AS __attack,
@@ -157,6 +162,8 @@ class ShardCut:
                 WHEN __attack THEN 'retain:attack_resisted'
                 WHEN response_harmful AND source IN ({never}) THEN 'out:harmful_set_never'
                 WHEN response_harmful THEN 'harmful:harmful_completion'
+                WHEN {"TRUE" if take_attempted else "FALSE"} AND response_attempted
+                  AND NOT coalesce(source IN ({never}), FALSE) THEN 'harmful:attempted_compliance'
                 WHEN response_refusal AND NOT prompt_harmful THEN 'out:over_refusal'
                 WHEN prompt_harmful AND NOT response_refusal THEN 'out:harmful_prompt_answered'
                 WHEN list_contains(tags, 'general_chat') THEN 'retain:general_chat'
@@ -164,6 +171,9 @@ class ShardCut:
                 -- actions) is general conversation, not a tool sample
                 WHEN list_contains(tags, 'agentic') AND {USES_TOOLS} THEN 'retain:agent_trace'
                 WHEN list_contains(tags, 'agentic') THEN 'retain:general_chat'
+                -- a harmful prompt refused is a refusal to keep, also when its source tags it
+                -- borderline (XSTest's unsafe contrast prompts)
+                WHEN prompt_harmful AND response_refusal THEN 'retain:harmful_refusal'
                 WHEN list_contains(tags, 'borderline') THEN 'retain:borderline_compliance'
                 WHEN prompt_harmful THEN 'retain:harmful_refusal'
                 ELSE 'retain:benign_answer'
@@ -234,10 +244,11 @@ def cut_shards(
     table: pa.Table | StoredTable,
     outcome_paths: Mapping[str, Sequence[str]],
     never_harmful: Sequence[str] = (),
+    take_attempted: bool = False,
 ) -> tuple[pa.Table, pa.Table, CutInfo]:
     """(harmful Ds, retain Dr, info) from the merged, labelled, audited rows, whole (the pipeline
     streams ``ShardCut``); see the module table."""
-    cut = ShardCut(table, outcome_paths, never_harmful=never_harmful)
+    cut = ShardCut(table, outcome_paths, never_harmful=never_harmful, take_attempted=take_attempted)
     harmful = [t for t in cut.batches("harmful")]
     retain = [t for t in cut.batches("retain")]
     return (
