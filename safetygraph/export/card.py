@@ -455,10 +455,11 @@ def source_facts(specs: Iterable[Any], rows: dict[str, int]) -> list[dict[str, A
 
 def judge_rows(judge_quality) -> list[dict[str, Any]]:
     """The build's judge's figures from ``judge_quality`` (the reported part when there is one,
-    else all labelled rows): accuracy, precision, recall, F1, kappa and FPR per task."""
+    else all labelled rows, else the shipped labelled set): accuracy, precision, recall, F1, kappa
+    and FPR per task."""
     rows = [r for r in judge_quality.to_pylist() if r["method"] == "judge" and r["model"] == "all"]
     halves = {r["half"] for r in rows}
-    half = "report" if "report" in halves else "all"
+    half = next((h for h in ("report", "all", "shipped") if h in halves), "all")
     keep = ("n", "accuracy", "precision", "recall", "f1", "kappa", "fpr")
     return [
         {"task": r["task"], "metric": r["metric"], "value": round(r["value"], 4), "half": half}
