@@ -1,4 +1,4 @@
-"""The offline default judge: the heuristic's signals, decided by two small trained classifiers
+"""The offline default judge: the heuristic's signals, decided by small trained classifiers
 (``judge: combined``); ``judge: classifier`` is the classifiers alone.
 
 - Refusal: a response is a full refusal when the heuristic saw a refusal statement (an apology,
