@@ -382,6 +382,7 @@ def _split_rows(
                 "prompt_harmful": False,
                 "response_harmful": False,
                 "response_refusal": False,
+                "response_attempted": False,
                 "label_confidence": 0.9,
                 "label_rationale": "r",
                 "judge": "j",

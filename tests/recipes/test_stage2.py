@@ -69,6 +69,7 @@ def sample(i, cls="retain", kind="benign_answer", messages=None, tools=None, adv
         "prompt_harmful": cls == "harmful",
         "response_harmful": cls == "harmful",
         "response_refusal": False,
+        "response_attempted": False,
         "label_confidence": 0.9,
         "label_rationale": "crafted",
         "judge": "heuristic-v1",
