@@ -322,8 +322,10 @@ def test_demo_writes_pairs_with_their_judge_labels(demo_files):
     assert {r["meta"]["teacher_model"] for r in medical} == {"demo-careful-teacher"}
     assert {r["meta"]["rejected_model"] for r in medical} == {"demo-less-safe-direct"}
     # the harmful medical request: the teacher's refusal is chosen over the direct compliance
+    # (the demo's compliance withholds its content, "[placeholder: harmful detail withheld]": the
+    # judge reads it as attempted compliance, COMPLY.BENIGN, not real uplift)
     table = {(t["chosen"], t["rejected"]): t["pairs"] for t in stats["label_table_train"]}
-    assert table[("REFUSAL.DIRECT", "COMPLY.UNSAFE")] >= 1, table
+    assert table[("REFUSAL.DIRECT", "COMPLY.BENIGN")] >= 1, table
     assert stats["benign_chosen_refusals_train"] <= 0.1 * stats["benign_prompts_train"]
 
 
