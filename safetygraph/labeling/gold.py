@@ -257,15 +257,7 @@ def evaluate(
         baseline = prefix_baseline(base.column("response"))
         refusal["baseline"] = binary_metrics(gold, baseline.filter(ref_mask))
         if len(harm_gold):
-            # the rule every judge used before the response-harm classifier: a harmful prompt
-            # answered without a full refusal (the first judge's prompt and refusal decisions)
-            rule = pc.and_(
-                pc.fill_null(base.column("prompt_harmful"), False),
-                pc.and_(
-                    pc.is_valid(base.column("response")),
-                    pc.invert(pc.fill_null(base.column("response_refusal"), False)),
-                ),
-            )
+            rule = _old_rule(base)
             harm["rule"] = binary_metrics(harm_gold, rule.filter(harm_mask))
             harm["baseline"] = binary_metrics(harm_gold, pc.invert(baseline).filter(harm_mask))
         ref_models = base.column("model").filter(ref_mask)
@@ -284,23 +276,31 @@ def evaluate(
         out[half] = {"refusal": refusal, "outcome3": three, "refusal_accuracy_by_model": by_model}
         if harm:
             out[half]["response_harm"] = harm
-            out[half]["response_harm_by_source"] = _harm_by_source(base, preds, harm_mask)
+            out[half]["response_harm_by_source"] = _harm_by_source(base, preds, rule, harm_mask)
     return out
 
 
-def _harm_by_source(base: pa.Table, preds: dict, harm_mask: pa.Array) -> dict[str, Any]:
-    """Response harm per labelled source: every judge and the old rule (a harmful prompt answered
-    without a full refusal) on that source's rows with a human harm label."""
-    out: dict[str, Any] = {}
-    sources = base.column("source").filter(harm_mask)
-    gold = base.column("gold_harmful").filter(harm_mask)
-    rule = pc.and_(
+def _old_rule(base: pa.Table) -> pa.Array:
+    """The rule every judge used before the response-harm classifier: a harmful prompt answered
+    without a full refusal (the first judge's prompt and refusal decisions)."""
+    return pc.and_(
         pc.fill_null(base.column("prompt_harmful"), False),
         pc.and_(
             pc.is_valid(base.column("response")),
             pc.invert(pc.fill_null(base.column("response_refusal"), False)),
         ),
-    ).filter(harm_mask)
+    )
+
+
+def _harm_by_source(
+    base: pa.Table, preds: dict, rule: pa.Array, harm_mask: pa.Array
+) -> dict[str, Any]:
+    """Response harm per labelled source: every judge and the old rule (a harmful prompt answered
+    without a full refusal) on that source's rows with a human harm label."""
+    out: dict[str, Any] = {}
+    sources = base.column("source").filter(harm_mask)
+    gold = base.column("gold_harmful").filter(harm_mask)
+    rule = rule.filter(harm_mask)
     for src in sorted(set(sources.to_pylist())):
         in_src = pc.equal(sources, src)
         out[src] = {
