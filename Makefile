@@ -1,5 +1,5 @@
 # Shortcuts over the README's commands (each target is one line you can also run by hand).
-.PHONY: install demo test test-fast lint format bench
+.PHONY: install demo test test-fast lint format bench wheel-check
 
 install:
 	python -m pip install -e ".[dev]"
@@ -22,3 +22,6 @@ format:
 bench:
 	python bench/decont.py --rows 100000 --evals 5000
 	python bench/qa_file.py --rows 200000
+
+wheel-check:
+	.ci/wheel-check python

@@ -18,15 +18,14 @@ from dagster import (
     StaticPartitionsDefinition,
     define_asset_job,
 )
-
-from checks import blocking_check_keys, per_source_checks
-from checks import circuit_breaker as checks_circuit_breaker
-from checks import datasets as checks_datasets
-from checks import export as checks_export
-from checks import labeling as checks_labeling
-from checks import preference as checks_preference
-from checks.steering import per_trait as steering_checks
-from pipeline_assets import (
+from safetygraph.location.checks import blocking_check_keys, per_source_checks
+from safetygraph.location.checks import circuit_breaker as checks_circuit_breaker
+from safetygraph.location.checks import datasets as checks_datasets
+from safetygraph.location.checks import export as checks_export
+from safetygraph.location.checks import labeling as checks_labeling
+from safetygraph.location.checks import preference as checks_preference
+from safetygraph.location.checks.steering import per_trait as steering_checks
+from safetygraph.location.pipeline_assets import (
     audit,
     circuit_breaker,
     datasets,
@@ -38,7 +37,7 @@ from pipeline_assets import (
     sources,
     steering,
 )
-from pipeline_assets.keys import (
+from safetygraph.location.pipeline_assets.keys import (
     DATASET_DECONTAMINATION,
     EVAL_PROMPTS,
     EXPORT,
@@ -54,17 +53,17 @@ from pipeline_assets.keys import (
     STEERING_CHAIN,
     STEERING_DECONTAMINATION,
 )
-from pipeline_assets.placement import gpu_op_tags
-from resources import BuildConfig, LLMResource, ParquetIOManager
-from resources.env import default_llm, default_settings, executor_from_env
-from sensors import (
+from safetygraph.location.pipeline_assets.placement import gpu_op_tags
+from safetygraph.location.resources import BuildConfig, LLMResource, ParquetIOManager
+from safetygraph.location.resources.env import default_llm, default_settings, executor_from_env
+from safetygraph.location.sensors import (
     build_check_alert_sensor,
     build_file_sensor,
     build_schedules,
     dead_run_reaper,
     run_failure_alerts,
 )
-from sensors.alerts import AlertResource, default_alerts
+from safetygraph.location.sensors.alerts import AlertResource, default_alerts
 
 SOURCE_JOB = "source_pipeline"
 DATASET_JOB = "dataset_pipeline"

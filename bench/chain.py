@@ -225,7 +225,7 @@ def child_chain(job: str, partition: str | None) -> None:
     """Run ``job`` in this process, as ``safetygraph demo`` does."""
     from dagster import DagsterInstance
 
-    import definitions
+    from safetygraph.location import definitions
 
     result = definitions.defs.resolve_job_def(job).execute_in_process(
         partition_key=partition,

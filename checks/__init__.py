@@ -7,8 +7,7 @@ in the run and fails the run, which the alert sensors report."""
 import warnings
 
 from dagster import AssetCheckKey, PartitionsDefinition, PreviewWarning
-
-from checks import (
+from safetygraph.location.checks import (
     audit,
     circuit_breaker,
     datasets,

@@ -5,16 +5,16 @@ from dagster import (
     MetadataValue,
     PartitionsDefinition,
 )
-
-from checks.factories import blocking_check, gate, schema_check
-from pipeline_assets.keys import (
+from safetygraph.location.checks.factories import blocking_check, gate, schema_check
+from safetygraph.location.pipeline_assets.keys import (
     AUDITED,
 )
-from safetygraph.audit.pii import residual_pii
-from safetygraph.core.tables import StoredTable
-from schemas import (
+from safetygraph.location.schemas import (
     AuditedRecord,
 )
+
+from safetygraph.audit.pii import residual_pii
+from safetygraph.core.tables import StoredTable
 
 
 def per_source(partitions: PartitionsDefinition) -> list:

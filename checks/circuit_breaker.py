@@ -9,9 +9,8 @@ from dagster import (
     AssetIn,
     MetadataValue,
 )
-
-from checks.audit import no_pii_left
-from checks.factories import (
+from safetygraph.location.checks.audit import no_pii_left
+from safetygraph.location.checks.factories import (
     at_least,
     blocking_check,
     gate,
@@ -21,7 +20,7 @@ from checks.factories import (
     schema_check,
     unique_ids_check,
 )
-from pipeline_assets.keys import (
+from safetygraph.location.pipeline_assets.keys import (
     EVAL_SPLIT,
     HARMFUL_SHARD,
     REFUSAL_DATASET,
@@ -30,13 +29,14 @@ from pipeline_assets.keys import (
     TRAIN_SPLIT,
     VALIDATION_REPORT,
 )
-from resources import BuildConfig
-from safetygraph.core.tables import StoredTable, read_columns, table_batches
-from safetygraph.recipes import circuit_breaker as cb
-from schemas import (
+from safetygraph.location.resources import BuildConfig
+from safetygraph.location.schemas import (
     ShardRecord,
     SplitRecord,
 )
+
+from safetygraph.core.tables import StoredTable, read_columns, table_batches
+from safetygraph.recipes import circuit_breaker as cb
 
 
 @blocking_check(

@@ -6,8 +6,7 @@ from dagster import (
     AssetCheckResult,
     MetadataValue,
 )
-
-from checks.factories import (
+from safetygraph.location.checks.factories import (
     blocking_check,
     gate,
     min_rows_check,
@@ -16,11 +15,12 @@ from checks.factories import (
     schema_check,
     unique_ids_check,
 )
-from pipeline_assets.keys import REFUSAL_DATASET, REFUSAL_EVAL, REFUSAL_TRAIN
-from pipeline_assets.metadata import value_counts
-from resources import BuildConfig
+from safetygraph.location.pipeline_assets.keys import REFUSAL_DATASET, REFUSAL_EVAL, REFUSAL_TRAIN
+from safetygraph.location.pipeline_assets.metadata import value_counts
+from safetygraph.location.resources import BuildConfig
+from safetygraph.location.schemas import AuditedRecord, RefusalSplitRecord
+
 from safetygraph.core.tables import StoredTable, read_columns
-from schemas import AuditedRecord, RefusalSplitRecord
 
 
 def dataset() -> list:

@@ -7,13 +7,13 @@ from dagster import (
     MetadataValue,
     asset_check,
 )
-
-from checks.factories import blocking_check, gate
-from pipeline_assets.keys import (
+from safetygraph.location.checks.factories import blocking_check, gate
+from safetygraph.location.pipeline_assets.keys import (
     EXPORT,
     QA_REPORT,
 )
-from resources import BuildConfig
+from safetygraph.location.resources import BuildConfig
+
 from safetygraph.export.files import EXPORT_ROOT, verify_export
 
 

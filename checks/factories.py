@@ -14,13 +14,13 @@ from dagster import (
     PartitionsDefinition,
     asset_check,
 )
+from safetygraph.location.resources import BuildConfig
+from safetygraph.location.schemas import validate_table
 
-from resources import BuildConfig
 from safetygraph.audit.decont import training_contamination
 from safetygraph.audit.dedup import duplicate_ids
 from safetygraph.core.tables import StoredTable
 from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
-from schemas import validate_table
 
 
 def blocking_check(asset: AssetKey, description: str, **kwargs):

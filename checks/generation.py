@@ -5,17 +5,22 @@ from dagster import (
     MetadataValue,
     PartitionsDefinition,
 )
-
-from checks.factories import blocking_check, gate, schema_check, unique_ids_check
-from pipeline_assets.keys import (
+from safetygraph.location.checks.factories import (
+    blocking_check,
+    gate,
+    schema_check,
+    unique_ids_check,
+)
+from safetygraph.location.pipeline_assets.keys import (
     GENERATED,
 )
-from resources import BuildConfig
-from safetygraph.core.tables import StoredTable
-from safetygraph.generation.planning import error_summary
-from schemas import (
+from safetygraph.location.resources import BuildConfig
+from safetygraph.location.schemas import (
     GeneratedRecord,
 )
+
+from safetygraph.core.tables import StoredTable
+from safetygraph.generation.planning import error_summary
 
 
 def per_source(partitions: PartitionsDefinition) -> list:

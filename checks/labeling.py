@@ -6,17 +6,17 @@ from dagster import (
     MetadataValue,
     PartitionsDefinition,
 )
-
-from checks.factories import blocking_check, gate, schema_check
-from pipeline_assets.keys import (
+from safetygraph.location.checks.factories import blocking_check, gate, schema_check
+from safetygraph.location.pipeline_assets.keys import (
     JUDGE_QUALITY,
     LABELS,
 )
-from resources import BuildConfig
-from safetygraph.core.storage import asset_parts
-from schemas import (
+from safetygraph.location.resources import BuildConfig
+from safetygraph.location.schemas import (
     LabeledRecord,
 )
+
+from safetygraph.core.storage import asset_parts
 
 
 def per_source(partitions: PartitionsDefinition) -> list:

@@ -10,8 +10,7 @@ from dagster import (
     MetadataValue,
     PartitionsDefinition,
 )
-
-from checks.factories import (
+from safetygraph.location.checks.factories import (
     blocking_check,
     gate,
     min_rows_check,
@@ -22,15 +21,20 @@ from checks.factories import (
     unique_ids_check,
     well_formed_check,
 )
-from pipeline_assets.keys import PREFERENCE_EVAL, PREFERENCE_PAIRS, PREFERENCE_TRAIN
-from resources import BuildConfig
+from safetygraph.location.pipeline_assets.keys import (
+    PREFERENCE_EVAL,
+    PREFERENCE_PAIRS,
+    PREFERENCE_TRAIN,
+)
+from safetygraph.location.resources import BuildConfig
+from safetygraph.location.schemas import PreferencePairRecord
+
 from safetygraph.recipes.preference.dataset import (
     benign_chosen_refusals,
     duplicate_pairs,
     malformed_pairs,
 )
 from safetygraph.recipes.preference.pairs import summary
-from schemas import PreferencePairRecord
 
 
 def _rate_result(count: int, total: int, limit: float, **metadata) -> AssetCheckResult:

@@ -9,18 +9,24 @@ from dagster import (
     PartitionsDefinition,
     asset_check,
 )
-
-from checks.factories import blocking_check, gate, min_rows_check, schema_check, unique_ids_check
-from pipeline_assets.keys import (
+from safetygraph.location.checks.factories import (
+    blocking_check,
+    gate,
+    min_rows_check,
+    schema_check,
+    unique_ids_check,
+)
+from safetygraph.location.pipeline_assets.keys import (
     RAW_QUARANTINE,
     RAW_SAMPLES,
 )
-from resources import BuildConfig
-from safetygraph.core.tables import StoredTable
-from safetygraph.sources.quality import reused_source_ids as source_ids_reused
-from schemas import (
+from safetygraph.location.resources import BuildConfig
+from safetygraph.location.schemas import (
     RawRecord,
 )
+
+from safetygraph.core.tables import StoredTable
+from safetygraph.sources.quality import reused_source_ids as source_ids_reused
 
 
 def per_source(partitions: PartitionsDefinition) -> list:

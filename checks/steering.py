@@ -5,8 +5,7 @@ steering_files reads only traits whose gates passed."""
 
 import pyarrow as pa
 from dagster import AssetCheckResult, MetadataValue, PartitionsDefinition
-
-from checks.factories import (
+from safetygraph.location.checks.factories import (
     at_least,
     blocking_check,
     gate,
@@ -15,8 +14,9 @@ from checks.factories import (
     unique_ids_check,
     well_formed_check,
 )
-from pipeline_assets.keys import STEERING_PAIRS
-from resources import BuildConfig
+from safetygraph.location.pipeline_assets.keys import STEERING_PAIRS
+from safetygraph.location.resources import BuildConfig
+
 from safetygraph.recipes.steering.pairs import duplicate_scenarios, malformed, summary
 
 

@@ -3,10 +3,10 @@ source, and the stratified human-review sample of the merged dataset."""
 
 import pyarrow as pa
 from dagster import AssetExecutionContext, PartitionsDefinition, asset
+from safetygraph.location.pipeline_assets.keys import OWNER
+from safetygraph.location.pipeline_assets.metadata import counts_table
+from safetygraph.location.resources import BuildConfig
 
-from pipeline_assets.keys import OWNER
-from pipeline_assets.metadata import counts_table
-from resources import BuildConfig
 from safetygraph.audit.auditor import Auditor
 from safetygraph.core.records import AUDITED_SCHEMA
 from safetygraph.core.tables import StoredTable, TableStream, table_batches

@@ -9,8 +9,8 @@ from typing import Any
 
 import pyarrow as pa
 from dagster import AssetCheckKey, AssetExecutionContext, AssetKey
+from safetygraph.location.resources import BuildConfig
 
-from resources import BuildConfig
 from safetygraph.audit.decont import summary as decont_summary
 from safetygraph.core.builds import CardHook
 from safetygraph.core.paths import resolve_repo_path

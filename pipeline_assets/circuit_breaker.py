@@ -9,10 +9,9 @@ import uuid
 
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, asset, multi_asset
-
-from pipeline_assets.cards import card_hook, decontamination_facts
-from pipeline_assets.decontamination import eval_only_hashes
-from pipeline_assets.keys import (
+from safetygraph.location.pipeline_assets.cards import card_hook, decontamination_facts
+from safetygraph.location.pipeline_assets.decontamination import eval_only_hashes
+from safetygraph.location.pipeline_assets.keys import (
     DATASET_DECONTAMINATION,
     EVAL_PROMPTS,
     EVAL_SPLIT,
@@ -23,13 +22,14 @@ from pipeline_assets.keys import (
     TRAIN_SPLIT,
     VALIDATION_REPORT,
 )
-from pipeline_assets.metadata import (
+from safetygraph.location.pipeline_assets.metadata import (
     counts_table,
     ds_precision_table,
     manifest_files,
     value_counts,
 )
-from resources import BuildConfig
+from safetygraph.location.resources import BuildConfig
+
 from safetygraph.core.records import SHARD_SCHEMA, SPLIT_SCHEMA
 from safetygraph.core.tables import (
     StoredTable,

@@ -21,16 +21,20 @@ from dagster import (
     Output,
     multi_asset,
 )
-
-from pipeline_assets.decontamination import (
+from safetygraph.location.pipeline_assets.decontamination import (
     decontaminate,
     decontamination_metadata,
     eval_only_hashes,
 )
-from pipeline_assets.keys import AUDITED, JUDGE_QUALITY, OWNER
-from pipeline_assets.metadata import counts_table, shares, value_counts
-from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
-from resources import BuildConfig
+from safetygraph.location.pipeline_assets.keys import AUDITED, JUDGE_QUALITY, OWNER
+from safetygraph.location.pipeline_assets.metadata import counts_table, shares, value_counts
+from safetygraph.location.pipeline_assets.source_status import (
+    MergeConfig,
+    ready_sources,
+    status_markdown,
+)
+from safetygraph.location.resources import BuildConfig
+
 from safetygraph.audit.neardup import near_duplicate_rate
 from safetygraph.core.records import AUDITED_SCHEMA, REFUSAL_SPLIT_SCHEMA
 from safetygraph.core.storage import asset_parts

@@ -4,10 +4,10 @@ recipes read them (the rules: safetygraph/audit/decont.py)."""
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, Failure, MetadataValue, asset
+from safetygraph.location.pipeline_assets.keys import OWNER
+from safetygraph.location.pipeline_assets.metadata import counts_table
+from safetygraph.location.resources import BuildConfig
 
-from pipeline_assets.keys import OWNER
-from pipeline_assets.metadata import counts_table
-from resources import BuildConfig
 from safetygraph.audit.decont import (
     CONTAMINATION_SCHEMA,
     EVAL_PROMPTS_SCHEMA,

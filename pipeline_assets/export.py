@@ -4,9 +4,8 @@ import json
 
 import pyarrow as pa
 from dagster import AssetExecutionContext, MetadataValue, asset
-
-from pipeline_assets.cards import card_hook, decontamination_facts
-from pipeline_assets.keys import (
+from safetygraph.location.pipeline_assets.cards import card_hook, decontamination_facts
+from safetygraph.location.pipeline_assets.keys import (
     DATASET_DECONTAMINATION,
     EVAL_PROMPTS,
     OWNER,
@@ -14,8 +13,9 @@ from pipeline_assets.keys import (
     REFUSAL_EVAL,
     REFUSAL_TRAIN,
 )
-from pipeline_assets.metadata import manifest_files
-from resources import BuildConfig
+from safetygraph.location.pipeline_assets.metadata import manifest_files
+from safetygraph.location.resources import BuildConfig
+
 from safetygraph.core.tables import StoredTable
 from safetygraph.export import seed_compat
 from safetygraph.export.card import generation_summary, judge_rows

@@ -9,10 +9,10 @@ from dagster import (
     asset,
 )
 from pydantic import Field
+from safetygraph.location.pipeline_assets.keys import OWNER
+from safetygraph.location.pipeline_assets.metadata import counts_table
+from safetygraph.location.resources import BuildConfig, LLMResource
 
-from pipeline_assets.keys import OWNER
-from pipeline_assets.metadata import counts_table
-from resources import BuildConfig, LLMResource
 from safetygraph.core.records import GENERATED_SCHEMA
 from safetygraph.core.tables import StoredTable, TableStream
 from safetygraph.generation import RequestCache, format_progress

@@ -3,12 +3,12 @@ against human labels next to the string-matching baseline."""
 
 import pyarrow as pa
 from dagster import AssetExecutionContext, MetadataValue, PartitionsDefinition, asset
+from safetygraph.location.pipeline_assets.keys import LABELS, OWNER
+from safetygraph.location.pipeline_assets.metadata import counts_table
+from safetygraph.location.resources import BuildConfig, LLMResource
+from safetygraph.location.resources.judging import JudgeRunConfig, batch_judge
 
-from pipeline_assets.keys import LABELS, OWNER
-from pipeline_assets.metadata import counts_table
-from resources import BuildConfig, LLMResource
-from resources.judging import JudgeRunConfig, batch_judge
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import DATA_ROOT
 from safetygraph.core.records import LABELED_SCHEMA
 from safetygraph.core.storage import asset_parts
 from safetygraph.core.tables import StoredTable, TableStream
@@ -189,7 +189,7 @@ def judge_quality(context: AssetExecutionContext, settings: BuildConfig) -> pa.T
     else:  # no source carries human labels: the labelled set the project ships
         judges = set(labeled.column("judge").to_pylist()) if labeled is not None else set()
         result = shipped_side_by_side(judges, settings.constitution())
-        gold_set = f"shipped: {SHIPPED_GOLD.relative_to(REPO_ROOT)} (no source of the profile carries human labels)"
+        gold_set = f"shipped: {SHIPPED_GOLD.relative_to(DATA_ROOT)} (no source of the profile carries human labels)"
     rows = metric_rows(result)
     context.add_output_metadata(
         {

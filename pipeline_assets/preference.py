@@ -18,14 +18,13 @@ from dagster import (
     multi_asset,
 )
 from pydantic import Field
-
-from pipeline_assets.cards import card_hook, config_rows, decontamination_facts
-from pipeline_assets.decontamination import (
+from safetygraph.location.pipeline_assets.cards import card_hook, config_rows, decontamination_facts
+from safetygraph.location.pipeline_assets.decontamination import (
     decontaminate,
     decontamination_metadata,
     eval_only_hashes,
 )
-from pipeline_assets.keys import (
+from safetygraph.location.pipeline_assets.keys import (
     EVAL_PROMPTS,
     OWNER,
     PREFERENCE_CHAIN,
@@ -33,10 +32,15 @@ from pipeline_assets.keys import (
     PREFERENCE_PAIRS,
     PREFERENCE_TRAIN,
 )
-from pipeline_assets.metadata import counts_table, manifest_files, value_counts
-from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
-from resources import BuildConfig, LLMResource
-from resources.judging import JudgeRunConfig, batch_judge
+from safetygraph.location.pipeline_assets.metadata import counts_table, manifest_files, value_counts
+from safetygraph.location.pipeline_assets.source_status import (
+    MergeConfig,
+    ready_sources,
+    status_markdown,
+)
+from safetygraph.location.resources import BuildConfig, LLMResource
+from safetygraph.location.resources.judging import JudgeRunConfig, batch_judge
+
 from safetygraph.core.storage import asset_parts
 from safetygraph.export.qa_file import profile_thresholds, qa_file
 from safetygraph.generation import GenerationConfig, RequestCache, format_progress, generate

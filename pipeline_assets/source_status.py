@@ -18,8 +18,7 @@ from dagster import (
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from pydantic import Field
-
-from pipeline_assets.keys import SOURCE_CHAIN
+from safetygraph.location.pipeline_assets.keys import SOURCE_CHAIN
 
 
 @dataclass

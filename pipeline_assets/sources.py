@@ -9,10 +9,10 @@ from dagster import (
     PartitionsDefinition,
     multi_asset,
 )
+from safetygraph.location.pipeline_assets.keys import OWNER
+from safetygraph.location.pipeline_assets.metadata import counts_table
+from safetygraph.location.resources import BuildConfig
 
-from pipeline_assets.keys import OWNER
-from pipeline_assets.metadata import counts_table
-from resources import BuildConfig
 from safetygraph.core.records import RAW_SCHEMA
 from safetygraph.core.tables import StoredTable, TableStream
 from safetygraph.sources.errors import SourceError

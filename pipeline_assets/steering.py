@@ -19,10 +19,12 @@ from dagster import (
     asset,
 )
 from pydantic import Field
-
-from pipeline_assets.cards import card_hook, config_rows, decontamination_facts
-from pipeline_assets.decontamination import decontaminate, decontamination_metadata
-from pipeline_assets.keys import (
+from safetygraph.location.pipeline_assets.cards import card_hook, config_rows, decontamination_facts
+from safetygraph.location.pipeline_assets.decontamination import (
+    decontaminate,
+    decontamination_metadata,
+)
+from safetygraph.location.pipeline_assets.keys import (
     EVAL_PROMPTS,
     OWNER,
     RAW_SAMPLES,
@@ -30,9 +32,14 @@ from pipeline_assets.keys import (
     STEERING_DECONTAMINATION,
     STEERING_PAIRS,
 )
-from pipeline_assets.metadata import counts_table, manifest_files, value_counts
-from pipeline_assets.source_status import MergeConfig, ready_sources, status_markdown
-from resources import BuildConfig, LLMResource
+from safetygraph.location.pipeline_assets.metadata import counts_table, manifest_files, value_counts
+from safetygraph.location.pipeline_assets.source_status import (
+    MergeConfig,
+    ready_sources,
+    status_markdown,
+)
+from safetygraph.location.resources import BuildConfig, LLMResource
+
 from safetygraph.core.storage import asset_parts
 from safetygraph.export.qa_file import profile_thresholds, qa_file
 from safetygraph.generation import RequestCache, format_progress

@@ -1,6 +1,7 @@
 """The environment, parsed in one place: the build settings, the LLM resource (its API key only as
 an ``EnvVar``) and the executor. Variables: SAFETYGRAPH_PROFILE (demo), SAFETYGRAPH_BASE_URI
-(.safetygraph/data in the repo), SAFETYGRAPH_REGISTRY / _PROFILES / _CONSTITUTION,
+(.safetygraph/data in SAFETYGRAPH_HOME or the current folder), SAFETYGRAPH_CONFIG_DIR (the
+configuration folder `safetygraph init` writes), SAFETYGRAPH_REGISTRY / _PROFILES / _CONSTITUTION,
 SAFETYGRAPH_OPENAI_BASE_URL, SAFETYGRAPH_LLM_MAX_CONCURRENCY / _RPM / _TPM,
 SAFETYGRAPH_EXPORT_VERSION, SAFETYGRAPH_EXECUTOR, and the secret SAFETYGRAPH_LLM_API_KEY."""
 
@@ -15,13 +16,11 @@ from dagster import (
     multi_or_in_process_executor,
     multiprocess_executor,
 )
+from safetygraph.location.resources.llm import LLMResource
+from safetygraph.location.resources.settings import DEFAULT_BASE_URI, BuildConfig
 
-from resources.llm import LLMResource
-from resources.settings import DEFAULT_BASE_URI, BuildConfig
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import config_file, home
 from safetygraph.core.tables import batch_rows_from_env
-from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION
-from safetygraph.sources.registry import DEFAULT_PROFILES, DEFAULT_REGISTRY
 
 EXECUTORS = ("in_process", "multiprocess", "multi_or_in_process", "k8s")
 
@@ -29,10 +28,13 @@ EXECUTORS = ("in_process", "multiprocess", "multi_or_in_process", "k8s")
 def default_settings() -> BuildConfig:
     return BuildConfig(
         profile=os.environ.get("SAFETYGRAPH_PROFILE", "demo"),
-        registry_path=os.environ.get("SAFETYGRAPH_REGISTRY", str(DEFAULT_REGISTRY)),
-        profiles_path=os.environ.get("SAFETYGRAPH_PROFILES", str(DEFAULT_PROFILES)),
-        constitution_path=os.environ.get("SAFETYGRAPH_CONSTITUTION", str(DEFAULT_CONSTITUTION)),
-        base_uri=os.environ.get("SAFETYGRAPH_BASE_URI", str(REPO_ROOT / DEFAULT_BASE_URI)),
+        registry_path=os.environ.get("SAFETYGRAPH_REGISTRY", str(config_file("sources.yaml"))),
+        profiles_path=os.environ.get("SAFETYGRAPH_PROFILES", str(config_file("profiles.yaml"))),
+        constitution_path=os.environ.get(
+            "SAFETYGRAPH_CONSTITUTION", str(config_file("constitution.yaml"))
+        ),
+        traits_path=str(config_file("traits.yaml")),
+        base_uri=os.environ.get("SAFETYGRAPH_BASE_URI", str(home() / DEFAULT_BASE_URI)),
         batch_rows=batch_rows_from_env(),
         export_version=os.environ.get("SAFETYGRAPH_EXPORT_VERSION", ""),
     )

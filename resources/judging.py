@@ -3,9 +3,9 @@ and LLM resource (``batch_judge``): every asset that labels answers uses it."""
 
 from dagster import Config
 from pydantic import Field
+from safetygraph.location.resources.llm import LLMResource
+from safetygraph.location.resources.settings import BuildConfig
 
-from resources.llm import LLMResource
-from resources.settings import BuildConfig
 from safetygraph.generation import RequestCache
 from safetygraph.labeling.registry import BatchJudge, JudgeChoice
 

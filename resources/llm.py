@@ -7,7 +7,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import DATA_ROOT
 from safetygraph.generation import (
     Backend,
     GenerationConfig,
@@ -17,7 +17,7 @@ from safetygraph.generation import (
     VLLMBackend,
 )
 
-DEFAULT_RECORDINGS = [str(REPO_ROOT / "sample_data" / "recorded_responses.jsonl")]
+DEFAULT_RECORDINGS = [str(DATA_ROOT / "sample_data" / "recorded_responses.jsonl")]
 
 
 class LLMResource(ConfigurableResource):

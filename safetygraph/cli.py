@@ -9,8 +9,10 @@
     safetygraph sources              # list the registry and the active profile
     safetygraph review-import FILE   # agreement of a filled-in review sample with the judge
     safetygraph cleanup [--dry-run]  # remove incomplete build folders and temporary files
+    safetygraph init DIR             # an editable copy of the configuration (SAFETYGRAPH_CONFIG_DIR)
+    safetygraph --version
 
-Runs are recorded in DAGSTER_HOME (default: .dagster_home in the repo), so ``dagster dev`` shows
+Runs are recorded in DAGSTER_HOME (default: .dagster_home in SAFETYGRAPH_HOME or the current folder), so ``dagster dev`` shows
 them afterwards with their check results.
 """
 
@@ -19,62 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from safetygraph import __version__
+from safetygraph.api import RECIPE_FILES, RECIPES, BuildError, build, parse_recipes
 from safetygraph.commands import (
     _prepare_env,
-    copy_build,
     list_sources,
     preflight_cli,
     qa,
     validate,
     verify,
 )
-
-
-def _metadata_line(metadata: dict, limit: int = 300) -> str:
-    """A check's metadata as one short line (what failed, by how much)."""
-    parts = []
-    for k, v in metadata.items():
-        value = getattr(v, "value", v)
-        text = json.dumps(value, default=str) if not isinstance(value, str) else value
-        parts.append(f"{k}={' '.join(text.split())[:120]}")
-    line = "; ".join(parts)
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _check_lines(result) -> tuple[list[str], int]:
-    lines, failed = [], 0
-    for ev in result.get_asset_check_evaluations():
-        key = ev.asset_check_key
-        status = "pass" if ev.passed else f"FAIL ({ev.severity.value})"
-        failed += not ev.passed
-        line = f"    check {key.asset_key.to_user_string()}:{key.name} {status}"
-        if not ev.passed:
-            line += f": {_metadata_line(ev.metadata)}"
-        lines.append(line)
-    return lines, failed
-
-
-def _cause(message: str) -> str:
-    """The first line of a step's error without a module-qualified exception class prefix
-    (Dagster's or the user error's own ``package.module.ClassName: ``)."""
-    first = message.strip().splitlines()[0] if message.strip() else "(no message)"
-    return re.sub(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ", "", first)
-
-
-RECIPES = ("refusal", "circuit_breaker", "preference", "steering")
-# each recipe's files asset, and the folder its builds are published under
-RECIPE_FILES = {
-    "refusal": ("export", "exports", "refusal export"),
-    "circuit_breaker": ("stage2_files", "circuit_breaker", "circuit-breaker stage 2"),
-    "preference": ("preference_files", "preference", "preference pairs (TRL)"),
-    "steering": ("steering_files", "steering", "steering pairs (seed and CAA formats)"),
-}
 
 
 def run_build(
@@ -87,169 +47,30 @@ def run_build(
     version: str | None = None,
     out: str | None = None,
 ) -> int:
-    """The jobs of the profile for ``recipes``: the per-source chains, then the merges and files.
-    ``only`` builds a subset of the profile's sources, ``allow_partial`` lets the merges take the
-    sources that are ready, ``only_sources`` stops after the per-source chains. Each recipe's files
-    are gated by its own checks: one recipe blocked does not stop the others. ``version`` names the
-    builds (``v<version>``); ``out`` receives a copy of each build written."""
-    if out and Path(out).exists() and any(Path(out).iterdir()):
-        print(
-            f"safetygraph: --out {out}: the folder exists and is not empty; give a new one",
-            file=sys.stderr,
+    """The jobs of the profile for ``recipes`` (``safetygraph.api.build``, printing as it goes):
+    0 when every job succeeded, 1 when one failed, 2 when ``out`` is a non-empty folder."""
+    try:
+        result = build(
+            recipes,
+            profile=profile,
+            sources=only,
+            out=out,
+            version=version,
+            allow_partial=allow_partial,
+            only_sources=only_sources,
+            echo=True,
+            verbose=verbose,
         )
+    except BuildError as exc:
+        print(f"safetygraph: {exc}", file=sys.stderr)
         return 2
-    if version:
-        os.environ["SAFETYGRAPH_EXPORT_VERSION"] = version
-    _prepare_env(profile)
-    from dagster import DagsterInstance
-
-    import definitions
-
-    # a version is a setting of the build: definitions bound before it was set are rebuilt
-    defs = definitions.build_defs() if version else definitions.defs
-    settings = definitions.default_settings()
-    if version:  # a released version is never overwritten: refuse before building anything
-        from safetygraph.core.builds import versioned_build_id
-
-        for recipe in recipes:
-            versioned_build_id(settings.storage(), RECIPE_FILES[recipe][1], version, None)
-    instance = DagsterInstance.get()
-    started = time.perf_counter()
-    sources = settings.active().sources
-    if only:
-        unknown = [n for n in only if n not in sources]
-        if unknown:
-            from safetygraph.sources.registry import RegistryError
-
-            raise RegistryError(
-                f"--sources {','.join(unknown)}: not in profile '{settings.profile}'; its sources: "
-                f"{', '.join(sources)}"
-            )
-        sources = tuple(n for n in sources if n in only)
-    print(
-        f"safetygraph: profile '{settings.profile}', {len(sources)} sources, data under {settings.base_uri}"
-        + (f", recipes: {', '.join(recipes)}" if tuple(recipes) != RECIPES else "")
-    )
-    logs = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}}}
-    merges = {"refusal_merge", "preference_split", "steering_files"}
-    written: set[str] = set()  # assets materialized by this invocation
-
-    def run(job_name: str, label: str, partition: str | None = None) -> bool:
-        t0 = time.perf_counter()
-        job = defs.resolve_job_def(job_name)
-        run_config = dict(logs)
-        if allow_partial:
-            ops = {n: {"config": {"allow_partial": True}} for n in merges if job.has_node_named(n)}
-            if ops:
-                run_config["ops"] = ops
-        print(f"  [{label}] running...", flush=True)
-        result = job.execute_in_process(
-            partition_key=partition, instance=instance, raise_on_error=False, run_config=run_config
-        )
-        lines, failed = _check_lines(result)
-        mats = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
-        written.update(mats)
-        what = f" ({', '.join(mats)})" if partition is None else ""
-        print(
-            f"  [{label}] {'ok' if result.success else 'FAILED'}: {len(mats)} assets materialized{what}, "
-            f"{len(lines) - failed}/{len(lines)} checks passed ({time.perf_counter() - t0:.1f}s)"
-        )
-        if verbose or not result.success:
-            shown = [line for line in lines if verbose or " FAIL " in line]
-            if shown:
-                print("\n".join(shown))
-            for ev in result.get_step_failure_events():
-                error = ev.event_specific_data.error
-                while (
-                    getattr(error, "cause", None) is not None
-                ):  # the user's error, not Dagster's wrapper
-                    error = error.cause
-                cause = _cause(error.message)
-                if cause.startswith("DagsterAssetCheckFailedError"):
-                    continue  # the failed check is printed above, with its figures
-                print(f"    step {ev.step_key} failed: {cause}")
-                first_failure.setdefault("at", f"[{label}] step {ev.step_key}: {cause}")
-            if not result.success and "at" not in first_failure:
-                failed_checks = [line.strip() for line in lines if " FAIL " in line]
-                first_failure["at"] = f"[{label}] {failed_checks[0] if failed_checks else 'failed'}"
-        return result.success
-
-    first_failure: dict[str, str] = {}
-
-    ok = True
-    merged = sorted({"refusal", "circuit_breaker"} & set(recipes))
-    if merged:
-        for name in sources:
-            ok &= run(definitions.SOURCE_JOB, name, name)
-        if only_sources:
-            print(f"\n{'done' if ok else 'FAILED'}: per-source chains only (--only-sources)")
-            return 0 if ok else 1
-        job = (
-            definitions.DATASET_JOB
-            if len(merged) == 2
-            else definitions.REFUSAL_JOB
-            if "refusal" in merged
-            else definitions.CIRCUIT_BREAKER_JOB
-        )
-        ok &= run(job, "datasets" if len(merged) == 2 else merged[0])
-    preference_sources = list(settings.active().preference.get("sources") or ())
-    if "preference" in recipes:
-        for name in preference_sources:
-            ok &= run(definitions.PREFERENCE_SOURCE_JOB, f"preference:{name}", name)
-        if preference_sources:
-            ok &= run(definitions.PREFERENCE_JOB, "preference")
-    steering = settings.active().steering
-    if "steering" in recipes and steering.get("sources"):
-        for name in steering["sources"]:
-            ok &= run(definitions.INGEST_JOB, f"steering:{name}", name)
-        ok &= run(definitions.STEERING_DECONT_JOB, "steering:decontamination")
-        for trait in steering.get("traits") or settings.traits().names:
-            ok &= run(definitions.STEERING_TRAIT_JOB, f"steering:{trait}", trait)
-        ok &= run(definitions.STEERING_JOB, "steering")
-    attempted = {
-        "refusal": True,
-        "circuit_breaker": True,
-        "preference": bool(preference_sources),
-        "steering": bool(steering.get("sources")),
-    }
-    storage = settings.storage()
-    for recipe in recipes:
-        asset, root, title = RECIPE_FILES[recipe]
-        if asset in written:  # only what this invocation wrote: a blocked recipe shows nothing
-            build_id = _print_build(storage, root, title)
-            if out and build_id:
-                dest = Path(out) / root / build_id if len(recipes) > 1 else Path(out)
-                copy_build(storage, root, build_id, dest)
-                print(f"copied to {dest}")
-        elif attempted[recipe]:
-            print(f"\n{title}: not written (its gates or inputs failed; see above)")
-    if not ok and first_failure:
-        print(f"\nfirst failure: {first_failure['at']}")
-    print(
-        f"\n{'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f}s; runs recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
-    )
-    return 0 if ok else 1
-
-
-def _print_build(storage, root: str, title: str) -> str | None:
-    """The newest complete build under ``root``: its folder, manifest and files; its id."""
-    if not storage.exists(root, "LATEST"):
-        return None
-    build_id = storage.read_bytes(root, "LATEST").decode()
-    manifest = json.loads(storage.read_bytes(root, build_id, "manifest.json"))
-    fmt = f" ({manifest['format']})" if manifest.get("format") else ""
-    print(f"\n{title}{fmt}: {storage.uri(root, build_id)}")
-    print(f"manifest: {storage.uri(root, build_id, 'manifest.json')}")
-    for f in manifest["files"]:
-        rows = f"{f['rows']} rows" if f["rows"] is not None and f["path"].endswith(".jsonl") else ""
-        print(f"  {f['path']:<36} {rows:>12}  sha256 {f['sha256'][:16]}…")
-    return build_id
+    return 0 if result.ok else 1
 
 
 def cleanup(profile: str | None, min_age_s: float, dry_run: bool) -> int:
     _prepare_env(profile)
-    import definitions
     from safetygraph.core.builds import clean
+    from safetygraph.location import definitions
 
     storage = definitions.default_settings().storage()
     paths = clean(storage, min_age_s, dry_run)
@@ -265,7 +86,20 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"safetygraph {__version__}")
+    parser.add_argument(
+        "--config-dir",
+        default=None,
+        help="the configuration folder (`safetygraph init` writes one); default: "
+        "$SAFETYGRAPH_CONFIG_DIR, else the packaged configuration",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+    ini = sub.add_parser(
+        "init",
+        help="write an editable copy of the profiles, registry, constitution and traits to DIR",
+    )
+    ini.add_argument("folder")
+    ini.add_argument("--force", action="store_true", help="overwrite the files if DIR has them")
     p = sub.add_parser(
         "demo", help="materialize every asset for every source partition of the profile"
     )
@@ -353,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--min-age", type=float, default=3600.0, help="seconds; younger ones are kept")
     c.add_argument("--dry-run", action="store_true", help="list, remove nothing")
     args = parser.parse_args(argv)
+    if args.config_dir:
+        os.environ["SAFETYGRAPH_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
     try:
         return _dispatch(args)
     except BrokenPipeError:  # the output went to `head` or the like
@@ -378,7 +214,7 @@ def push(
     from safetygraph.export.push import PushError, push_build
 
     _prepare_env(profile)
-    import definitions
+    from safetygraph.location import definitions
 
     try:
         done = push_build(
@@ -393,13 +229,17 @@ def push(
 
 def _config_errors() -> tuple[type[BaseException], ...]:
     from safetygraph.core.builds import ExportVersionError
+    from safetygraph.core.paths import ConfigDirError
     from safetygraph.labeling.classifier import ClassifierError
     from safetygraph.labeling.constitution import ConstitutionError
+    from safetygraph.project import InitError
     from safetygraph.recipes.circuit_breaker.preflight import PreflightError
     from safetygraph.recipes.steering.traits import TraitsError
     from safetygraph.sources.registry import RegistryError
 
     return (
+        ConfigDirError,
+        InitError,
         RegistryError,
         ConstitutionError,
         TraitsError,
@@ -413,18 +253,28 @@ CONFIG_ERRORS = _config_errors()
 
 
 def _recipes(text: str) -> tuple[str, ...]:
-    if text.strip() == "all":
-        return RECIPES
-    chosen = tuple(r.strip().replace("-", "_") for r in text.split(",") if r.strip())
-    unknown = [r for r in chosen if r not in RECIPES]
-    if unknown or not chosen:
-        raise SystemExit(
-            f"safetygraph build: unknown recipe(s) {', '.join(unknown) or '(none)'}; use {', '.join(RECIPES)} or all"
-        )
-    return tuple(r for r in RECIPES if r in chosen)
+    try:
+        return parse_recipes(text)
+    except BuildError as exc:
+        raise SystemExit(f"safetygraph build: {exc}") from None
+
+
+def _init(folder: str, force: bool) -> int:
+    from safetygraph.project import init_project
+
+    written = init_project(folder, force)
+    for path in written:
+        print(f"wrote {path}")
+    print(
+        f"\nexport SAFETYGRAPH_CONFIG_DIR={written[0].parent}  # or --config-dir; then edit the "
+        "files and run `safetygraph validate`"
+    )
+    return 0
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "init":
+        return _init(args.folder, args.force)
     if args.command == "build":
         only = tuple(x.strip() for x in args.sources.split(",") if x.strip())
         return run_build(

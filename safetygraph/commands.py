@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import home, resolve_data_path
 
 # What the local instance needs (DAGSTER_HOME/dagster.yaml, shared by the CLI and `dagster dev`):
 # no telemetry, no first-visit pop-up in the UI (nux), and run monitoring, so the daemon marks a run whose process died (kill -9) as failed
@@ -45,11 +45,9 @@ def _prepare_env(profile: str | None) -> None:
     if profile:
         os.environ["SAFETYGRAPH_PROFILE"] = profile
     if not os.environ.get("DAGSTER_HOME"):  # unset or empty
-        os.environ["DAGSTER_HOME"] = str(REPO_ROOT / ".dagster_home")
+        os.environ["DAGSTER_HOME"] = str(home() / ".dagster_home")
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
     ensure_instance_config(os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml"))
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))  # the code location lives at the repo root
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
@@ -144,7 +142,7 @@ def validate(profile: str | None) -> int:
         role = " (evaluation set)" if name in prof.decontamination.eval_sets else ""
         print(f"  {name:<28} {state}{role}")
     for name, path in prof.decontamination.eval_files.items():
-        resolved = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+        resolved = resolve_data_path(path)
         state = "ok" if resolved.is_file() else f"MISSING {resolved}"
         missing += [name] if state.startswith("MISSING") else []
         print(f"  {name:<28} {state} (evaluation file)")

@@ -1,6 +1,6 @@
 """Schemas of every artifact: pandera models (tables) and the JSON Schema of the exported record."""
 
-from schemas.models import (
+from safetygraph.location.schemas.models import (
     AuditedRecord,
     GeneratedRecord,
     LabeledRecord,

@@ -1,6 +1,6 @@
 """The JSON Schema of the exported canonical record, generated from the Arrow schema of the splits.
 
-    python -m schemas.jsonschema > schemas/canonical_record.schema.json
+    python -m safetygraph.location.schemas.jsonschema > schemas/canonical_record.schema.json
 
 A test keeps the committed file equal to what this module generates, and the pandera models and
 this schema naming the same fields.

@@ -14,8 +14,7 @@ from dagster import (
     SkipReason,
     sensor,
 )
-
-from resources import BuildConfig
+from safetygraph.location.resources import BuildConfig
 
 
 def fingerprint(pattern: str) -> str:

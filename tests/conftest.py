@@ -37,6 +37,7 @@ SLOW_MODULES = {
     "test_alerts",
     "test_graph",
     "test_gold",
+    "test_install",
 }
 
 

@@ -1,6 +1,6 @@
 """A reconstructable job for test_multiprocess (child processes import it by module path)."""
 
-import definitions
+from safetygraph.location import definitions
 
 
 def source_job():

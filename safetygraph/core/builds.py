@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from safetygraph import __version__
 from safetygraph.core.records import canonical_json
 from safetygraph.core.storage import Storage
 
@@ -157,7 +158,8 @@ def publish(
         written, tokens = write_card(storage, root, build_id, card, entries, opener)
         entries += written
         manifest_extra = {**manifest_extra, "token_stats": tokens}
-    manifest = {"build_id": build_id, **manifest_extra, "files": entries}
+    manifest = {"build_id": build_id, "safetygraph_version": __version__, **manifest_extra}
+    manifest["files"] = entries
     storage.write_bytes(json.dumps(manifest, indent=2).encode(), root, build_id, "manifest.json")
     storage.write_bytes(build_id.encode(), root, "LATEST")
     return manifest

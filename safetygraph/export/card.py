@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from safetygraph import __version__
+
 CARD_FILE = "README.md"
 
 # licence names in the registry -> the Hub's licence identifiers
@@ -204,7 +206,7 @@ def render_card(
         data.license_name = "see-sources"  # the Sources section lists each source's licence
     body = [f"# {facts.title}", "", facts.summary, ""]
     body += [
-        f"Built by [safetygraph](https://github.com/) from profile `{facts.profile}`"
+        f"Built by [safetygraph](https://github.com/) {__version__} from profile `{facts.profile}`"
         + (f", version `{facts.version}`" if facts.version else "")
         + ". Every file's sha256 and row count is in `manifest.json`; `safetygraph verify` re-checks them.",
         "",

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import CHECKOUT_ROOT
 
 
 def config_lock(config_files: list[str], profile: str, seed: int) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def config_lock(config_files: list[str], profile: str, seed: int) -> dict[str, A
     h.update(f"profile={profile};seed={seed}".encode())
     commit, dirty = "unknown", None
     try:
-        root = REPO_ROOT
+        root = CHECKOUT_ROOT or Path.cwd()  # an installed package has no commit of its own
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
             capture_output=True,
@@ -41,6 +41,7 @@ def config_lock(config_files: list[str], profile: str, seed: int) -> dict[str, A
         pass
     versions = {}
     for pkg in (
+        "safetygraph",
         "dagster",
         "duckdb",
         "pyarrow",

@@ -19,9 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import cache_dir
 
-DEFAULT_DIR = REPO_ROOT / ".cache" / "smollm2-135m"
+DEFAULT_DIR = cache_dir() / "smollm2-135m"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

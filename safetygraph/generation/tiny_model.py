@@ -15,10 +15,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import DATA_ROOT, cache_dir
 
-DEFAULT_DIR = REPO_ROOT / ".cache" / "tiny-llama"
-TOKENIZER_DIR = REPO_ROOT / "sample_data" / "tokenizer"
+DEFAULT_DIR = cache_dir() / "tiny-llama"
+TOKENIZER_DIR = DATA_ROOT / "sample_data" / "tokenizer"
 
 
 def build(out_dir: str | Path = DEFAULT_DIR, seed: int = 0) -> Path:

@@ -20,9 +20,9 @@ import duckdb
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import PACKAGED_CONFIG
 
-JUDGES_DIR = REPO_ROOT / "config" / "judges"
+JUDGES_DIR = PACKAGED_CONFIG / "judges"
 REFUSAL_MODEL = JUDGES_DIR / "refusal_classifier.json"
 PROMPT_HARM_MODEL = JUDGES_DIR / "prompt_harm_classifier.json"
 RESPONSE_HARM_MODEL = JUDGES_DIR / "response_harm_classifier.json"

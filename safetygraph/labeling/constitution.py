@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import PACKAGED_CONFIG, config_file
 
-DEFAULT_CONSTITUTION = REPO_ROOT / "config" / "constitution.yaml"
+DEFAULT_CONSTITUTION = PACKAGED_CONFIG / "constitution.yaml"
 OUTCOMES = (
     "REFUSAL.DIRECT",
     "REFUSAL.PARTIAL",
@@ -77,7 +77,9 @@ def _check_expr(expr: str, where: str, signals: tuple[str, ...] = SIGNALS) -> st
 
 
 def load_constitution(path: str | Path | None = None) -> Constitution:
-    path = Path(path or os.environ.get("SAFETYGRAPH_CONSTITUTION") or DEFAULT_CONSTITUTION)
+    path = Path(
+        path or os.environ.get("SAFETYGRAPH_CONSTITUTION") or config_file("constitution.yaml")
+    )
     if not path.exists():
         raise ConstitutionError(f"constitution file {path} does not exist")
     body = yaml.safe_load(path.read_text())

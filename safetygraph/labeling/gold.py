@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from safetygraph.core import duck
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import DATA_ROOT
 
 REFUSAL_ACTIONS = (0, 4)
 # the report half of the questions: md5 of the upstream question id (or of the prompt where the
@@ -338,7 +338,7 @@ def side_by_side(
 
 # a labelled set the project ships (hand-written prompts and answers, sample_data/judge_gold/): a
 # profile whose sources carry no human labels is measured on it, so no judge runs unmeasured
-SHIPPED_GOLD = REPO_ROOT / "sample_data" / "judge_gold" / "labelled_answers.jsonl"
+SHIPPED_GOLD = DATA_ROOT / "sample_data" / "judge_gold" / "labelled_answers.jsonl"
 SHIPPED_SOURCE = "judge_gold"
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import DATA_ROOT
 from safetygraph.labeling.classifier import (
     CONTEXT_PREFIX,
     JUDGES_DIR,
@@ -53,7 +53,7 @@ from safetygraph.labeling.harm_data import (
     response_rows,
 )
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_DATA = DATA_ROOT.parent / "shared" / "data"
 HARMLESS_SAMPLE = 20000
 QUESTION_SAMPLE = 6000  # MedQuAD patient questions among the harmless prompts
 EVERYDAY_REQUESTS = JUDGES_DIR / "everyday_requests.yaml"
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             *(str(p.relative_to(args.data)) for p in tau2_files(args.data)),
         ]
         hashes = {f: sha256(args.data / f) for f in files}
-        hashes[f"safetygraph:{EVERYDAY_REQUESTS.relative_to(REPO_ROOT)}"] = sha256(
+        hashes[f"safetygraph:{EVERYDAY_REQUESTS.relative_to(DATA_ROOT)}"] = sha256(
             EVERYDAY_REQUESTS
         )
         model = fit(

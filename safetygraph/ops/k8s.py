@@ -71,7 +71,7 @@ def _env(d: Deployment) -> list[dict[str, Any]]:
 
 def helm_values(d: Deployment) -> dict[str, Any]:
     """Values for the official chart (``helm install dagster dagster/dagster -f values.yaml``):
-    one user-code deployment running this repo's ``definitions`` module, the K8sRunLauncher, the
+    one user-code deployment running the installed wheel's ``safetygraph.location.definitions`` module, the K8sRunLauncher, the
     daemon (schedules, sensors, backfills), Postgres for the instance."""
     env = {e["name"]: e["value"] for e in _env(d)}
     pod_security = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}
@@ -100,7 +100,7 @@ def helm_values(d: Deployment) -> dict[str, Any]:
                     },
                     "dagsterApiGrpcArgs": [
                         "--module-name",
-                        "definitions",
+                        "safetygraph.location.definitions",
                         "--working-directory",
                         "/app",
                     ],

@@ -12,14 +12,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from safetygraph.audit.decont import EVAL_PROMPTS_SCHEMA, Rules
 from safetygraph.core import duck
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import resolve_data_path
 
 KEYS = ("eval_sets", "eval_files", "eval_only", "ngram", "min_words", "jaccard", "enabled")
 FILE_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -104,7 +103,7 @@ class Decontamination:
 
 
 def _file_table(name: str, path: str) -> pa.Table:
-    resolved = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+    resolved = resolve_data_path(path)
     fmt = FILE_FORMATS.get(resolved.suffix.lower())
     if not resolved.exists():
         raise EvalSetError(

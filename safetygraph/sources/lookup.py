@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safetygraph.core import duck
+from safetygraph.core.paths import resolve_registry_path
 from safetygraph.sources.errors import SourceError
 
 if TYPE_CHECKING:
@@ -20,9 +21,7 @@ LOOKUP_KEYS = ("column", "path", "key", "value", "as")
 
 def resolve(path: str, base_dir: Path) -> str:
     """``path`` as is when absolute or a URL, else against ``base_dir`` (the registry's folder)."""
-    if "://" in path or os.path.isabs(path):
-        return path
-    return str((base_dir / path).resolve())
+    return resolve_registry_path(path, base_dir)
 
 
 def parse_lookup(body: Any, where: str) -> dict[str, str]:

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import PACKAGED_CONFIG, config_file, resolve_registry_path
 from safetygraph.sources.eval_sets import Decontamination, EvalSetError
-from safetygraph.sources.lookup import parse_lookup, resolve
+from safetygraph.sources.lookup import parse_lookup
 from safetygraph.sources.thresholds import ThresholdError, parse_thresholds
 
 KINDS = ("hf", "url", "local")
@@ -61,10 +61,10 @@ PREFERENCE_FORMATS = ("standard", "conversational")
 # Builders that make a conversation out of a structured record (instead of a column mapping).
 BUILDERS = ("tau2_trace",)
 
-DEFAULT_REGISTRY = REPO_ROOT / "config" / "sources.yaml"
+DEFAULT_REGISTRY = PACKAGED_CONFIG / "sources.yaml"
 DEFAULT_MAX_TEXT_CHARS = 200_000  # well under any model's context, well over any real turn
 TEXT_FIELDS = ("prompt", "response", "system", "context", "transcript")
-DEFAULT_PROFILES = REPO_ROOT / "config" / "profiles.yaml"
+DEFAULT_PROFILES = PACKAGED_CONFIG / "profiles.yaml"
 
 
 class RegistryError(ValueError):
@@ -122,11 +122,11 @@ class SourceSpec:
     # beside each answer, the text in another file): {column, path, key, value, as}; the looked-up
     # value is a column ``as`` of the row that the mapping can name
     lookup: dict[str, str] = field(default_factory=dict)
-    base_dir: Path = REPO_ROOT
+    base_dir: Path = PACKAGED_CONFIG
 
     def lookup_path(self) -> str:
         """The lookup file's path (a relative one resolves against the registry file's folder)."""
-        return resolve(self.lookup["path"], self.base_dir)
+        return resolve_registry_path(self.lookup["path"], self.base_dir)
 
     @property
     def has_responses(self) -> bool:
@@ -137,7 +137,7 @@ class SourceSpec:
         path = self.location["path"]
         if "://" in path or os.path.isabs(path):
             return path
-        return str((self.base_dir / path).resolve())
+        return resolve_registry_path(path, self.base_dir)
 
     def describe_location(self) -> str:
         if self.kind == "hf":
@@ -379,10 +379,10 @@ def load_registry(
     registry_path: str | Path | None = None, profiles_path: str | Path | None = None
 ) -> Registry:
     registry_path = Path(
-        registry_path or os.environ.get("SAFETYGRAPH_REGISTRY") or DEFAULT_REGISTRY
+        registry_path or os.environ.get("SAFETYGRAPH_REGISTRY") or config_file("sources.yaml")
     )
     profiles_path = Path(
-        profiles_path or os.environ.get("SAFETYGRAPH_PROFILES") or DEFAULT_PROFILES
+        profiles_path or os.environ.get("SAFETYGRAPH_PROFILES") or config_file("profiles.yaml")
     )
     for p, what in ((registry_path, "registry"), (profiles_path, "profiles")):
         if not p.exists():

@@ -5,6 +5,16 @@ from pathlib import Path
 
 import jsonschema
 import pyarrow as pa
+from safetygraph.location.schemas import (
+    AuditedRecord,
+    GeneratedRecord,
+    LabeledRecord,
+    RawRecord,
+    ShardRecord,
+    SplitRecord,
+    validate_table,
+)
+from safetygraph.location.schemas.jsonschema import GROUPS, canonical_record_schema
 
 from safetygraph.core.records import (
     AUDITED_SCHEMA,
@@ -14,16 +24,6 @@ from safetygraph.core.records import (
     SHARD_SCHEMA,
     SPLIT_SCHEMA,
 )
-from schemas import (
-    AuditedRecord,
-    GeneratedRecord,
-    LabeledRecord,
-    RawRecord,
-    ShardRecord,
-    SplitRecord,
-    validate_table,
-)
-from schemas.jsonschema import GROUPS, canonical_record_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "canonical_record.schema.json"
 
@@ -31,7 +31,7 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "canonical_recor
 def test_committed_json_schema_is_the_generated_one():
     committed = json.loads(SCHEMA_FILE.read_text())
     assert committed == canonical_record_schema(), (
-        "regenerate: python -m schemas.jsonschema > schemas/canonical_record.schema.json"
+        "regenerate: python -m safetygraph.location.schemas.jsonschema > schemas/canonical_record.schema.json"
     )
     jsonschema.Draft202012Validator.check_schema(committed)
 

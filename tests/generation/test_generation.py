@@ -240,7 +240,7 @@ def test_generation_config_rejects_unknown_keys_and_backends():
 
 
 def test_llm_settings_come_from_the_environment(monkeypatch):
-    import definitions
+    from safetygraph.location import definitions
 
     monkeypatch.setenv("SAFETYGRAPH_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("SAFETYGRAPH_LLM_MAX_CONCURRENCY", "64")

@@ -223,9 +223,9 @@ def test_generated_responses_on_the_offline_engine_through_dagster(tiny, tmp_pat
     vLLM, the request cache filled, and a second run answered from it with zero engine calls."""
     import yaml
     from dagster import AssetKey, instance_for_test
+    from safetygraph.location.resources import BuildConfig, LLMResource
 
-    import definitions
-    from resources import BuildConfig, LLMResource
+    from safetygraph.location import definitions
     from tests.conftest import REPO
 
     body = yaml.safe_load((REPO / "config" / "profiles.yaml").read_text())

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import DATA_ROOT as REPO_ROOT
 from safetygraph.labeling.classifier import (
     PROMPT_HARM_MODEL,
     RESPONSE_HARM_MODEL,

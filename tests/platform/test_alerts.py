@@ -19,10 +19,10 @@ from dagster import (
     instance_for_test,
     materialize,
 )
+from safetygraph.location.sensors import build_check_alert_sensor, run_failure_alerts
+from safetygraph.location.sensors.alerts import AlertResource
+from safetygraph.location.sensors.files import build_file_sensor
 
-from sensors import build_check_alert_sensor, run_failure_alerts
-from sensors.alerts import AlertResource
-from sensors.files import build_file_sensor
 from tests.conftest import demo_sources_copy, write_registry
 
 
@@ -183,7 +183,7 @@ def test_without_a_webhook_alerts_go_to_the_log_only():
 
 
 def test_new_or_changed_source_file_requests_its_partition(tmp_path):
-    from resources import BuildConfig
+    from safetygraph.location.resources import BuildConfig
 
     sources = demo_sources_copy(tmp_path)
     reg, prof = write_registry(tmp_path / "config", sources)
@@ -233,7 +233,7 @@ def test_new_or_changed_source_file_requests_its_partition(tmp_path):
     ],
 )
 def test_the_executor_follows_the_environment(monkeypatch, env, expected):
-    import definitions
+    from safetygraph.location import definitions
 
     for k in ("KUBERNETES_SERVICE_HOST", "SAFETYGRAPH_EXECUTOR"):
         monkeypatch.delenv(k, raising=False)

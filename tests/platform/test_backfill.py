@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus
+from safetygraph.location.resources import BuildConfig
 
-import definitions
-from resources import BuildConfig
+from safetygraph.location import definitions
 from tests.conftest import (
     REPO,
     code_location_env,
@@ -64,7 +64,7 @@ def test_cli_backfill_runs_through_the_daemon_blocks_the_bad_source_and_alerts(t
                 "job",
                 "backfill",
                 "-m",
-                "definitions",
+                definitions.__name__,
                 "-j",
                 definitions.SOURCE_JOB,
                 "--partitions",
@@ -81,7 +81,7 @@ def test_cli_backfill_runs_through_the_daemon_blocks_the_bad_source_and_alerts(t
             launch.stdout + launch.stderr
         )
         daemon = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-m", "definitions"],
+            [str(BIN / "dagster-daemon"), "run", "-m", definitions.__name__],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -8,8 +8,8 @@ import sys
 import time
 
 from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context
+from safetygraph.location.sensors.runs import dead_run_reaper, reap_dead_runs
 
-from sensors.runs import dead_run_reaper, reap_dead_runs
 from tests.conftest import REPO
 
 SLOW_JOB = """

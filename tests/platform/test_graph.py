@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dagster import AssetKey
 
-import definitions
+from safetygraph.location import definitions
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "asset_graph.json"
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from safetygraph.location.pipeline_assets.placement import step_pod_job
 
-from pipeline_assets.placement import step_pod_job
 from safetygraph.ops.k8s import SECRET_KEYS, Deployment, render
 from tests.conftest import REPO, demo_sources_copy, write_registry
 
@@ -73,7 +73,10 @@ def test_vllm_runs_on_gpu_nodes_with_secrets_by_reference():
 def test_helm_values_wire_the_code_location_run_launcher_and_postgres():
     values = _docs(K8S / "values.yaml")[0]
     (deployment,) = values["dagster-user-deployments"]["deployments"]
-    assert deployment["dagsterApiGrpcArgs"][:2] == ["--module-name", "definitions"]
+    assert deployment["dagsterApiGrpcArgs"][:2] == [
+        "--module-name",
+        "safetygraph.location.definitions",
+    ]
     assert deployment["envSecrets"] == [{"name": "safetygraph-secrets"}]
     assert deployment["env"]["SAFETYGRAPH_EXECUTOR"] == "k8s"
     assert deployment["podSecurityContext"]["runAsNonRoot"] is True
@@ -84,8 +87,9 @@ def test_helm_values_wire_the_code_location_run_launcher_and_postgres():
 
 
 def test_the_gpu_step_pod_from_the_real_asset_definition_validates(tmp_path):
-    import definitions
-    from resources import BuildConfig
+    from safetygraph.location.resources import BuildConfig
+
+    from safetygraph.location import definitions
 
     reg, prof = write_registry(tmp_path / "config", demo_sources_copy(tmp_path))
     body = yaml.safe_load(prof.read_text())
@@ -136,13 +140,8 @@ def test_dockerfile_is_pinned_and_non_root():
     for req in ("requirements.txt", "requirements-gpu.txt"):
         lines = [ln for ln in (K8S / req).read_text().splitlines() if ln and not ln.startswith("#")]
         assert lines and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][\w.]*", ln) for ln in lines), req
-    for folder in (
-        "safetygraph",
-        "pipeline_assets",
-        "checks",
-        "resources",
-        "schemas",
-        "sensors",
-        "config",
-    ):
-        assert f"COPY {folder}/ {folder}/" in text
+    # the runtime installs the wheel built from the checkout, not a copy of the tree (issue 34)
+    assert "RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist ." in text
+    assert "pip install --no-deps /tmp/dist/safetygraph-*.whl" in text
+    assert '"--module-name", "safetygraph.location.definitions"' in text
+    assert not re.search(r"^COPY (checks|resources|schemas|config)/", text, re.M)

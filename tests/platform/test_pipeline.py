@@ -9,15 +9,15 @@ import pyarrow as pa
 import pytest
 import yaml
 from dagster import AssetKey, Definitions, asset, instance_for_test, materialize
+from safetygraph.location.checks import dataset_checks
+from safetygraph.location.checks.factories import schema_check, unique_ids_check
+from safetygraph.location.pipeline_assets.keys import EVAL_SPLIT, REFUSAL_DATASET, TRAIN_SPLIT
+from safetygraph.location.resources import BuildConfig, LLMResource, ParquetIOManager
+from safetygraph.location.schemas import SplitRecord
 
-import definitions
-from checks import dataset_checks
-from checks.factories import schema_check, unique_ids_check
-from pipeline_assets.keys import EVAL_SPLIT, REFUSAL_DATASET, TRAIN_SPLIT
-from resources import BuildConfig, LLMResource, ParquetIOManager
 from safetygraph.core.storage import Storage
 from safetygraph.export.files import verify_export
-from schemas import SplitRecord
+from safetygraph.location import definitions
 from tests.conftest import REPO, demo_sources_copy, write_registry
 
 PER_SOURCE = ["raw_samples", "raw_quarantine", "generated_responses", "labels", "audited"]

@@ -8,10 +8,10 @@ from dagster_k8s.job import (
     construct_dagster_k8s_job,
     get_user_defined_k8s_config,
 )
+from safetygraph.location.pipeline_assets.placement import gpu_op_tags
+from safetygraph.location.resources import BuildConfig
 
-import definitions
-from pipeline_assets.placement import gpu_op_tags
-from resources import BuildConfig
+from safetygraph.location import definitions
 from tests.conftest import write_registry
 
 PLACEMENT = {

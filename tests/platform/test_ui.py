@@ -68,8 +68,6 @@ def ui(tmp_path_factory):
         [
             str(Path(sys.executable).parent / "dagster"),
             "dev",
-            "-m",
-            "definitions",
             "-h",
             "127.0.0.1",
             "-p",
@@ -122,7 +120,7 @@ def _dismiss(page):
 
 def _launch_partition(page, url: str, partition: str) -> None:
     """Jobs -> source_pipeline -> Materialize all… -> pick the partition -> Launch 1 run -> View."""
-    page.goto(f"{url}/locations/definitions/jobs/source_pipeline", wait_until="networkidle")
+    page.goto(f"{url}/locations/safetygraph/jobs/source_pipeline", wait_until="networkidle")
     _dismiss(page)
     page.get_by_role("button", name="Materialize all…").click()
     page.get_by_text("Select a partition or create one").click()

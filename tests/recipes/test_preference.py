@@ -11,12 +11,12 @@ import pyarrow as pa
 import pytest
 import yaml
 from dagster import instance_for_test
+from safetygraph.location.resources import BuildConfig, LLMResource
 
-import definitions
-from resources import BuildConfig, LLMResource
 from safetygraph.core.records import GENERATED_SCHEMA, RAW_SCHEMA, conform
 from safetygraph.core.storage import Storage
 from safetygraph.labeling.heuristic import HeuristicJudge
+from safetygraph.location import definitions
 from safetygraph.recipes.preference import categories
 from safetygraph.recipes.preference.dataset import benign_chosen_refusals, split_pairs
 from safetygraph.recipes.preference.pairs import (

@@ -10,10 +10,9 @@ import pyarrow as pa
 import pytest
 import yaml
 from dagster import AssetKey, instance_for_test
+from safetygraph.location.pipeline_assets.labeling import METRICS_SCHEMA
+from safetygraph.location.resources import BuildConfig, LLMResource
 
-import definitions
-from pipeline_assets.labeling import METRICS_SCHEMA
-from resources import BuildConfig, LLMResource
 from safetygraph.audit.auditor import audit
 from safetygraph.audit.decont import CONTAMINATION_SCHEMA
 from safetygraph.core.records import SHARD_SCHEMA, conform
@@ -21,6 +20,7 @@ from safetygraph.core.storage import Storage, asset_parts
 from safetygraph.generation import GenerationConfig, generate
 from safetygraph.generation.openai_backend import OpenAIBackend
 from safetygraph.labeling.heuristic import HeuristicJudge
+from safetygraph.location import definitions
 from safetygraph.recipes import circuit_breaker as cb
 from safetygraph.recipes.circuit_breaker.demo_tokenizer import build as build_tokenizer
 from safetygraph.recipes.circuit_breaker.files import stage2_rows

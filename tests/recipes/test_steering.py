@@ -9,13 +9,13 @@ import pyarrow as pa
 import pytest
 import yaml
 from dagster import StaticPartitionsDefinition, asset, instance_for_test, materialize
+from safetygraph.location.checks.steering import per_trait
+from safetygraph.location.resources import BuildConfig, LLMResource
 
-import definitions
-from checks.steering import per_trait
-from resources import BuildConfig, LLMResource
 from safetygraph.audit.decont import EVAL_PROMPTS_SCHEMA
 from safetygraph.core.storage import Storage
 from safetygraph.generation import GenerationConfig, OpenAIBackend, RequestCache
+from safetygraph.location import definitions
 from safetygraph.recipes.steering.answers import ANSWER_SCHEMA, scenarios, trait_answers
 from safetygraph.recipes.steering.pairs import PAIR_SCHEMA, QUESTION_RE, build_pairs, summary
 from safetygraph.recipes.steering.traits import TraitsError, load_traits

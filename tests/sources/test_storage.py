@@ -35,8 +35,8 @@ def test_streamed_assets_write_batch_by_batch_and_read_lazily(tmp_path):
     batches of the configured size, DuckDB over the file), one annotated pa.Table the whole table;
     a stream that fails half-way leaves nothing under the asset's name."""
     from dagster import AssetExecutionContext, asset, materialize
+    from safetygraph.location.resources.io_manager import ParquetIOManager
 
-    from resources.io_manager import ParquetIOManager
     from safetygraph.core import duck
     from safetygraph.core.tables import StoredTable, TableStream
 

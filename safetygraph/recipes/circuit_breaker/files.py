@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from safetygraph import __version__
 from safetygraph.core import duck
 from safetygraph.core.builds import CardHook, write_card
 from safetygraph.core.duck import sql_literal
@@ -215,7 +216,8 @@ def write_files(
         )
         entries += written
         manifest_extra = {**(manifest_extra or {}), "token_stats": tokens}
-    manifest = {"build_id": build_id, **(manifest_extra or {}), "files": entries}
+    manifest = {"build_id": build_id, "safetygraph_version": __version__, **(manifest_extra or {})}
+    manifest["files"] = entries
     storage.write_bytes(canonical_json(manifest).encode(), STAGE2_ROOT, build_id, "manifest.json")
     storage.write_bytes(build_id.encode(), STAGE2_ROOT, "LATEST")
     return manifest

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from safetygraph.core.paths import DATA_ROOT
+
 PREFLIGHT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string()),
@@ -227,7 +229,7 @@ def _sample(tok: ChatTokenizer, row: dict[str, Any]) -> tuple[str, list[tuple[in
     return full, spans
 
 
-ROW_SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "stage2_row.schema.json"
+ROW_SCHEMA = DATA_ROOT / "schemas" / "stage2_row.schema.json"
 
 
 @functools.cache

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from safetygraph.core.paths import REPO_ROOT
+from safetygraph.core.paths import PACKAGED_CONFIG, config_file
 
-DEFAULT_TRAITS = REPO_ROOT / "config" / "traits.yaml"
+DEFAULT_TRAITS = PACKAGED_CONFIG / "traits.yaml"
 FAMILIES = ("big_five", "dark_triad")
 PROMPTS = ("positive", "neutral", "answer")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -48,7 +48,7 @@ class TraitBook:
 
 
 def load_traits(path: str | Path | None = None) -> TraitBook:
-    path = Path(path or DEFAULT_TRAITS)
+    path = Path(path or config_file("traits.yaml"))
     if not path.exists():
         raise TraitsError(f"traits file {path} does not exist")
     body = yaml.safe_load(path.read_text()) or {}
