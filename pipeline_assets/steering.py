@@ -283,8 +283,7 @@ def write_steering_files(
     trait_checks: Mapping[AssetKey, Sequence[AssetCheckKey]],
 ) -> pa.Table:
     """steering_files: the kept pairs of every trait whose gates passed, written with the card."""
-    steer = settings.active().steering
-    names = list(steer.get("traits") or settings.traits().names)
+    names = settings.steering_traits()
     ready, statuses = ready_sources(
         context.instance, names, trait_checks, config.allow_partial, chain=STEERING_CHAIN
     )

@@ -34,6 +34,7 @@ def default_settings() -> BuildConfig:
             "SAFETYGRAPH_CONSTITUTION", str(config_file("constitution.yaml"))
         ),
         traits_path=str(config_file("traits.yaml")),
+        profile_set=os.environ.get("SAFETYGRAPH_PROFILE_SET", ""),
         base_uri=os.environ.get("SAFETYGRAPH_BASE_URI", str(home() / DEFAULT_BASE_URI)),
         batch_rows=batch_rows_from_env(),
         export_version=os.environ.get("SAFETYGRAPH_EXPORT_VERSION", ""),

@@ -14,6 +14,7 @@ from safetygraph.generation import GenerationConfig
 from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION, Constitution, load_constitution
 from safetygraph.recipes.circuit_breaker.preflight_run import PreflightRun, PreflightSetup
 from safetygraph.recipes.steering.traits import DEFAULT_TRAITS, TraitBook, load_traits
+from safetygraph.sources.profile_set import apply_profile_set, parse_profile_set
 from safetygraph.sources.registry import (
     DEFAULT_PROFILES,
     DEFAULT_REGISTRY,
@@ -55,6 +56,11 @@ class BuildConfig(ConfigurableResource):
         description="A release version (e.g. 1.0.0) for the recipes' builds: the folder v<version>, "
         "files named <name>-v<version>.<ext>, the version in the manifest; empty: a time-stamped build",
     )
+    profile_set: str = Field(
+        default="",
+        description="Settings laid over the profile for this build (JSON: seed, sources, steering, "
+        "preference), from SAFETYGRAPH_PROFILE_SET; the command line's recipe flags set it",
+    )
     batch_rows: int = Field(
         default=DEFAULT_BATCH_ROWS,
         description="Rows per record batch in the streaming steps (ingest, generation, labels, "
@@ -65,7 +71,15 @@ class BuildConfig(ConfigurableResource):
         return _registry(self.registry_path, self.profiles_path)
 
     def active(self) -> Profile:
-        return self.registry().profile(self.profile)
+        registry = self.registry()
+        return apply_profile_set(
+            registry.profile(self.profile), registry, parse_profile_set(self.profile_set)
+        )
+
+    def steering_traits(self) -> list[str]:
+        """The traits this build steers: the profile's (case-insensitive), else every trait."""
+        book = self.traits()
+        return book.resolve(self.active().steering.get("traits") or ()) or book.names
 
     def source(self, name: str) -> SourceSpec:
         return self.registry().source(name, self.profile)

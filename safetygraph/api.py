@@ -110,13 +110,16 @@ def build(
     version: str | None = None,
     allow_partial: bool = False,
     only_sources: bool = False,
+    profile_set: dict[str, Any] | None = None,
     echo: bool = False,
     verbose: bool = False,
 ) -> BuildResult:
     """Run ``recipe``'s jobs (its sources' chains, its merge, its files) for ``profile`` on the
     Dagster instance in DAGSTER_HOME (default: ``.dagster_home`` in SAFETYGRAPH_HOME or the current
     folder); configuration from SAFETYGRAPH_CONFIG_DIR or the packaged defaults. ``out`` receives a
-    copy of each build; ``echo`` prints progress as the command line does."""
+    copy of each build; ``profile_set`` lays settings over the profile for this build only (``seed``,
+    ``sources``, ``steering`` and ``preference`` keys: ``{"steering": {"traits": ["extroversion"],
+    "limit": 100}}``); ``echo`` prints progress as the command line does."""
     from safetygraph.commands import _prepare_env
 
     recipes = parse_recipes(recipe)
@@ -125,9 +128,18 @@ def build(
     if version:
         os.environ["SAFETYGRAPH_EXPORT_VERSION"] = version
     _prepare_env(profile)
-    return _Build(recipes, tuple(sources), allow_partial, echo, verbose).run(
-        version, str(out) if out else None, only_sources
-    )
+    saved = os.environ.get("SAFETYGRAPH_PROFILE_SET")
+    if profile_set is not None:
+        os.environ["SAFETYGRAPH_PROFILE_SET"] = json.dumps(profile_set)
+    try:
+        return _Build(recipes, tuple(sources), allow_partial, echo, verbose).run(
+            version, str(out) if out else None, only_sources
+        )
+    finally:  # this build's settings do not leak into the next one in the same process
+        if saved is None:
+            os.environ.pop("SAFETYGRAPH_PROFILE_SET", None)
+        else:
+            os.environ["SAFETYGRAPH_PROFILE_SET"] = saved
 
 
 class _Build:
@@ -163,6 +175,8 @@ class _Build:
 
     def run(self, version: str | None, out: str | None, only_sources: bool) -> BuildResult:
         started = time.perf_counter()
+        if "steering" in self.recipes:
+            self.settings.steering_traits()  # an unknown trait: one error before any job runs
         if version:  # a released version is never overwritten: refuse before building anything
             from safetygraph.core.builds import versioned_build_id
 
@@ -221,7 +235,7 @@ class _Build:
             for name in steering["sources"]:
                 ok &= self._job(d.INGEST_JOB, f"steering:{name}", name)
             ok &= self._job(d.STEERING_DECONT_JOB, "steering:decontamination")
-            for trait in steering.get("traits") or self.settings.traits().names:
+            for trait in self.settings.steering_traits():
                 ok &= self._job(d.STEERING_TRAIT_JOB, f"steering:{trait}", trait)
             ok &= self._job(d.STEERING_JOB, "steering")
         attempted = {

@@ -46,6 +46,7 @@ def run_build(
     recipes: Sequence[str] = RECIPES,
     version: str | None = None,
     out: str | None = None,
+    profile_set: dict | None = None,
 ) -> int:
     """The jobs of the profile for ``recipes`` (``safetygraph.api.build``, printing as it goes):
     0 when every job succeeded, 1 when one failed, 2 when ``out`` is a non-empty folder."""
@@ -58,6 +59,7 @@ def run_build(
             version=version,
             allow_partial=allow_partial,
             only_sources=only_sources,
+            profile_set=profile_set,
             echo=True,
             verbose=verbose,
         )
@@ -140,6 +142,19 @@ def main(argv: list[str] | None = None) -> int:
         help="release version (e.g. 1.0.0): the build folder v<version>, files <name>-v<version>.<ext>, "
         "the version in the manifest; a released version is never overwritten",
     )
+    b.add_argument(
+        "--seed", type=int, default=None, help="the build's seed (default: the profile's)"
+    )
+    b.add_argument(
+        "--personality",
+        default=None,
+        help="steering: the traits to build, comma-separated, any case (psyctl's \"Extroversion, "
+        "Neuroticism\"); default: the profile's",
+    )
+    b.add_argument(
+        "--limit-samples", type=int, default=None, help="steering: scenarios per trait at most"
+    )
+    b.add_argument("--dataset", default=None, help="steering: the registry source of the scenarios")
     q = sub.add_parser(
         "qa", help="QA on any JSONL file: format, duplicates, PII, labels, source mix"
     )
@@ -272,6 +287,25 @@ def _init(folder: str, force: bool) -> int:
     return 0
 
 
+def _profile_set(args: argparse.Namespace) -> dict | None:
+    """The recipe flags of ``safetygraph build`` as settings laid over the profile."""
+    steering = {}
+    if args.personality is not None:
+        steering["traits"] = [t.strip() for t in args.personality.split(",") if t.strip()]
+    if args.limit_samples is not None:
+        steering["limit"] = args.limit_samples
+    if args.dataset is not None:
+        steering["sources"] = [args.dataset]
+    if steering and "steering" not in _recipes(args.recipe):
+        raise SystemExit(
+            "safetygraph build: --personality, --limit-samples and --dataset are the steering recipe's flags"
+        )
+    body: dict = {"steering": steering} if steering else {}
+    if args.seed is not None:
+        body["seed"] = args.seed
+    return body or None
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(args.folder, args.force)
@@ -285,6 +319,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             recipes=_recipes(args.recipe),
             version=args.version,
             out=args.out,
+            profile_set=_profile_set(args),
         )
     if args.command == "qa":
         return qa(args.file, args.profile, args.json)

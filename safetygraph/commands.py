@@ -130,7 +130,10 @@ def validate(profile: str | None) -> int:
         f"constitution {c.path}: {len(c.harm_categories)} harm categories, {len(c.body['outcome_rules'])} outcome rules"
     )
     t = load_traits()
-    print(f"traits: {', '.join(t.names)}")
+    steered = t.resolve(prof.steering.get("traits") or ())  # an unknown trait: one-line error
+    print(
+        f"traits: {', '.join(t.names)}" + (f" (profile: {', '.join(steered)})" if steered else "")
+    )
     for path in (REFUSAL_MODEL, PROMPT_HARM_MODEL):
         m = LinearTextModel.load(path)
         print(f"judge file {path.name}: {m.name}, {len(m.weights)} weights")

@@ -38,6 +38,7 @@ SLOW_MODULES = {
     "test_graph",
     "test_gold",
     "test_install",
+    "test_seed_flags",
 }
 
 

@@ -66,9 +66,36 @@ def profile_thresholds(thresholds: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _is_json_array(path: str) -> bool:
+    """Whether the file is one JSON array (its first non-blank character is ``[``)."""
+    import fsspec
+
+    try:
+        with fsspec.open(path, "rb", compression="infer") as f:
+            head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except (OSError, ValueError):
+        return False  # the reader below reports the path
+    return head.startswith(b"[")
+
+
+def _numbered_sql(path: str, array: bool) -> str:
+    """Each line (or array element) of the file as text with its 1-based position."""
+    if array:
+        return (
+            "SELECT row_number() OVER () AS line_no, json::VARCHAR AS line FROM "
+            f"read_json_objects({duck.sql_literal(path)}, format = 'array')"
+        )
+    return f"""SELECT row_number() OVER () AS line_no, line FROM read_csv(
+                {duck.sql_literal(path)}, columns = {{'line': 'VARCHAR'}}, header = false,
+                delim = chr(1), quote = '', escape = '', auto_detect = false,
+                max_line_size = 100000000, strict_mode = false)"""
+
+
 def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
     """The QA document of the JSONL file at ``path`` (local or any DuckDB-readable path)."""
     t = {**DEFAULT_QA_THRESHOLDS, **(thresholds or {})}
+    array = _is_json_array(path)  # a JSON array (the seed's final_dataset.json) or JSON lines
+    unit = "array elements" if array else "lines"
     con = duck.connect()
     pii = pii_matches("__text")
     pii_cols = ", ".join(
@@ -80,12 +107,7 @@ def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, An
     try:
         con.execute(
             f"""CREATE TABLE facts AS
-            WITH numbered AS (
-              SELECT row_number() OVER () AS line_no, line FROM read_csv(
-                {duck.sql_literal(path)}, columns = {{'line': 'VARCHAR'}}, header = false,
-                delim = chr(1), quote = '', escape = '', auto_detect = false,
-                max_line_size = 100000000, strict_mode = false)
-            ), lines AS (
+            WITH numbered AS ({_numbered_sql(path, array)}), lines AS (
               -- numbered before blank lines are dropped, so a line number is the file's own
               SELECT * FROM numbered WHERE line IS NOT NULL AND trim(line) <> ''
             ), parsed AS (
@@ -106,10 +128,11 @@ def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, An
     n, dup_rows = duck.one(con, "SELECT count(*), count(*) - count(DISTINCT h) FROM facts")
     keys = {k for (k,) in duck.rows(con, "SELECT DISTINCT unnest(keys) FROM facts")}
     metrics = [
-        Metric("format", "lines that are not a JSON object", float(len(unreadable)), "<=", 0.0),
+        Metric("format", f"{unit} that are not a JSON object", float(len(unreadable)), "<=", 0.0),
         Metric("quality", "exact duplicate rows", float(dup_rows), "<=", 0.0),
     ]
-    info: dict[str, Any] = {"file": path, "rows": int(n), "keys": sorted(keys)}
+    info: dict[str, Any] = {"file": path, "layout": "json-array" if array else "jsonl"}
+    info.update(rows=int(n), keys=sorted(keys))
     if unreadable:
         info["unreadable_lines"] = [r[0] for r in unreadable[:20]]
     if "id" in keys:

@@ -4,6 +4,7 @@ ask for a trait-positive and a neutral description of a character and for what i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,25 @@ class TraitBook:
     @property
     def names(self) -> list[str]:
         return list(self.traits)
+
+    def resolve(self, names: Iterable[str]) -> list[str]:
+        """The book's names for ``names``, matched case-insensitively with spaces and hyphens as
+        underscores (the seed's ``--personality "Extroversion, Machiavellianism"``); an unknown
+        one is an error that lists the known traits."""
+        canonical = {n.lower(): n for n in self.traits}
+        resolved, unknown = [], []
+        for name in names:
+            key = re.sub(r"[\s-]+", "_", str(name).strip()).lower()
+            if key in canonical:
+                resolved.append(canonical[key])
+            elif key:
+                unknown.append(str(name).strip())
+        if unknown:
+            raise TraitsError(
+                f"trait(s) {', '.join(repr(u) for u in unknown)} not in {self.path}; known: "
+                f"{', '.join(self.traits)} (add an entry to that file to build a new one)"
+            )
+        return list(dict.fromkeys(resolved))
 
     def trait(self, name: str) -> Trait:
         if name not in self.traits:

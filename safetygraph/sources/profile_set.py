@@ -1,0 +1,61 @@
+"""Settings of one build laid over the active profile: what the command line's recipe flags set
+(``--personality``, ``--limit-samples``, ``--dataset``, ``--seed``) without editing profiles.yaml.
+Carried as JSON in SAFETYGRAPH_PROFILE_SET (the build settings' ``profile_set``, shown with the run's
+resources in the UI)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from safetygraph.sources.registry import Profile, Registry, RegistryError
+
+MERGED = ("steering", "preference")  # dict settings: the given keys replace the profile's
+REPLACED = ("seed", "sources")
+
+
+def parse_profile_set(text: str) -> dict[str, Any]:
+    """The JSON object of SAFETYGRAPH_PROFILE_SET (empty: nothing set)."""
+    if not text.strip():
+        return {}
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"SAFETYGRAPH_PROFILE_SET is not JSON ({exc}); unset it") from None
+    if not isinstance(body, dict):
+        raise RegistryError('SAFETYGRAPH_PROFILE_SET must be a JSON object, e.g. {"seed": 1}')
+    unknown = sorted(set(body) - set(MERGED) - set(REPLACED))
+    if unknown:
+        raise RegistryError(
+            f"SAFETYGRAPH_PROFILE_SET sets {unknown}; it can set {', '.join(MERGED + REPLACED)}"
+        )
+    return body
+
+
+def apply_profile_set(profile: Profile, registry: Registry, body: dict[str, Any]) -> Profile:
+    """``profile`` with ``body`` laid over it; every source it names must be in the registry."""
+    if not body:
+        return profile
+    changes: dict[str, Any] = {}
+    for key in MERGED:
+        if key in body:
+            if not isinstance(body[key], dict):
+                raise RegistryError(f"SAFETYGRAPH_PROFILE_SET: {key} must be an object")
+            changes[key] = {**getattr(profile, key), **body[key]}
+    if "seed" in body:
+        if not isinstance(body["seed"], int) or isinstance(body["seed"], bool):
+            raise RegistryError(f"--seed {body['seed']!r}: give a whole number")
+        changes["seed"] = body["seed"]
+    if "sources" in body:
+        changes["sources"] = tuple(body["sources"])
+    named = [*changes.get("sources", ())]
+    for key in MERGED:
+        named += list(changes.get(key, {}).get("sources") or ()) if key in body else []
+    unknown = [n for n in named if n not in registry.names]
+    if unknown:
+        raise RegistryError(
+            f"source(s) {', '.join(unknown)} are not in the registry; known: "
+            f"{', '.join(registry.names)}"
+        )
+    return dataclasses.replace(profile, **changes)

@@ -1,0 +1,86 @@
+"""The seeds' command-line flags on `safetygraph build` (issue 33): psyctl's `--personality`
+(comma-separated, any case) and `--limit-samples`, `--seed`; an unknown trait is one line, exit 2,
+before any job runs. The flags are settings laid over the profile (SAFETYGRAPH_PROFILE_SET)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from safetygraph.recipes.steering.traits import TraitsError, load_traits
+from safetygraph.sources.profile_set import apply_profile_set, parse_profile_set
+from safetygraph.sources.registry import RegistryError, load_registry
+
+BIN = Path(sys.executable).parent
+
+
+def test_trait_names_resolve_in_any_case_and_unknown_ones_name_the_known():
+    book = load_traits()
+    assert book.resolve(["Extroversion", " NEUROTICISM", "extroversion"]) == [
+        "extroversion",
+        "neuroticism",
+    ]
+    with pytest.raises(TraitsError, match=r"'Charisma' not in .*known: extroversion"):
+        book.resolve(["Extroversion", "Charisma"])
+
+
+def test_a_profile_set_lays_settings_over_the_profile_and_checks_them():
+    reg = load_registry()
+    demo = reg.profile("demo")
+    body = parse_profile_set('{"seed": 7, "steering": {"traits": ["extroversion"], "limit": 3}}')
+    laid = apply_profile_set(demo, reg, body)
+    assert laid.seed == 7 and laid.steering["traits"] == ["extroversion"]
+    assert laid.steering["limit"] == 3 and laid.steering["sources"] == demo.steering["sources"]
+    assert apply_profile_set(demo, reg, {}) is demo
+    with pytest.raises(RegistryError, match="can set steering, preference, seed, sources"):
+        parse_profile_set('{"thresholds": {}}')
+    with pytest.raises(RegistryError, match="not in the registry"):
+        apply_profile_set(demo, reg, {"steering": {"sources": ["nope"]}})
+    with pytest.raises(RegistryError, match="whole number"):
+        apply_profile_set(demo, reg, {"seed": "x"})
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFETYGRAPH_")}
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.run(
+        [str(BIN / "safetygraph"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_build_steering_with_the_seeds_flags(tmp_path):
+    bad = _cli(["build", "steering", "--personality", "Extroversion, Charisma"], tmp_path)
+    assert bad.returncode == 2 and "'Charisma' not in" in bad.stderr
+    assert "running" not in bad.stdout  # refused before any job
+    wrong = _cli(["build", "refusal", "--personality", "Extroversion"], tmp_path)
+    assert wrong.returncode != 0 and "steering recipe's flags" in wrong.stderr
+    run = _cli(
+        [
+            "build",
+            "steering",
+            "--personality",
+            "EXTROVERSION",
+            "--limit-samples",
+            "8",
+            "--seed",
+            "5",
+            "--out",
+            "out",
+        ],
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    files = {f["path"]: f["rows"] for f in manifest["files"]}
+    assert "seed/extroversion.jsonl" in files and not any("neuroticism" in p for p in files)
+    assert 4 < files["seed/extroversion.jsonl"] <= 8  # the demo has 22
