@@ -24,6 +24,7 @@ from safetygraph.location.checks import datasets as checks_datasets
 from safetygraph.location.checks import export as checks_export
 from safetygraph.location.checks import labeling as checks_labeling
 from safetygraph.location.checks import preference as checks_preference
+from safetygraph.location.checks.factories import files_qa_check
 from safetygraph.location.checks.steering import per_trait as steering_checks
 from safetygraph.location.pipeline_assets import (
     audit,
@@ -52,6 +53,7 @@ from safetygraph.location.pipeline_assets.keys import (
     SOURCE_CHAIN,
     STEERING_CHAIN,
     STEERING_DECONTAMINATION,
+    STEERING_FILES,
 )
 from safetygraph.location.pipeline_assets.placement import gpu_op_tags
 from safetygraph.location.resources import BuildConfig, LLMResource, ParquetIOManager
@@ -64,6 +66,8 @@ from safetygraph.location.sensors import (
     run_failure_alerts,
 )
 from safetygraph.location.sensors.alerts import AlertResource, default_alerts
+
+from safetygraph.recipes.steering.files import STEERING_ROOT
 
 SOURCE_JOB = "source_pipeline"
 DATASET_JOB = "dataset_pipeline"
@@ -196,7 +200,7 @@ def steering_defs(traits, source_blocking: dict, trait_checks: list, gpu_tags: d
             blocking_check_keys(trait_checks, STEERING_CHAIN),
             gpu_tags,
         ),
-        asset_checks=trait_checks,
+        asset_checks=[*trait_checks, files_qa_check(STEERING_FILES, STEERING_ROOT)],
         jobs=[
             define_asset_job(
                 STEERING_TRAIT_JOB,

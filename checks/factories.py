@@ -41,6 +41,40 @@ def at_least(name: str, n: int, minimum: int, metadata: dict | None = None) -> A
     return gate(n >= minimum, {name: n, "minimum": minimum, **(metadata or {})})
 
 
+def files_qa_check(asset: AssetKey, root: str):
+    """A recipe's files QA (``safetygraph qa`` on each JSONL file, summarized in the manifest) as a
+    check at WARN: it fails only where the profile chose ``thresholds.files_qa: warn`` (with
+    ``block``, a failed QA fails the files step and nothing is published)."""
+
+    @asset_check(
+        asset=asset,
+        name="files_qa",
+        description="The QA of every JSONL file written (format, duplicates, PII, source share, "
+        "labels): fails at WARN when a file's verdict is FAIL",
+    )
+    def _check(files: pa.Table, settings: BuildConfig) -> AssetCheckResult:
+        import json
+
+        build_ids = files.column("build_id").unique().to_pylist() if files.num_rows else []
+        summary = {}
+        for build_id in build_ids:
+            manifest = json.loads(settings.storage().read_bytes(root, build_id, "manifest.json"))
+            summary.update(manifest.get("qa_summary") or {})
+        failed = {f: s["failed"] for f, s in summary.items() if s["verdict"] != "PASS"}
+        return AssetCheckResult(
+            passed=not failed,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "files_checked": len(summary),
+                "files_failed": len(failed),
+                "failed": MetadataValue.json(failed),
+                "policy": settings.active().thresholds["files_qa"],
+            },
+        )
+
+    return _check
+
+
 def well_formed_check(
     asset: AssetKey,
     name: str,

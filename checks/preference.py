@@ -12,6 +12,7 @@ from dagster import (
 )
 from safetygraph.location.checks.factories import (
     blocking_check,
+    files_qa_check,
     gate,
     min_rows_check,
     no_duplicates_check,
@@ -23,6 +24,7 @@ from safetygraph.location.checks.factories import (
 )
 from safetygraph.location.pipeline_assets.keys import (
     PREFERENCE_EVAL,
+    PREFERENCE_FILES,
     PREFERENCE_PAIRS,
     PREFERENCE_TRAIN,
 )
@@ -34,6 +36,7 @@ from safetygraph.recipes.preference.dataset import (
     duplicate_pairs,
     malformed_pairs,
 )
+from safetygraph.recipes.preference.files import PREFERENCE_ROOT
 from safetygraph.recipes.preference.pairs import summary
 
 
@@ -158,4 +161,5 @@ def dataset() -> list:
         no_eval_prompts_check(PREFERENCE_TRAIN),
         min_rows_check(PREFERENCE_EVAL, "preference_eval_min"),
         no_leakage_check(PREFERENCE_EVAL, PREFERENCE_TRAIN, "preference_no_leakage"),
+        files_qa_check(PREFERENCE_FILES, PREFERENCE_ROOT),
     ]

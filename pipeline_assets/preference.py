@@ -320,9 +320,12 @@ def preference_files(
         pref.get("training_system_prompt"),
         stats,
         settings.export_version or None,
-        lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
+        lambda path: qa_file(
+            path, profile_thresholds(settings.active().thresholds, pref.get("sources") or ())
+        ),
         card=preference_card(context, settings, preference_train, preference_eval, decont, fmt),
         manifest_extra={"decontamination": decont},
+        qa_policy=settings.active().thresholds["files_qa"],
     )
     storage = settings.storage()
     files_md, files_table = manifest_files(manifest)

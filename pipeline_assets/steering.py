@@ -304,9 +304,15 @@ def write_steering_files(
         kept,
         stats,
         settings.export_version or None,
-        lambda path: qa_file(path, profile_thresholds(settings.active().thresholds)),
+        lambda path: qa_file(
+            path,
+            profile_thresholds(
+                settings.active().thresholds, settings.active().steering.get("sources") or ()
+            ),
+        ),
         card=steering_card(context, settings, kept, decont, trait_checks),
         manifest_extra={"decontamination": decont},
+        qa_policy=settings.active().thresholds["files_qa"],
     )
     files_md, files_table = manifest_files(manifest)
     context.add_output_metadata(

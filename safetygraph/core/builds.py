@@ -77,18 +77,58 @@ def copy_formats(
     return out
 
 
+FILES_QA_POLICIES = ("block", "warn")
+
+
+class QAFailedError(RuntimeError):
+    """A recipe's files failed their QA and the profile blocks on it (thresholds.files_qa)."""
+
+
 def qa_reports(
     folder: str,
     files: list[tuple[str, str, int | None]],
     qa: Callable[[str], dict[str, Any]],
-) -> tuple[str, str, None]:
+) -> tuple[tuple[str, str, None], dict[str, Any]]:
     """``qa_report.json`` in the local ``folder``: ``qa`` run on every JSONL file of ``files``,
-    keyed by its name in the build; the ``(file name, local path, rows)`` entry for ``publish``."""
+    keyed by its name in the build. Returns the ``(file name, local path, rows)`` entry for
+    ``publish`` and the summary for the manifest (:func:`qa_summary`)."""
     reports = {f: {**qa(path), "file": f} for f, path, _rows in files if f.endswith(".jsonl")}
     local = os.path.join(folder, "qa_report.json")
     with open(local, "w") as out:
         json.dump(reports, out, indent=2)
-    return ("qa_report.json", local, None)
+    return ("qa_report.json", local, None), qa_summary(reports)
+
+
+def qa_summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per file: the verdict and each failed metric as one line (``value op threshold``)."""
+    return {
+        name: {
+            "verdict": report["verdict"],
+            "failed": [
+                f"{m['metric']} {m['value']:g} (must be {m['op']} {m['threshold']:g})"
+                for m in report["metrics"]
+                if not m["passed"]
+            ],
+        }
+        for name, report in reports.items()
+    }
+
+
+def qa_gate(recipe: str, summary: dict[str, Any], policy: str) -> list[str]:
+    """The files whose QA failed, as lines; with the ``block`` policy a failure raises before
+    anything is published."""
+    if policy not in FILES_QA_POLICIES:
+        raise QAFailedError(f"thresholds.files_qa {policy!r}: use block or warn")
+    failed = [
+        f"{name}: {'; '.join(s['failed'])}" for name, s in summary.items() if s["verdict"] != "PASS"
+    ]
+    if failed and policy == "block":
+        raise QAFailedError(
+            f"{recipe} files not published: their QA failed ({' | '.join(failed)}); fix the data, "
+            "or set thresholds.files_qa: warn in the profile to publish them with a failed "
+            "files_qa warning"
+        )
+    return failed
 
 
 # a build's dataset card: (the file entries written, an opener of a file by its path in the build)

@@ -56,13 +56,18 @@ class QAFileError(ValueError):
     pass
 
 
-def profile_thresholds(thresholds: dict[str, Any]) -> dict[str, Any]:
+def profile_thresholds(
+    thresholds: dict[str, Any], recipe_sources: list[str] | tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """A profile's QA thresholds (its ``qa`` map, with its confidence floor and low-confidence
-    share), as ``qa_file`` takes them."""
+    share), as ``qa_file`` takes them. For a recipe given one source (``recipe_sources``), every
+    row comes from it by design: the largest single-source share may be 1."""
     out = dict(thresholds.get("qa") or {})
     for key in ("confidence_floor", "max_low_confidence_share"):
         if key in thresholds:
             out.setdefault(key, thresholds[key])
+    if recipe_sources is not None and len(set(recipe_sources)) <= 1:
+        out["max_source_share"] = 1.0
     return out
 
 

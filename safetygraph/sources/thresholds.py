@@ -41,6 +41,9 @@ class Thresholds:
     judge_dev_models: list[str] = field(default_factory=list)  # develop on these, report the rest
     coverage_min: dict[str, int] = field(default_factory=dict)  # rows per outcome
     qa: dict[str, float] = field(default_factory=dict)  # QA report thresholds (export/qa.py)
+    # a recipe's files whose QA (safetygraph qa on each JSONL file) fails: "block" publishes nothing
+    # and fails the files step; "warn" publishes them and fails the files_qa check at WARN
+    files_qa: str = "block"
     # the circuit breaker
     retain_harmful_ratio_min: float = 4.0  # Dr:Ds, from the circuit-breaker plan
     # Ds takes real uplift (response_harmful); true adds attempted compliance, labelled as such

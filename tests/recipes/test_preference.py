@@ -284,7 +284,9 @@ def demo_files(tmp_path_factory):
             per_source, merged = build.run()
             assert all(r.success for r in per_source.values())
             assert merged.success and materialized(merged) == PREFERENCE_ASSETS
-            assert all(checks(merged).values()) and len(checks(merged)) == 9
+            assert (
+                all(checks(merged).values()) and len(checks(merged)) == 10
+            )  # with preference_files:files_qa
             for s, r in per_source.items():
                 assert set(checks(r)) == {
                     "raw_samples:quarantine_rate",

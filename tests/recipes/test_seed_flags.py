@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from safetygraph.recipes.steering.traits import TraitsError, load_traits
 from safetygraph.sources.profile_set import apply_profile_set, parse_profile_set
@@ -84,3 +85,87 @@ def test_build_steering_with_the_seeds_flags(tmp_path):
     files = {f["path"]: f["rows"] for f in manifest["files"]}
     assert "seed/extroversion.jsonl" in files and not any("neuroticism" in p for p in files)
     assert 4 < files["seed/extroversion.jsonl"] <= 8  # the demo has 22
+
+
+def test_qa_summary_and_gate():
+    from safetygraph.core.builds import QAFailedError, qa_gate, qa_summary
+
+    reports = {
+        "train.jsonl": {
+            "verdict": "FAIL",
+            "metrics": [
+                {
+                    "metric": "largest single-source share",
+                    "value": 1.0,
+                    "op": "<=",
+                    "threshold": 0.9,
+                    "passed": False,
+                },
+                {
+                    "metric": "duplicate ids",
+                    "value": 0.0,
+                    "op": "<=",
+                    "threshold": 0.0,
+                    "passed": True,
+                },
+            ],
+        },
+        "eval.jsonl": {"verdict": "PASS", "metrics": []},
+    }
+    summary = qa_summary(reports)
+    assert summary["train.jsonl"]["failed"] == ["largest single-source share 1 (must be <= 0.9)"]
+    assert summary["eval.jsonl"] == {"verdict": "PASS", "failed": []}
+    assert qa_gate("preference", summary, "warn") == [
+        "train.jsonl: largest single-source share 1 (must be <= 0.9)"
+    ]
+    with pytest.raises(QAFailedError, match="preference files not published.*files_qa: warn"):
+        qa_gate("preference", summary, "block")
+    with pytest.raises(QAFailedError, match="use block or warn"):
+        qa_gate("preference", summary, "maybe")
+
+
+def test_a_failed_files_qa_stops_the_line_or_warns_as_the_profile_chose(tmp_path):
+    """A QA threshold the demo's preference files do not meet (largest source share 0.5): by default
+    nothing is published and the build fails naming the metric; a profile with files_qa: warn
+    publishes the files (QA summary in the manifest) and the files_qa check fails at WARN. A
+    one-source recipe is not failed for its single-source share."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFETYGRAPH_")}
+    env.pop("DAGSTER_HOME", None)
+    cli = [str(BIN / "safetygraph")]
+    subprocess.run([*cli, "init", "cfg"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    profiles = tmp_path / "cfg" / "profiles.yaml"
+    body = yaml.safe_load(profiles.read_text())
+    body["profiles"]["demo"]["thresholds"]["qa"] = {"max_source_share": 0.5}
+    profiles.write_text(yaml.safe_dump(body, sort_keys=False))
+    build = [*cli, "--config-dir", "cfg", "build", "preference", "-v"]
+    blocked = subprocess.run(
+        build, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert blocked.returncode == 1, blocked.stdout[-2000:]
+    assert "preference files not published" in blocked.stdout
+    assert "largest single-source share" in blocked.stdout and "(must be <= 0.5)" in blocked.stdout
+    root = tmp_path / ".safetygraph" / "data" / "preference"
+    assert not (root / "LATEST").exists()
+    body["profiles"]["demo"]["thresholds"]["files_qa"] = "warn"
+    profiles.write_text(yaml.safe_dump(body, sort_keys=False))
+    warned = subprocess.run(
+        build, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert warned.returncode == 0, warned.stdout[-3000:]
+    assert "check preference_files:files_qa FAIL (WARN)" in warned.stdout
+    manifest = json.loads((root / (root / "LATEST").read_text() / "manifest.json").read_text())
+    assert manifest["qa_summary"]["train.jsonl"]["verdict"] == "FAIL"
+    one = subprocess.run(
+        [*cli, "build", "preference", "-v"],
+        cwd=tmp_path,
+        env={
+            **env,
+            "SAFETYGRAPH_PROFILE_SET": json.dumps({"preference": {"sources": ["demo_hh_pairs"]}}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert one.returncode == 0 and "check preference_files:files_qa pass" in one.stdout, one.stdout[
+        -3000:
+    ]

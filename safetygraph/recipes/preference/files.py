@@ -12,7 +12,14 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.builds import CardHook, copy_formats, publish, qa_reports, versioned_build_id
+from safetygraph.core.builds import (
+    CardHook,
+    copy_formats,
+    publish,
+    qa_gate,
+    qa_reports,
+    versioned_build_id,
+)
 from safetygraph.core.storage import Storage
 from safetygraph.recipes.preference.dataset import trl_sql
 
@@ -30,6 +37,7 @@ def write_files(
     qa: Callable[[str], dict[str, Any]] | None = None,
     card: CardHook | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    qa_policy: str = "block",
 ) -> dict[str, Any]:
     """Write the TRL files of both splits; the manifest records the format and the stats. With a
     ``version`` the build is ``preference/v<version>/`` (``core.builds.versioned_build_id``)."""
@@ -45,8 +53,12 @@ def write_files(
             *copy_formats(con, trl_sql(fmt, system_prompt, "tr"), tmp, "train", train.num_rows),
             *copy_formats(con, trl_sql(fmt, system_prompt, "ev"), tmp, "eval", evals.num_rows),
         ]
+        qa_facts = {}
         if qa is not None:  # the QA of every JSONL file written (safetygraph qa on each)
-            files.append(qa_reports(tmp, files, qa))
+            entry, summary = qa_reports(tmp, files, qa)
+            qa_gate("preference", summary, qa_policy)  # "block": nothing is published
+            files.append(entry)
+            qa_facts = {"qa_summary": summary}
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)
@@ -62,6 +74,7 @@ def write_files(
                 "format": fmt,
                 "training_system_prompt": system_prompt,
                 **(manifest_extra or {}),
+                **qa_facts,
             },
             card,
         )

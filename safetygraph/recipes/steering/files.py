@@ -14,7 +14,14 @@ from typing import Any
 import pyarrow as pa
 
 from safetygraph.core import duck
-from safetygraph.core.builds import CardHook, copy_formats, publish, qa_reports, versioned_build_id
+from safetygraph.core.builds import (
+    CardHook,
+    copy_formats,
+    publish,
+    qa_gate,
+    qa_reports,
+    versioned_build_id,
+)
 from safetygraph.core.duck import sql_literal
 from safetygraph.core.storage import Storage
 from safetygraph.recipes.steering.pairs import files_sql
@@ -30,6 +37,7 @@ def write_files(
     qa: Callable[[str], dict[str, Any]] | None = None,
     card: CardHook | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    qa_policy: str = "block",
 ) -> dict[str, Any]:
     """``pairs``: the kept pairs of each trait. With a ``version``: ``steering/v<version>/``."""
     build_id, _ = versioned_build_id(
@@ -46,8 +54,12 @@ def write_files(
             for trait, table in pairs.items():
                 per_trait = sql.replace("FROM t ", f"FROM t WHERE trait = {sql_literal(trait)} ")
                 files += copy_formats(con, per_trait, tmp, f"{fmt}/{trait}", table.num_rows)
+        qa_facts = {}
         if qa is not None:  # the QA of every JSONL file written (safetygraph qa on each)
-            files.append(qa_reports(tmp, files, qa))
+            entry, summary = qa_reports(tmp, files, qa)
+            qa_gate("steering", summary, qa_policy)  # "block": nothing is published
+            files.append(entry)
+            qa_facts = {"qa_summary": summary}
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)
@@ -62,6 +74,7 @@ def write_files(
                 "version": version,
                 "traits": list(pairs),
                 **(manifest_extra or {}),
+                **qa_facts,
             },
             card,
         )
