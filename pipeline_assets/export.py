@@ -16,6 +16,7 @@ from safetygraph.location.pipeline_assets.keys import (
 from safetygraph.location.pipeline_assets.metadata import manifest_files
 from safetygraph.location.resources import BuildConfig
 
+from safetygraph.core.builds import qa_summary
 from safetygraph.core.tables import StoredTable
 from safetygraph.export import seed_compat
 from safetygraph.export.card import generation_summary, judge_rows
@@ -176,6 +177,12 @@ def qa_report(
     return table
 
 
+def _final_dataset(dataset, train, evals, eval_only: tuple[str, ...]):
+    """final_dataset.json(l): streamed by DuckDB from the stored table into the build, each row
+    with its side of the split and whether it is evaluation-only."""
+    return lambda folder: seed_compat.copy_final_dataset(dataset, folder, train, evals, eval_only)
+
+
 @asset(
     deps=["qa_report", "review_sample"],
     group_name="export",
@@ -213,8 +220,8 @@ def export(
     writers = []
     if t["seed_compat"]:  # the rejection-detection system's names, on by default
         extra.update(seed_files(storage, refusal_dataset, t))
-        # final_dataset.json(l): streamed by DuckDB from the stored table into the build
-        writers.append(lambda folder: seed_compat.copy_final_dataset(refusal_dataset, folder))
+        eval_only = tuple(profile.decontamination.eval_only)
+        writers.append(_final_dataset(refusal_dataset, refusal_train, refusal_eval, eval_only))
     manifest = write_export(
         storage,
         {"refusal_dataset": refusal_dataset, "train": refusal_train, "eval": refusal_eval},
@@ -224,7 +231,11 @@ def export(
         writers,
         version,
         card=card,
-        manifest_extra={"decontamination": decont},
+        manifest_extra={
+            "decontamination": decont,
+            # the QA report's verdict and failed metrics (S2: the QA summary in the manifest)
+            "qa_summary": qa_summary({"refusal_dataset": json.loads(extra["qa_report.json"])}),
+        },
     )
     build_dir = storage.uri(EXPORT_ROOT, manifest["build_id"])
     files_md, files_table = manifest_files(manifest)

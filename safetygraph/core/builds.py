@@ -100,18 +100,23 @@ def qa_reports(
 
 
 def qa_summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per file: the verdict and each failed metric as one line (``value op threshold``)."""
-    return {
-        name: {
-            "verdict": report["verdict"],
-            "failed": [
-                f"{m['metric']} {m['value']:g} (must be {m['op']} {m['threshold']:g})"
-                for m in report["metrics"]
-                if not m["passed"]
-            ],
-        }
-        for name, report in reports.items()
-    }
+    """Per file: the verdict and each failed metric as one line (``value op threshold``), and the
+    failed Great Expectations expectations where the report has them."""
+
+    def num(x: Any) -> str:
+        return f"{x:g}" if isinstance(x, int | float) and not isinstance(x, bool) else str(x)
+
+    out = {}
+    for name, report in reports.items():
+        failed = [
+            f"{m['metric']} {num(m['value'])} (must be {m['op']} {num(m['threshold'])})"
+            for m in report["metrics"]
+            if not m["passed"]
+        ]
+        gx = [r for r in report.get("great_expectations") or () if not r.get("success", True)]
+        failed += [f"great expectation {r.get('expectation', r)} failed" for r in gx]
+        out[name] = {"verdict": report["verdict"], "failed": failed}
+    return out
 
 
 def qa_gate(recipe: str, summary: dict[str, Any], policy: str) -> list[str]:

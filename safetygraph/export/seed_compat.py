@@ -3,7 +3,9 @@
 - ``final_dataset.json`` (a JSON array) and ``final_dataset.jsonl``: one record per labelled row,
   ``id, source, prompt, response, head_a`` (outcome), ``head_b`` (style), ``head_c_a`` (harm
   categories), ``head_c_b`` (harmless topics), ``head_d {prompt_harmful, response_harmful,
-  response_refusal}``, ``metadata {confidence, rationale, judge_model}``;
+  response_refusal}``, ``metadata {confidence, rationale, judge_model}``; and, beyond the seed's
+  fields, ``split`` (``train`` or ``eval``: the row's side in the refusal split) and ``eval_only``
+  (from an evaluation set the profile builds from: never trained on), so a loader can keep them out;
 - ``audit/audit_report.json``: quality metrics, distributions, coverage and recommendations;
 - ``audit/human_review_samples.json``: the stratified review sample, with empty human fields.
 
@@ -23,38 +25,64 @@ from safetygraph.core.tables import StoredTable, connect, read_columns
 from safetygraph.labeling.review import confidence_distribution, coverage
 from safetygraph.recipes.refusal.dataset import dataset_info
 
+
 # the seed's record; DuckDB writes it straight from the table's file, never a Python object per row
-_RECORD_SQL = """
+def _record_sql(eval_only: tuple[str, ...]) -> str:
+    held = ", ".join(duck.sql_literal(s) for s in eval_only) or "NULL"
+    return f"""
 SELECT id, source, prompt, response, label_outcome AS head_a, label_style AS head_b,
   harm_categories AS head_c_a, harmless_topics AS head_c_b,
   struct_pack(prompt_harmful := prompt_harmful, response_harmful := response_harmful,
               response_refusal := response_refusal) AS head_d,
   struct_pack(confidence := label_confidence, rationale := label_rationale,
-              judge_model := judge) AS metadata
+              judge_model := judge) AS metadata,
+  CASE WHEN id IN (SELECT id FROM tr) THEN 'train' WHEN id IN (SELECT id FROM ev) THEN 'eval'
+  END AS split,
+  coalesce(source IN ({held}), false) AS eval_only
 FROM t ORDER BY id
 """
 
 
-def final_records(table: pa.Table | StoredTable) -> list[str]:
+def _connect(table, train, evals):
+    empty = pa.table({"id": pa.array([], pa.string())})
+    return connect(
+        t=table,
+        tr=train if train is not None else empty,
+        ev=evals if evals is not None else empty,
+    )
+
+
+def final_records(
+    table: pa.Table | StoredTable,
+    train: pa.Table | StoredTable | None = None,
+    evals: pa.Table | StoredTable | None = None,
+    eval_only: tuple[str, ...] = (),
+) -> list[str]:
     """One JSON text per row, in id order (what ``final_dataset.jsonl`` holds; for tests and
     small tables)."""
-    con = connect(t=table)
-    return [r[0] for r in duck.rows(con, f"SELECT to_json(r)::VARCHAR FROM ({_RECORD_SQL}) r")]
+    con = _connect(table, train, evals)
+    sql = _record_sql(eval_only)
+    return [r[0] for r in duck.rows(con, f"SELECT to_json(r)::VARCHAR FROM ({sql}) r")]
 
 
 def copy_final_dataset(
-    table: pa.Table | StoredTable, folder: str
+    table: pa.Table | StoredTable,
+    folder: str,
+    train: pa.Table | StoredTable | None = None,
+    evals: pa.Table | StoredTable | None = None,
+    eval_only: tuple[str, ...] = (),
 ) -> list[tuple[str, str, int | None]]:
     """``final_dataset.jsonl`` and ``final_dataset.json`` (one JSON array) in the local ``folder``,
-    streamed by DuckDB from the table: ``(file name, local path, rows)`` for ``publish``."""
-    con = connect(t=table)
+    streamed by DuckDB from the table, each row with its side of the refusal split (``train``,
+    ``evals``) and whether its source is evaluation-only: ``(file name, local path, rows)``."""
+    con = _connect(table, train, evals)
     out = []
     for fname, fmt in (
         ("final_dataset.jsonl", "FORMAT json"),
         ("final_dataset.json", "FORMAT json, ARRAY true"),
     ):
         local = os.path.join(folder, fname)
-        con.execute(f"COPY ({_RECORD_SQL}) TO '{local}' ({fmt})")
+        con.execute(f"COPY ({_record_sql(eval_only)}) TO '{local}' ({fmt})")
         out.append((fname, local, table.num_rows if fname.endswith(".jsonl") else None))
     return out
 
