@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,21 +126,31 @@ def build(
     recipes = parse_recipes(recipe)
     if out and Path(out).exists() and any(Path(out).iterdir()):
         raise BuildError(f"--out {out}: the folder exists and is not empty; give a new one")
-    if version:
-        os.environ["SAFETYGRAPH_EXPORT_VERSION"] = version
-    _prepare_env(profile)
-    saved = os.environ.get("SAFETYGRAPH_PROFILE_SET")
-    if profile_set is not None:
-        os.environ["SAFETYGRAPH_PROFILE_SET"] = json.dumps(profile_set)
-    try:
+    scoped = {
+        "SAFETYGRAPH_PROFILE": profile,
+        "SAFETYGRAPH_EXPORT_VERSION": version,
+        "SAFETYGRAPH_PROFILE_SET": None if profile_set is None else json.dumps(profile_set),
+    }
+    with _scoped_env(scoped):  # this build's settings do not leak into the next one
+        _prepare_env(None)
         return _Build(recipes, tuple(sources), allow_partial, echo, verbose).run(
             version, str(out) if out else None, only_sources
         )
-    finally:  # this build's settings do not leak into the next one in the same process
-        if saved is None:
-            os.environ.pop("SAFETYGRAPH_PROFILE_SET", None)
-        else:
-            os.environ["SAFETYGRAPH_PROFILE_SET"] = saved
+
+
+@contextmanager
+def _scoped_env(values: dict[str, str | None]) -> Iterator[None]:
+    """The given variables set (a ``None`` leaves one as it is) and restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class _Build:
