@@ -3,8 +3,8 @@
 
 In a checkout these live at the repository root, the layout the design asks for; this package's
 path is extended to the root so they import as ``safetygraph.location.<name>`` there too. In the
-wheel, setuptools installs them here (``setup.py`` copies ``definitions.py``; pyproject's
-package-dir maps the folders), so nothing with a generic top-level name (``checks``, ``resources``,
+wheel, setuptools installs them here (``setup.py`` maps the folders with ``package_dir`` and
+copies ``definitions.py``), so nothing with a generic top-level name (``checks``, ``resources``,
 ``schemas``) is installed into site-packages.
 """
 
