@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -93,3 +94,14 @@ def kill_after_chunks(
     proc.kill()
     proc.wait()
     return len(list(cache_dir.glob("*.parquet")))
+
+
+def user_env(**extra: str) -> dict:
+    """The environment of a user with nothing set: data, the Dagster instance and the configuration
+    come from the current folder (no SAFETYGRAPH_* variable, no DAGSTER_HOME, no PYTHONPATH)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SAFETYGRAPH_") and k not in ("DAGSTER_HOME", "PYTHONPATH")
+    }
+    return {**env, **extra}

@@ -99,6 +99,24 @@ def qa_reports(
     return ("qa_report.json", local, None), qa_summary(reports)
 
 
+def checked_qa(
+    recipe: str,
+    folder: str,
+    files: list[tuple[str, str, int | None]],
+    qa: Callable[[str], dict[str, Any]] | None,
+    policy: str,
+) -> dict[str, Any]:
+    """The QA of a recipe's files before they are published: ``qa_report.json`` appended to
+    ``files`` and ``{"qa_summary": ...}`` for the manifest; a failure under the ``block`` policy
+    raises (:func:`qa_gate`). Without ``qa``, nothing."""
+    if qa is None:
+        return {}
+    entry, summary = qa_reports(folder, files, qa)
+    qa_gate(recipe, summary, policy)
+    files.append(entry)
+    return {"qa_summary": summary}
+
+
 def qa_summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per file: the verdict and each failed metric as one line (``value op threshold``), and the
     failed Great Expectations expectations where the report has them."""

@@ -7,7 +7,6 @@ fresh virtual environment and runs it from an unrelated folder."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,19 +17,10 @@ from pathlib import Path
 import yaml
 
 import safetygraph
+from tests.helpers import user_env
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _clean_env(**extra: str) -> dict:
-    """The environment of a user with nothing set: data, instance and config from the folder."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("SAFETYGRAPH_") and k not in ("DAGSTER_HOME", "PYTHONPATH")
-    }
-    return {**env, **extra}
 
 
 def test_wheel_holds_the_code_location_and_no_generic_top_level_names(tmp_path):
@@ -96,7 +86,7 @@ def test_init_and_an_edited_profile_change_a_build(tmp_path, readme_demo):
     """`safetygraph init` writes the configuration; the demo profile edited there to one steering
     trait gives a steering build with that trait only (the packaged profile builds two); data and
     the instance land in the current folder."""
-    env = _clean_env()
+    env = user_env()
     cli = str(BIN / "safetygraph")
     subprocess.run([cli, "init", "cfg"], cwd=tmp_path, env=env, check=True, capture_output=True)
     for name in ("profiles.yaml", "sources.yaml", "constitution.yaml", "traits.yaml", "README.md"):
@@ -156,7 +146,7 @@ def test_the_readme_python_api_example_runs(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", _readme_example()],
         cwd=tmp_path,
-        env=_clean_env(),
+        env=user_env(),
         capture_output=True,
         text=True,
         timeout=600,

@@ -5,7 +5,6 @@ before any job runs. The flags are settings laid over the profile (SAFETYGRAPH_P
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 from safetygraph.recipes.steering.traits import TraitsError, load_traits
 from safetygraph.sources.profile_set import apply_profile_set, parse_profile_set
 from safetygraph.sources.registry import RegistryError, load_registry
+from tests.helpers import user_env
 
 BIN = Path(sys.executable).parent
 
@@ -47,12 +47,10 @@ def test_a_profile_set_lays_settings_over_the_profile_and_checks_them():
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFETYGRAPH_")}
-    env.pop("DAGSTER_HOME", None)
     return subprocess.run(
         [str(BIN / "safetygraph"), *args],
         cwd=cwd,
-        env=env,
+        env=user_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -129,8 +127,7 @@ def test_a_failed_files_qa_stops_the_line_or_warns_as_the_profile_chose(tmp_path
     nothing is published and the build fails naming the metric; a profile with files_qa: warn
     publishes the files (QA summary in the manifest) and the files_qa check fails at WARN. A
     one-source recipe is not failed for its single-source share."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFETYGRAPH_")}
-    env.pop("DAGSTER_HOME", None)
+    env = user_env()
     cli = [str(BIN / "safetygraph")]
     subprocess.run([*cli, "init", "cfg"], cwd=tmp_path, env=env, check=True, capture_output=True)
     profiles = tmp_path / "cfg" / "profiles.yaml"

@@ -14,10 +14,9 @@ import pyarrow as pa
 from safetygraph.core import duck
 from safetygraph.core.builds import (
     CardHook,
+    checked_qa,
     copy_formats,
     publish,
-    qa_gate,
-    qa_reports,
     versioned_build_id,
 )
 from safetygraph.core.storage import Storage
@@ -53,12 +52,8 @@ def write_files(
             *copy_formats(con, trl_sql(fmt, system_prompt, "tr"), tmp, "train", train.num_rows),
             *copy_formats(con, trl_sql(fmt, system_prompt, "ev"), tmp, "eval", evals.num_rows),
         ]
-        qa_facts = {}
-        if qa is not None:  # the QA of every JSONL file written (safetygraph qa on each)
-            entry, summary = qa_reports(tmp, files, qa)
-            qa_gate("preference", summary, qa_policy)  # "block": nothing is published
-            files.append(entry)
-            qa_facts = {"qa_summary": summary}
+        # safetygraph qa on every JSONL file; a failure under "block" publishes nothing
+        qa_facts = checked_qa("preference", tmp, files, qa, qa_policy)
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)

@@ -16,10 +16,9 @@ import pyarrow as pa
 from safetygraph.core import duck
 from safetygraph.core.builds import (
     CardHook,
+    checked_qa,
     copy_formats,
     publish,
-    qa_gate,
-    qa_reports,
     versioned_build_id,
 )
 from safetygraph.core.duck import sql_literal
@@ -54,12 +53,8 @@ def write_files(
             for trait, table in pairs.items():
                 per_trait = sql.replace("FROM t ", f"FROM t WHERE trait = {sql_literal(trait)} ")
                 files += copy_formats(con, per_trait, tmp, f"{fmt}/{trait}", table.num_rows)
-        qa_facts = {}
-        if qa is not None:  # the QA of every JSONL file written (safetygraph qa on each)
-            entry, summary = qa_reports(tmp, files, qa)
-            qa_gate("steering", summary, qa_policy)  # "block": nothing is published
-            files.append(entry)
-            qa_facts = {"qa_summary": summary}
+        # safetygraph qa on every JSONL file; a failure under "block" publishes nothing
+        qa_facts = checked_qa("steering", tmp, files, qa, qa_policy)
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)
