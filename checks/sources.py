@@ -1,6 +1,7 @@
 """Gates on ingestion (per source): schema, minimum rows, unique ids, the quarantine rate; and a
 warning for upstream ids reused with different content."""
 
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -25,7 +26,8 @@ from safetygraph.location.schemas import (
     RawRecord,
 )
 
-from safetygraph.core.tables import StoredTable
+from safetygraph.core.tables import StoredTable, read_columns
+from safetygraph.sources.errors import SKIPPED
 from safetygraph.sources.quality import reused_source_ids as source_ids_reused
 
 
@@ -39,13 +41,18 @@ def per_source(partitions: PartitionsDefinition) -> list:
     def quarantine_rate(
         raw_samples: StoredTable, raw_quarantine: StoredTable, settings: BuildConfig
     ) -> AssetCheckResult:
-        read = raw_samples.num_rows + raw_quarantine.num_rows
-        rate = raw_quarantine.num_rows / read if read else 0.0
+        # rows a builder skips by design (reason "skipped: ...") are kept and shown, not counted
+        reasons = read_columns(raw_quarantine, ["reason"]).column("reason")
+        skipped = pc.sum(pc.starts_with(reasons, f"{SKIPPED}:")).as_py() or 0
+        bad = raw_quarantine.num_rows - skipped
+        read = raw_samples.num_rows + bad
+        rate = bad / read if read else 0.0
         limit = float(settings.threshold("quarantine_rate_max"))
         return gate(
             rate <= limit,
             {
-                "quarantined": raw_quarantine.num_rows,
+                "quarantined": bad,
+                "skipped": skipped,
                 "rows": raw_samples.num_rows,
                 "rate": round(rate, 6),
                 "max": limit,

@@ -375,15 +375,17 @@ def stage2_card(
     group_name="circuit_breaker",
     kinds={"json", "file"},
     owners=[OWNER],
-    description="The circuit breaker's export: harmful/<source|kind>.jsonl, retain/<source|kind>.jsonl, "
-    "stage2/harmful.jsonl, stage2/retain.jsonl, stage2/train.jsonl, stage2/eval.jsonl, and under "
+    description="The circuit breaker's export: harmful/<file>.jsonl and retain/<file>.jsonl (each row "
+    "in one file: the plan's names such as agentdojo_failures, tau2_traces, else one per sample "
+    "kind), stage2/harmful.jsonl, stage2/retain.jsonl, stage2/train.jsonl, stage2/eval.jsonl (the "
+    "holdout of the trainable rows), stage2/eval_only.jsonl (evaluation-set rows), and under "
     "stage2/ validation_report.json, stats.json and the QA report (md, json), then a manifest; "
     "written only when every circuit-breaker gate upstream passed.",
+    # the shards' gates block the files; their rows come through stage2_samples
+    deps=["harmful_shard", "retain_shard"],
 )
 def stage2_files(
     context: AssetExecutionContext,
-    harmful_shard: StoredTable,
-    retain_shard: StoredTable,
     stage2_samples: StoredTable,
     validation_report: pa.Table,
     train_split: StoredTable,
@@ -405,8 +407,7 @@ def stage2_files(
     manifest = cb.write_files(
         storage,
         build_id,
-        harmful_shard,
-        retain_shard,
+        stage2_samples,
         train_split,
         eval_split,
         report,
@@ -416,6 +417,7 @@ def stage2_files(
         card=stage2_card(context, settings, stage2_samples, decont, judge_quality),
         held_out_sources=held_out,
         held_out_hashes=eval_only_hashes(dataset_decontamination),
+        file_names=settings.stage2_file_names(),
     )
     failed_qa = [m.name for m in metrics if not m.passed]
     if failed_qa:

@@ -326,6 +326,7 @@ def preference_files(
         card=preference_card(context, settings, preference_train, preference_eval, decont, fmt),
         manifest_extra={"decontamination": decont},
         qa_policy=settings.active().thresholds["files_qa"],
+        upstream=settings.upstream_ids(pref.get("sources") or ()),
     )
     storage = settings.storage()
     files_md, files_table = manifest_files(manifest)

@@ -116,6 +116,23 @@ class BuildConfig(ConfigurableResource):
         specs = [self.registry().source(s, self.profile) for s in self.active().sources]
         return tuple(s.name for s in specs if s.harmful_set == "never")
 
+    def upstream_ids(self, sources) -> dict[str, str]:
+        """{source: upstream dataset id} for the named sources the registry reads from the Hugging
+        Face Hub by default (``medquad`` -> ``lavita/MedQuAD``), also where a profile reads a
+        local copy instead."""
+        out = {}
+        for name in sources:
+            spec = self.registry().source(name)
+            if spec.kind == "hf" and spec.location.get("id"):
+                out[name] = str(spec.location["id"])
+        return out
+
+    def stage2_file_names(self) -> dict[str, dict[str, str]]:
+        """{source: {harmful|retain: file stem}} for the active profile's sources that name the
+        circuit-breaker plan's files."""
+        specs = (self.source(n) for n in self.active().sources)
+        return {s.name: dict(s.stage2_files) for s in specs if s.stage2_files}
+
     def attack_outcome_paths(self) -> dict[str, tuple[str, ...]]:
         """{source: attack_outcome paths} for the active profile's sources that declare them."""
         specs = (self.source(n) for n in self.active().sources)

@@ -39,6 +39,7 @@ SLOW_MODULES = {
     "test_gold",
     "test_install",
     "test_seed_flags",
+    "test_seed_oracles",
 }
 
 
@@ -95,6 +96,57 @@ def readme_demo(tmp_path_factory) -> DemoRun:
         text=True,
         timeout=600,
     )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return DemoRun(result, root)
+
+
+def _shared_build_answer(body: dict) -> str:
+    """The stand-in model server of the shared build: a careful teacher, a terse direct model, and
+    a short answer for every other config (deterministic)."""
+    question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"][:80]
+    model = body.get("model", "")
+    if model in ("teacher", "careful-teacher"):
+        return (
+            f"A careful answer about {question}: the usual causes, the treatment options, and "
+            "please see a clinician if the symptoms persist or get worse."
+        )
+    if model in ("direct", "less-safe-direct"):
+        return f"Direct answer: {question} Take the usual dose and don't bother with a doctor."
+    return "Here is a short, careful answer: " + question
+
+
+@pytest.fixture(scope="session")
+def shared_build(tmp_path_factory) -> DemoRun:
+    """`safetygraph demo --profile shared` (the real files in ../shared/data) with a stand-in model
+    server on loopback answering the prompts that have no recorded answer; its Dr:Ds floor set
+    aside (the stand-in answers every harmful prompt alike, so Ds holds no judged completion).
+    Shared by the seeds' oracle tests (read-only)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not present at {SHARED_DATA}")
+    from tests.fake_openai import FakeOpenAI
+
+    root = tmp_path_factory.mktemp("shared_build")
+    body = yaml.safe_load((REPO / "config" / "profiles.yaml").read_text())
+    body["profiles"]["shared"]["thresholds"]["retain_harmful_ratio_min"] = 0.0
+    profiles = root / "profiles.yaml"
+    profiles.write_text(yaml.safe_dump(body))
+    with FakeOpenAI(responder=_shared_build_answer) as server:
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(root / "home"),
+            "SAFETYGRAPH_BASE_URI": str(root / "data"),
+            "SAFETYGRAPH_PROFILES": str(profiles),
+            "SAFETYGRAPH_OPENAI_BASE_URL": server.url,
+        }
+        env.pop("SAFETYGRAPH_PROFILE", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "safetygraph", "demo", "--profile", "shared"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+        )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return DemoRun(result, root)
 

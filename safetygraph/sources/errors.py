@@ -7,3 +7,16 @@ class SourceError(RuntimeError):
 
 class RowError(ValueError):
     """One row that cannot be used; it goes to the quarantine with this message as its reason."""
+
+
+SKIPPED = "skipped"
+
+
+class RowSkipped(RowError):
+    """A well-formed row the source's builder cannot use by design (a tau2 task without expected
+    agent actions has no trace to build without a model). It is kept in the quarantine table with
+    its reason, prefixed ``skipped:``, and not counted against ``quarantine_rate_max``: it is not
+    bad input."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{SKIPPED}: {reason}")

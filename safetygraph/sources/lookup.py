@@ -1,11 +1,12 @@
 """A source's lookup: a value of the row found in a second file by a column of the row (GPTFuzz
 keeps each answer's question index, the question's text in another file). Declared in the registry
 as ``lookup: {column, path, key, value, as}``; the looked-up value becomes the row's column ``as``,
-which the mapping can name."""
+which the mapping can name. Also the check of an entry's ``stage2_files``."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,28 @@ def parse_lookup(body: Any, where: str) -> dict[str, str]:
             f"(missing {missing or 'none'}, unknown {extra or 'none'})"
         )
     return {k: str(v) for k, v in lookup.items()}
+
+
+FILE_STEM = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+def parse_stage2_files(body: Any, where: str) -> dict[str, str]:
+    """The entry's ``stage2_files`` checked: keys harmful and/or retain, each a file stem."""
+    from safetygraph.sources.registry import RegistryError
+
+    files = dict(body or {})
+    unknown = sorted(set(files) - {"harmful", "retain"})
+    if unknown:
+        raise RegistryError(
+            f"{where}: stage2_files keys {unknown} are unknown; use harmful and retain"
+        )
+    bad = [v for v in files.values() if not FILE_STEM.match(str(v))]
+    if bad:
+        raise RegistryError(
+            f"{where}: stage2_files names {bad} must be file stems (lower-case letters, digits, "
+            "underscores; no .jsonl)"
+        )
+    return {k: str(v) for k, v in files.items()}
 
 
 def load_lookup(spec: SourceSpec) -> dict[str, str]:

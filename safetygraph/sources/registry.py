@@ -22,7 +22,7 @@ import yaml
 
 from safetygraph.core.paths import PACKAGED_CONFIG, config_file, resolve_registry_path
 from safetygraph.sources.eval_sets import Decontamination, EvalSetError
-from safetygraph.sources.lookup import parse_lookup
+from safetygraph.sources.lookup import parse_lookup, parse_stage2_files
 from safetygraph.sources.thresholds import ThresholdError, parse_thresholds
 
 KINDS = ("hf", "url", "local")
@@ -113,6 +113,9 @@ class SourceSpec:
     # the judge calls harmful do) or "never" (human-preferred answers such as hh-rlhf's chosen:
     # a row judged harmful is left out of Ds, with the reason)
     harmful_set: str = "judged"
+    # the circuit-breaker plan's file names for the source's rows, {harmful: stem, retain: stem}
+    # (else one file per sample kind: recipes/circuit_breaker/files.py)
+    stage2_files: dict[str, str] = field(default_factory=dict)
     builder: str | None = None  # one of BUILDERS
     # text fields whose numbers may become text (otherwise a number where text belongs is quarantined)
     coerce: tuple[str, ...] = ()
@@ -272,6 +275,7 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
             where,
             f"harmful_set {harmful_set!r} is unknown; use {' or '.join(HARMFUL_SET_POLICIES)}",
         )
+    stage2_files = parse_stage2_files(entry.get("stage2_files"), where)
     row_limit = entry.get("row_limit")
     if row_limit is not None and (not isinstance(row_limit, int) or row_limit <= 0):
         raise _err(where, f"row_limit {row_limit!r} must be a positive integer or null")
@@ -302,6 +306,7 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
         token_env=entry.get("token_env"),
         attack_outcome=tuple(str(x) for x in outcome),
         harmful_set=harmful_set,
+        stage2_files=stage2_files,
         builder=builder,
         coerce=coerce,
         max_text_chars=max_chars,
@@ -360,6 +365,7 @@ def _spec_to_entry(spec: SourceSpec) -> dict[str, Any]:
         "token_env": spec.token_env,
         "attack_outcome": list(spec.attack_outcome),
         "harmful_set": spec.harmful_set,
+        "stage2_files": spec.stage2_files,
         "builder": spec.builder,
         "coerce": list(spec.coerce),
         "max_text_chars": spec.max_text_chars,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from safetygraph.core.records import canonical_json
-from safetygraph.sources.errors import RowError
+from safetygraph.sources.errors import RowError, RowSkipped
 from safetygraph.sources.rows import get_path, to_message
 
 TAU2_SYSTEM = (
@@ -34,7 +34,8 @@ def tau2_trace(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     (evaluation_criteria.actions, requestor other than the user) as one tool call per assistant turn.
     tasks.json records no tool outputs: the turns between calls say so instead of inventing them,
     and the trace ends with the last call. Tool schemas are inferred from the recorded arguments.
-    A task without agent actions becomes a prompt-only row (answered by the generation step)."""
+    A task without agent actions has no trace to build without a model: it is skipped
+    (``RowSkipped``, kept in the quarantine table with the reason, never blocking the source)."""
     instructions = get_path(row, "user_scenario.instructions")
     if isinstance(instructions, dict):
         parts = [instructions.get("reason_for_call"), instructions.get("known_info")]
@@ -53,6 +54,11 @@ def tau2_trace(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
         for a in (criteria.get("actions") or [])
         if isinstance(a, dict) and a.get("name") and a.get("requestor", "assistant") != "user"
     ]
+    if not actions:
+        raise RowSkipped(
+            "tau2 task has no expected agent actions (evaluation_criteria.actions): no trace to "
+            f"build without a model (task {row.get('id', '?')})"
+        )
     messages = [
         to_message({"role": "system", "content": TAU2_SYSTEM}, 0, "tau2"),
         to_message({"role": "user", "content": request}, 1, "tau2"),

@@ -413,11 +413,12 @@ def test_real_tau2_traces_pass_validation_and_preflight(shared_data, realistic_t
         assert again.filter(pa.compute.is_valid(again.column("error"))).num_rows == 0
         counts[name] = (raw.num_rows, samples.num_rows, kept.num_rows)
     assert {k: v[:2] for k, v in counts.items()} == {
-        "tau2_airline": (50, 43),
-        "tau2_retail": (114, 112),
-        "tau2_telecom": (114, 43),  # most telecom actions are the user's own (on the phone)
-        "tau2_mock": (10, 6),  # two of the traces are exact copies of others
-        "tau2_banking_knowledge": (97, 90),
+        # raw: the tasks with expected agent actions (the others are skipped, with the reason)
+        "tau2_airline": (43, 43),
+        "tau2_retail": (112, 112),
+        "tau2_telecom": (91, 43),  # telecom tasks share 5 requests: most traces repeat another
+        "tau2_mock": (8, 6),  # two of the traces are exact copies of others
+        "tau2_banking_knowledge": (90, 90),
     }
     assert sum(v[2] for v in counts.values()) >= 180  # most traces fit in 2048 tokens
     print("tau2 (tasks, traces, within 2048 tokens):", counts)
@@ -534,31 +535,35 @@ def test_a_set_at_the_production_gates_writes_the_stage2_files(tmp_path):
     manifest = json.loads(storage.read_bytes("circuit_breaker", build_id, "manifest.json"))
     paths = {f["path"]: f for f in manifest["files"]}
     assert set(paths) == {
-        "harmful/crafted.jsonl",
-        "retain/crafted.jsonl",
-        # per kind as well as per source, as the plan lays them out
-        "harmful/harmful_completion.jsonl",
+        # each row in exactly one file, one per sample kind (the source names no plan file)
+        "harmful/harmful_completions.jsonl",
         "retain/adversarial_safe.jsonl",
-        "retain/benign_answer.jsonl",
+        "retain/benign_answers.jsonl",
         "stage2/harmful.jsonl",
         "stage2/retain.jsonl",
         "stage2/train.jsonl",
         "stage2/eval.jsonl",
+        "stage2/eval_only.jsonl",
         "README.md",  # the dataset card
         "token_stats.json",
         "stage2/validation_report.json",
         "stage2/stats.json",
         "stage2/qa_report.md",
         "stage2/qa_report.json",
+        "schemas/canonical_sample_schema.json",  # the plan's schema file
     }
-    assert paths["stage2/harmful.jsonl"]["rows"] == paths["harmful/crafted.jsonl"]["rows"]
-    assert paths["stage2/retain.jsonl"]["rows"] == paths["retain/crafted.jsonl"]["rows"]
+    assert (
+        paths["stage2/harmful.jsonl"]["rows"] == paths["harmful/harmful_completions.jsonl"]["rows"]
+    )
     assert paths["stage2/train.jsonl"]["rows"] + paths["stage2/eval.jsonl"]["rows"] == 550
+    assert paths["stage2/eval_only.jsonl"]["rows"] == 0  # no evaluation set among the sources
     assert paths["retain/adversarial_safe.jsonl"]["rows"] == 400
     assert (
-        paths["retain/adversarial_safe.jsonl"]["rows"] + paths["retain/benign_answer.jsonl"]["rows"]
-        == paths["retain/crafted.jsonl"]["rows"]
+        paths["retain/adversarial_safe.jsonl"]["rows"]
+        + paths["retain/benign_answers.jsonl"]["rows"]
+        == paths["stage2/retain.jsonl"]["rows"]
     )
+    assert paths["retain/adversarial_safe.jsonl"]["sources"] == {"crafted": 400}
     assert 45 <= paths["stage2/eval.jsonl"]["rows"] <= 65  # 10%, stratified by source and class
     stats = json.loads(storage.read_bytes("circuit_breaker", build_id, "stage2", "stats.json"))
     assert stats["dr_ds_ratio"] == 4.0 and stats["adversarial_safe"] == 400

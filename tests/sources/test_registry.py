@@ -41,6 +41,11 @@ def test_default_registry_lists_every_built_in_source():
     assert reg.profile("production").thresholds["adversarial_safe_min"] == 400
     assert reg.profile("production").thresholds["train_min"] == 5000
     assert reg.profile("production").thresholds["retain_harmful_ratio_min"] == 4.0
+    # the circuit-breaker plan's profile: production's sources, every threshold of the plan's own
+    plan = reg.profile("stage2-plan")
+    assert plan.sources == reg.profile("production").sources
+    assert plan.thresholds["dr_ratio"] == 4.5 and plan.thresholds["eval_fraction"] == 0.1
+    assert plan.thresholds["agent_trace_min"] == 300 and plan.thresholds["train_min"] == 5000
 
 
 def test_profile_override_changes_location_only_for_that_profile():

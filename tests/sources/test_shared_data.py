@@ -13,22 +13,34 @@ EXPECTED_ROWS = {
     "harmbench": 400,
     "advbench": 520,
     "do_not_answer": 5634,  # 939 questions x 6 models
-    "tau2_airline": 50,
-    "tau2_retail": 114,
-    "tau2_telecom": 114,
-    "tau2_mock": 10,
-    "tau2_banking_knowledge": 97,
+    # tau2: every task with expected agent actions; the others are skipped (no trace without a model)
+    "tau2_airline": 43,
+    "tau2_retail": 112,
+    "tau2_telecom": 91,
+    "tau2_mock": 8,
+    "tau2_banking_knowledge": 90,
     "hh_rlhf": 2304,  # of 2,312: 8 transcripts with two Assistant turns in a row are quarantined
 }
 EXPECTED_QUARANTINE = {"hh_rlhf": 8}
+EXPECTED_SKIPPED = {
+    "tau2_airline": 7,
+    "tau2_retail": 2,
+    "tau2_telecom": 23,
+    "tau2_mock": 2,
+    "tau2_banking_knowledge": 7,
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_ROWS))
 def test_real_file_ingests_completely(shared_data, name):
     result = ingest(load_registry().source(name, "shared"))
     assert result.table.num_rows == EXPECTED_ROWS[name]
-    assert result.quarantine.num_rows == EXPECTED_QUARANTINE.get(name, 0)
-    for reason in result.quarantine.column("reason").to_pylist():
+    reasons = result.quarantine.column("reason").to_pylist()
+    skipped = [r for r in reasons if r.startswith("skipped: ")]
+    assert len(skipped) == EXPECTED_SKIPPED.get(name, 0)
+    assert all("tau2 task has no expected agent actions" in r for r in skipped)
+    assert len(reasons) - len(skipped) == EXPECTED_QUARANTINE.get(name, 0)
+    for reason in set(reasons) - set(skipped):
         assert "two 'Assistant:' turns in a row" in reason
     ids = result.table.column("id").to_pylist()
     assert len(set(ids)) == len(ids)
@@ -58,8 +70,10 @@ def test_tau2_scenarios_and_hh_transcripts(shared_data):
     reg = load_registry()
     airline = ingest(reg.source("tau2_airline", "shared")).table.to_pylist()
     # a trace: the customer's request (reason for call, then what they know), the agent's calls
-    assert airline[0]["prompt"].startswith("You want to cancel reservation EHGLP3")
-    assert "You are Emma Kim." in airline[0]["prompt"]
+    # (task 0, "cancel reservation EHGLP3", expects no agent action: skipped)
+    assert airline[0]["prompt"].startswith("You recently spoke on the phone")
+    assert "You are Raj Sanchez." in airline[0]["prompt"]
+    assert any(m["tool_calls"] for m in airline[0]["messages"])
     assert airline[0]["category"] == "airline"
     hh = ingest(reg.source("hh_rlhf", "shared")).table.to_pylist()
     assert hh[0]["messages"][0]["role"] == "user" and hh[0]["response"]

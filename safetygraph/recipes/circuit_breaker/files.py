@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -16,27 +17,64 @@ from safetygraph.core.duck import sql_literal
 from safetygraph.core.records import canonical_json
 from safetygraph.core.storage import Storage
 from safetygraph.core.tables import StoredTable, connect
+from safetygraph.recipes.circuit_breaker.preflight import ROW_SCHEMA
 from safetygraph.recipes.circuit_breaker.shards import USES_TOOLS
 
-# The plan's priority classes, by sample kind: the adversarial-safe answers and resisted attacks are
-# the retain set's critical part, real attack successes the harmful set's; agent traces, borderline
-# and refused-harmful rows come next; general chat and benign answers fill the rest.
+# The plan's priority classes. Its merge check 4 requires tool schemas on every row whose
+# ``labels.priority_class`` is not "general_conversation": a row without schemas is general
+# conversation whatever its kind; a tool row's class ranks its kind (the adversarial-safe answers
+# and resisted attacks are the retain set's critical part, real attack successes the harmful set's;
+# agent traces, borderline and refused-harmful rows come next; the rest is standard).
+GENERAL = "general_conversation"
 PRIORITY_CLASS = {
     "attack_success": "critical",
     "adversarial_safe": "critical",
     "attack_resisted": "critical",
     "harmful_completion": "high",
+    "attempted_compliance": "high",
     "agent_trace": "high",
     "borderline_compliance": "high",
     "harmful_refusal": "high",
     "general_chat": "standard",
     "benign_answer": "standard",
 }
+HAS_TOOLS = "coalesce(tools NOT IN ('', '[]', 'null'), false)"
 PRIORITY_SQL = (
-    "CASE cb_kind "
+    f"CASE WHEN NOT {HAS_TOOLS} THEN '{GENERAL}' ELSE CASE cb_kind "
     + " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in PRIORITY_CLASS.items())
-    + " ELSE 'standard' END"
+    + " ELSE 'standard' END END"
 )
+
+# The file of harmful/ or retain/ that holds a row (each row is in exactly one): a source that names
+# the plan's file (registry ``stage2_files``: agentdojo_failures, tau2_traces, ...) sends its rows
+# there; the other rows go to one file per sample kind. Adversarial-safe answers are always
+# retain/adversarial_safe.jsonl, the plan's critical file, whichever attack they answer.
+KIND_FILES = {
+    "attack_success": "attack_successes",
+    "harmful_completion": "harmful_completions",
+    "attempted_compliance": "attempted_compliance",
+    "adversarial_safe": "adversarial_safe",
+    "attack_resisted": "attacks_resisted",
+    "agent_trace": "agent_traces",
+    "general_chat": "general_chat",
+    "borderline_compliance": "borderline_compliance",
+    "harmful_refusal": "harmful_refusals",
+    "benign_answer": "benign_answers",
+}
+
+
+def file_sql(shard: str, names: Mapping[str, Mapping[str, str]]) -> str:
+    """SQL: the file stem of a row of the ``shard`` (harmful or retain) set."""
+    named = " ".join(
+        f"WHEN source = {sql_literal(src)} THEN {sql_literal(files[shard])}"
+        for src, files in sorted(names.items())
+        if shard in files
+    )
+    by_kind = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in KIND_FILES.items())
+    return (
+        "CASE WHEN cb_kind = 'adversarial_safe' THEN 'adversarial_safe' "
+        f"{named} ELSE coalesce(CASE cb_kind {by_kind} END, cb_kind) END"
+    )
 
 
 def _call_id(call_id: str) -> str:
@@ -82,7 +120,7 @@ def _records_sql(
                               'is_adversarial_safe', is_adversarial_safe,
                               'priority_class', {PRIORITY_SQL},
                               'uses_tools', {USES_TOOLS},
-                              'has_tools', coalesce(tools NOT IN ('', '[]'), false))),
+                              'has_tools', {HAS_TOOLS})),
       json_object('category', category, 'tools', CASE WHEN tools IS NULL THEN NULL ELSE json(tools) END
                   {", 'split', split" if split else ""}))::VARCHAR AS line
     FROM (SELECT *, flatten(list_transform(messages,
@@ -114,8 +152,7 @@ STAGE2_ROOT = "circuit_breaker"
 def write_files(
     storage: Storage,
     build_id: str,
-    harmful: pa.Table | StoredTable,
-    retain: pa.Table | StoredTable,
+    samples: pa.Table | StoredTable,
     train: pa.Table | StoredTable,
     evals: pa.Table | StoredTable,
     validation_report: dict[str, Any],
@@ -125,21 +162,26 @@ def write_files(
     card: CardHook | None = None,
     held_out_sources: tuple[str, ...] = (),
     held_out_hashes: pa.Array | None = None,
+    file_names: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The stage-2 layout under ``circuit_breaker/<build_id>/``: harmful/<source>.jsonl and
-    harmful/<kind>.jsonl, retain/<source>.jsonl and retain/<kind>.jsonl, stage2/harmful.jsonl and
-    stage2/retain.jsonl (the whole Ds and Dr), stage2/train.jsonl, stage2/eval.jsonl, the reports
-    under stage2/ (validation_report.json, stats.json and ``extra_reports``: the QA report), then
-    manifest.json (sha256 and rows per file) last and ``LATEST`` after it: a folder without a
-    manifest is incomplete. Every file is written atomically. The rows of ``held_out_sources``
-    (evaluation sets the profile builds from) are in stage2/eval.jsonl only: the per-source,
-    per-kind and whole-set files leave them out, and so are the rows of ``held_out_hashes`` (their
-    copies in other sources, which the split holds on the eval side with them)."""
+    """The stage-2 layout of ``samples`` (the merged set, Ds and Dr by ``cb_class``, after the
+    over-length drop and the retain downsampling: exactly the rows of train and eval) under
+    ``circuit_breaker/<build_id>/``: harmful/<file>.jsonl and
+    retain/<file>.jsonl, each row in exactly one file (``file_sql``: the plan's names where the
+    source gives them, else one file per sample kind), stage2/harmful.jsonl and
+    stage2/retain.jsonl (the whole Ds and Dr), stage2/train.jsonl and stage2/eval.jsonl (the
+    holdout of the trainable rows), stage2/eval_only.jsonl, the reports under stage2/
+    (validation_report.json, stats.json and ``extra_reports``: the QA report),
+    schemas/canonical_sample_schema.json (the row schema), then manifest.json
+    (sha256, rows and rows per source for each file) last and ``LATEST`` after it: a folder
+    without a manifest is incomplete. Every file is written atomically. The rows of
+    ``held_out_sources`` (evaluation sets the profile builds from) and of ``held_out_hashes``
+    (their copies in other sources, which the split holds on the eval side with them) are in
+    stage2/eval_only.jsonl only: never in harmful/, retain/, the whole-set files, train or eval."""
     con = connect(
-        h0=harmful,
-        r0=retain,
+        s0=samples,
         tr=train,
-        ev=evals,
+        ev0=evals,
         held=pa.table(
             {
                 "prompt_hash": (
@@ -154,46 +196,54 @@ def write_files(
         else "TRUE"
     )
     keep += " AND prompt_hash NOT IN (SELECT prompt_hash FROM held)"
-    for name in ("h", "r"):
-        con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {name}0 WHERE {keep}")
+    for name, where in (("h", "cb_class = 'harmful'"), ("r", "cb_class = 'retain'")):
+        con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM s0 WHERE {where} AND {keep}")
+    con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM ev0 WHERE {keep}")
+    con.execute(f"CREATE TEMP VIEW eo AS SELECT * FROM ev0 WHERE NOT ({keep})")
     entries = []
 
-    def jsonl(parts: tuple[str, ...], sql: str) -> None:
+    def jsonl(parts: tuple[str, ...], table: str, split: bool = False, where: str = "") -> None:
         # streamed from DuckDB into the file (atomically), hashed on the way: never whole in memory
         rows, size, h = 0, 0, hashlib.sha256()
         with storage.open_atomic(STAGE2_ROOT, build_id, *parts) as f:
-            for batch in duck.stream(con, sql, 20_000):
+            for batch in duck.stream(con, _records_sql(table, split, where, "id"), 20_000):
                 data = ("\n".join(batch.column(0).to_pylist()) + "\n").encode("utf-8")
                 f.write(data)
                 h.update(data)
                 size += len(data)
                 rows += batch.num_rows
+        by_source = duck.rows(
+            con, f"SELECT source, count(*) FROM {table} {where} GROUP BY 1 ORDER BY 1"
+        )
         entries.append(
-            {"path": "/".join(parts), "rows": rows, "bytes": size, "sha256": h.hexdigest()}
+            {
+                "path": "/".join(parts),
+                "rows": rows,
+                "bytes": size,
+                "sha256": h.hexdigest(),
+                "sources": {str(k): int(v) for k, v in by_source},
+            }
         )
 
     for name, shard in (("harmful", "h"), ("retain", "r")):
-        sources = [r[0] for r in duck.rows(con, f"SELECT DISTINCT source FROM {shard} ORDER BY 1")]
-        kinds = [r[0] for r in duck.rows(con, f"SELECT DISTINCT cb_kind FROM {shard} ORDER BY 1")]
-        if set(sources) & set(kinds):
-            raise ValueError(
-                f"{name}/: source name(s) {sorted(set(sources) & set(kinds))} equal a sample kind; "
-                "the per-source and per-kind files would share a path: rename the source"
+        stem = file_sql(name, file_names or {})
+        con.execute(f"CREATE TEMP VIEW {shard}f AS SELECT *, {stem} AS __file FROM {shard}")
+        stems = [r[0] for r in duck.rows(con, f"SELECT DISTINCT __file FROM {shard}f ORDER BY 1")]
+        for value in stems:
+            jsonl(
+                (name, f"{value}.jsonl"), f"{shard}f", where=f"WHERE __file = {sql_literal(value)}"
             )
-        # one file per source and one per kind (the plan's retain/adversarial_safe.jsonl, ...)
-        for column, values in (("source", sources), ("cb_kind", kinds)):
-            for value in values:
-                where = f"WHERE {column} = {sql_literal(value)}"
-                jsonl((name, f"{value}.jsonl"), _records_sql(shard, False, where, "id"))
     # the plan's merge inputs and outputs: the whole Ds and Dr, then the split
     for name, t in (("harmful", "h"), ("retain", "r")):
-        jsonl(("stage2", f"{name}.jsonl"), _records_sql(t, False, "", "id"))
-    for name, t in (("train", "tr"), ("eval", "ev")):
-        jsonl(("stage2", f"{name}.jsonl"), _records_sql(t, True, "", "id"))
+        jsonl(("stage2", f"{name}.jsonl"), t)
+    for name, t in (("train", "tr"), ("eval", "ev"), ("eval_only", "eo")):
+        jsonl(("stage2", f"{name}.jsonl"), t, split=True)
     reports = {
         ("stage2", "validation_report.json"): json.dumps(validation_report, indent=2).encode(),
         ("stage2", "stats.json"): json.dumps(stats_body, indent=2).encode(),
         **{("stage2", name): text.encode() for name, text in (extra_reports or {}).items()},
+        # the plan's schema file: the JSON Schema every line above was checked against
+        ("schemas", "canonical_sample_schema.json"): ROW_SCHEMA.read_bytes(),
     }
     for parts, data in reports.items():
         storage.write_bytes(data, STAGE2_ROOT, build_id, *parts)

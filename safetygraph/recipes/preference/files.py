@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -21,6 +21,7 @@ from safetygraph.core.builds import (
 )
 from safetygraph.core.storage import Storage
 from safetygraph.recipes.preference.dataset import trl_sql
+from safetygraph.recipes.preference.seed_files import write_seed_files
 
 PREFERENCE_ROOT = "preference"
 
@@ -37,9 +38,12 @@ def write_files(
     card: CardHook | None = None,
     manifest_extra: dict[str, Any] | None = None,
     qa_policy: str = "block",
+    upstream: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Write the TRL files of both splits; the manifest records the format and the stats. With a
-    ``version`` the build is ``preference/v<version>/`` (``core.builds.versioned_build_id``)."""
+    """Write the TRL files of both splits and the medical seed's two files
+    (``recipes.preference.seed_files``; ``upstream``: registry source -> upstream dataset id);
+    the manifest records the format and the stats. With a ``version`` the build is
+    ``preference/v<version>/`` (``core.builds.versioned_build_id``)."""
     build_id, _ = versioned_build_id(
         storage,
         PREFERENCE_ROOT,
@@ -54,6 +58,8 @@ def write_files(
         ]
         # safetygraph qa on every JSONL file; a failure under "block" publishes nothing
         qa_facts = checked_qa("preference", tmp, files, qa, qa_policy)
+        # the seed's files hold the same pairs (train and eval together): checked above
+        files += write_seed_files(con, tmp, system_prompt, upstream or {})
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)
