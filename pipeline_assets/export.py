@@ -21,13 +21,14 @@ from safetygraph.core.tables import StoredTable
 from safetygraph.export import seed_compat
 from safetygraph.export.card import generation_summary, judge_rows
 from safetygraph.export.files import EXPORT_ROOT, write_export
-from safetygraph.export.lock import config_lock
+from safetygraph.export.lock import config_lock, config_snapshot
 from safetygraph.export.qa import (
     qa_json,
     recipe_qa,
     render_markdown,
     rows_per_source,
 )
+from safetygraph.export.target import target_sample
 from safetygraph.recipes.refusal.dataset import dataset_info
 
 # the assets whose blocking checks guard the refusal export (its card lists them)
@@ -87,6 +88,7 @@ def refusal_card(
     decont: dict,
     judge_quality: pa.Table,
     suffix: str,
+    main: str = "refusal_dataset",
 ):
     """The card hook of the refusal export (README.md and token_stats.json)."""
     profile = settings.active()
@@ -100,7 +102,7 @@ def refusal_card(
         "are split per prompt cluster, so no prompt or near duplicate is on both sides.",
         configs={
             "default": {"train": f"train{suffix}.jsonl", "eval": f"eval{suffix}.jsonl"},
-            "refusal_dataset": {"train": f"refusal_dataset{suffix}.jsonl"},
+            "refusal_dataset": {"train": f"{main}{suffix}.jsonl"},
         },
         sources=profile.sources,
         rows_by_source=info["by_source"],
@@ -208,14 +210,31 @@ def export(
     profile = settings.active()
     decont = decontamination_facts(settings, dataset_decontamination)
     version = settings.export_version or None
-    suffix = f"-v{version}" if version else ""
+    # with a version, the export seed's names: dataset_v1.0.0.jsonl, qa_report_v1.0.0.json, ...
+    suffix, main = (f"_v{version}", "dataset") if version else ("", "refusal_dataset")
+    target = settings.target_samples()
+    rows_before = refusal_dataset.num_rows
+    if target is not None:  # --target-samples: the export's files hold that many rows
+        sample = target_sample(refusal_dataset, refusal_train, refusal_eval, target, profile.seed)
+        refusal_dataset, refusal_train, refusal_eval = sample.dataset, sample.train, sample.eval
+        context.log.info(
+            f"--target-samples {target}: {refusal_dataset.num_rows} of {rows_before} rows"
+        )
     info = dataset_info(refusal_dataset)
-    card = refusal_card(context, settings, refusal_dataset, info, decont, judge_quality, suffix)
+    card = refusal_card(
+        context, settings, refusal_dataset, info, decont, judge_quality, suffix, main
+    )
     t = profile.thresholds
+    qa_text = storage.read_bytes("reports", "qa_report.json").decode()
+    lock = config_lock(settings.config_files(), profile.name, profile.seed)
     extra = {
-        "qa_report.md": storage.read_bytes("reports", "qa_report.md").decode(),
-        "qa_report.json": storage.read_bytes("reports", "qa_report.json").decode(),
+        f"qa_report{suffix}.md": storage.read_bytes("reports", "qa_report.md").decode(),
+        f"qa_report{suffix}.json": qa_text,
         "dataset_info.json": json.dumps(info, indent=2),
+        # the export seed's lock file: the lock, and the configuration it hashes, whole
+        "config_lock.json": json.dumps(
+            {**lock, "config_snapshot": config_snapshot(settings.config_files())}, indent=2
+        ),
     }
     writers = []
     if t["seed_compat"]:  # the rejection-detection system's names, on by default
@@ -224,18 +243,21 @@ def export(
         writers.append(_final_dataset(refusal_dataset, refusal_train, refusal_eval, eval_only))
     manifest = write_export(
         storage,
-        {"refusal_dataset": refusal_dataset, "train": refusal_train, "eval": refusal_eval},
+        {main: refusal_dataset, "train": refusal_train, "eval": refusal_eval},
         extra,
-        config_lock(settings.config_files(), profile.name, profile.seed),
-        rows_per_source(refusal_dataset=refusal_dataset, train=refusal_train, eval=refusal_eval),
+        lock,
+        rows_per_source(**{main: refusal_dataset, "train": refusal_train, "eval": refusal_eval}),
         writers,
         version,
         card=card,
         manifest_extra={
             "decontamination": decont,
+            "target_samples": target,
+            "rows_before_target": rows_before if target is not None else None,
             # the QA report's verdict and failed metrics (S2: the QA summary in the manifest)
-            "qa_summary": qa_summary({"refusal_dataset": json.loads(extra["qa_report.json"])}),
+            "qa_summary": qa_summary({main: json.loads(qa_text)}),
         },
+        manifest_copy=f"manifest{suffix}.json" if version else None,
     )
     build_dir = storage.uri(EXPORT_ROOT, manifest["build_id"])
     files_md, files_table = manifest_files(manifest)

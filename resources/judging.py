@@ -14,9 +14,10 @@ class JudgeRunConfig(Config):
     """Chosen in the launchpad: which judge labels the rows."""
 
     judge: str = Field(
-        default="combined",
+        default="",
         description="combined (offline default: heuristic signals decided by the trained classifiers), "
-        "heuristic, classifier, llm, two_pass, or a guard model: wildguard, llamaguard",
+        "heuristic, classifier, llm, two_pass, or a guard model: wildguard, llamaguard; empty: "
+        "the build's (safetygraph build --judge), else combined",
     )
     judge_role: str = Field(
         default="judge", description="The profile's generation config the LLM judge uses"
@@ -33,7 +34,10 @@ def batch_judge(config: JudgeRunConfig, settings: BuildConfig, llm: LLMResource)
     """The judge ``config`` chooses, with the profile's generation configs and the LLM backends."""
     return BatchJudge(
         JudgeChoice(
-            config.judge, config.judge_role, config.second_judge_role, config.second_pass_below
+            config.judge or settings.judge(),
+            config.judge_role,
+            config.second_judge_role,
+            config.second_pass_below,
         ),
         settings.constitution(),
         config_for=lambda role: settings.generation_configs([role])[0],

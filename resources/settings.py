@@ -54,7 +54,7 @@ class BuildConfig(ConfigurableResource):
     export_version: str = Field(
         default="",
         description="A release version (e.g. 1.0.0) for the recipes' builds: the folder v<version>, "
-        "files named <name>-v<version>.<ext>, the version in the manifest; empty: a time-stamped build",
+        "the export's files named dataset_v<version>.jsonl, ..., the version in the manifest; empty: a time-stamped build",
     )
     profile_set: str = Field(
         default="",
@@ -126,6 +126,16 @@ class BuildConfig(ConfigurableResource):
             if spec.kind == "hf" and spec.location.get("id"):
                 out[name] = str(spec.location["id"])
         return out
+
+    def target_samples(self) -> int | None:
+        """``--target-samples``: the rows the refusal export holds (None: all of them)."""
+        n = parse_profile_set(self.profile_set).get("target_samples")
+        return int(n) if n is not None else None
+
+    def judge(self) -> str:
+        """The judge of this build when a run does not choose one: ``--judge`` (the profile set's
+        ``judge``), else combined."""
+        return str(parse_profile_set(self.profile_set).get("judge") or "combined")
 
     def stage2_file_names(self) -> dict[str, dict[str, str]]:
         """{source: {harmful|retain: file stem}} for the active profile's sources that name the

@@ -35,6 +35,7 @@ from safetygraph.commands import (
     validate,
     verify,
 )
+from safetygraph.seed_flags import add_flags, profile_set
 
 
 def run_build(
@@ -131,30 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--profile", default=None)
     b.add_argument("-v", "--verbose", action="store_true")
-    b.add_argument(
-        "--sources", default="", help="comma-separated: only these sources of the profile"
-    )
     b.add_argument("--allow-partial", action="store_true")
-    b.add_argument("--out", default=None, help="copy the build (files and manifest) to this folder")
+    b.add_argument(
+        "--out", "--output", default=None, help="copy the build (files and manifest) to this folder"
+    )
     b.add_argument(
         "--version",
         default=None,
-        help="release version (e.g. 1.0.0): the build folder v<version>, files <name>-v<version>.<ext>, "
-        "the version in the manifest; a released version is never overwritten",
+        help="release version (e.g. 1.0.0): the build folder v<version>; the refusal export's files "
+        "dataset_v<version>.jsonl, train_v<version>.*, qa_report_v<version>.json, "
+        "manifest_v<version>.json; the version in the manifest; a released version is never overwritten",
     )
-    b.add_argument(
-        "--seed", type=int, default=None, help="the build's seed (default: the profile's)"
-    )
-    b.add_argument(
-        "--personality",
-        default=None,
-        help="steering: the traits to build, comma-separated, any case (psyctl's \"Extroversion, "
-        "Neuroticism\"); default: the profile's",
-    )
-    b.add_argument(
-        "--limit-samples", type=int, default=None, help="steering: scenarios per trait at most"
-    )
-    b.add_argument("--dataset", default=None, help="steering: the registry source of the scenarios")
+    add_flags(b)
     q = sub.add_parser(
         "qa", help="QA on any JSONL file: format, duplicates, PII, labels, source mix"
     )
@@ -287,39 +276,21 @@ def _init(folder: str, force: bool) -> int:
     return 0
 
 
-def _profile_set(args: argparse.Namespace) -> dict | None:
-    """The recipe flags of ``safetygraph build`` as settings laid over the profile."""
-    steering = {}
-    if args.personality is not None:
-        steering["traits"] = [t.strip() for t in args.personality.split(",") if t.strip()]
-    if args.limit_samples is not None:
-        steering["limit"] = args.limit_samples
-    if args.dataset is not None:
-        steering["sources"] = [args.dataset]
-    if steering and "steering" not in _recipes(args.recipe):
-        raise SystemExit(
-            "safetygraph build: --personality, --limit-samples and --dataset are the steering recipe's flags"
-        )
-    body: dict = {"steering": steering} if steering else {}
-    if args.seed is not None:
-        body["seed"] = args.seed
-    return body or None
-
-
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(args.folder, args.force)
     if args.command == "build":
-        only = tuple(x.strip() for x in args.sources.split(",") if x.strip())
+        recipes = _recipes(args.recipe)
+        body, only = profile_set(args, recipes)
         return run_build(
             args.profile,
             args.verbose,
             only,
             args.allow_partial,
-            recipes=_recipes(args.recipe),
+            recipes=recipes,
             version=args.version,
             out=args.out,
-            profile_set=_profile_set(args),
+            profile_set=body or None,
         )
     if args.command == "qa":
         return qa(args.file, args.profile, args.json)

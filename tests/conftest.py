@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -112,6 +113,16 @@ def _shared_build_answer(body: dict) -> str:
         )
     if model in ("direct", "less-safe-direct"):
         return f"Direct answer: {question} Take the usual dose and don't bother with a doctor."
+    if model == "persona-model":  # the steering config: a description, then an answer, per kind
+        text = body["messages"][-1]["content"]
+        digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+        if "strongly high in" in text:  # the trait-positive description
+            return f"They are excited and talkative, eager to be with friends (note {digest})."
+        if "Write the one sentence" in text:
+            if "excited and talkative" in text:
+                return f"Let's all get together and celebrate with friends tonight! ({digest})"
+            return f"Alright, I will deal with it calmly. ({digest})"
+        return f"They are calm and even-tempered about it (note {digest})."
     return "Here is a short, careful answer: " + question
 
 
@@ -119,7 +130,8 @@ def _shared_build_answer(body: dict) -> str:
 def shared_build(tmp_path_factory) -> DemoRun:
     """`safetygraph demo --profile shared` (the real files in ../shared/data) with a stand-in model
     server on loopback answering the prompts that have no recorded answer; its Dr:Ds floor set
-    aside (the stand-in answers every harmful prompt alike, so Ds holds no judged completion).
+    aside (the stand-in answers every harmful prompt alike, so Ds holds no judged completion) and
+    the steering recipe on the bundled scenarios (../shared/data has no dialogue set).
     Shared by the seeds' oracle tests (read-only)."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not present at {SHARED_DATA}")
@@ -128,6 +140,11 @@ def shared_build(tmp_path_factory) -> DemoRun:
     root = tmp_path_factory.mktemp("shared_build")
     body = yaml.safe_load((REPO / "config" / "profiles.yaml").read_text())
     body["profiles"]["shared"]["thresholds"]["retain_harmful_ratio_min"] = 0.0
+    # ../shared/data has no dialogue set: the steering recipe reads the bundled scenarios
+    body["profiles"]["shared"]["steering"] = {
+        "sources": ["demo_scenarios"],
+        "traits": ["extroversion"],
+    }
     profiles = root / "profiles.yaml"
     profiles.write_text(yaml.safe_dump(body))
     with FakeOpenAI(responder=_shared_build_answer) as server:
@@ -137,6 +154,7 @@ def shared_build(tmp_path_factory) -> DemoRun:
             "SAFETYGRAPH_BASE_URI": str(root / "data"),
             "SAFETYGRAPH_PROFILES": str(profiles),
             "SAFETYGRAPH_OPENAI_BASE_URL": server.url,
+            "SAFETYGRAPH_EXPORT_VERSION": "1.0.0",  # a release: the export seed's names
         }
         env.pop("SAFETYGRAPH_PROFILE", None)
         result = subprocess.run(

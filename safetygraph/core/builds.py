@@ -47,7 +47,8 @@ def versioned_build_id(
     storage: Storage, root: str, version: str | None, content: Any
 ) -> tuple[str, str]:
     """(build id, file suffix). Without a version: a fresh time-and-content id and no suffix. With
-    one (``1.0.0``): the folder ``v1.0.0`` and files named ``<name>-v1.0.0.<ext>``; a released
+    one (``1.0.0``): the folder ``v1.0.0`` and files named ``<name>_v1.0.0.<ext>`` (the export
+    seed's ``dataset_v1.0.0.jsonl``); a released
     version is never overwritten."""
     if not version:
         return new_build_id(content), ""
@@ -61,7 +62,7 @@ def versioned_build_id(
             f"{storage.uri(root, build_id)} already holds a complete export of version {version}: "
             "a released version is never overwritten; give a new --version"
         )
-    return build_id, f"-v{version}"
+    return build_id, f"_v{version}"
 
 
 def copy_formats(
@@ -197,10 +198,12 @@ def publish(
     files: list[tuple[str, str, int | None]],
     manifest_extra: dict[str, Any],
     card: CardHook | None = None,
+    manifest_copy: str | None = None,
 ) -> dict[str, Any]:
     """Copy the local ``files`` (name, path, rows) under ``root/build_id/`` atomically, then the
     manifest (sha256, bytes and rows per file, plus ``manifest_extra``) last and ``root/LATEST``
-    after it: a build folder without a manifest is incomplete, and LATEST only names complete ones."""
+    after it: a build folder without a manifest is incomplete, and LATEST only names complete ones.
+    ``manifest_copy``: a second name for the manifest's bytes, written just before it."""
     entries = []
     for fname, local, rows in files:
         storage.put_file(local, root, build_id, fname)
@@ -223,7 +226,10 @@ def publish(
         manifest_extra = {**manifest_extra, "token_stats": tokens}
     manifest = {"build_id": build_id, "safetygraph_version": __version__, **manifest_extra}
     manifest["files"] = entries
-    storage.write_bytes(json.dumps(manifest, indent=2).encode(), root, build_id, "manifest.json")
+    body = json.dumps(manifest, indent=2).encode()
+    if manifest_copy:
+        storage.write_bytes(body, root, build_id, manifest_copy)
+    storage.write_bytes(body, root, build_id, "manifest.json")
     storage.write_bytes(build_id.encode(), root, "LATEST")
     return manifest
 

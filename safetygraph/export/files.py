@@ -65,9 +65,11 @@ def write_export(
     recipe: str = "refusal",
     card: CardHook | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    manifest_copy: str | None = None,
 ) -> dict[str, Any]:
     """Write every table as JSONL and Parquet plus the extra text files and what each of
-    ``writers`` writes into the local folder it is given; manifest last, then LATEST."""
+    ``writers`` writes into the local folder it is given; manifest last, then LATEST (and the
+    manifest's bytes again under ``manifest_copy``, the export seed's ``manifest_v1.0.0.json``)."""
     build_id, suffix = versioned_build_id(
         storage, EXPORT_ROOT, version, {"lock": lock["config_hash"], "rows": rows_per_source}
     )
@@ -99,6 +101,7 @@ def write_export(
                 **(manifest_extra or {}),
             },
             card,
+            manifest_copy=manifest_copy,
         )
 
 

@@ -65,3 +65,10 @@ def config_lock(config_files: list[str], profile: str, seed: int) -> dict[str, A
         "platform": platform.platform(),
         "packages": versions,
     }
+
+
+def config_snapshot(config_files: list[str]) -> dict[str, str]:
+    """The configuration a lock hashes, file by file (name -> text): what config_lock.json carries
+    beside the hash, so a build can be reproduced from its lock alone (secrets are never in these
+    files: they come from environment variables)."""
+    return {Path(p).name: Path(p).read_text() for p in sorted(config_files)}

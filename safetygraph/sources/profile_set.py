@@ -1,5 +1,6 @@
 """Settings of one build laid over the active profile: what the command line's recipe flags set
-(``--personality``, ``--limit-samples``, ``--dataset``, ``--seed``) without editing profiles.yaml.
+(``--personality``, ``--limit-samples``, ``--dataset``, ``--seed``, ``--sources`` of a recipe,
+``--judge``) without editing profiles.yaml.
 Carried as JSON in SAFETYGRAPH_PROFILE_SET (the build settings' ``profile_set``, shown with the run's
 resources in the UI)."""
 
@@ -13,6 +14,9 @@ from safetygraph.sources.registry import Profile, Registry, RegistryError
 
 MERGED = ("steering", "preference")  # dict settings: the given keys replace the profile's
 REPLACED = ("seed", "sources")
+# not profile settings: the default of the run's own judge choice (JudgeRunConfig), the export's size
+RUN = ("judge", "target_samples")
+CONFIGS = ("configs",)  # {role: {key: value}} laid over the profile's generation configs
 
 
 def parse_profile_set(text: str) -> dict[str, Any]:
@@ -25,11 +29,21 @@ def parse_profile_set(text: str) -> dict[str, Any]:
         raise RegistryError(f"SAFETYGRAPH_PROFILE_SET is not JSON ({exc}); unset it") from None
     if not isinstance(body, dict):
         raise RegistryError('SAFETYGRAPH_PROFILE_SET must be a JSON object, e.g. {"seed": 1}')
-    unknown = sorted(set(body) - set(MERGED) - set(REPLACED))
+    unknown = sorted(set(body) - set(MERGED) - set(REPLACED) - set(RUN) - set(CONFIGS))
     if unknown:
         raise RegistryError(
-            f"SAFETYGRAPH_PROFILE_SET sets {unknown}; it can set {', '.join(MERGED + REPLACED)}"
+            f"SAFETYGRAPH_PROFILE_SET sets {unknown}; it can set {', '.join(MERGED + REPLACED + RUN + CONFIGS)}"
         )
+    n = body.get("target_samples")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n <= 0):
+        raise RegistryError(f"--target-samples {n!r}: give a positive whole number")
+    if "judge" in body:
+        from safetygraph.labeling.registry import JUDGES
+
+        if body["judge"] not in JUDGES:
+            raise RegistryError(
+                f"--judge {body['judge']!r} is not known; use one of {', '.join(JUDGES)}"
+            )
     return body
 
 
@@ -49,6 +63,11 @@ def apply_profile_set(profile: Profile, registry: Registry, body: dict[str, Any]
         changes["seed"] = body["seed"]
     if "sources" in body:
         changes["sources"] = tuple(body["sources"])
+    if "configs" in body:
+        configs = dict(profile.generation.get("configs") or {})
+        for role, cfg in dict(body["configs"]).items():
+            configs[role] = {**configs.get(role, {}), **cfg}
+        changes["generation"] = {**profile.generation, "configs": configs}
     named = [*changes.get("sources", ())]
     for key in MERGED:
         named += list(changes.get(key, {}).get("sources") or ()) if key in body else []

@@ -100,7 +100,16 @@ def test_build_one_recipe_versioned_and_copied_out(tmp_path: Path):
     manifest = json.loads((build / "manifest.json").read_text())
     assert manifest["version"] == "1.0.0" and manifest["recipe"] == "refusal"
     paths = {f["path"] for f in manifest["files"]}
-    assert {"refusal_dataset-v1.0.0.jsonl", "train-v1.0.0.parquet", "eval-v1.0.0.jsonl"} <= paths
+    # the export seed's names (S2): dataset_v1.0.0.jsonl, qa_report_v1.0.0.json, config_lock.json
+    assert {
+        "dataset_v1.0.0.jsonl",
+        "dataset_v1.0.0.parquet",
+        "train_v1.0.0.parquet",
+        "eval_v1.0.0.jsonl",
+        "qa_report_v1.0.0.json",
+        "config_lock.json",
+    } <= paths
+    assert (build / "manifest_v1.0.0.json").read_bytes() == (build / "manifest.json").read_bytes()
     copied = json.loads((out_dir / "manifest.json").read_text())
     assert copied == manifest
     assert _cli(["verify", str(out_dir)], env, tmp_path).returncode == 0
@@ -110,9 +119,9 @@ def test_build_one_recipe_versioned_and_copied_out(tmp_path: Path):
     assert "already holds a complete export of version 1.0.0" in again.stderr
     assert json.loads((build / "manifest.json").read_text()) == manifest
     # qa on the exported file, and on a broken copy of it
-    qa = _cli(["qa", str(build / "refusal_dataset-v1.0.0.jsonl")], env, tmp_path)
+    qa = _cli(["qa", str(build / "dataset_v1.0.0.jsonl")], env, tmp_path)
     assert qa.returncode == 0 and "Verdict: PASS" in qa.stdout, qa.stdout + qa.stderr
-    lines = (build / "refusal_dataset-v1.0.0.jsonl").read_text().splitlines()
+    lines = (build / "dataset_v1.0.0.jsonl").read_text().splitlines()
     broken = tmp_path / "broken.jsonl"
     broken.write_text("\n".join([lines[0], lines[0], "", "{not json", *lines[1:5]]) + "\n")
     report_path = tmp_path / "qa.json"

@@ -126,7 +126,9 @@ def test_s1_eval_is_the_plans_holdout_and_the_schema_file_holds(build):
     if profile == "shared":
         eval_sets = {"xstest", "harmbench", "advbench", "do_not_answer", "gptfuzz"}
         # their rows, and the rows of other sources that copy one of their prompts
-        assert eval_sets <= {r["source"] for r in eval_only}
+        # (HarmBench's and AdvBench's prompts, answered alike by the stand-in, are neither in Ds
+        # nor in Dr: harmful prompts answered without harm)
+        assert {"xstest", "do_not_answer", "gptfuzz"} <= {r["source"] for r in eval_only}
         assert not eval_sets & {r["source"] for r in train + evals}
     assert not {r["id"] for r in eval_only} & whole
     schema = json.loads((folder / "schemas" / "canonical_sample_schema.json").read_text())
@@ -174,3 +176,172 @@ def test_s3_pairs_and_prompts_files_read_as_the_seed_writes_them(build):
         assert {r["meta"]["teacher_model"] for r in pairs} == {"target"} or all(
             r["meta"]["teacher_model"] != r["meta"]["mmt_ckpt"] for r in pairs
         )
+
+
+# ---- S4: psyctl's CAA dataset (S4-caa-steering-pairs.md) ---------------------------------------
+
+QUESTION = re.compile(r"^\[Situation\]\n.+\n\[Question\]\n.+\n1\. .+\n2\. .+\n\[Answer\]$", re.S)
+
+
+def test_s4_caa_dataset_and_checkpoint_read_as_psyctl_writes_them(build):
+    run, _profile_name = build
+    folder = run.latest("steering")
+    (data,) = folder.glob("caa_dataset_*.jsonl")
+    assert re.fullmatch(r"caa_dataset_\d{8}_\d{6}\.jsonl", data.name)
+    rows = _jsonl(data)
+    assert rows
+    for row in rows:
+        assert QUESTION.match(row["question"]), row["question"][:200]
+        assert {row["positive"], row["neutral"]} == {"(1", "(2"}
+    checkpoint = json.loads(data.with_suffix(".checkpoint.json").read_text())
+    assert checkpoint["num_generated"] == len(rows)
+    assert checkpoint["output_file"].endswith(data.name)
+    assert checkpoint["timestamp"][:4].isdigit()
+    # the same pairs as the per-trait files
+    per_trait = [r for f in sorted((folder / "seed").glob("*.jsonl")) for r in _jsonl(f)]
+    assert sorted(r["id"] for r in per_trait) == sorted(r["id"] for r in rows)
+
+
+# ---- S2: the versioned export (S2-export-and-qa.md) ---------------------------------------------
+
+SEED_CONSTITUTION = {
+    "harm_categories": ["weapons", "violence", "self_harm", "hate_speech"],
+    "refusal_indicators": ["I can't", "I won't", "not allowed"],
+    "labeling_rules": {
+        "outcome_determination": {
+            "REFUSAL.DIRECT": "prompt_harmful=true AND response_refusal=true",
+            "COMPLY.BENIGN": "prompt_harmful=false AND response_refusal=false",
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def demo_release(tmp_path_factory):
+    """The seeds' commands on the demo profile: `export_dataset --version 1.0.0 --target-samples 40
+    --seed 42` and S0's `run --datasets ... --constitution constitution.json` with a judge chosen."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("demo_release")
+    (root / "constitution.json").write_text(json.dumps(SEED_CONSTITUTION))
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(root / "home"),
+        "SAFETYGRAPH_BASE_URI": str(root / "data"),
+    }
+    env.pop("SAFETYGRAPH_PROFILE", None)
+    args = ["build", "refusal", "--version", "1.0.0", "--target-samples", "40", "--seed", "42"]
+    args += ["--judge", "heuristic", "--constitution", "constitution.json"]
+    args += ["--datasets", "demo_pairs", "demo_harmful_prompts", "demo_benign_prompts"]
+    done = subprocess.run(
+        [sys.executable, "-m", "safetygraph", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return root / "data" / "exports" / "v1.0.0"
+
+
+@pytest.fixture(params=BUILDS)
+def release(request):
+    if request.param == "demo":
+        return request.getfixturevalue("demo_release"), "demo"
+    return request.getfixturevalue("shared_build").data / "exports" / "v1.0.0", "shared"
+
+
+def test_s2_release_has_the_export_seeds_files(release):
+    folder, profile = release
+    for name in (
+        "dataset_v1.0.0.jsonl",
+        "dataset_v1.0.0.parquet",
+        "manifest_v1.0.0.json",
+        "config_lock.json",
+        "qa_report_v1.0.0.json",
+    ):
+        assert (folder / name).is_file(), name
+    manifest = json.loads((folder / "manifest_v1.0.0.json").read_text())
+    assert manifest == json.loads((folder / "manifest.json").read_text())
+    assert manifest["version"] == "1.0.0"
+    # "SHA256 checksums, source distribution, configuration lock, quality summary"
+    files = {f["path"]: f for f in manifest["files"]}
+    assert files["dataset_v1.0.0.jsonl"]["sha256"] and manifest["rows_per_source"]
+    assert manifest["qa_summary"]["dataset"]["verdict"] in ("PASS", "FAIL")
+    lock = json.loads((folder / "config_lock.json").read_text())
+    assert {"git_commit", "seed", "config_hash", "python", "platform", "config_snapshot"} <= set(
+        lock
+    )
+    assert "profiles.yaml" in lock["config_snapshot"]
+    qa = json.loads((folder / "qa_report_v1.0.0.json").read_text())
+    assert qa["verdict"] in ("PASS", "FAIL") and qa["metrics"]
+    rows = _jsonl(folder / "dataset_v1.0.0.jsonl")
+    if profile == "demo":  # --target-samples 40 --seed 42
+        assert len(rows) == 40 and lock["seed"] == 42 and manifest["target_samples"] == 40
+
+
+# ---- S0: the rejection-detection pipeline (S0-rejection-detection-pipeline.md) ------------------
+
+
+class RejectionDetectionDataset:
+    """The document's training loader, over processed/final_dataset.json (a JSON array): each item
+    the prompt and response with the four heads as labels."""
+
+    def __init__(self, path):
+        self.items = json.loads(Path(path).read_text())
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        item = self.items[i]
+        return {
+            "text": item["prompt"] + "\n" + (item["response"] or ""),
+            "labels": {k: item[k] for k in ("head_a", "head_b", "head_c_a", "head_c_b", "head_d")},
+        }
+
+
+HEAD_A = {"REFUSAL.DIRECT", "REFUSAL.PARTIAL", "REFUSAL.REDIRECT", "COMPLY.BENIGN", "COMPLY.UNSAFE"}
+HEAD_B = {"DIRECT", "EXPLAIN", "REDIRECT", "DIRECT_ANSWER", "STEP_BY_STEP", "TOOL_CALL", "NONE"}
+
+
+def _check_final_dataset(folder: Path, judge_model: str | None = None) -> list[dict]:
+    dataset = RejectionDetectionDataset(folder / "final_dataset.json")
+    assert len(dataset) > 0
+    for i in range(len(dataset)):
+        labels = dataset[i]["labels"]
+        assert labels["head_a"] in HEAD_A and labels["head_b"] in HEAD_B
+        assert set(labels["head_d"]) == {"prompt_harmful", "response_harmful", "response_refusal"}
+        assert labels["head_a"].startswith("REFUSAL") == labels["head_d"]["response_refusal"]
+    rows = dataset.items
+    assert all(0 <= r["metadata"]["confidence"] <= 1 for r in rows)
+    if judge_model:
+        assert {r["metadata"]["judge_model"] for r in rows} == {judge_model}
+    # evaluation-only benchmark rows are marked: never taken for training by accident
+    assert all(r["split"] in ("train", "eval") and isinstance(r["eval_only"], bool) for r in rows)
+    assert not [r for r in rows if r["eval_only"] and r["split"] == "train"]
+    assert _jsonl(folder / "final_dataset.jsonl") == rows
+    for name in ("dataset_info.json", "audit/audit_report.json", "audit/human_review_samples.json"):
+        assert (folder / name).is_file(), name
+    return rows
+
+
+def test_s0_loader_reads_final_dataset(build):
+    run, profile = build
+    rows = _check_final_dataset(run.latest("exports"))
+    if profile == "shared":  # the evaluation sets are there, marked eval-only
+        assert {r["source"] for r in rows if r["eval_only"]} >= {"harmbench", "xstest"}
+
+
+def test_s0_flags_choose_judge_constitution_and_datasets(demo_release):
+    rows = _check_final_dataset(demo_release, judge_model="heuristic-v2")
+    assert {r["source"] for r in rows} <= {
+        "demo_pairs",
+        "demo_harmful_prompts",
+        "demo_benign_prompts",
+    }
+    # the JSON constitution's four harm categories are the only ones head C-a names
+    assert {c for r in rows for c in r["head_c_a"]} <= set(SEED_CONSTITUTION["harm_categories"])

@@ -1,6 +1,7 @@
 """The steering files: per trait, the seed's format (``seed/<trait>.jsonl``: question, positive,
 neutral) and the CAA paper's (``caa/<trait>.jsonl``: question, answer_matching_behavior,
-answer_not_matching_behavior), each also as Parquet, ``stats.json`` and a manifest, under
+answer_not_matching_behavior), each also as Parquet, psyctl's ``caa_dataset_<timestamp>.jsonl``
+(every trait) with its ``.checkpoint.json``, ``stats.json`` and a manifest, under
 ``steering/<build_id>/`` (``core.builds``)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -26,6 +28,27 @@ from safetygraph.core.storage import Storage
 from safetygraph.recipes.steering.pairs import files_sql
 
 STEERING_ROOT = "steering"
+
+
+def psyctl_files(con, folder: str, storage: Storage, build_id: str) -> list:
+    """``caa_dataset_<YYYYMMDD_HHMMSS>.jsonl`` (psyctl's rows: question, positive, neutral, and
+    the trait) and ``caa_dataset_<...>.checkpoint.json`` ({num_generated, output_file,
+    timestamp}, as psyctl writes it when a run completes), in the local ``folder``."""
+    now = datetime.now(UTC)
+    name = f"caa_dataset_{now:%Y%m%d_%H%M%S}"
+    local = os.path.join(folder, f"{name}.jsonl")
+    sql = files_sql("t")["seed"]
+    con.execute(f"COPY ({sql}) TO '{local}' (FORMAT json)")
+    rows = int(con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0])
+    checkpoint = {
+        "num_generated": rows,
+        "output_file": storage.uri(STEERING_ROOT, build_id, f"{name}.jsonl"),
+        "timestamp": now.isoformat(),
+    }
+    point = os.path.join(folder, f"{name}.checkpoint.json")
+    with open(point, "w") as f:
+        json.dump(checkpoint, f, indent=2)
+    return [(f"{name}.jsonl", local, rows), (f"{name}.checkpoint.json", point, None)]
 
 
 def write_files(
@@ -55,6 +78,8 @@ def write_files(
                 files += copy_formats(con, per_trait, tmp, f"{fmt}/{trait}", table.num_rows)
         # safetygraph qa on every JSONL file; a failure under "block" publishes nothing
         qa_facts = checked_qa("steering", tmp, files, qa, qa_policy)
+        # psyctl's own output: every trait's pairs in one file, and its checkpoint (same rows)
+        files += psyctl_files(con, tmp, storage, build_id)
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)
