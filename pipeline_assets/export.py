@@ -192,8 +192,8 @@ def _final_dataset(dataset, train, evals, eval_only: tuple[str, ...]):
     owners=[OWNER],
     description="The refusal recipe's export, gated only by its own checks and its inputs': JSONL "
     "and Parquet of the refusal dataset and its train/eval split, the QA report (markdown and "
-    "JSON), dataset info, the rejection-detection system's files (final_dataset.json(l), "
-    "audit/), the dataset card (README.md, Hugging Face YAML header) and a manifest (sha256 and "
+    "JSON), dataset info, the rejection-detection system's files (processed/final_dataset.json(l), "
+    "processed/dataset_info.json, audit/), the dataset card (README.md, Hugging Face YAML header) and a manifest (sha256 and "
     "rows per file, rows per source, configuration lock, decontamination counts). Returns the "
     "manifest's file list.",
 )
@@ -230,7 +230,7 @@ def export(
     extra = {
         f"qa_report{suffix}.md": storage.read_bytes("reports", "qa_report.md").decode(),
         f"qa_report{suffix}.json": qa_text,
-        "dataset_info.json": json.dumps(info, indent=2),
+        "processed/dataset_info.json": json.dumps(info, indent=2),  # the S0 seed's layout
         # the export seed's lock file: the lock, and the configuration it hashes, whole
         "config_lock.json": json.dumps(
             {**lock, "config_snapshot": config_snapshot(settings.config_files())}, indent=2

@@ -72,14 +72,16 @@ def copy_final_dataset(
     evals: pa.Table | StoredTable | None = None,
     eval_only: tuple[str, ...] = (),
 ) -> list[tuple[str, str, int | None]]:
-    """``final_dataset.jsonl`` and ``final_dataset.json`` (one JSON array) in the local ``folder``,
+    """``processed/final_dataset.jsonl`` and ``processed/final_dataset.json`` (one JSON array; the
+    seed's layout) in the local ``folder``,
     streamed by DuckDB from the table, each row with its side of the refusal split (``train``,
     ``evals``) and whether its source is evaluation-only: ``(file name, local path, rows)``."""
     con = _connect(table, train, evals)
     out = []
+    os.makedirs(os.path.join(folder, "processed"), exist_ok=True)
     for fname, fmt in (
-        ("final_dataset.jsonl", "FORMAT json"),
-        ("final_dataset.json", "FORMAT json, ARRAY true"),
+        ("processed/final_dataset.jsonl", "FORMAT json"),
+        ("processed/final_dataset.json", "FORMAT json, ARRAY true"),
     ):
         local = os.path.join(folder, fname)
         con.execute(f"COPY ({_record_sql(eval_only)}) TO '{local}' ({fmt})")

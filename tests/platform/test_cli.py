@@ -45,7 +45,7 @@ def test_safetygraph_demo_builds_and_prints_the_export(readme_demo):
         "eval.jsonl",
         "eval.parquet",
         "qa_report.md",
-        "dataset_info.json",
+        "processed/dataset_info.json",
     }
     assert (tmp_path / "home" / "dagster.yaml").exists()  # runs recorded for the UI
 

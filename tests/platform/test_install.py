@@ -153,10 +153,12 @@ def test_the_readme_python_api_example_runs(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     manifest = json.loads((tmp_path / "my-refusal" / "manifest.json").read_text())
-    rows = next(f["rows"] for f in manifest["files"] if f["path"] == "final_dataset.jsonl")
+    rows = next(
+        f["rows"] for f in manifest["files"] if f["path"] == "processed/final_dataset.jsonl"
+    )
     assert f"loaded {rows} rows" in result.stdout
     # a copy that no longer matches its manifest is refused, not loaded
-    with open(tmp_path / "my-refusal" / "final_dataset.jsonl", "a") as f:
+    with open(tmp_path / "my-refusal" / "processed" / "final_dataset.jsonl", "a") as f:
         f.write('{"id": "tampered"}\n')
     try:
         safetygraph.load(tmp_path / "my-refusal")

@@ -516,8 +516,10 @@ def test_seed_compatible_files_load_as_the_seed_loader_reads_them(demo):
     storage = Storage(build.base)
     build_id = storage.read_bytes("exports", "LATEST").decode()
     root = Path(build.base) / "exports" / build_id
-    records = json.loads((root / "final_dataset.json").read_text())
-    lines = [json.loads(x) for x in (root / "final_dataset.jsonl").read_text().splitlines()]
+    records = json.loads((root / "processed" / "final_dataset.json").read_text())
+    lines = [
+        json.loads(x) for x in (root / "processed" / "final_dataset.jsonl").read_text().splitlines()
+    ]
     dataset = storage.read_table("assets", "refusal_dataset.parquet")
     assert records == lines and len(records) == dataset.num_rows
     heads = {"head_a", "head_b", "head_c_a", "head_c_b", "head_d", "metadata"}
@@ -544,11 +546,11 @@ def test_seed_compatible_files_load_as_the_seed_loader_reads_them(demo):
     manifest = json.loads((root / "manifest.json").read_text())
     paths = {f["path"] for f in manifest["files"]}
     assert {
-        "final_dataset.json",
-        "final_dataset.jsonl",
+        "processed/final_dataset.json",
+        "processed/final_dataset.jsonl",
         "audit/audit_report.json",
         "audit/human_review_samples.json",
-        "dataset_info.json",
+        "processed/dataset_info.json",
     } <= paths
 
 

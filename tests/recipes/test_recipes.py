@@ -63,7 +63,7 @@ def test_a_failed_circuit_breaker_gate_blocks_only_the_stage2_files(tmp_path: Pa
     manifest = json.loads((export / "manifest.json").read_text())
     paths = {f["path"] for f in manifest["files"]}
     assert {"refusal_dataset.jsonl", "train.jsonl", "eval.jsonl", "qa_report.json"} <= paths
-    assert {"final_dataset.json", "audit/audit_report.json"} <= paths
+    assert {"processed/final_dataset.json", "audit/audit_report.json"} <= paths
     assert _cli(["verify", str(export)], _env(tmp_path), tmp_path).returncode == 0
     # its split is the refusal recipe's own: every merged row, on one side
     rows = {f["path"]: f["rows"] for f in manifest["files"]}

@@ -309,7 +309,7 @@ HEAD_B = {"DIRECT", "EXPLAIN", "REDIRECT", "DIRECT_ANSWER", "STEP_BY_STEP", "TOO
 
 
 def _check_final_dataset(folder: Path, judge_model: str | None = None) -> list[dict]:
-    dataset = RejectionDetectionDataset(folder / "final_dataset.json")
+    dataset = RejectionDetectionDataset(folder / "processed" / "final_dataset.json")
     assert len(dataset) > 0
     for i in range(len(dataset)):
         labels = dataset[i]["labels"]
@@ -323,8 +323,12 @@ def _check_final_dataset(folder: Path, judge_model: str | None = None) -> list[d
     # evaluation-only benchmark rows are marked: never taken for training by accident
     assert all(r["split"] in ("train", "eval") and isinstance(r["eval_only"], bool) for r in rows)
     assert not [r for r in rows if r["eval_only"] and r["split"] == "train"]
-    assert _jsonl(folder / "final_dataset.jsonl") == rows
-    for name in ("dataset_info.json", "audit/audit_report.json", "audit/human_review_samples.json"):
+    assert _jsonl(folder / "processed" / "final_dataset.jsonl") == rows
+    for name in (
+        "processed/dataset_info.json",
+        "audit/audit_report.json",
+        "audit/human_review_samples.json",
+    ):
         assert (folder / name).is_file(), name
     return rows
 
