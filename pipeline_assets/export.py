@@ -179,6 +179,20 @@ def qa_report(
     return table
 
 
+def _report_files(settings: BuildConfig, info: dict, lock: dict, suffix: str) -> dict[str, str]:
+    """The export's reports: the QA report (md, json), the dataset info in the S0 seed's layout,
+    and the export seed's ``config_lock.json`` (the lock and the configuration it hashes, whole)."""
+    storage = settings.storage()
+    return {
+        f"qa_report{suffix}.md": storage.read_bytes("reports", "qa_report.md").decode(),
+        f"qa_report{suffix}.json": storage.read_bytes("reports", "qa_report.json").decode(),
+        "processed/dataset_info.json": json.dumps(info, indent=2),
+        "config_lock.json": json.dumps(
+            {**lock, "config_snapshot": config_snapshot(settings.config_files())}, indent=2
+        ),
+    }
+
+
 def _final_dataset(dataset, train, evals, eval_only: tuple[str, ...]):
     """final_dataset.json(l): streamed by DuckDB from the stored table into the build, each row
     with its side of the split and whether it is evaluation-only."""
@@ -212,30 +226,18 @@ def export(
     version = settings.export_version or None
     # with a version, the export seed's names: dataset_v1.0.0.jsonl, qa_report_v1.0.0.json, ...
     suffix, main = (f"_v{version}", "dataset") if version else ("", "refusal_dataset")
-    target = settings.target_samples()
-    rows_before = refusal_dataset.num_rows
+    target, rows_before = settings.target_samples(), refusal_dataset.num_rows
     if target is not None:  # --target-samples: the export's files hold that many rows
         sample = target_sample(refusal_dataset, refusal_train, refusal_eval, target, profile.seed)
         refusal_dataset, refusal_train, refusal_eval = sample.dataset, sample.train, sample.eval
-        context.log.info(
-            f"--target-samples {target}: {refusal_dataset.num_rows} of {rows_before} rows"
-        )
+        context.log.info(f"--target-samples {target}: {refusal_dataset.num_rows} of {rows_before}")
     info = dataset_info(refusal_dataset)
     card = refusal_card(
         context, settings, refusal_dataset, info, decont, judge_quality, suffix, main
     )
     t = profile.thresholds
-    qa_text = storage.read_bytes("reports", "qa_report.json").decode()
     lock = config_lock(settings.config_files(), profile.name, profile.seed)
-    extra = {
-        f"qa_report{suffix}.md": storage.read_bytes("reports", "qa_report.md").decode(),
-        f"qa_report{suffix}.json": qa_text,
-        "processed/dataset_info.json": json.dumps(info, indent=2),  # the S0 seed's layout
-        # the export seed's lock file: the lock, and the configuration it hashes, whole
-        "config_lock.json": json.dumps(
-            {**lock, "config_snapshot": config_snapshot(settings.config_files())}, indent=2
-        ),
-    }
+    extra = _report_files(settings, info, lock, suffix)
     writers = []
     if t["seed_compat"]:  # the rejection-detection system's names, on by default
         extra.update(seed_files(storage, refusal_dataset, t))
@@ -255,10 +257,16 @@ def export(
             "target_samples": target,
             "rows_before_target": rows_before if target is not None else None,
             # the QA report's verdict and failed metrics (S2: the QA summary in the manifest)
-            "qa_summary": qa_summary({main: json.loads(qa_text)}),
+            "qa_summary": qa_summary({main: json.loads(extra[f"qa_report{suffix}.json"])}),
         },
         manifest_copy=f"manifest{suffix}.json" if version else None,
     )
+    return _export_metadata(context, settings, manifest)
+
+
+def _export_metadata(context: AssetExecutionContext, settings: BuildConfig, manifest: dict):
+    """The export's metadata; returns the manifest's file list (the asset's value)."""
+    storage = settings.storage()
     build_dir = storage.uri(EXPORT_ROOT, manifest["build_id"])
     files_md, files_table = manifest_files(manifest)
     context.log.info(f"export written to {build_dir}")

@@ -223,15 +223,18 @@ def test_recorded_sources_need_no_model_server_and_the_others_say_why(tmp_path: 
         "--profile",
         "shared",
         "--sources",
-        "hh_rlhf,tau2_mock",
+        "hh_rlhf,tau2_mock,advbench",
         "--only-sources",
         **env,
     )
     assert result.returncode == 1
     # hh-rlhf carries its answers: 4 of its 2,312 transcripts end on the user and stay unanswered
     assert "[hh_rlhf] ok: 5 assets materialized" in result.stdout
-    # tau2 tasks without expected actions are prompts: they need a model, and the summary says so
+    # tau2 traces are built without a model: the two tasks without expected agent actions are
+    # skipped with the reason, and the source is not blocked
+    assert "[tau2_mock] ok: 5 assets materialized" in result.stdout
+    # AdvBench's behaviours are prompts: they need a model, and the summary says so
     assert (
-        "step generated_responses failed: source 'tau2_mock': 2 prompt-only row(s) need an answer "
+        "step generated_responses failed: source 'advbench': 520 prompt-only row(s) need an answer "
         "from generation config 'target' (backend openai, model target) and no model server is set"
     ) in result.stdout

@@ -57,9 +57,9 @@ def write_files(
             *copy_formats(con, trl_sql(fmt, system_prompt, "ev"), tmp, "eval", evals.num_rows),
         ]
         # safetygraph qa on every JSONL file; a failure under "block" publishes nothing
-        qa_facts = checked_qa("preference", tmp, files, qa, qa_policy)
-        # the seed's files hold the same pairs (train and eval together): checked above
+        # the seed's files: the same pairs (train and eval together), QA-checked like ours
         files += write_seed_files(con, tmp, system_prompt, upstream or {})
+        qa_facts = checked_qa("preference", tmp, files, qa, qa_policy)
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)

@@ -77,9 +77,9 @@ def write_files(
                 per_trait = sql.replace("FROM t ", f"FROM t WHERE trait = {sql_literal(trait)} ")
                 files += copy_formats(con, per_trait, tmp, f"{fmt}/{trait}", table.num_rows)
         # safetygraph qa on every JSONL file; a failure under "block" publishes nothing
-        qa_facts = checked_qa("steering", tmp, files, qa, qa_policy)
         # psyctl's own output: every trait's pairs in one file, and its checkpoint (same rows)
         files += psyctl_files(con, tmp, storage, build_id)
+        qa_facts = checked_qa("steering", tmp, files, qa, qa_policy)
         local = os.path.join(tmp, "stats.json")
         with open(local, "w") as f:
             json.dump(stats, f, indent=2)
