@@ -30,6 +30,7 @@ from safetygraph.export.qa import (
 )
 from safetygraph.export.target import target_sample
 from safetygraph.recipes.refusal.dataset import dataset_info
+from safetygraph.sources.profile_set import parse_profile_set
 
 # the assets whose blocking checks guard the refusal export (its card lists them)
 REFUSAL_GATES = (
@@ -236,7 +237,9 @@ def export(
         context, settings, refusal_dataset, info, decont, judge_quality, suffix, main
     )
     t = profile.thresholds
-    lock = config_lock(settings.config_files(), profile.name, profile.seed)
+    lock = config_lock(
+        settings.config_files(), profile.name, profile.seed, parse_profile_set(settings.profile_set)
+    )
     extra = _report_files(settings, info, lock, suffix)
     writers = []
     if t["seed_compat"]:  # the rejection-detection system's names, on by default
@@ -256,6 +259,10 @@ def export(
             "decontamination": decont,
             "target_samples": target,
             "rows_before_target": rows_before if target is not None else None,
+            # the gates and the QA report measured the whole dataset, before the sample
+            "qa_scope": "whole dataset"
+            if target is None
+            else f"whole dataset ({rows_before} rows, before --target-samples)",
             # the QA report's verdict and failed metrics (S2: the QA summary in the manifest)
             "qa_summary": qa_summary({main: json.loads(extra[f"qa_report{suffix}.json"])}),
         },

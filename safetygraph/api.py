@@ -131,7 +131,7 @@ def build(
         "SAFETYGRAPH_EXPORT_VERSION": version,
         "SAFETYGRAPH_PROFILE_SET": None if profile_set is None else json.dumps(profile_set),
     }
-    with _scoped_env(scoped):  # this build's settings do not leak into the next one
+    with scoped_env(scoped):  # this build's settings do not leak into the next one
         _prepare_env(None)
         return _Build(recipes, tuple(sources), allow_partial, echo, verbose).run(
             version, str(out) if out else None, only_sources
@@ -139,7 +139,7 @@ def build(
 
 
 @contextmanager
-def _scoped_env(values: dict[str, str | None]) -> Iterator[None]:
+def scoped_env(values: dict[str, str | None]) -> Iterator[None]:
     """The given variables set (a ``None`` leaves one as it is) and restored afterwards."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update({k: v for k, v in values.items() if v is not None})

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from safetygraph import __version__
-from safetygraph.api import RECIPE_FILES, RECIPES, BuildError, build, parse_recipes
+from safetygraph.api import RECIPE_FILES, RECIPES, BuildError, build, parse_recipes, scoped_env
 from safetygraph.commands import (
     _prepare_env,
     list_sources,
@@ -281,17 +281,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _init(args.folder, args.force)
     if args.command == "build":
         recipes = _recipes(args.recipe)
-        body, only = profile_set(args, recipes)
-        return run_build(
-            args.profile,
-            args.verbose,
-            only,
-            args.allow_partial,
-            recipes=recipes,
-            version=args.version,
-            out=args.out,
-            profile_set=body or None,
-        )
+        body, only, env = profile_set(args, recipes)
+        with scoped_env(env):  # the flags' variables hold for this build only
+            return run_build(
+                args.profile,
+                args.verbose,
+                only,
+                args.allow_partial,
+                recipes=recipes,
+                version=args.version,
+                out=args.out,
+                profile_set=body or None,
+            )
     if args.command == "qa":
         return qa(args.file, args.profile, args.json)
     if args.command == "preflight":

@@ -66,7 +66,10 @@ def copy_build(storage, root: str, build_id: str, dest: Path) -> None:
             target = tmp / entry["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
             storage.fs.get(storage.path(root, build_id, entry["path"]), str(target))
-        (tmp / "manifest.json").write_bytes(storage.read_bytes(root, build_id, "manifest.json"))
+        body = storage.read_bytes(root, build_id, "manifest.json")
+        (tmp / "manifest.json").write_bytes(body)
+        if manifest.get("manifest_copy"):  # the export seed's manifest_v<version>.json
+            (tmp / manifest["manifest_copy"]).write_bytes(body)
         if dest.exists():
             dest.rmdir()
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -83,19 +83,23 @@ def _names(args: argparse.Namespace) -> list[str]:
     return names + [x.strip(", ") for x in (args.datasets or []) if x.strip(", ")]
 
 
-def profile_set(args: argparse.Namespace, recipes: tuple[str, ...]) -> tuple[dict, tuple[str, ...]]:
+def profile_set(
+    args: argparse.Namespace, recipes: tuple[str, ...]
+) -> tuple[dict, tuple[str, ...], dict[str, str]]:
     """(the profile set of the flags, the profile sources to build: --sources of the refusal and
-    circuit-breaker recipes). Raises SystemExit with one line for a flag the recipes do not take."""
+    circuit-breaker recipes, the environment variables of this build: set by the caller for the
+    build only). Raises SystemExit with one line for a flag the recipes do not take."""
     if args.openrouter_api_key is not None:
         raise SystemExit(
             "safetygraph build: --openrouter-api-key is not taken on the command line (it would be "
             "in your shell history and process list); export SAFETYGRAPH_LLM_API_KEY instead"
         )
+    env: dict[str, str] = {}
     if args.constitution is not None:
         path = os.path.abspath(args.constitution)
         if not os.path.isfile(path):
             raise SystemExit(f"safetygraph build: --constitution {args.constitution}: no such file")
-        os.environ["SAFETYGRAPH_CONSTITUTION"] = path  # this process's build only
+        env["SAFETYGRAPH_CONSTITUTION"] = path
     body: dict = {}
     steering: dict = {}
     names = _names(args)
@@ -116,9 +120,16 @@ def profile_set(args: argparse.Namespace, recipes: tuple[str, ...]) -> tuple[dic
         body["configs"] = {"steering": {"backend": "transformers", "model": args.model}}
     if args.openrouter_model:
         body["configs"] = {"steering": {"backend": "openai", "model": args.openrouter_model}}
-        os.environ.setdefault("SAFETYGRAPH_OPENAI_BASE_URL", OPENROUTER_URL)
+        if not os.environ.get("SAFETYGRAPH_OPENAI_BASE_URL"):
+            env["SAFETYGRAPH_OPENAI_BASE_URL"] = OPENROUTER_URL
+    for flag, value in (
+        ("--openrouter-max-workers", args.openrouter_max_workers),
+        ("--limit-samples", args.limit_samples),
+    ):
+        if value is not None and value < 1:
+            raise SystemExit(f"safetygraph build: {flag} {value}: give a number of at least 1")
     if args.openrouter_max_workers is not None:
-        os.environ["SAFETYGRAPH_LLM_MAX_CONCURRENCY"] = str(args.openrouter_max_workers)
+        env["SAFETYGRAPH_LLM_MAX_CONCURRENCY"] = str(args.openrouter_max_workers)
     uses_steering = steering or args.model or args.openrouter_model
     if uses_steering and "steering" not in recipes:
         raise SystemExit(
@@ -132,4 +143,4 @@ def profile_set(args: argparse.Namespace, recipes: tuple[str, ...]) -> tuple[dic
     for key in ("seed", "judge", "target_samples"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
-    return body, tuple(names)
+    return body, tuple(names), env

@@ -225,6 +225,8 @@ def publish(
         entries += written
         manifest_extra = {**manifest_extra, "token_stats": tokens}
     manifest = {"build_id": build_id, "safetygraph_version": __version__, **manifest_extra}
+    if manifest_copy:
+        manifest["manifest_copy"] = manifest_copy
     manifest["files"] = entries
     body = json.dumps(manifest, indent=2).encode()
     if manifest_copy:

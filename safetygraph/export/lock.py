@@ -4,6 +4,7 @@ platform and package versions), recorded in every export manifest."""
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import subprocess
 import sys
@@ -14,12 +15,18 @@ from typing import Any
 from safetygraph.core.paths import CHECKOUT_ROOT
 
 
-def config_lock(config_files: list[str], profile: str, seed: int) -> dict[str, Any]:
-    """What produced this build: code commit, configuration hash, seed, interpreter and packages."""
+def config_lock(
+    config_files: list[str], profile: str, seed: int, profile_set: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What produced this build: code commit, configuration hash, seed, interpreter and packages.
+    ``profile_set``: the settings the command line laid over the profile (``--judge``,
+    ``--sources``, ``--target-samples``, ...), part of the hash."""
     h = hashlib.sha256()
     for path in sorted(config_files):
         h.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
     h.update(f"profile={profile};seed={seed}".encode())
+    if profile_set:
+        h.update(json.dumps(profile_set, sort_keys=True).encode())
     commit, dirty = "unknown", None
     try:
         root = CHECKOUT_ROOT or Path.cwd()  # an installed package has no commit of its own
@@ -60,6 +67,7 @@ def config_lock(config_files: list[str], profile: str, seed: int) -> dict[str, A
         "config_hash": h.hexdigest(),
         "config_files": [Path(p).name for p in sorted(config_files)],
         "profile": profile,
+        "profile_set": profile_set or {},
         "seed": seed,
         "python": sys.version.split()[0],
         "platform": platform.platform(),

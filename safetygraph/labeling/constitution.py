@@ -103,7 +103,9 @@ def from_seed(seed: dict[str, Any], base: dict[str, Any], where: str) -> dict[st
     """The rejection-detection system's JSON constitution (``harm_categories`` a list of names,
     ``refusal_indicators`` a list of phrases, ``labeling_rules.outcome_determination``
     {outcome: "signal=true AND ..."}) laid over ``base`` (the packaged constitution): its
-    categories keep our patterns (a new name matches itself as a word), its phrases join the
+    categories are the taxonomy (ours not named are left out: head C-a and the lexicon's
+    prompt-harm signal know only these), each with our patterns (a new name matches itself as a
+    word); its phrases join the
     refusal statements read in an answer's opening, and its outcome rules come before ours (first
     match wins), each with the label schema's invariants."""
     body = {k: v for k, v in base.items()}

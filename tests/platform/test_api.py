@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from safetygraph.api import BuildError, _scoped_env, load, parse_recipes
+from safetygraph.api import BuildError, load, parse_recipes, scoped_env
 
 
 def test_recipes_parse_in_pipeline_order_and_unknown_ones_are_refused():
@@ -20,12 +20,12 @@ def test_recipes_parse_in_pipeline_order_and_unknown_ones_are_refused():
 def test_a_build_environment_is_restored_afterwards(monkeypatch):
     monkeypatch.setenv("SAFETYGRAPH_PROFILE", "shared")
     monkeypatch.delenv("SAFETYGRAPH_EXPORT_VERSION", raising=False)
-    with _scoped_env({"SAFETYGRAPH_PROFILE": "demo", "SAFETYGRAPH_EXPORT_VERSION": "1.0.0"}):
+    with scoped_env({"SAFETYGRAPH_PROFILE": "demo", "SAFETYGRAPH_EXPORT_VERSION": "1.0.0"}):
         assert os.environ["SAFETYGRAPH_PROFILE"] == "demo"
         assert os.environ["SAFETYGRAPH_EXPORT_VERSION"] == "1.0.0"
     assert os.environ["SAFETYGRAPH_PROFILE"] == "shared"
     assert "SAFETYGRAPH_EXPORT_VERSION" not in os.environ
-    with _scoped_env({"SAFETYGRAPH_PROFILE": None}):  # None: left as it is
+    with scoped_env({"SAFETYGRAPH_PROFILE": None}):  # None: left as it is
         assert os.environ["SAFETYGRAPH_PROFILE"] == "shared"
 
 

@@ -24,12 +24,12 @@ def _args(*argv: str):
 
 
 def test_sources_go_to_the_recipe_that_reads_them():
-    body, only = profile_set(_args("preference", "--sources", "medquad"), ("preference",))
+    body, only, _env = profile_set(_args("preference", "--sources", "medquad"), ("preference",))
     assert body == {"preference": {"sources": ["medquad"]}} and only == ()
-    body, only = profile_set(_args("steering", "--datasets", "demo_scenarios"), ("steering",))
+    body, only, _env = profile_set(_args("steering", "--datasets", "demo_scenarios"), ("steering",))
     assert body == {"steering": {"sources": ["demo_scenarios"]}}
     # S0's --datasets: the refusal merge reads exactly these
-    body, only = profile_set(
+    body, only, _env = profile_set(
         _args("refusal", "--datasets", "demo_pairs", "demo_agentic"), ("refusal",)
     )
     assert body == {"sources": ["demo_pairs", "demo_agentic"]}
@@ -44,17 +44,21 @@ def test_judge_target_samples_and_models_become_settings(monkeypatch):
         "judge": "heuristic",
         "target_samples": 100,
     }
-    body, _ = profile_set(_args("steering", "--model", "HuggingFaceTB/SmolLM2-135M"), ("steering",))
+    body, _, env = profile_set(
+        _args("steering", "--model", "HuggingFaceTB/SmolLM2-135M"), ("steering",)
+    )
     assert body["configs"] == {
         "steering": {"backend": "transformers", "model": "HuggingFaceTB/SmolLM2-135M"}
     }
-    body, _ = profile_set(
+    body, _, env = profile_set(
         _args("steering", "--openrouter-model", "qwen/qwen3-next-80b-a3b-instruct"), ("steering",)
     )
     assert body["configs"]["steering"]["backend"] == "openai"
+    # the variables of this build only: the command sets them around the build, never for good
+    assert env == {"SAFETYGRAPH_OPENAI_BASE_URL": OPENROUTER_URL}
     import os
 
-    assert os.environ["SAFETYGRAPH_OPENAI_BASE_URL"] == OPENROUTER_URL
+    assert "SAFETYGRAPH_OPENAI_BASE_URL" not in os.environ
     # the profile's steering config takes the model, its other settings kept
     reg = load_registry()
     laid = apply_profile_set(reg.profile("demo"), reg, parse_profile_set(json.dumps(body)))
@@ -75,6 +79,8 @@ def test_judge_target_samples_and_models_become_settings(monkeypatch):
         (("refusal", "--model", "m"), ("refusal",), "steering recipe's flags"),
         (("steering", "--target-samples", "5"), ("steering",), "refusal recipe's flag"),
         (("refusal", "--constitution", "/no/such.json"), ("refusal",), "no such file"),
+        (("steering", "--openrouter-max-workers", "0"), ("steering",), "at least 1"),
+        (("steering", "--limit-samples", "-2"), ("steering",), "at least 1"),
     ],
 )
 def test_flags_a_recipe_does_not_take_are_one_line(argv, recipes, message):

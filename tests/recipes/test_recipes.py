@@ -112,6 +112,9 @@ def test_build_one_recipe_versioned_and_copied_out(tmp_path: Path):
     assert (build / "manifest_v1.0.0.json").read_bytes() == (build / "manifest.json").read_bytes()
     copied = json.loads((out_dir / "manifest.json").read_text())
     assert copied == manifest
+    assert (out_dir / "manifest_v1.0.0.json").read_bytes() == (
+        out_dir / "manifest.json"
+    ).read_bytes()
     assert _cli(["verify", str(out_dir)], env, tmp_path).returncode == 0
     # a released version is never overwritten
     again = _cli(["build", "refusal", "--version", "1.0.0"], env, tmp_path)

@@ -279,8 +279,11 @@ def test_s2_release_has_the_export_seeds_files(release):
     qa = json.loads((folder / "qa_report_v1.0.0.json").read_text())
     assert qa["verdict"] in ("PASS", "FAIL") and qa["metrics"]
     rows = _jsonl(folder / "dataset_v1.0.0.jsonl")
-    if profile == "demo":  # --target-samples 40 --seed 42
+    if profile == "demo":  # --target-samples 40 --seed 42, and the other flags, in the lock
         assert len(rows) == 40 and lock["seed"] == 42 and manifest["target_samples"] == 40
+        assert lock["profile_set"]["judge"] == "heuristic"
+        assert lock["profile_set"]["target_samples"] == 40
+        assert "before --target-samples" in manifest["qa_scope"]
 
 
 # ---- S0: the rejection-detection pipeline (S0-rejection-detection-pipeline.md) ------------------

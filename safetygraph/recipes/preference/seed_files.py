@@ -47,7 +47,8 @@ def numbered_sql(system_prompt: str | None, upstream: Mapping[str, str]) -> str:
     ), k AS (
       SELECT *, row_number() OVER (PARTITION BY source, __n ORDER BY id) AS __k FROM n
     )
-    SELECT source || '_' || lpad(CAST(__n AS VARCHAR), 6, '0')
+    SELECT source || '_' || CASE WHEN __n < 1000000 THEN lpad(CAST(__n AS VARCHAR), 6, '0')
+                                 ELSE CAST(__n AS VARCHAR) END
              || CASE WHEN __k > 1 THEN '_' || CAST(__k AS VARCHAR) ELSE '' END AS id,
            {_upstream(upstream)} AS source,
            question_type,
