@@ -268,4 +268,6 @@ def test_an_evaluation_set_the_profile_builds_from_goes_to_eval_only(tmp_path):
     for name in ("stage2/harmful.jsonl", "stage2/train.jsonl"):
         text = (build / name).read_text()
         assert '"source":"demo_harmful_prompts"' not in text, name
-    assert '"source":"demo_harmful_prompts"' in (build / "stage2" / "eval.jsonl").read_text()
+    # the evaluation set's rows: in the eval-only file, beside (never inside) the 10% holdout
+    assert '"source":"demo_harmful_prompts"' not in (build / "stage2" / "eval.jsonl").read_text()
+    assert '"source":"demo_harmful_prompts"' in (build / "stage2" / "eval_only.jsonl").read_text()

@@ -68,20 +68,25 @@ def test_the_plans_merge_check_passes_on_the_stage2_files(demo_build: Path):
     for r in rows:
         shown = any(m.get("tool_calls") or m["role"] == "tool" for m in r["messages"])
         assert r["labels"]["uses_tools"] == shown, r["id"]
-    assert {r["labels"]["priority_class"] for r in rows} <= {"critical", "high", "standard"}
+    assert {r["labels"]["priority_class"] for r in rows} <= {
+        "critical",
+        "high",
+        "standard",
+        "general_conversation",
+    }
+    # the plan's merge check 4: a row that is not general conversation carries its tools
+    assert all(
+        r.get("tools") for r in rows if r["labels"]["priority_class"] != "general_conversation"
+    )
     assert all(
         r["labels"]["priority_class"] == "critical"
         for r in rows
         if r["labels"]["is_adversarial_safe"]
     )
-    # the whole shards: every per-source shard row is in stage2/harmful or stage2/retain
+    # the folders: each row of stage2/harmful and stage2/retain in exactly one of their files
     for shard, whole in (("harmful", harmful), ("retain", retain)):
-        per_kind = sum(
-            len(_rows(f.read_bytes()))
-            for f in (demo_build / shard).glob("*.jsonl")
-            if f.stem in {r["cb_kind"] for r in whole}
-        )
-        assert per_kind == len(whole)
+        ids = [r["id"] for f in (demo_build / shard).glob("*.jsonl") for r in _rows(f.read_bytes())]
+        assert sorted(ids) == sorted(r["id"] for r in whole)
     stats = json.loads((demo_build / "stage2" / "stats.json").read_text())
     assert stats["harmful"] == len(harmful) and stats["retain"] == len(retain)
     assert (
@@ -272,7 +277,7 @@ def test_shared_profile_stage2_files_render_for_llama3(tmp_path, shared_data):
     root = tmp_path / "data" / "circuit_breaker"
     build = root / (root / "LATEST").read_text()
     reference, counts = Llama3Reference(), []
-    for name in ("train", "eval"):
+    for name in ("train", "eval", "eval_only"):
         for row in _rows((build / "stage2" / f"{name}.jsonl").read_bytes()):
             assert hf.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=False)
             counts.append(
