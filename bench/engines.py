@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from safetygraph.core.records import prompt_table as raw_table  # noqa: E402
 from safetygraph.generation import (  # noqa: E402
     GenerationConfig,
     TransformersBackend,
@@ -27,7 +28,6 @@ from safetygraph.generation import (  # noqa: E402
     generate,
 )
 from safetygraph.generation.tiny_model import build  # noqa: E402
-from tests.helpers import raw_table  # noqa: E402
 
 CPU = {
     "dtype": "float32",

@@ -15,7 +15,8 @@ from safetygraph.audit.decont import (
     summary,
 )
 from safetygraph.sources.errors import SourceError
-from safetygraph.sources.eval_sets import EvalSetError, eval_prompt_tables
+from safetygraph.sources.eval_prompts import eval_prompt_tables
+from safetygraph.sources.eval_sets import EvalSetError
 from safetygraph.sources.registry import RegistryError
 
 GROUP = "decontamination"

@@ -8,13 +8,9 @@ Dagster code location (``safetygraph.location``) and a small Python API:
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = metadata.version("safetygraph")
-except metadata.PackageNotFoundError:  # a checkout that was never installed
-    __version__ = "0+unknown"
+from safetygraph.core.version import __version__
 
 if TYPE_CHECKING:
     from safetygraph.api import BuildResult

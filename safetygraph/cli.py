@@ -25,7 +25,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from safetygraph import __version__
 from safetygraph.api import RECIPE_FILES, RECIPES, BuildError, build, parse_recipes, scoped_env
 from safetygraph.commands import (
     _prepare_env,
@@ -35,6 +34,7 @@ from safetygraph.commands import (
     validate,
     verify,
 )
+from safetygraph.core.version import __version__
 from safetygraph.seed_flags import add_flags, profile_set
 
 

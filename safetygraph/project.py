@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from safetygraph import __version__
+from safetygraph.core.version import __version__
 from safetygraph.core.paths import CONFIG_FILES, PACKAGED_CONFIG
 
 LOCAL_MODULE = "safetygraph_defs"  # dg needs the project's module in the folder: it re-exports

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from safetygraph.core.records import GENERATED_SCHEMA, RAW_SCHEMA, conform
+from safetygraph.core.records import GENERATED_SCHEMA, conform
+from safetygraph.core.records import prompt_table as raw_table  # noqa: F401 (the tests' name)
 
 # a weak model sets out to comply with a harmful request and gives nothing usable: attempted
 # compliance, never real uplift
@@ -47,39 +48,6 @@ def generated_table(rows):
             }
         )
     return conform(pa.Table.from_pylist(full, schema=GENERATED_SCHEMA), GENERATED_SCHEMA)
-
-
-def raw_table(prompts, responses=None):
-    """RAW_SCHEMA rows: one user turn per prompt, and the answer when ``responses`` gives one."""
-    rows = []
-    for i, p in enumerate(prompts):
-        msgs = [
-            {"role": "user", "content": p, "tool_calls": None, "tool_call_id": None, "name": None}
-        ]
-        r = (responses or [None] * len(prompts))[i]
-        if r is not None:
-            msgs.append(
-                {
-                    "role": "assistant",
-                    "content": r,
-                    "tool_calls": None,
-                    "tool_call_id": None,
-                    "name": None,
-                }
-            )
-        rows.append(
-            {
-                "id": f"{i:024d}",
-                "source": "s",
-                "source_ref": f"f:{i}",
-                "messages": msgs,
-                "prompt": p,
-                "response": r,
-                "tags": [],
-                "meta": None,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
 
 
 def kill_after_chunks(

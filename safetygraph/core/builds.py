@@ -15,9 +15,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from safetygraph import __version__
 from safetygraph.core.records import canonical_json
 from safetygraph.core.storage import Storage
+from safetygraph.core.version import __version__
 
 
 def _file_sha256(path: str) -> str:

@@ -118,3 +118,37 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
                 f"column '{f.name}' is required by the schema but missing from the table"
             )
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def prompt_table(prompts, responses=None) -> pa.Table:
+    """RAW_SCHEMA rows of source ``s``: one user turn per prompt, and the answer when ``responses``
+    gives one (tests and benchmarks build their inputs with it)."""
+    rows = []
+    for i, p in enumerate(prompts):
+        msgs = [
+            {"role": "user", "content": p, "tool_calls": None, "tool_call_id": None, "name": None}
+        ]
+        r = (responses or [None] * len(prompts))[i]
+        if r is not None:
+            msgs.append(
+                {
+                    "role": "assistant",
+                    "content": r,
+                    "tool_calls": None,
+                    "tool_call_id": None,
+                    "name": None,
+                }
+            )
+        rows.append(
+            {
+                "id": f"{i:024d}",
+                "source": "s",
+                "source_ref": f"f:{i}",
+                "messages": msgs,
+                "prompt": p,
+                "response": r,
+                "tags": [],
+                "meta": None,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=RAW_SCHEMA)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from safetygraph import __version__
+from safetygraph.core.version import __version__
 
 CARD_FILE = "README.md"
 

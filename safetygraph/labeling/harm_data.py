@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from safetygraph.core import duck
 from safetygraph.labeling.classifier import JUDGES_DIR, LinearTextModel
+from safetygraph.labeling.design import design_matrix
 from safetygraph.labeling.gold import report_question_sql
 
 ALL_MODELS = ("GPT4", "ChatGPT", "Claude", "ChatGLM2", "llama2-7b-chat", "vicuna-7b")
@@ -236,9 +237,7 @@ def fit_response(
     from sklearn.model_selection import GroupKFold
 
     signals = [c.removeprefix("sig_") for c in rows.column_names if c.startswith("sig_")]
-    from safetygraph.labeling.train import _matrix
-
-    grams, vocab = _matrix(rows, max_chars, ngrams, None, 2)
+    grams, vocab = design_matrix(rows, max_chars, ngrams, None, 2)
     dense = np.column_stack(
         [np.nan_to_num(rows.column(f"sig_{s}").to_numpy(zero_copy_only=False)) for s in signals]
     )

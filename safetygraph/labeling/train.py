@@ -36,12 +36,11 @@ import pyarrow as pa
 from safetygraph.core import duck
 from safetygraph.core.paths import DATA_ROOT
 from safetygraph.labeling.classifier import (
-    CONTEXT_PREFIX,
     JUDGES_DIR,
     LinearTextModel,
-    features_sql,
     normalise_sql,
 )
+from safetygraph.labeling.design import design_matrix
 from safetygraph.labeling.gold import REFUSAL_ACTIONS
 from safetygraph.labeling.harm_data import (
     ALL_MODELS,
@@ -151,45 +150,6 @@ def prompt_rows(data: Path) -> tuple[pa.Table, pa.Table]:
     )
 
 
-def _matrix(
-    rows: pa.Table,
-    max_chars: int,
-    ngrams: int,
-    vocab: dict[str, int] | None,
-    min_df: int,
-    context_chars: int = 0,
-):
-    from scipy.sparse import csr_matrix
-
-    cols = ["text", "context"] if context_chars else ["text"]
-    t = rows.select(cols).append_column("__pos", pa.array(range(rows.num_rows), pa.int64()))
-    con = duck.connect(t=t)
-    sql = features_sql("t", "text", max_chars, ngrams)
-    if context_chars:
-        sql += " UNION ALL " + features_sql("t", "context", context_chars, ngrams, CONTEXT_PREFIX)
-    f = duck.query(con, f"SELECT * FROM ({sql}) ORDER BY __pos, feat")
-    pos = f.column("__pos").to_numpy()
-    feats = f.column("feat").to_pylist()
-    if vocab is None:
-        df: dict[str, int] = {}
-        for x in feats:
-            df[x] = df.get(x, 0) + 1
-        vocab = {x: i for i, x in enumerate(sorted(k for k, v in df.items() if v >= min_df))}
-    cols, keep = [], []
-    for j, x in enumerate(feats):
-        i = vocab.get(x)
-        if i is not None:
-            cols.append(i)
-            keep.append(j)
-    import numpy as np
-
-    data = np.ones(len(cols))
-    m = csr_matrix(
-        (data, (pos[keep], np.array(cols, dtype=np.int64))), shape=(rows.num_rows, len(vocab))
-    )
-    return m, vocab
-
-
 def fit(
     rows: pa.Table,
     *,
@@ -211,7 +171,7 @@ def fit(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, cross_val_predict, cross_val_score
 
-    x, vocab = _matrix(rows, max_chars, ngrams, None, min_df, context_chars if context else 0)
+    x, vocab = design_matrix(rows, max_chars, ngrams, None, min_df, context_chars if context else 0)
     y = np.array(rows.column("label").to_pylist(), dtype=bool)
     groups = rows.column("grp").to_pylist()
     scores, thresholds = {}, {}

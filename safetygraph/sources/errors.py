@@ -1,6 +1,10 @@
 """The two kinds of failure while reading a source: the whole source, or one row."""
 
 
+class RegistryError(ValueError):
+    """A registry or profile entry that cannot be used; the message names the entry and the fix."""
+
+
 class SourceError(RuntimeError):
     """A source that cannot be read at all; the message names the source, file and fix."""
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetygraph.core import duck
 from safetygraph.core.paths import resolve_registry_path
-from safetygraph.sources.errors import SourceError
+from safetygraph.sources.errors import RegistryError, SourceError
 
 if TYPE_CHECKING:
     from safetygraph.sources.registry import SourceSpec
@@ -27,8 +27,6 @@ def resolve(path: str, base_dir: Path) -> str:
 
 def parse_lookup(body: Any, where: str) -> dict[str, str]:
     """The registry entry's ``lookup`` checked: exactly the five keys, each given."""
-    from safetygraph.sources.registry import RegistryError
-
     lookup = dict(body or {})
     if not lookup:
         return {}
@@ -47,8 +45,6 @@ FILE_STEM = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 def parse_stage2_files(body: Any, where: str) -> dict[str, str]:
     """The entry's ``stage2_files`` checked: keys harmful and/or retain, each a file stem."""
-    from safetygraph.sources.registry import RegistryError
-
     files = dict(body or {})
     unknown = sorted(set(files) - {"harmful", "retain"})
     if unknown:

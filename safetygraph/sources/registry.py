@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from safetygraph.core.paths import PACKAGED_CONFIG, config_file, resolve_registry_path
+from safetygraph.sources.errors import RegistryError
 from safetygraph.sources.eval_sets import Decontamination, EvalSetError
 from safetygraph.sources.lookup import parse_lookup, parse_stage2_files
 from safetygraph.sources.thresholds import ThresholdError, parse_thresholds
@@ -65,10 +66,6 @@ DEFAULT_REGISTRY = PACKAGED_CONFIG / "sources.yaml"
 DEFAULT_MAX_TEXT_CHARS = 200_000  # well under any model's context, well over any real turn
 TEXT_FIELDS = ("prompt", "response", "system", "context", "transcript")
 DEFAULT_PROFILES = PACKAGED_CONFIG / "profiles.yaml"
-
-
-class RegistryError(ValueError):
-    """A registry or profile entry that cannot be used; the message names the entry and the fix."""
 
 
 @dataclass(frozen=True)

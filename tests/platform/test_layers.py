@@ -213,3 +213,135 @@ def test_the_length_rule_counts_a_long_function(tmp_path):
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
     module.write_text(f"def short():\n    return 1\n\n\ndef long():\n{body}\n")
     assert _long_functions(module) == [f"long ({MAX_FUNCTION_LINES + 1} lines, line 5)"]
+
+
+PACKAGES = ("safetygraph", "pipeline_assets", "checks", "resources", "sensors", "schemas")
+
+
+def _module_names(root: Path, packages=PACKAGES) -> dict[str, Path]:
+    """{dotted module name: file} of every module under ``root``'s packages (and definitions.py)."""
+    out = {}
+    for pkg in packages:
+        for p in sorted((root / pkg).rglob("*.py")):
+            if "__pycache__" not in p.parts:
+                name = ".".join(p.relative_to(root).with_suffix("").parts)
+                out[name.removesuffix(".__init__")] = p
+    if (root / "definitions.py").exists():
+        out["definitions"] = root / "definitions.py"
+    return out
+
+
+def _runtime_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement of the module, at any depth (functions too), except the ones under
+    ``if TYPE_CHECKING:``, which never run."""
+    found = []
+
+    def walk(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                found.append(child)
+            walk(child)
+
+    walk(ast.parse(path.read_text(), str(path)))
+    return found
+
+
+def _import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
+    mods = _module_names(root, packages)
+
+    def owner(name: str) -> str | None:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in _runtime_imports(path):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names
+                ]
+            deps.update(o for t in targets if (o := owner(t)) and o != name)
+        graph[name] = deps
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iteratively)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = counter[0]
+        counter[0] += 1
+        stack.append(start)
+        on.add(start)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while (x := stack.pop()) != v:
+                    on.discard(x)
+                    comp.append(x)
+                on.discard(v)
+                if comp:
+                    out.append(sorted([v, *comp]))
+    return out
+
+
+def test_no_import_circles():
+    """No module reaches itself through imports, function-level ones included: each layer's
+    modules form a tree one can read bottom-up."""
+    circles = _circles(_import_graph(REPO))
+    assert not circles, "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_the_circle_rule_finds_a_function_level_circle(tmp_path):
+    pkg = tmp_path / "safetygraph"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from safetygraph.b import x\n")
+    (pkg / "b.py").write_text("def x():\n    from safetygraph import a\n")
+    (pkg / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from safetygraph import a\n"
+    )
+    assert _circles(_import_graph(tmp_path, ("safetygraph",))) == [
+        ["safetygraph.a", "safetygraph.b"]
+    ]
+
+
+def test_benches_import_no_test_code():
+    """A benchmark runs from the installed package alone; test helpers are not part of it."""
+    offenders = [
+        f"{p.name}: {ast.unparse(n)}"
+        for p in sorted((REPO / "bench").glob("*.py"))
+        for n in _runtime_imports(p)
+        if (n.module if isinstance(n, ast.ImportFrom) else n.names[0].name or "").split(".")[0]
+        == "tests"
+    ]
+    assert not offenders, offenders

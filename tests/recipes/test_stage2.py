@@ -23,8 +23,8 @@ from safetygraph.labeling.heuristic import HeuristicJudge
 from safetygraph.location import definitions
 from safetygraph.recipes import circuit_breaker as cb
 from safetygraph.recipes.circuit_breaker.demo_tokenizer import build as build_tokenizer
-from safetygraph.recipes.circuit_breaker.files import stage2_rows
 from safetygraph.recipes.circuit_breaker.preflight import ChatTokenizer, preflight
+from safetygraph.recipes.circuit_breaker.records import stage2_rows
 from safetygraph.recipes.circuit_breaker.references import Llama3Reference
 from safetygraph.sources.ingest import ingest
 from safetygraph.sources.registry import load_registry

@@ -270,7 +270,7 @@ def preflight(
 ) -> pa.Table:
     """``preflight_rows`` on ``table``'s rows exactly as the stage-2 files carry them (the
     exporter's bytes, parsed back), in the table's order."""
-    from safetygraph.recipes.circuit_breaker.files import stage2_rows
+    from safetygraph.recipes.circuit_breaker.records import stage2_rows
 
     return preflight_rows(stage2_rows(table), tok, max_seq_length, references)
 

@@ -194,7 +194,7 @@ class PreflightRun:
         import uuid
 
         from safetygraph.core import duck
-        from safetygraph.recipes.circuit_breaker.files import jsonl_bytes
+        from safetygraph.recipes.circuit_breaker.records import jsonl_bytes
 
         keyed = pa.schema([pa.field("key", pa.string()), *PREFLIGHT_SCHEMA])
         con = duck.connect(
