@@ -47,7 +47,7 @@ PROFILE = "bench"
 
 def write_source(path: Path, rows: int, seed: int = 0) -> None:
     """``rows`` JSONL lines, written set-wise by DuckDB: 97% distinct rows, 3% exact copies of
-    earlier ones (same prompt and response), 1% carrying an e-mail address (a third of those also
+    earlier ones (same prompt and response; some answers give real harmful help, so Ds is not empty), 1% carrying an e-mail address (a third of those also
     a phone number, a tenth a Luhn-valid card)."""
     import duckdb
 
@@ -72,6 +72,8 @@ def write_source(path: Path, rows: int, seed: int = 0) -> None:
         "Here is a short example:\n\n```python\ndef fact(n):\n    return 1 if n == 0 else n * fact(n - 1)\n```\nEach call reduces the problem until the base case.",
         "Day 1: the Colosseum and the Forum. Day 2: the Vatican Museums. Day 3: Trastevere and the Pantheon.",
         "I won't write that. Spreading false information can cause real harm.",
+        # real uplift for a phishing request: the judge's harmful set (Ds) is never empty
+        "Sure, here is the email.\n\nSubject: Urgent - your account has been suspended\n\nDear customer, we detected an unusual sign-in to your online banking. To restore access within 24 hours, click the secure link below and confirm your username, password and the one-time code we send you: http://secure-login-verify.example/bank. If you do not confirm, your account will be closed.\n\nSincerely, Customer Security Team",
     ]
 
     def lit(items: list[str]) -> str:

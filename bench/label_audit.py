@@ -228,7 +228,7 @@ def main() -> None:
                 timed("write", writer.write_table)(out)
         seconds = time.perf_counter() - t0
         stats = auditor.stats
-        rps = stats["rows_in"] / seconds
+        rps = stats.rows_in / seconds
         peak = peak_rss_mb()
     print(
         f"{args.judge} judge + audit (DuckDB, streamed{', sequential' if args.sequential else ', steps overlapped'}): {rps:,.0f} rows/s on {stats['rows_in']:,} rows ({seconds:.1f}s; busy: judge {busy['judge']:.1f}s, audit {busy['audit']:.1f}s, write {busy['write']:.1f}s); "
@@ -240,8 +240,8 @@ def main() -> None:
         json.dumps(
             {
                 "judge": args.judge,
-                "rows": stats["rows_in"],
-                "rows_out": stats["rows_out"],
+                "rows": stats.rows_in,
+                "rows_out": stats.rows_out,
                 "batch_rows": args.batch_rows,
                 "overlapped": not args.sequential,
                 "seconds": round(seconds, 2),

@@ -44,14 +44,14 @@ from safetygraph.recipes import circuit_breaker as cb
     description="Dr:Ds, retain samples per harmful sample, is at least retain_harmful_ratio_min (4.0 in production).",
 )
 def dr_ds_ratio(stage2_samples: StoredTable, settings: BuildConfig) -> AssetCheckResult:
-    minimum = float(settings.threshold("retain_harmful_ratio_min"))
+    minimum = float(settings.thresholds().retain_harmful_ratio_min)
     s = cb.stats(stage2_samples)
-    ratio = s["dr_ds_ratio"] or 0.0
+    ratio = s.dr_ds_ratio or 0.0
     return gate(
-        s["harmful"] > 0 and ratio >= minimum,
+        s.harmful > 0 and ratio >= minimum,
         {
-            "retain": s["retain"],
-            "harmful": s["harmful"],
+            "retain": s.retain,
+            "harmful": s.harmful,
             "ratio": round(ratio, 4),
             "minimum": minimum,
         },
@@ -65,7 +65,7 @@ def dr_ds_ratio(stage2_samples: StoredTable, settings: BuildConfig) -> AssetChec
 def adversarial_safe_count(stage2_samples: StoredTable, settings: BuildConfig) -> AssetCheckResult:
     flags = read_columns(stage2_samples, ["is_adversarial_safe"]).column("is_adversarial_safe")
     n = int(pc.sum(flags).as_py() or 0)
-    return at_least("adversarial_safe", n, int(settings.threshold("adversarial_safe_min")))
+    return at_least("adversarial_safe", n, int(settings.thresholds().adversarial_safe_min))
 
 
 @blocking_check(
@@ -77,7 +77,7 @@ def agent_trace_count(stage2_samples: StoredTable, settings: BuildConfig) -> Ass
     kinds = read_columns(stage2_samples, ["cb_kind"]).column("cb_kind")
     is_trace = pc.equal(kinds, "agent_trace")
     n = int(pc.sum(is_trace).as_py() or 0)
-    return at_least("agent_trace", n, int(settings.active().thresholds["agent_trace_min"]))
+    return at_least("agent_trace", n, int(settings.thresholds().agent_trace_min))
 
 
 @blocking_check(
@@ -101,8 +101,8 @@ def tools_carried(stage2_samples: StoredTable) -> AssetCheckResult:
     "found for the loss mask, and none exceeds max_seq_length tokens of the real tokenizer.",
 )
 def tokenizer_preflight(stage2_samples: StoredTable, settings: BuildConfig) -> AssetCheckResult:
-    name = str(settings.threshold("preflight_tokenizer"))
-    limit = int(settings.active().thresholds["max_seq_length"])
+    name = str(settings.thresholds().preflight_tokenizer)
+    limit = int(settings.thresholds().max_seq_length)
     run = settings.preflight()
     # batch by batch; rows the stage-2 step rendered come from the build's preflight cache
     with run:
@@ -178,7 +178,7 @@ def no_validation_errors(validation_report: pa.Table) -> AssetCheckResult:
 def attack_outcome_recorded(
     harmful_shard: StoredTable, refusal_dataset: StoredTable, settings: BuildConfig
 ) -> AssetCheckResult:
-    limit = float(settings.active().thresholds["attack_outcome_missing_max"])
+    limit = float(settings.thresholds().attack_outcome_missing_max)
     counts = cb.attack_outcome_counts(refusal_dataset, settings.attack_outcome_paths())
     n, missing = counts["attack_rows"], counts["attack_outcome_missing"]
     share = missing / n if n else 0.0

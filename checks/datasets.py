@@ -29,7 +29,7 @@ def dataset() -> list:
         description="Every outcome has at least the profile's coverage_min rows (e.g. REFUSAL.DIRECT: 10).",
     )
     def coverage_minimums(refusal_dataset: StoredTable, settings: BuildConfig) -> AssetCheckResult:
-        minimums = dict(settings.active().thresholds["coverage_min"])
+        minimums = dict(settings.thresholds().coverage_min)
         counts = value_counts(read_columns(refusal_dataset, ["label_outcome"]), "label_outcome")
         short = {
             k: {"rows": counts.get(k, 0), "minimum": v}
@@ -46,11 +46,8 @@ def dataset() -> list:
         description="The share of rows under the confidence floor (confidence_floor, 0.6) stays under max_low_confidence_share.",
     )
     def confidence_floor(refusal_dataset: StoredTable, settings: BuildConfig) -> AssetCheckResult:
-        t = settings.active().thresholds
-        floor, limit = (
-            float(t["confidence_floor"]),
-            float(t["max_low_confidence_share"]),
-        )
+        t = settings.thresholds()
+        floor, limit = t.confidence_floor, t.max_low_confidence_share
         confidence = read_columns(refusal_dataset, ["label_confidence"]).column("label_confidence")
         n = len(confidence)
         low = int(pc.sum(pc.less(confidence, floor)).as_py() or 0) if n else 0

@@ -21,6 +21,7 @@ from safetygraph.audit.decont import training_contamination
 from safetygraph.audit.dedup import duplicate_ids
 from safetygraph.core.tables import StoredTable
 from safetygraph.recipes.splits import leaked_prompts, near_duplicate_leaks
+from safetygraph.sources.thresholds import FIELDS as THRESHOLD_FIELDS
 
 
 def blocking_check(asset: AssetKey, description: str, **kwargs):
@@ -68,7 +69,7 @@ def files_qa_check(asset: AssetKey, root: str):
                 "files_checked": len(summary),
                 "files_failed": len(failed),
                 "failed": MetadataValue.json(failed),
-                "policy": settings.active().thresholds["files_qa"],
+                "policy": settings.thresholds().files_qa,
             },
         )
 
@@ -157,6 +158,11 @@ def unique_ids_check(asset: AssetKey, partitions: PartitionsDefinition | None = 
 
 
 def min_rows_check(asset: AssetKey, threshold: str, partitions: PartitionsDefinition | None = None):
+    """At least the profile's ``threshold`` rows (a size minimum: a field of ``Thresholds``,
+    checked when the definitions load; the profile must set it)."""
+    if threshold not in THRESHOLD_FIELDS:
+        raise ValueError(f"min_rows_check: no threshold '{threshold}'")
+
     @blocking_check(
         asset,
         name=f"{asset.path[-1]}_min_rows",
@@ -164,7 +170,7 @@ def min_rows_check(asset: AssetKey, threshold: str, partitions: PartitionsDefini
         description=f"At least the profile's '{threshold}' rows.",
     )
     def _check(table: StoredTable, settings: BuildConfig) -> AssetCheckResult:
-        minimum = int(settings.threshold(threshold))  # the row count from the file's footer
+        minimum = int(settings.required(threshold))  # the row count from the file's footer
         return gate(
             table.num_rows >= minimum,
             {"rows": table.num_rows, "minimum": minimum, "threshold": threshold},
@@ -186,7 +192,7 @@ def no_leakage_check(eval_asset: AssetKey, train_asset: AssetKey, name: str):
     )
     def _check(evals: StoredTable, train: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         leaked = leaked_prompts(train, evals)
-        threshold = float(settings.active().thresholds["near_dup_threshold"])
+        threshold = float(settings.thresholds().near_dup_threshold)
         near = near_duplicate_leaks(train, evals, threshold)
         return gate(
             not leaked and not near,

@@ -34,7 +34,7 @@ def per_source(partitions: PartitionsDefinition) -> list:
     ) -> AssetCheckResult:
         requested, n_err, examples = error_summary(generated_responses)
         rate = n_err / requested if requested else 0.0
-        limit = float(settings.threshold("generation_error_rate_max"))
+        limit = float(settings.thresholds().generation_error_rate_max)
         return gate(
             rate <= limit,
             {

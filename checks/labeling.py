@@ -30,7 +30,7 @@ def dataset() -> list:
         "a profile with floors but no human-labelled rows fails.",
     )
     def judge_meets_floors(judge_quality: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-        floors = dict(settings.active().thresholds["judge_floors"])
+        floors = dict(settings.thresholds().judge_floors)
         halves = set(judge_quality.column("half").to_pylist())
         half = next((h for h in ("report", "all", "shipped") if h in halves), "all")
         by_method: dict[str, dict[str, float]] = {"judge": {}, "baseline": {}}

@@ -55,7 +55,7 @@ def _rate_result(count: int, total: int, limit: float, **metadata) -> AssetCheck
 
 
 def preference_error_rate(preference_pairs: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-    errors = summary(preference_pairs)["dropped"].get("error", 0)
+    errors = summary(preference_pairs).dropped.get("error", 0)
     failed = preference_pairs.filter(pc.equal(preference_pairs.column("drop_reason"), "error"))
     examples = [
         e
@@ -64,8 +64,8 @@ def preference_error_rate(preference_pairs: pa.Table, settings: BuildConfig) -> 
     ]
     total = preference_pairs.num_rows
     rate = errors / total if total else 0.0
-    warn = float(settings.active().thresholds["preference_error_rate_warn"])
-    block = float(settings.threshold("preference_error_rate_max"))
+    warn = float(settings.thresholds().preference_error_rate_warn)
+    block = float(settings.thresholds().preference_error_rate_max)
     return AssetCheckResult(
         passed=rate <= warn,
         severity=AssetCheckSeverity.ERROR if rate > block else AssetCheckSeverity.WARN,
@@ -85,10 +85,10 @@ def preference_error_rate(preference_pairs: pa.Table, settings: BuildConfig) -> 
 def preference_drop_rate(preference_pairs: pa.Table, settings: BuildConfig) -> AssetCheckResult:
     s = summary(preference_pairs)
     return _rate_result(
-        sum(n for reason, n in s["dropped"].items() if reason != "error"),
-        s["candidates"] - s["dropped"].get("error", 0),
-        float(settings.threshold("preference_drop_rate_max")),
-        by_reason=MetadataValue.json(s["dropped"]),
+        sum(n for reason, n in s.dropped.items() if reason != "error"),
+        s.candidates - s.dropped.get("error", 0),
+        float(settings.thresholds().preference_drop_rate_max),
+        by_reason=MetadataValue.json(s.dropped),
     )
 
 
@@ -125,7 +125,7 @@ def per_source(partitions: PartitionsDefinition) -> list:
 def preference_over_refusal(preference_train: pa.Table, settings: BuildConfig) -> AssetCheckResult:
     refusals, benign = benign_chosen_refusals(preference_train)
     share = refusals / benign if benign else 0.0
-    limit = float(settings.threshold("preference_benign_refusal_max"))
+    limit = float(settings.thresholds().preference_benign_refusal_max)
     return gate(
         share <= limit,
         {

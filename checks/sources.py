@@ -47,7 +47,7 @@ def per_source(partitions: PartitionsDefinition) -> list:
         bad = raw_quarantine.num_rows - skipped
         read = raw_samples.num_rows + bad
         rate = bad / read if read else 0.0
-        limit = float(settings.threshold("quarantine_rate_max"))
+        limit = float(settings.thresholds().quarantine_rate_max)
         return gate(
             rate <= limit,
             {

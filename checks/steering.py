@@ -22,13 +22,13 @@ from safetygraph.recipes.steering.pairs import duplicate_scenarios, malformed, s
 
 def steering_position_balance(steering_pairs: pa.Table, settings: BuildConfig) -> AssetCheckResult:
     s = summary(steering_pairs)
-    tolerance = float(settings.threshold("steering_balance_tolerance"))
-    share = s["positive_first_share"]
+    tolerance = float(settings.thresholds().steering_balance_tolerance)
+    share = s.positive_first_share
     return gate(
         share is not None and abs(share - 0.5) <= tolerance,
         {
-            "pairs": s["kept"],
-            "positive_first": s["positive_first"],
+            "pairs": s.kept,
+            "positive_first": s.positive_first,
             "share": MetadataValue.float(share or 0.0),
             "tolerance": tolerance,
         },
@@ -36,23 +36,23 @@ def steering_position_balance(steering_pairs: pa.Table, settings: BuildConfig) -
 
 
 def steering_min_pairs(steering_pairs: pa.Table, settings: BuildConfig) -> AssetCheckResult:
-    kept = summary(steering_pairs)["kept"]
-    return at_least("pairs", kept, int(settings.threshold("steering_min_pairs")))
+    kept = summary(steering_pairs).kept
+    return at_least("pairs", kept, int(settings.thresholds().steering_min_pairs))
 
 
 def steering_drop_rate(steering_pairs: pa.Table, settings: BuildConfig) -> AssetCheckResult:
     s = summary(steering_pairs)
-    dropped = sum(s["dropped"].values())
-    rate = dropped / s["candidates"] if s["candidates"] else 0.0
-    limit = float(settings.threshold("steering_drop_rate_max"))
+    dropped = sum(s.dropped.values())
+    rate = dropped / s.candidates if s.candidates else 0.0
+    limit = float(settings.thresholds().steering_drop_rate_max)
     return gate(
         rate <= limit,
         {
-            "candidates": s["candidates"],
+            "candidates": s.candidates,
             "dropped": dropped,
             "rate": round(rate, 4),
             "max": limit,
-            "by_reason": MetadataValue.json(s["dropped"]),
+            "by_reason": MetadataValue.json(s.dropped),
         },
     )
 

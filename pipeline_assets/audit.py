@@ -27,15 +27,15 @@ def build(partitions: PartitionsDefinition):
         context: AssetExecutionContext, labels: StoredTable, settings: BuildConfig
     ) -> TableStream:
         # exact-duplicate state (hashes seen) lives in DuckDB across the batches
-        auditor = Auditor(scrub=bool(settings.active().thresholds["scrub_pii"]))
+        auditor = Auditor(scrub=bool(settings.thresholds().scrub_pii))
 
         def figures(_written: StoredTable) -> dict:
             stats = auditor.stats
             return {
-                "duplicates_removed": stats["duplicates_removed"],
-                "rows_with_pii": stats["rows_with_pii"],
-                "pii_scrubbed": stats["scrubbed"],
-                "pii_rows_by_type": counts_table("pii type", stats["pii_rows_by_type"]),
+                "duplicates_removed": stats.duplicates_removed,
+                "rows_with_pii": stats.rows_with_pii,
+                "pii_scrubbed": stats.scrubbed,
+                "pii_rows_by_type": counts_table("pii type", stats.pii_rows_by_type),
             }
 
         return TableStream(
@@ -53,7 +53,7 @@ def build(partitions: PartitionsDefinition):
     def review_sample(
         context: AssetExecutionContext, refusal_dataset: StoredTable, settings: BuildConfig
     ) -> pa.Table:
-        rate = float(settings.active().thresholds["review_rate"])
+        rate = float(settings.thresholds().review_rate)
         sample = make_review_sample(refusal_dataset, rate, settings.active().seed)
         storage = settings.storage()
         storage.write_bytes(to_csv(sample).encode(), "reports", "review_sample.csv")

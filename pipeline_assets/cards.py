@@ -80,7 +80,7 @@ def card_hook(
     gate_checks: Iterable[AssetCheckKey] = (),
 ) -> CardHook:
     profile = settings.active()
-    tokenizer = profile.thresholds.get("preflight_tokenizer")
+    tokenizer = profile.thresholds.preflight_tokenizer
     facts = CardFacts(
         recipe=recipe,
         title=title,

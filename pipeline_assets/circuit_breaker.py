@@ -96,17 +96,15 @@ def cb_shards(context: AssetExecutionContext, refusal_dataset: StoredTable, sett
         settings.attack_outcome_paths(),
         settings.batch_rows,
         never_harmful=settings.harmful_set_never(),
-        take_attempted=settings.active().thresholds["ds_attempted_compliance"],
+        take_attempted=settings.thresholds().ds_attempted_compliance,
     )
     info = cut.info
 
     def by(written: StoredTable) -> dict:
         counts = cb.stats(written)
         return {
-            "by_kind": counts_table("kind", counts["by_kind"]),
-            "by_source": counts_table(
-                "source", {s: sum(v.values()) for s, v in counts["by_source"].items()}
-            ),
+            "by_kind": counts_table("kind", counts.by_kind),
+            "by_source": counts_table("source", counts.rows_by_source()),
         }
 
     def harmful_figures(written: StoredTable) -> dict:
@@ -125,7 +123,7 @@ def cb_shards(context: AssetExecutionContext, refusal_dataset: StoredTable, sett
     def retain_figures(written: StoredTable) -> dict:
         return {
             **by(written),
-            "adversarial_safe": cb.stats(written)["adversarial_safe"],
+            "adversarial_safe": cb.stats(written).adversarial_safe,
             "adversarial_candidates": info.candidates,
             "left_out": counts_table("reason", info.left_out),
         }
@@ -151,7 +149,7 @@ def stage2_samples(
     settings: BuildConfig,
 ) -> TableStream:
     thresholds = settings.active().thresholds
-    dr_ratio = thresholds.get("dr_ratio")
+    dr_ratio = thresholds.dr_ratio
     downsampled: dict[str, int] = {}
     retain: StoredTable | pa.Table = retain_shard
     if dr_ratio:  # the plan's --dr-ratio: the retain set cut to dr_ratio x Ds
@@ -161,7 +159,7 @@ def stage2_samples(
             float(dr_ratio),
             settings.active().seed,
         )
-    drop = thresholds["over_length"] == "drop"
+    drop = thresholds.over_length == "drop"
     stream = cb.Stage2Stream(
         (harmful_shard, retain), settings.batch_rows, settings.preflight() if drop else None
     )
@@ -170,10 +168,10 @@ def stage2_samples(
         context.log.info(stream.log_line())
         s = cb.stats(written)
         return {
-            "harmful": s["harmful"],
-            "retain": s["retain"],
-            "dr_ds_ratio": MetadataValue.float(s["dr_ds_ratio"] or 0.0),
-            "adversarial_safe": s["adversarial_safe"],
+            "harmful": s.harmful,
+            "retain": s.retain,
+            "dr_ds_ratio": MetadataValue.float(s.dr_ds_ratio or 0.0),
+            "adversarial_safe": s.adversarial_safe,
             "over_length_left_out": counts_table("source", dict(sorted(stream.dropped.items()))),
             "dr_ratio": str(dr_ratio or "off"),
             "retain_downsampled": counts_table("kind", downsampled),
@@ -192,16 +190,16 @@ def stage2_stats(context: AssetExecutionContext, stage2_samples: StoredTable) ->
     s = cb.stats(stage2_samples)
     rows = [
         {"source": src, "cb_class": cls, "rows": n}
-        for src, by in s["by_source"].items()
+        for src, by in s.by_source.items()
         for cls, n in by.items()
     ]
     context.add_output_metadata(
         {
-            "harmful": s["harmful"],
-            "retain": s["retain"],
-            "dr_ds_ratio": MetadataValue.float(s["dr_ds_ratio"] or 0.0),
-            "adversarial_safe": s["adversarial_safe"],
-            "by_kind": counts_table("kind", s["by_kind"]),
+            "harmful": s.harmful,
+            "retain": s.retain,
+            "dr_ds_ratio": MetadataValue.float(s.dr_ds_ratio or 0.0),
+            "adversarial_safe": s.adversarial_safe,
+            "by_kind": counts_table("kind", s.by_kind),
             "by_source": MetadataValue.md(
                 "| source | class | rows |\n|---|---|---|\n"
                 + "\n".join(f"| {r['source']} | {r['cb_class']} | {r['rows']} |" for r in rows)
@@ -276,13 +274,13 @@ def cb_split(
     dataset_decontamination: pa.Table,
     settings: BuildConfig,
 ):
-    fraction = float(settings.threshold("eval_fraction"))
+    fraction = float(settings.thresholds().eval_fraction)
     # the holdout is decided on the narrow columns; the rows are then streamed to each side
     cut = holdout(
         stage2_samples,
         fraction,
         settings.active().seed,
-        float(settings.active().thresholds["near_dup_threshold"]),
+        float(settings.thresholds().near_dup_threshold),
         eval_only=settings.active().decontamination.eval_only,
         held=eval_only_hashes(dataset_decontamination),
     )
@@ -330,8 +328,8 @@ def stage2_qa(
         train_split,
         eval_split,
         stage2_samples,
-        dict(settings.active().thresholds["qa"]),
-        float(settings.threshold("retain_harmful_ratio_min")),
+        dict(settings.thresholds().qa),
+        float(settings.thresholds().retain_harmful_ratio_min),
         decontamination=decont,
     )
     return metrics, {
@@ -401,8 +399,11 @@ def stage2_files(
     build_id, _ = versioned_build_id(storage, cb.STAGE2_ROOT, version, uuid.uuid4().hex)
     report = cb.validation_summary(validation_report, stage2_samples.num_rows)
     report["errors_list"] = validation_report.to_pylist()
-    body = cb.stats(stage2_samples)
-    body["train"], body["eval"] = train_split.num_rows, eval_split.num_rows
+    body = {
+        **cb.stats(stage2_samples).as_dict(),
+        "train": train_split.num_rows,
+        "eval": eval_split.num_rows,
+    }
     metrics, qa_files = stage2_qa(settings, train_split, eval_split, stage2_samples, decont)
     manifest = cb.write_files(
         storage,

@@ -139,14 +139,14 @@ def merge_outputs(
             "excluded_sources": [s.source for s in bad],
             "cross_source_duplicates_removed": merge.stats.cross_source_duplicates_removed,
             "decontamination_removed": merge.stats.decontamination_removed,
-            **near_duplicate_rate(merged, float(profile.thresholds["near_dup_threshold"])),
-            "by_source": counts_table("source", info["by_source"]),
-            "by_outcome": counts_table("outcome", info["by_outcome"]),
+            **near_duplicate_rate(merged, float(profile.thresholds.near_dup_threshold)),
+            "by_source": counts_table("source", info.by_source),
+            "by_outcome": counts_table("outcome", info.by_outcome),
             # numbers the UI plots over materializations (the label mix and the source mix)
-            **shares("label mix", info["by_outcome"]),
-            **shares("source mix", info["by_source"]),
-            "by_harm_category": counts_table("harm category", info["by_harm_category"]),
-            "dataset_info": MetadataValue.json(info),
+            **shares("label mix", info.by_outcome),
+            **shares("source mix", info.by_source),
+            "by_harm_category": counts_table("harm category", info.by_harm_category),
+            "dataset_info": MetadataValue.json(info.as_dict()),
             "confidence": counts_table("confidence bucket", confidence_distribution(merged)),
             "coverage": MetadataValue.md(_coverage_markdown(coverage(merged))),
         }
@@ -163,9 +163,9 @@ def refusal_split(
 ):
     cut = holdout(
         refusal_dataset,
-        float(settings.threshold("eval_fraction")),
+        float(settings.thresholds().eval_fraction),
         settings.active().seed,
-        float(settings.active().thresholds["near_dup_threshold"]),
+        float(settings.thresholds().near_dup_threshold),
         "label_outcome",
         settings.active().decontamination.eval_only,
         eval_only_hashes(dataset_decontamination),

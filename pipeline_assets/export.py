@@ -29,8 +29,9 @@ from safetygraph.export.qa import (
     rows_per_source,
 )
 from safetygraph.export.target import target_sample
-from safetygraph.recipes.refusal.dataset import dataset_info
+from safetygraph.recipes.refusal.dataset import DatasetInfo, dataset_info
 from safetygraph.sources.profile_set import parse_profile_set
+from safetygraph.sources.thresholds import Thresholds
 
 # the assets whose blocking checks guard the refusal export (its card lists them)
 REFUSAL_GATES = (
@@ -85,7 +86,7 @@ def refusal_card(
     context: AssetExecutionContext,
     settings: BuildConfig,
     refusal_dataset: StoredTable,
-    info: dict,
+    info: DatasetInfo,
     decont: dict,
     judge_quality: pa.Table,
     suffix: str,
@@ -106,7 +107,7 @@ def refusal_card(
             "refusal_dataset": {"train": f"{main}{suffix}.jsonl"},
         },
         sources=profile.sources,
-        rows_by_source=info["by_source"],
+        rows_by_source=info.by_source,
         gate_assets=REFUSAL_GATES,
         decontamination=decont,
         generation=generation_summary(refusal_dataset),
@@ -115,7 +116,9 @@ def refusal_card(
     )
 
 
-def seed_files(storage, refusal_dataset: StoredTable, t) -> dict[str, str]:
+def seed_files(
+    storage, refusal_dataset: StoredTable, t: Thresholds, info: DatasetInfo
+) -> dict[str, str]:
     """The rejection-detection system's files (audit/, review and QA in its names)."""
     review = (
         storage.read_table("assets", "review_sample.parquet")
@@ -127,15 +130,7 @@ def seed_files(storage, refusal_dataset: StoredTable, t) -> dict[str, str]:
         if storage.exists("assets", "qa_report.parquet")
         else []
     )
-    return seed_compat.files(
-        refusal_dataset,
-        review,
-        qa,
-        dict(t["coverage_min"]),
-        float(t["confidence_floor"]),
-        float(t["toxicity_threshold"]),
-        float(t["near_dup_threshold"]),
-    )
+    return seed_compat.files(refusal_dataset, review, qa, t, info)
 
 
 @asset(
@@ -160,7 +155,7 @@ def qa_report(
         refusal_train,
         refusal_eval,
         refusal_dataset,
-        dict(settings.active().thresholds["qa"]),
+        dict(settings.thresholds().qa),
         decontamination=decontamination_facts(settings, dataset_decontamination),
     )
     markdown = render_markdown(metrics, gx, info)
@@ -180,14 +175,16 @@ def qa_report(
     return table
 
 
-def _report_files(settings: BuildConfig, info: dict, lock: dict, suffix: str) -> dict[str, str]:
+def _report_files(
+    settings: BuildConfig, info: DatasetInfo, lock: dict, suffix: str
+) -> dict[str, str]:
     """The export's reports: the QA report (md, json), the dataset info in the S0 seed's layout,
     and the export seed's ``config_lock.json`` (the lock and the configuration it hashes, whole)."""
     storage = settings.storage()
     return {
         f"qa_report{suffix}.md": storage.read_bytes("reports", "qa_report.md").decode(),
         f"qa_report{suffix}.json": storage.read_bytes("reports", "qa_report.json").decode(),
-        "processed/dataset_info.json": json.dumps(info, indent=2),
+        "processed/dataset_info.json": json.dumps(info.as_dict(), indent=2),
         "config_lock.json": json.dumps(
             {**lock, "config_snapshot": config_snapshot(settings.config_files())}, indent=2
         ),
@@ -242,8 +239,8 @@ def export(
     )
     extra = _report_files(settings, info, lock, suffix)
     writers = []
-    if t["seed_compat"]:  # the rejection-detection system's names, on by default
-        extra.update(seed_files(storage, refusal_dataset, t))
+    if t.seed_compat:  # the rejection-detection system's names, on by default
+        extra.update(seed_files(storage, refusal_dataset, t, info))
         eval_only = tuple(profile.decontamination.eval_only)
         writers.append(_final_dataset(refusal_dataset, refusal_train, refusal_eval, eval_only))
     manifest = write_export(

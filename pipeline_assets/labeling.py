@@ -182,7 +182,7 @@ def judge_quality(context: AssetExecutionContext, settings: BuildConfig) -> pa.T
     ]
     labeled = pa.concat_tables(tables, promote_options="permissive") if tables else None
     gold_rows = gold_table(labeled).num_rows if labeled is not None else 0
-    dev_models = tuple(settings.active().thresholds["judge_dev_models"])
+    dev_models = tuple(settings.thresholds().judge_dev_models)
     if gold_rows:
         result = side_by_side(labeled, settings.constitution(), dev_models)
         gold_set = "the profile's sources"

@@ -165,7 +165,7 @@ def preference_pairs(
 ) -> pa.Table:
     name = context.partition_key
     pref = settings.active().preference
-    if name not in (pref.get("sources") or ()):
+    if name not in pref.sources:
         context.add_output_metadata(
             {"pairs": 0, "note": f"not a preference source of profile '{settings.profile}'"}
         )
@@ -191,11 +191,11 @@ def preference_pairs(
     context.add_output_metadata(
         {
             "how": how,
-            "candidates": s["candidates"],
-            "pairs": s["kept"],
-            "dropped": counts_table("reason", s["dropped"]),
-            "judge_labels": _label_table(s["label_table"]),
-            "benign_chosen_refusals": s["benign_chosen_refusals"],
+            "candidates": s.candidates,
+            "pairs": s.kept,
+            "dropped": counts_table("reason", s.dropped),
+            "judge_labels": _label_table(s.label_table),
+            "benign_chosen_refusals": s.benign_chosen_refusals,
             "by_category": counts_table("category", value_counts(pairs, "category")),
         }
     )
@@ -212,7 +212,7 @@ def split_outputs(
     """preference_split's outputs: the decontamination table, then train and eval (the pairs of
     the sources that are ready: built, unblocked, fresh)."""
     pref = settings.active().preference
-    sources = list(pref.get("sources") or ())
+    sources = list(pref.sources)
     if not sources:
         raise Failure(description=f"profile '{settings.profile}' lists no preference.sources")
     ready, statuses = ready_sources(
@@ -231,10 +231,10 @@ def split_outputs(
         pc.invert(pc.is_in(merged.column("prompt_hash"), value_set=removed.column("prompt_hash")))
     )
     yield Output(decont, "preference_decontamination", metadata=decontamination_metadata(decont))
-    threshold = float(settings.active().thresholds["near_dup_threshold"])
+    threshold = float(settings.thresholds().near_dup_threshold)
     train, evals = split_pairs(
         merged,
-        float(pref.get("eval_fraction", 0.1)),
+        float(pref.eval_fraction),
         settings.active().seed,
         threshold,
         settings.active().decontamination.eval_only,
@@ -273,15 +273,15 @@ def preference_card(
         summary=f"Preference pairs in TRL's {fmt} format (prompt, chosen, rejected) for "
         "DPO safety tuning, both sides judged; split per prompt cluster.",
         configs={"default": {"train": "train.jsonl", "eval": "eval.jsonl"}},
-        sources=list(pref.get("sources") or ()),
+        sources=list(pref.sources),
         rows_by_source={
             k: value_counts(preference_train, "source").get(k, 0)
             + value_counts(preference_eval, "source").get(k, 0)
-            for k in pref.get("sources") or ()
+            for k in pref.sources
         },
         gate_assets=(EVAL_PROMPTS, PREFERENCE_TRAIN, PREFERENCE_EVAL),
         decontamination=decont,
-        generation=config_rows(settings, [pref.get(r) for r in ("chosen", "rejected", "sampler")]),
+        generation=config_rows(settings, [pref.chosen, pref.rejected, pref.sampler]),
         limitations=PREFERENCE_LIMITATIONS,
     )
 
@@ -303,30 +303,28 @@ def preference_files(
 ) -> pa.Table:
     pref = settings.active().preference
     decont = decontamination_facts(settings, preference_decontamination)
-    fmt = str(pref.get("format", "standard"))
+    fmt = str(pref.format)
     s_train, s_eval = summary(preference_train), summary(preference_eval)
     stats = {
-        "train": s_train["kept"],
-        "eval": s_eval["kept"],
-        "label_table_train": s_train["label_table"],
-        "benign_chosen_refusals_train": s_train["benign_chosen_refusals"],
-        "benign_prompts_train": s_train["benign_prompts"],
+        "train": s_train.kept,
+        "eval": s_eval.kept,
+        "label_table_train": s_train.label_table,
+        "benign_chosen_refusals_train": s_train.benign_chosen_refusals,
+        "benign_prompts_train": s_train.benign_prompts,
     }
     manifest = write_files(
         settings.storage(),
         preference_train,
         preference_eval,
         fmt,
-        pref.get("training_system_prompt"),
+        pref.training_system_prompt,
         stats,
         settings.export_version or None,
-        lambda path: qa_file(
-            path, profile_thresholds(settings.active().thresholds, pref.get("sources") or ())
-        ),
+        lambda path: qa_file(path, profile_thresholds(settings.active().thresholds, pref.sources)),
         card=preference_card(context, settings, preference_train, preference_eval, decont, fmt),
         manifest_extra={"decontamination": decont},
-        qa_policy=settings.active().thresholds["files_qa"],
-        upstream=settings.upstream_ids(pref.get("sources") or ()),
+        qa_policy=settings.thresholds().files_qa,
+        upstream=settings.upstream_ids(pref.sources),
     )
     storage = settings.storage()
     files_md, files_table = manifest_files(manifest)

@@ -135,7 +135,7 @@ def decontaminate_scenarios(
 ) -> pa.Table:
     """steering_decontamination: the scenarios of the ready steering sources against the
     evaluation prompts."""
-    sources = list(settings.active().steering.get("sources") or ())
+    sources = list(settings.active().steering.sources)
     ready, _ = ready_sources(context.instance, sources, source_checks, False, chain=(RAW_SAMPLES,))
     rows = _scenario_rows(settings, ready) if ready else None
     narrow = (
@@ -169,10 +169,10 @@ def _trait_scenarios(
     return sample_scenarios(
         scenarios(
             rows,
-            steer.get("character_key", "PersonX"),
-            steer.get("default_character", "the main character"),
+            steer.character_key,
+            steer.default_character,
         ),
-        steer.get("limit"),
+        steer.limit,
         settings.active().seed,
     )
 
@@ -198,12 +198,12 @@ def steering_card(
             for fmt in ("seed", "caa")
             for trait in kept
         },
-        sources=list(steer.get("sources") or ()),
+        sources=list(steer.sources),
         rows_by_source=pairs_by_source(kept),
         gate_assets=(EVAL_PROMPTS, STEERING_DECONTAMINATION, STEERING_PAIRS),
         gate_checks=[k for keys in trait_checks.values() for k in keys],
         decontamination=decont,
-        generation=config_rows(settings, [steer.get("config", "steering")]),
+        generation=config_rows(settings, [steer.config]),
         limitations=STEERING_LIMITATIONS,
     )
 
@@ -218,7 +218,7 @@ def answer_scenarios(
 ) -> pa.Table:
     """trait_answers: one trait's answers for the sampled scenarios of the ready sources."""
     steer = settings.active().steering
-    sources = list(steer.get("sources") or ())
+    sources = list(steer.sources)
     if not sources:
         raise Failure(description=f"profile '{settings.profile}' lists no steering.sources")
     ready, statuses = ready_sources(
@@ -227,7 +227,7 @@ def answer_scenarios(
     table = _trait_scenarios(settings, ready, steering_decontamination)
     book = settings.traits()
     trait = book.trait(context.partition_key)
-    (gen,) = settings.generation_configs([steer.get("config", "steering")])
+    (gen,) = settings.generation_configs([steer.config])
     answers, stats = answer_trait(
         table,
         trait,
@@ -261,15 +261,15 @@ def steering_pairs(
     context: AssetExecutionContext, trait_answers: pa.Table, settings: BuildConfig
 ) -> pa.Table:
     trait = settings.traits().trait(context.partition_key)
-    ratio = float(settings.active().steering.get("max_length_ratio", 3.0))
+    ratio = float(settings.active().steering.max_length_ratio)
     pairs = build_pairs(trait_answers.cast(ANSWER_SCHEMA), trait, ratio)
     s = summary(pairs)
     context.add_output_metadata(
         {
-            "candidates": s["candidates"],
-            "pairs": s["kept"],
-            "positive_first_share": MetadataValue.float(s["positive_first_share"] or 0.0),
-            "dropped": counts_table("reason", s["dropped"]),
+            "candidates": s.candidates,
+            "pairs": s.kept,
+            "positive_first_share": MetadataValue.float(s.positive_first_share or 0.0),
+            "dropped": counts_table("reason", s.dropped),
         }
     )
     return pairs
@@ -294,7 +294,7 @@ def write_steering_files(
     for name in ready:
         pairs = storage.read_table(*asset_parts(STEERING_PAIRS.path, name))
         kept[name] = kept_pairs(pairs)
-        stats[name] = summary(pairs)
+        stats[name] = summary(pairs).as_dict()
     if not kept:
         raise Failure(
             description="no trait is ready: materialize steering_pairs for the traits first"
@@ -306,13 +306,11 @@ def write_steering_files(
         settings.export_version or None,
         lambda path: qa_file(
             path,
-            profile_thresholds(
-                settings.active().thresholds, settings.active().steering.get("sources") or ()
-            ),
+            profile_thresholds(settings.active().thresholds, settings.active().steering.sources),
         ),
         card=steering_card(context, settings, kept, decont, trait_checks),
         manifest_extra={"decontamination": decont},
-        qa_policy=settings.active().thresholds["files_qa"],
+        qa_policy=settings.thresholds().files_qa,
     )
     files_md, files_table = manifest_files(manifest)
     context.add_output_metadata(

@@ -23,6 +23,7 @@ from safetygraph.sources.registry import (
     SourceSpec,
     load_registry,
 )
+from safetygraph.sources.thresholds import Thresholds, required
 
 DEFAULT_BASE_URI = ".safetygraph/data"
 
@@ -79,18 +80,19 @@ class BuildConfig(ConfigurableResource):
     def steering_traits(self) -> list[str]:
         """The traits this build steers: the profile's (case-insensitive), else every trait."""
         book = self.traits()
-        return book.resolve(self.active().steering.get("traits") or ()) or book.names
+        return book.resolve(self.active().steering.traits) or book.names
 
     def source(self, name: str) -> SourceSpec:
         return self.registry().source(name, self.profile)
 
-    def threshold(self, key: str) -> Any:
-        thresholds = self.active().thresholds
-        if key not in thresholds:
-            raise KeyError(
-                f"profile '{self.profile}' sets no threshold '{key}' (add it under thresholds: in {self.profiles_path})"
-            )
-        return thresholds[key]
+    def thresholds(self) -> Thresholds:
+        """The active profile's thresholds, typed (``safetygraph/sources/thresholds.py``)."""
+        return self.active().thresholds
+
+    def required(self, name: str) -> Any:
+        """A threshold the profile must set (the size minimums: no universal default); unset, one
+        error naming the profile and its file."""
+        return required(self.thresholds(), name, f"profile '{self.profile}' ({self.profiles_path})")
 
     def constitution(self) -> Constitution:
         return _constitution(self.constitution_path)
@@ -151,10 +153,7 @@ class BuildConfig(ConfigurableResource):
     def preflight(self) -> PreflightRun:
         """The profile's tokenizer preflight (``PreflightSetup.from_thresholds``), shared by the
         stage-2 step and its gate through the build's cache."""
-        self.threshold("preflight_tokenizer")  # a missing setting: the error names the profile file
-        return PreflightRun(
-            PreflightSetup.from_thresholds(self.active().thresholds), self.storage()
-        )
+        return PreflightRun(PreflightSetup.from_thresholds(self.thresholds()), self.storage())
 
     def config_files(self) -> list[str]:
         return [self.registry_path, self.profiles_path, self.constitution_path, self.traits_path]

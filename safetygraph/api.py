@@ -236,14 +236,14 @@ class _Build:
                 d.REFUSAL_JOB if "refusal" in merged else d.CIRCUIT_BREAKER_JOB
             )
             ok &= self._job(job, "datasets" if len(merged) == 2 else merged[0])
-        preference_sources = list(active.preference.get("sources") or ())
+        preference_sources = list(active.preference.sources)
         if "preference" in self.recipes and preference_sources:
             for name in preference_sources:
                 ok &= self._job(d.PREFERENCE_SOURCE_JOB, f"preference:{name}", name)
             ok &= self._job(d.PREFERENCE_JOB, "preference")
         steering = active.steering
-        if "steering" in self.recipes and steering.get("sources"):
-            for name in steering["sources"]:
+        if "steering" in self.recipes and steering.sources:
+            for name in steering.sources:
                 ok &= self._job(d.INGEST_JOB, f"steering:{name}", name)
             ok &= self._job(d.STEERING_DECONT_JOB, "steering:decontamination")
             for trait in self.settings.steering_traits():
@@ -253,7 +253,7 @@ class _Build:
             "refusal": True,
             "circuit_breaker": True,
             "preference": bool(preference_sources),
-            "steering": bool(steering.get("sources")),
+            "steering": bool(steering.sources),
         }
         return ok, attempted
 

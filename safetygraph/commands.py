@@ -133,7 +133,7 @@ def validate(profile: str | None) -> int:
         f"constitution {c.path}: {len(c.harm_categories)} harm categories, {len(c.body['outcome_rules'])} outcome rules"
     )
     t = load_traits()
-    steered = t.resolve(prof.steering.get("traits") or ())  # an unknown trait: one-line error
+    steered = t.resolve(prof.steering.traits)  # an unknown trait: one-line error
     print(
         f"traits: {', '.join(t.names)}" + (f" (profile: {', '.join(steered)})" if steered else "")
     )
@@ -141,7 +141,7 @@ def validate(profile: str | None) -> int:
         m = LinearTextModel.load(path)
         print(f"judge file {path.name}: {m.name}, {len(m.weights)} weights")
     missing = []
-    recipe = list(prof.preference.get("sources") or ()) + list(prof.steering.get("sources") or ())
+    recipe = list(prof.preference.sources) + list(prof.steering.sources)
     for name in dict.fromkeys([*prof.sources, *recipe, *prof.decontamination.eval_sets]):
         state = _availability(reg.source(name, active))
         missing += [name] if state.startswith("MISSING") else []
@@ -201,7 +201,7 @@ def preflight_cli(path: str, profile: str | None) -> int:
     from safetygraph.sources.registry import load_registry
 
     active = os.environ.get("SAFETYGRAPH_PROFILE", "demo")
-    setup = PreflightSetup.from_thresholds(dict(load_registry().profile(active).thresholds))
+    setup = PreflightSetup.from_thresholds(load_registry().profile(active).thresholds)
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

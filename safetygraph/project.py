@@ -8,8 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
-from safetygraph.core.version import __version__
 from safetygraph.core.paths import CONFIG_FILES, PACKAGED_CONFIG
+from safetygraph.core.version import __version__
 
 LOCAL_MODULE = "safetygraph_defs"  # dg needs the project's module in the folder: it re-exports
 MODULE = f"{LOCAL_MODULE}.definitions"

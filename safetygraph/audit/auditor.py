@@ -3,7 +3,7 @@ detection and scrubbing (``pii.py``) and a toxicity score (``toxicity.py``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +21,20 @@ from safetygraph.audit.pii import (
 from safetygraph.audit.toxicity import TOXICITY_METHOD, toxicity_sql
 from safetygraph.core import duck
 from safetygraph.core.records import AUDITED_SCHEMA, conform
+
+
+@dataclass(frozen=True)
+class AuditStats:
+    """What the audit did, summed over the batches: rows in and out, exact duplicates dropped, rows
+    with PII and by type, whether PII was scrubbed, the toxicity method."""
+
+    rows_in: int
+    duplicates_removed: int
+    rows_out: int
+    rows_with_pii: int
+    pii_rows_by_type: dict[str, int]
+    scrubbed: bool
+    toxicity_method: str
 
 
 class Auditor:
@@ -131,21 +145,21 @@ class Auditor:
         return out
 
     @property
-    def stats(self) -> dict[str, Any]:
-        return {
-            "rows_in": self.rows_in,
-            "duplicates_removed": self.rows_in - self.rows_out,
-            "rows_out": self.rows_out,
-            "rows_with_pii": self.rows_with_pii,
-            "pii_rows_by_type": dict(self.by_type),
-            "scrubbed": self.scrub,
-            "toxicity_method": TOXICITY_METHOD,
-        }
+    def stats(self) -> AuditStats:
+        return AuditStats(
+            rows_in=self.rows_in,
+            duplicates_removed=self.rows_in - self.rows_out,
+            rows_out=self.rows_out,
+            rows_with_pii=self.rows_with_pii,
+            pii_rows_by_type=dict(self.by_type),
+            scrubbed=self.scrub,
+            toxicity_method=TOXICITY_METHOD,
+        )
 
 
 def audit(
     table: pa.Table, scrub: bool = True, batch_rows: int = 100_000
-) -> tuple[pa.Table, dict[str, Any]]:
+) -> tuple[pa.Table, AuditStats]:
     """Drop exact duplicates (same normalised conversation; the first occurrence stays), count
     PII by type, score toxicity, scrub PII. Runs the ``Auditor`` stream over ``batch_rows`` slices."""
     auditor = Auditor(scrub=scrub)

@@ -23,6 +23,7 @@ from typing import Any
 from safetygraph.audit.pii import pii_matches
 from safetygraph.core import duck
 from safetygraph.export.qa import DEFAULT_QA_THRESHOLDS, Metric
+from safetygraph.sources.thresholds import Thresholds
 
 _OUTCOME = "coalesce(j->>'$.labels.outcome', j->>'$.head_a', j->>'$.label_outcome')"
 _CONFIDENCE = (
@@ -57,15 +58,16 @@ class QAFileError(ValueError):
 
 
 def profile_thresholds(
-    thresholds: dict[str, Any], recipe_sources: list[str] | tuple[str, ...] | None = None
+    thresholds: Thresholds, recipe_sources: list[str] | tuple[str, ...] | None = None
 ) -> dict[str, Any]:
     """A profile's QA thresholds (its ``qa`` map, with its confidence floor and low-confidence
     share), as ``qa_file`` takes them. For a recipe given one source (``recipe_sources``), every
     row comes from it by design: the largest single-source share may be 1."""
-    out = dict(thresholds.get("qa") or {})
-    for key in ("confidence_floor", "max_low_confidence_share"):
-        if key in thresholds:
-            out.setdefault(key, thresholds[key])
+    out = {
+        "confidence_floor": thresholds.confidence_floor,
+        "max_low_confidence_share": thresholds.max_low_confidence_share,
+        **thresholds.qa,
+    }
     if recipe_sources is not None and len(set(recipe_sources)) <= 1:
         out["max_source_share"] = 1.0
     return out

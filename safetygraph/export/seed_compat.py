@@ -23,7 +23,8 @@ from safetygraph.audit.neardup import near_duplicate_rate
 from safetygraph.core import duck
 from safetygraph.core.tables import StoredTable, connect, read_columns
 from safetygraph.labeling.review import confidence_distribution, coverage
-from safetygraph.recipes.refusal.dataset import dataset_info
+from safetygraph.recipes.refusal.dataset import DatasetInfo, dataset_info
+from safetygraph.sources.thresholds import Thresholds
 
 
 # the seed's record; DuckDB writes it straight from the table's file, never a Python object per row
@@ -146,15 +147,15 @@ def privacy_toxicity_duplicates(
 def audit_report(
     dataset: pa.Table | StoredTable,
     qa: list[dict[str, Any]],
-    coverage_min: dict[str, int],
-    confidence_floor: float,
-    toxicity_threshold: float = 0.5,
-    near_dup_threshold: float = 0.8,
+    thresholds: Thresholds,
+    info: DatasetInfo | None = None,
 ) -> dict[str, Any]:
-    """Quality metrics, distributions, coverage against the profile's minimums, the QA checks and
-    recommendations that follow from what fell short."""
-    info = dataset_info(dataset)
-    by_outcome = info["by_outcome"]
+    """Quality metrics, distributions, coverage against the profile's minimums (``coverage_min``),
+    the QA checks and recommendations that follow from what fell short (a share of labels under
+    ``confidence_floor`` over ``max_low_confidence_share``)."""
+    coverage_min, confidence_floor = thresholds.coverage_min, thresholds.confidence_floor
+    info = info or dataset_info(dataset)  # the caller's, where it measured the same table
+    by_outcome = info.by_outcome
     cov = {
         outcome: {
             "rows": by_outcome.get(outcome, 0),
@@ -164,13 +165,13 @@ def audit_report(
         for outcome, m in sorted(coverage_min.items())
     }
     confidence = confidence_distribution(dataset)
-    low_share = confidence["low"] / info["rows"] if info["rows"] else 0.0
+    low_share = confidence["low"] / info.rows if info.rows else 0.0
     recommendations = [
         f"coverage of {o} is {c['rows']} rows, under the minimum {c['minimum']}: add sources or generations that produce it"
         for o, c in cov.items()
         if not c["met"]
     ]
-    if low_share > 0.2:
+    if low_share > thresholds.max_low_confidence_share:
         recommendations.append(
             f"{low_share:.0%} of labels are under confidence {confidence_floor}: review them or use a second judge"
         )
@@ -180,23 +181,27 @@ def audit_report(
         if not q.get("passed", True)
     ]
     return {
-        "total_samples": info["rows"],
+        "total_samples": info.rows,
         "quality_metrics": {
-            "mean_confidence": info["mean_confidence"],
+            "mean_confidence": info.mean_confidence,
             "confidence_distribution": confidence,
             "low_confidence_share": round(low_share, 4),
         },
         "distributions": {
             "head_a": by_outcome,
-            "head_b": info["by_style"],
-            "head_c_a": info["by_harm_category"],
-            "head_c_b": info["by_harmless_topic"],
+            "head_b": info.by_style,
+            "head_c_a": info.by_harm_category,
+            "head_c_b": info.by_harmless_topic,
             "head_d": {
-                k: info[k] for k in ("prompt_harmful", "response_harmful", "response_refusal")
+                "prompt_harmful": info.prompt_harmful,
+                "response_harmful": info.response_harmful,
+                "response_refusal": info.response_refusal,
             },
-            "source": info["by_source"],
+            "source": info.by_source,
         },
-        **privacy_toxicity_duplicates(dataset, toxicity_threshold, near_dup_threshold),
+        **privacy_toxicity_duplicates(
+            dataset, thresholds.toxicity_threshold, thresholds.near_dup_threshold
+        ),
         "coverage": cov,
         "coverage_by_outcome_category_source": coverage(dataset).to_pylist(),
         "qa_checks": qa,
@@ -226,15 +231,11 @@ def files(
     dataset: pa.Table | StoredTable,
     review: pa.Table | None,
     qa: list[dict[str, Any]],
-    coverage_min: dict[str, int],
-    confidence_floor: float,
-    toxicity_threshold: float = 0.5,
-    near_dup_threshold: float = 0.8,
+    thresholds: Thresholds,
+    info: DatasetInfo | None = None,
 ) -> dict[str, str]:
     """{file name: text} of the seed's audit files (``copy_final_dataset`` writes the dataset)."""
-    report = audit_report(
-        dataset, qa, coverage_min, confidence_floor, toxicity_threshold, near_dup_threshold
-    )
+    report = audit_report(dataset, qa, thresholds, info)
     return {
         "audit/audit_report.json": json.dumps(report, indent=2),
         "audit/human_review_samples.json": json.dumps(

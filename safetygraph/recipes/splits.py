@@ -13,6 +13,7 @@ from safetygraph.audit.neardup import cluster_keys, near_duplicate_pairs
 from safetygraph.core import duck
 from safetygraph.core.records import SHARD_SCHEMA, SPLIT_SCHEMA, conform
 from safetygraph.core.tables import StoredTable, read_columns, table_batches
+from safetygraph.sources.thresholds import Thresholds
 
 
 def _distinct_prompts(*tables: pa.Table | StoredTable) -> pa.Table:
@@ -30,7 +31,7 @@ def assign_splits(
     keys: pa.Table,
     eval_fraction: float,
     seed: int,
-    near_dup_threshold: float = 0.8,
+    near_dup_threshold: float = Thresholds.near_dup_threshold,
     eval_only: pa.Array | None = None,
 ) -> pa.Table:
     """``(prompt_hash, split)`` for every prompt of ``keys`` (columns prompt_hash, prompt, stratum).
@@ -88,7 +89,7 @@ def train_eval_split(
     retain: pa.Table,
     eval_fraction: float,
     seed: int,
-    near_dup_threshold: float = 0.8,
+    near_dup_threshold: float = Thresholds.near_dup_threshold,
 ) -> tuple[pa.Table, pa.Table]:
     """A holdout of the stage-2 samples stratified by (source, class), drawn per prompt cluster
     (``assign_splits``), so no prompt can sit in both train and eval."""
@@ -107,7 +108,7 @@ def split_assignment(
     samples: pa.Table | StoredTable,
     eval_fraction: float,
     seed: int,
-    near_dup_threshold: float = 0.8,
+    near_dup_threshold: float = Thresholds.near_dup_threshold,
     class_column: str = "cb_class",
     eval_only: tuple[str, ...] = (),
     held: pa.Array | None = None,
@@ -162,7 +163,7 @@ def holdout(
     samples: pa.Table | StoredTable,
     eval_fraction: float,
     seed: int,
-    near_dup_threshold: float = 0.8,
+    near_dup_threshold: float = Thresholds.near_dup_threshold,
     class_column: str = "cb_class",
     eval_only: tuple[str, ...] = (),
     held: pa.Array | None = None,

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from typing import Any
 
+from safetygraph.sources.recipe_settings import SettingsError, overlay
 from safetygraph.sources.registry import Profile, Registry, RegistryError
 
 MERGED = ("steering", "preference")  # dict settings: the given keys replace the profile's
@@ -56,7 +57,10 @@ def apply_profile_set(profile: Profile, registry: Registry, body: dict[str, Any]
         if key in body:
             if not isinstance(body[key], dict):
                 raise RegistryError(f"SAFETYGRAPH_PROFILE_SET: {key} must be an object")
-            changes[key] = {**getattr(profile, key), **body[key]}
+            try:
+                changes[key] = overlay(getattr(profile, key), body[key], "--" + key, key)
+            except SettingsError as exc:
+                raise RegistryError(str(exc)) from None
     if "seed" in body:
         if not isinstance(body["seed"], int) or isinstance(body["seed"], bool):
             raise RegistryError(f"--seed {body['seed']!r}: give a whole number")
@@ -70,7 +74,7 @@ def apply_profile_set(profile: Profile, registry: Registry, body: dict[str, Any]
         changes["generation"] = {**profile.generation, "configs": configs}
     named = [*changes.get("sources", ())]
     for key in MERGED:
-        named += list(changes.get(key, {}).get("sources") or ()) if key in body else []
+        named += list(changes[key].sources) if key in body else []
     unknown = [n for n in named if n not in registry.names]
     if unknown:
         raise RegistryError(

@@ -24,7 +24,13 @@ from safetygraph.core.paths import PACKAGED_CONFIG, config_file, resolve_registr
 from safetygraph.sources.errors import RegistryError
 from safetygraph.sources.eval_sets import Decontamination, EvalSetError
 from safetygraph.sources.lookup import parse_lookup, parse_stage2_files
-from safetygraph.sources.thresholds import ThresholdError, parse_thresholds
+from safetygraph.sources.recipe_settings import (
+    PreferenceSettings,
+    SettingsError,
+    SteeringSettings,
+)
+from safetygraph.sources.recipe_settings import parse as parse_settings
+from safetygraph.sources.thresholds import ThresholdError, Thresholds, parse_thresholds
 
 KINDS = ("hf", "url", "local")
 FORMATS = ("jsonl", "json", "json.gz", "jsonl.gz", "csv", "parquet")
@@ -55,10 +61,6 @@ ROLE_TAGS = (
     "dialogue",
 )
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-# The preference recipe: how pairs are made from generation (recorded pairs come from the source),
-# and TRL's two file formats.
-PREFERENCE_MODES = ("roles", "judged")
-PREFERENCE_FORMATS = ("standard", "conversational")
 # Builders that make a conversation out of a structured record (instead of a column mapping).
 BUILDERS = ("tau2_trace",)
 
@@ -156,15 +158,15 @@ class SourceSpec:
 class Profile:
     name: str
     sources: tuple[str, ...]
-    thresholds: dict[str, Any]
+    thresholds: Thresholds
     overrides: dict[str, dict[str, Any]]
     generation: dict[str, Any]
     seed: int = 0
     description: str = ""
     # the preference recipe: sources, mode, chosen/rejected configs, format (config/profiles.yaml)
-    preference: dict[str, Any] = field(default_factory=dict)
+    preference: PreferenceSettings = field(default_factory=PreferenceSettings)
     # the steering recipe: scenario sources, traits, generation config, limits (config/profiles.yaml)
-    steering: dict[str, Any] = field(default_factory=dict)
+    steering: SteeringSettings = field(default_factory=SteeringSettings)
     # the evaluation sets its training files must not contain, and the rules (eval_sets.py)
     decontamination: Decontamination = field(default_factory=Decontamination)
 
@@ -437,30 +439,28 @@ def load_registry(
             **own_gen,
             "configs": {**base_gen.get("configs", {}), **own_gen.get("configs", {})},
         }
-        preference = {**defaults.get("preference", {}), **(body.get("preference") or {})}
-        unknown_pref = [n for n in preference.get("sources") or () if n not in sources]
-        if unknown_pref:
-            raise _err(
+        try:
+            preference = parse_settings(
+                PreferenceSettings,
+                {**(defaults.get("preference") or {}), **(body.get("preference") or {})},
                 where,
-                f"preference.sources lists {unknown_pref} that the registry {registry_path} does not define",
+                "preference",
             )
-        if preference.get("mode", "roles") not in PREFERENCE_MODES:
-            raise _err(
+            steering = parse_settings(
+                SteeringSettings,
+                {**(defaults.get("steering") or {}), **(body.get("steering") or {})},
                 where,
-                f"preference.mode {preference.get('mode')!r} is not one of {', '.join(PREFERENCE_MODES)}",
+                "steering",
             )
-        if preference.get("format", "standard") not in PREFERENCE_FORMATS:
-            raise _err(
-                where,
-                f"preference.format {preference.get('format')!r} is not one of {', '.join(PREFERENCE_FORMATS)}",
-            )
-        steering = {**defaults.get("steering", {}), **(body.get("steering") or {})}
-        unknown_steer = [n for n in steering.get("sources") or () if n not in sources]
-        if unknown_steer:
-            raise _err(
-                where,
-                f"steering.sources lists {unknown_steer} that the registry {registry_path} does not define",
-            )
+        except SettingsError as exc:
+            raise RegistryError(str(exc)) from None
+        for section, named in (("preference", preference.sources), ("steering", steering.sources)):
+            unknown = [n for n in named if n not in sources]
+            if unknown:
+                raise _err(
+                    where,
+                    f"{section}.sources lists {unknown} that the registry {registry_path} does not define",
+                )
         try:
             decont = Decontamination.parse(
                 {**(defaults.get("decontamination") or {}), **(body.get("decontamination") or {})},
@@ -468,12 +468,8 @@ def load_registry(
                 set(sources),
             )
             decont.check_recipe_sources(where, "sources", names)
-            decont.check_recipe_sources(
-                where, "preference.sources", tuple(preference.get("sources") or ())
-            )
-            decont.check_recipe_sources(
-                where, "steering.sources", tuple(steering.get("sources") or ())
-            )
+            decont.check_recipe_sources(where, "preference.sources", preference.sources)
+            decont.check_recipe_sources(where, "steering.sources", steering.sources)
         except EvalSetError as exc:
             raise RegistryError(str(exc)) from None
         profiles[pname] = Profile(

@@ -3,8 +3,10 @@
 ``config/profiles.yaml`` sets thresholds per profile (and may override these defaults under
 ``profiles.defaults.thresholds``); ``parse_thresholds`` validates them when the profiles file
 loads: a misspelt key or a value of the wrong type is one error naming the file and the profile,
-with the nearest known key. The result is a plain dict with every default filled in, so the code
-reads ``thresholds[key]`` and never carries a default of its own.
+with the nearest known key. The result is a frozen ``Thresholds`` with every default filled in: the
+code reads typed attributes (``profile.thresholds.eval_fraction``) and never carries a default of
+its own; functions that take a threshold as a parameter default to the field here
+(``Thresholds.near_dup_threshold``).
 """
 
 from __future__ import annotations
@@ -99,9 +101,9 @@ def _check_type(key: str, value: Any) -> str | None:
     return None
 
 
-def parse_thresholds(body: dict[str, Any] | None, where: str) -> dict[str, Any]:
+def parse_thresholds(body: dict[str, Any] | None, where: str) -> Thresholds:
     """The thresholds of a profile (``body``: its defaults and its own values merged), checked and
-    completed with every default that is not None."""
+    completed with every default."""
     body = dict(body or {})
     for key, value in body.items():
         if key not in FIELDS:
@@ -116,7 +118,15 @@ def parse_thresholds(body: dict[str, Any] | None, where: str) -> dict[str, Any]:
             f"{where}: threshold 'over_length' must be one of {', '.join(OVER_LENGTH)} "
             f"(got {body['over_length']!r})"
         )
-    defaults = {
-        k: v for k, v in dataclasses.asdict(Thresholds()).items() if v is not None and k not in body
-    }
-    return {**defaults, **body}
+    return Thresholds(**body)
+
+
+def required(thresholds: Thresholds, name: str, where: str) -> Any:
+    """The threshold ``name`` (a field of ``Thresholds``, checked), which the profile must set: the
+    size minimums have no universal default. Unset, one error naming the profile and the fix."""
+    if name not in FIELDS:
+        raise ThresholdError(f"no threshold '{name}'; see safetygraph/sources/thresholds.py")
+    value = getattr(thresholds, name)
+    if value is None:
+        raise ThresholdError(f"{where} sets no threshold '{name}' (add it under thresholds:)")
+    return value

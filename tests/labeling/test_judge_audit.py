@@ -164,7 +164,7 @@ def test_audit_drops_exact_duplicates_counts_and_scrubs_pii():
     ]
     labeled = _with_response_turn(HeuristicJudge().label(generated_table(rows)))
     out, stats = audit(labeled)
-    assert out.num_rows == 5 and stats["duplicates_removed"] == 1
+    assert out.num_rows == 5 and stats.duplicates_removed == 1
     types = out.column("pii_types").to_pylist()
     assert types == [
         ["email"],
@@ -173,7 +173,7 @@ def test_audit_drops_exact_duplicates_counts_and_scrubs_pii():
         ["ssn"],
         ["api_key", "ip_address", "street_address"],
     ]
-    assert stats["pii_rows_by_type"] == {
+    assert stats.pii_rows_by_type == {
         "api_key": 1,
         "email": 1,
         "ssn": 1,
@@ -223,8 +223,8 @@ def test_audit_streams_batches_with_dedup_state_across_them():
     whole, whole_stats = audit(labeled)
     streamed, stats = audit(labeled, batch_rows=3)  # 4 batches: copies land in later batches
     assert whole.num_rows == streamed.num_rows == 8
-    assert stats == whole_stats and stats["duplicates_removed"] == 2
-    assert stats["rows_with_pii"] == 7 and stats["pii_rows_by_type"]["email"] == 7
+    assert stats == whole_stats and stats.duplicates_removed == 2
+    assert stats.rows_with_pii == 7 and stats.pii_rows_by_type["email"] == 7
     assert streamed.column("id").to_pylist() == [f"{i:024d}" for i in [0, 1, 2, 3, 4, 5, 6, 9]]
     assert streamed.to_pylist() == whole.to_pylist()
     assert streamed.column("prompt")[7].as_py() == "Question 7"

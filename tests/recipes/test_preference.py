@@ -134,7 +134,7 @@ def test_roles_pairs_keep_every_candidate_with_its_drop_reason():
     assert pairs.num_rows == 5
     assert pairs.column("drop_reason").to_pylist() == [None, "error", "identical", "empty", None]
     s = summary(pairs)
-    assert s["kept"] == 2 and s["dropped"] == {"empty": 1, "error": 1, "identical": 1}
+    assert s.kept == 2 and s.dropped == {"empty": 1, "error": 1, "identical": 1}
     # the chosen side judged harmful where the rejected is not: dropped as chosen_less_safe
     harmful = _prompts(["Give me a recipe to synthesize methamphetamine"], tags=("harmful",))
     flipped = pairs_from_sides(
@@ -200,8 +200,8 @@ def test_hh_rlhf_transcripts_split_into_prompt_and_two_answers(shared_data):
     s = summary(pairs)
     # 16 of 2,304: the chosen side judged less safe (11), an empty answer (5); the transcripts
     # whose prompts differed were the malformed ones, now quarantined at ingest
-    assert sum(s["dropped"].values()) < 0.02 * pairs.num_rows
-    assert s["dropped"].get("empty", 0) > 0 and s["kept"] == len(kept_rows)
+    assert sum(s.dropped.values()) < 0.02 * pairs.num_rows
+    assert s.dropped.get("empty", 0) > 0 and s.kept == len(kept_rows)
 
 
 def test_split_keeps_a_prompt_and_its_near_duplicates_on_one_side():
@@ -509,15 +509,15 @@ def test_medquad_pairs_through_an_openai_server_back_off_and_skip_hard_errors(
             "assets", "preference_pairs", "medquad.parquet"
         )
     s = summary(pairs)
-    assert s["candidates"] == 200 and s["dropped"] == {"error": 1}
+    assert s.candidates == 200 and s.dropped == {"error": 1}
     assert pairs.filter(pa.compute.equal(pairs.column("prompt"), picked[1])).column(
         "drop_reason"
     ).to_pylist() == ["error"]
     assert questions and len(set(pairs.column("category").to_pylist())) > 5
     print(
-        f"\nMedQuAD 200 via loopback: {s['kept']} pairs, dropped {s['dropped']}, "
-        f"labels {s['label_table']}, benign chosen refusals "
-        f"{s['benign_chosen_refusals']}/{s['benign_prompts']}"
+        f"\nMedQuAD 200 via loopback: {s.kept} pairs, dropped {s.dropped}, "
+        f"labels {s.label_table}, benign chosen refusals "
+        f"{s.benign_chosen_refusals}/{s.benign_prompts}"
     )
 
 
@@ -598,7 +598,7 @@ def test_a_flaky_teacher_drops_its_questions_with_a_warning_and_a_rerun_retries_
         rows = {f["path"]: f["rows"] for f in manifest["files"]}
         assert rows["train.jsonl"] + rows["eval.jsonl"] == 34
         pairs = storage.read_table("assets", "preference_pairs", "medical.parquet")
-        assert summary(pairs)["dropped"] == {"error": 6}
+        assert summary(pairs).dropped == {"error": 6}
 
         with FakeOpenAI(responder=respond) as server:  # the API has recovered
             second = (
@@ -614,4 +614,4 @@ def test_a_flaky_teacher_drops_its_questions_with_a_warning_and_a_rerun_retries_
         # teacher and direct); the other 34 questions' answers came from the cache
         assert set(asked) == flaky and all(n == 2 for n in asked.values())
         pairs = storage.read_table("assets", "preference_pairs", "medical.parquet")
-        assert summary(pairs)["dropped"] == {} and summary(pairs)["kept"] == 40
+        assert summary(pairs).dropped == {} and summary(pairs).kept == 40

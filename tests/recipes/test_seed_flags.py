@@ -35,8 +35,8 @@ def test_a_profile_set_lays_settings_over_the_profile_and_checks_them():
     demo = reg.profile("demo")
     body = parse_profile_set('{"seed": 7, "steering": {"traits": ["extroversion"], "limit": 3}}')
     laid = apply_profile_set(demo, reg, body)
-    assert laid.seed == 7 and laid.steering["traits"] == ["extroversion"]
-    assert laid.steering["limit"] == 3 and laid.steering["sources"] == demo.steering["sources"]
+    assert laid.seed == 7 and laid.steering.traits == ("extroversion",)
+    assert laid.steering.limit == 3 and laid.steering.sources == demo.steering.sources
     assert apply_profile_set(demo, reg, {}) is demo
     with pytest.raises(RegistryError, match="can set steering, preference, seed, sources"):
         parse_profile_set('{"thresholds": {}}')

@@ -76,8 +76,8 @@ def test_s1_merge_reads_the_harmful_and_retain_folders(build):
     ds = [r for f in sorted((folder / "harmful").glob("*.jsonl")) for r in _jsonl(f)]
     dr = [r for f in sorted((folder / "retain").glob("*.jsonl")) for r in _jsonl(f)]
     thresholds = _profile(profile)
-    min_ratio = 0.0 if profile == "shared" else thresholds["retain_harmful_ratio_min"]
-    ratio, adv_safe = validate_merge(ds, dr, min_ratio, thresholds["adversarial_safe_min"])
+    min_ratio = 0.0 if profile == "shared" else thresholds.retain_harmful_ratio_min
+    ratio, adv_safe = validate_merge(ds, dr, min_ratio, thresholds.adversarial_safe_min)
     # the folders hold exactly the whole sets (stage2/harmful.jsonl, stage2/retain.jsonl): each
     # row once, nothing left out
     whole = {

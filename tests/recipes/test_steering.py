@@ -82,7 +82,7 @@ def test_questions_follow_the_seed_layout_and_the_order_is_balanced():
         BOOK.trait("extroversion"),
     )
     s = summary(pairs)
-    assert s["kept"] == n and s["positive_first"] == n // 2
+    assert s.kept == n and s.positive_first == n // 2
     for r in pairs.to_pylist():
         assert QUESTION_RE.match(r["question"]), r["question"]
         first, second = r["question"].split("\n1. ")[1].split("\n[Answer]")[0].split("\n2. ")

@@ -38,14 +38,14 @@ def test_default_registry_lists_every_built_in_source():
     assert reg.sources["wildguard_mix"].token_env == "HF_TOKEN"
     assert reg.sources["do_not_answer"].responses["GPT4"] == "GPT4_response"
     assert set(reg.profile("production").sources) >= set(BUILT_IN)
-    assert reg.profile("production").thresholds["adversarial_safe_min"] == 400
-    assert reg.profile("production").thresholds["train_min"] == 5000
-    assert reg.profile("production").thresholds["retain_harmful_ratio_min"] == 4.0
+    assert reg.profile("production").thresholds.adversarial_safe_min == 400
+    assert reg.profile("production").thresholds.train_min == 5000
+    assert reg.profile("production").thresholds.retain_harmful_ratio_min == 4.0
     # the circuit-breaker plan's profile: production's sources, every threshold of the plan's own
     plan = reg.profile("stage2-plan")
     assert plan.sources == reg.profile("production").sources
-    assert plan.thresholds["dr_ratio"] == 4.5 and plan.thresholds["eval_fraction"] == 0.1
-    assert plan.thresholds["agent_trace_min"] == 300 and plan.thresholds["train_min"] == 5000
+    assert plan.thresholds.dr_ratio == 4.5 and plan.thresholds.eval_fraction == 0.1
+    assert plan.thresholds.agent_trace_min == 300 and plan.thresholds.train_min == 5000
 
 
 def test_profile_override_changes_location_only_for_that_profile():
@@ -207,6 +207,19 @@ def test_every_threshold_has_its_default_in_one_place(tmp_path: Path):
     data["profiles"]["defaults"]["thresholds"] = {}
     prof.write_text(yaml.safe_dump(data))
     t = load_registry(reg, prof).profile("test").thresholds
-    defaults = dataclasses.asdict(Thresholds())
-    assert t == {k: v for k, v in defaults.items() if v is not None}
-    assert "harmful_min" not in t and t["near_dup_threshold"] == 0.8 and t["qa"] == {}
+    assert t == Thresholds() and dataclasses.is_dataclass(t)
+    assert t.harmful_min is None and t.near_dup_threshold == 0.8 and t.qa == {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.eval_fraction = 0.5  # a build cannot change its profile's gates on the way
+
+
+def test_a_size_minimum_the_profile_does_not_set_is_one_error(tmp_path: Path):
+    """The size minimums have no universal default: a check that needs one the profile does not
+    set fails naming the profile and the key, not with a KeyError."""
+    from safetygraph.sources.thresholds import ThresholdError, Thresholds, required
+
+    assert required(Thresholds(train_min=5), "train_min", "profile 'p'") == 5
+    with pytest.raises(ThresholdError, match="profile 'p' sets no threshold 'harmful_min'"):
+        required(Thresholds(), "harmful_min", "profile 'p'")
+    with pytest.raises(ThresholdError, match="no threshold 'harmfull_min'"):
+        required(Thresholds(), "harmfull_min", "profile 'p'")

@@ -19,6 +19,7 @@ from safetygraph.recipes.circuit_breaker.preflight import (
     ChatTokenizer,
     preflight_rows,
 )
+from safetygraph.sources.thresholds import Thresholds
 
 PREFLIGHT_VERSION = "2"  # bump when preflight_rows changes what it reports
 PREFLIGHT_BATCH_ROWS = 2_000
@@ -38,23 +39,19 @@ class PreflightSetup:
     max_seq_length: int = 2048
 
     @classmethod
-    def from_thresholds(cls, thresholds: dict[str, Any]) -> PreflightSetup:
+    def from_thresholds(cls, thresholds: Thresholds) -> PreflightSetup:
         """The profile's preflight: its chat tokenizer (``preflight_tokenizer``, with
         ``preflight_chat_template`` replacing its template when given), the reference encoder of
         ``preflight_target`` (``llama3``, ``mistral-v3``, ...; none when unset) and
         ``max_seq_length``. Repo-relative paths are resolved against the repository."""
         from safetygraph.core.paths import resolve_repo_path
-        from safetygraph.sources.thresholds import Thresholds
 
-        if "preflight_tokenizer" not in thresholds:
-            raise KeyError("the profile sets no threshold 'preflight_tokenizer'")
-        template = thresholds.get("preflight_chat_template")
-        target = thresholds.get("preflight_target")
+        template, target = thresholds.preflight_chat_template, thresholds.preflight_target
         return cls(
-            tokenizer=resolve_repo_path(str(thresholds["preflight_tokenizer"])),
-            chat_template=resolve_repo_path(str(template)) if template else None,
-            target=str(target) if target else None,
-            max_seq_length=int(thresholds.get("max_seq_length", Thresholds.max_seq_length)),
+            tokenizer=resolve_repo_path(thresholds.preflight_tokenizer),
+            chat_template=resolve_repo_path(template) if template else None,
+            target=target or None,
+            max_seq_length=thresholds.max_seq_length,
         )
 
     def load(self) -> tuple[ChatTokenizer, list]:

@@ -32,7 +32,7 @@ in an agent the harm is the action, not the words).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -281,9 +281,30 @@ def tools_missing(table: pa.Table | StoredTable) -> list[str]:
     ]
 
 
-def stats(table: pa.Table | StoredTable) -> dict[str, Any]:
-    """Counts by source, class and kind, the Dr:Ds ratio and the adversarial-safe count (a stored
-    table: four narrow columns read from the file)."""
+@dataclass(frozen=True)
+class Stage2Stats:
+    """Counts of a circuit-breaker table: rows, the harmful (Ds) and retain (Dr) sets, Dr:Ds (None
+    without Ds), the adversarial-safe answers, and rows by class, kind and source x class.
+    ``as_dict()`` is the body of the files' ``stats.json``."""
+
+    samples: int
+    harmful: int
+    retain: int
+    dr_ds_ratio: float | None
+    adversarial_safe: int
+    by_class: dict[str, int]
+    by_kind: dict[str, int]
+    by_source: dict[str, dict[str, int]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def rows_by_source(self) -> dict[str, int]:
+        return {source: sum(by.values()) for source, by in self.by_source.items()}
+
+
+def stats(table: pa.Table | StoredTable) -> Stage2Stats:
+    """The counts of ``table`` (a stored table: four narrow columns read from the file)."""
     con = duck.connect(
         t=read_columns(table, ["source", "cb_class", "cb_kind", "is_adversarial_safe"])
     )
@@ -301,18 +322,16 @@ def stats(table: pa.Table | StoredTable) -> dict[str, Any]:
         con, "SELECT source, cb_class, count(*) FROM t GROUP BY ALL ORDER BY ALL"
     ):
         by_source_class.setdefault(source, {})[cls] = int(n)
-    return {
-        "samples": table.num_rows,
-        "harmful": harmful,
-        "retain": retain,
-        "dr_ds_ratio": round(retain / harmful, 4) if harmful else None,
-        "adversarial_safe": int(
-            duck.one(con, "SELECT count(*) FROM t WHERE is_adversarial_safe")[0]
-        ),
-        "by_class": by_class,
-        "by_kind": counts("cb_kind"),
-        "by_source": by_source_class,
-    }
+    return Stage2Stats(
+        samples=table.num_rows,
+        harmful=harmful,
+        retain=retain,
+        dr_ds_ratio=round(retain / harmful, 4) if harmful else None,
+        adversarial_safe=int(duck.one(con, "SELECT count(*) FROM t WHERE is_adversarial_safe")[0]),
+        by_class=by_class,
+        by_kind=counts("cb_kind"),
+        by_source=by_source_class,
+    )
 
 
 def downsample_retain(

@@ -10,9 +10,8 @@ Answering and judging are the caller's (``answer(prompts, config)`` returns the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,12 +22,13 @@ from safetygraph.recipes.preference.pairs import (
     pairs_from_sides,
     recorded_sides,
 )
+from safetygraph.sources.recipe_settings import PreferenceSettings
 
 
 def candidate_pairs(
     raw: pa.Table,
     roles: Sequence[str],
-    pref: Mapping[str, Any],
+    pref: PreferenceSettings,
     judged: Callable[[pa.Table], pa.Table],
     answer: Callable[[pa.Table, GenerationConfig], pa.Table],
     configs_for: Callable[[list[str]], list[GenerationConfig]],
@@ -36,18 +36,14 @@ def candidate_pairs(
 ) -> tuple[pa.Table, str]:
     """(candidate pairs, how they were made) for one source's rows ``raw``."""
     if "preference" in roles:
-        prompts, chosen, rejected, reasons = recorded_sides(
-            raw, pref.get("rejected_key", "rejected")
-        )
+        prompts, chosen, rejected, reasons = recorded_sides(raw, pref.rejected_key)
         pairs = pairs_from_sides(
             prompts, judged(chosen), judged(rejected), "recorded", reasons, infer_categories
         )
         return pairs, "recorded pairs"
     prompts = raw.filter(pc.is_null(raw.column("response")))
-    if pref.get("mode", "roles") == "roles":
-        chosen_cfg, rejected_cfg = configs_for(
-            [pref.get("chosen", "teacher"), pref.get("rejected", "direct")]
-        )
+    if pref.mode == "roles":
+        chosen_cfg, rejected_cfg = configs_for([pref.chosen, pref.rejected])
         pairs = pairs_from_sides(
             prompts,
             answer(prompts, chosen_cfg),
@@ -59,8 +55,8 @@ def candidate_pairs(
             f"chosen: {chosen_cfg.role} ({chosen_cfg.model}), "
             f"rejected: {rejected_cfg.role} ({rejected_cfg.model})"
         )
-    (sampler,) = configs_for([pref.get("sampler", "target")])
-    n = int(pref.get("samples", 4))
+    (sampler,) = configs_for([pref.sampler])
+    n = int(pref.samples)
     samples = [
         answer(prompts, replace(sampler, seed=sampler.seed + k, samples=1)) for k in range(n)
     ]

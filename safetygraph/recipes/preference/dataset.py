@@ -25,7 +25,8 @@ from safetygraph.core import duck
 from safetygraph.core.duck import sql_literal
 from safetygraph.recipes.preference.pairs import PAIR_SCHEMA, kept
 from safetygraph.recipes.splits import assign_splits
-from safetygraph.sources.registry import PREFERENCE_FORMATS
+from safetygraph.sources.recipe_settings import PREFERENCE_FORMATS
+from safetygraph.sources.thresholds import Thresholds
 
 FORMATS = PREFERENCE_FORMATS
 
@@ -63,7 +64,7 @@ def split_pairs(
     pairs: pa.Table,
     eval_fraction: float,
     seed: int,
-    near_dup_threshold: float = 0.8,
+    near_dup_threshold: float = Thresholds.near_dup_threshold,
     eval_only: tuple[str, ...] = (),
     held: pa.Array | None = None,
 ) -> tuple[pa.Table, pa.Table]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -304,8 +306,21 @@ def kept(pairs: pa.Table) -> pa.Table:
     return pairs.filter(pc.is_null(pairs.column("drop_reason")))
 
 
-def summary(pairs: pa.Table) -> dict:
-    """Candidate pairs, kept pairs, drops by reason, and the judge's label table of both sides."""
+@dataclass(frozen=True)
+class PairSummary:
+    """Candidate pairs, kept pairs, drops by reason, the judge's label table of the kept pairs'
+    two sides, and the benign prompts among them with a refusal chosen (over-refusal)."""
+
+    candidates: int
+    kept: int
+    dropped: dict[str, int]
+    label_table: list[dict[str, Any]]
+    benign_prompts: int
+    benign_chosen_refusals: int
+
+
+def summary(pairs: pa.Table) -> PairSummary:
+    """The ``PairSummary`` of ``pairs``."""
     con = duck.connect(t=pairs.drop_columns(["prompt_messages"]))
     reasons = dict(
         duck.rows(
@@ -323,13 +338,11 @@ def summary(pairs: pa.Table) -> dict:
         """SELECT count(*) FILTER (WHERE chosen_refusal), count(*) FROM t
            WHERE drop_reason IS NULL AND NOT coalesce(prompt_harmful, FALSE) AND mode <> 'recorded'""",
     )
-    return {
-        "candidates": pairs.num_rows,
-        "kept": pairs.num_rows - sum(reasons.values()),
-        "dropped": {str(k): int(v) for k, v in reasons.items()},
-        "label_table": [
-            {"chosen": str(c), "rejected": str(r), "pairs": int(n)} for c, r, n in labels
-        ],
-        "benign_prompts": int(benign),
-        "benign_chosen_refusals": int(benign_refusals),
-    }
+    return PairSummary(
+        candidates=pairs.num_rows,
+        kept=pairs.num_rows - sum(reasons.values()),
+        dropped={str(k): int(v) for k, v in reasons.items()},
+        label_table=[{"chosen": str(c), "rejected": str(r), "pairs": int(n)} for c, r, n in labels],
+        benign_prompts=int(benign),
+        benign_chosen_refusals=int(benign_refusals),
+    )

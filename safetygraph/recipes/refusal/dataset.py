@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -138,7 +138,27 @@ class MergeStream:
         )
 
 
-def dataset_info(table: pa.Table | StoredTable) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset card needs: rows by source, outcome, style, harm category and harmless topic,
+    the head-D flags' counts and the mean confidence. ``as_dict()`` is ``dataset_info.json``."""
+
+    rows: int
+    by_source: dict[str, int]
+    by_outcome: dict[str, int]
+    by_style: dict[str, int]
+    by_harm_category: dict[str, int]
+    by_harmless_topic: dict[str, int]
+    prompt_harmful: int
+    response_harmful: int
+    response_refusal: int
+    mean_confidence: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dataset_info(table: pa.Table | StoredTable) -> DatasetInfo:
     """Counts by source, outcome, style, harm category and flags: what a dataset card needs."""
     con = duck.connect()
     t = as_relation(con, table, "t")
@@ -155,15 +175,15 @@ def dataset_info(table: pa.Table | StoredTable) -> dict[str, Any]:
         "SELECT count(*), sum(prompt_harmful::INT), sum(response_harmful::INT), sum(response_refusal::INT), "
         f"round(avg(label_confidence), 4) FROM {t}",
     )
-    return {
-        "rows": int(flags[0]),
-        "by_source": counts("source"),
-        "by_outcome": counts("label_outcome"),
-        "by_style": counts("label_style"),
-        "by_harm_category": counts("harm_categories", unnest=True),
-        "by_harmless_topic": counts("harmless_topics", unnest=True),
-        "prompt_harmful": int(flags[1] or 0),
-        "response_harmful": int(flags[2] or 0),
-        "response_refusal": int(flags[3] or 0),
-        "mean_confidence": float(flags[4]) if flags[4] is not None else None,
-    }
+    return DatasetInfo(
+        rows=int(flags[0]),
+        by_source=counts("source"),
+        by_outcome=counts("label_outcome"),
+        by_style=counts("label_style"),
+        by_harm_category=counts("harm_categories", unnest=True),
+        by_harmless_topic=counts("harmless_topics", unnest=True),
+        prompt_harmful=int(flags[1] or 0),
+        response_harmful=int(flags[2] or 0),
+        response_refusal=int(flags[3] or 0),
+        mean_confidence=float(flags[4]) if flags[4] is not None else None,
+    )

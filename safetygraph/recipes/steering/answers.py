@@ -13,7 +13,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from safetygraph.core import duck
 from safetygraph.core.records import RAW_SCHEMA, conform
 from safetygraph.generation import (
     Backend,
@@ -152,9 +151,3 @@ def trait_answers(
         "descriptions": desc_stats,
         "answers": ans_stats,
     }
-
-
-def summary(answers: pa.Table) -> dict[str, int]:
-    con = duck.connect(t=answers.select(["error", "answer_positive", "answer_neutral"]))
-    n, errors = duck.one(con, "SELECT count(*), count(error) FROM t")
-    return {"scenarios": int(n), "errors": int(errors)}

@@ -22,6 +22,8 @@ text again for this trait).
 from __future__ import annotations
 
 import re
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -122,8 +124,23 @@ def kept(pairs: pa.Table) -> pa.Table:
     return pairs.filter(pc.is_null(pairs.column("drop_reason")))
 
 
-def summary(pairs: pa.Table) -> dict:
-    """Candidates, kept pairs, drops by reason and the position balance of the kept pairs."""
+@dataclass(frozen=True)
+class PairSummary:
+    """Candidates, kept pairs, drops by reason and the position balance of the kept pairs (how
+    many, and what share, put the trait-positive option first). ``as_dict()`` goes to stats.json."""
+
+    candidates: int
+    kept: int
+    dropped: dict[str, int]
+    positive_first: int
+    positive_first_share: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summary(pairs: pa.Table) -> PairSummary:
+    """The ``PairSummary`` of ``pairs``."""
     con = duck.connect(t=pairs.select(["drop_reason", "positive_first"]))
     reasons = dict(
         duck.rows(
@@ -135,13 +152,13 @@ def summary(pairs: pa.Table) -> dict:
         con,
         "SELECT count(*), count(*) FILTER (WHERE positive_first) FROM t WHERE drop_reason IS NULL",
     )
-    return {
-        "candidates": pairs.num_rows,
-        "kept": int(kept),
-        "dropped": {str(k): int(v) for k, v in reasons.items()},
-        "positive_first": int(first),
-        "positive_first_share": round(first / kept, 4) if kept else None,
-    }
+    return PairSummary(
+        candidates=pairs.num_rows,
+        kept=int(kept),
+        dropped={str(k): int(v) for k, v in reasons.items()},
+        positive_first=int(first),
+        positive_first_share=round(first / kept, 4) if kept else None,
+    )
 
 
 def malformed(pairs: pa.Table) -> list[dict]:
