@@ -24,6 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from safetygraph.api import RECIPE_FILES, RECIPES, BuildError, build, parse_recipes, scoped_env
 from safetygraph.commands import (
@@ -83,7 +84,8 @@ def cleanup(profile: str | None, min_age_s: float, dry_run: bool) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``safetygraph`` command, with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="safetygraph",
         description=__doc__,
@@ -97,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         "$SAFETYGRAPH_CONFIG_DIR, else the packaged configuration",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_build_commands(sub)
+    _add_file_commands(sub)
+    _add_push_and_cleanup(sub)
+    return parser
+
+
+def _add_build_commands(sub: Any) -> None:
+    """None: adds the init, demo and build subcommands to ``sub``."""
     ini = sub.add_parser(
         "init",
         help="write an editable copy of the profiles, registry, constitution and traits to DIR",
@@ -144,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         "manifest_v<version>.json; the version in the manifest; a released version is never overwritten",
     )
     add_flags(b)
+
+
+def _add_file_commands(sub: Any) -> None:
+    """None: adds the qa, preflight, verify, validate, sources and review-import subcommands."""
     q = sub.add_parser(
         "qa", help="QA on any JSONL file: format, duplicates, PII, labels, source mix"
     )
@@ -171,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         "review-import", help="agreement of a filled-in review_sample.csv with the judge"
     )
     r.add_argument("file", help="the review sample CSV with human_outcome filled in")
+
+
+def _add_push_and_cleanup(sub: Any) -> None:
+    """None: adds the push and cleanup subcommands to ``sub``."""
     pu = sub.add_parser(
         "push",
         help="upload a recipe's build (files, manifest, dataset card) to a Hugging Face dataset repo; token from HF_TOKEN",
@@ -190,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--profile", default=None)
     c.add_argument("--min-age", type=float, default=3600.0, help="seconds; younger ones are kept")
     c.add_argument("--dry-run", action="store_true", help="list, remove nothing")
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.config_dir:
         os.environ["SAFETYGRAPH_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
     try:

@@ -83,6 +83,36 @@ def _names(args: argparse.Namespace) -> list[str]:
     return names + [x.strip(", ") for x in (args.datasets or []) if x.strip(", ")]
 
 
+def _steering_flags(args: argparse.Namespace, env: dict[str, str]) -> tuple[dict, dict]:
+    """(the steering settings of psyctl's flags, the generation configs they set), with the
+    OpenRouter endpoint and the request concurrency added to ``env``."""
+    steering: dict = {}
+    if args.personality is not None:
+        steering["traits"] = [t.strip() for t in args.personality.split(",") if t.strip()]
+    if args.limit_samples is not None:
+        steering["limit"] = args.limit_samples
+    if args.dataset is not None:
+        steering["sources"] = [args.dataset]
+    if args.model and args.openrouter_model:
+        raise SystemExit("safetygraph build: give --model or --openrouter-model, not both")
+    configs = {}
+    if args.model:
+        configs = {"steering": {"backend": "transformers", "model": args.model}}
+    if args.openrouter_model:
+        configs = {"steering": {"backend": "openai", "model": args.openrouter_model}}
+        if not os.environ.get("SAFETYGRAPH_OPENAI_BASE_URL"):
+            env["SAFETYGRAPH_OPENAI_BASE_URL"] = OPENROUTER_URL
+    for flag, value in (
+        ("--openrouter-max-workers", args.openrouter_max_workers),
+        ("--limit-samples", args.limit_samples),
+    ):
+        if value is not None and value < 1:
+            raise SystemExit(f"safetygraph build: {flag} {value}: give a number of at least 1")
+    if args.openrouter_max_workers is not None:
+        env["SAFETYGRAPH_LLM_MAX_CONCURRENCY"] = str(args.openrouter_max_workers)
+    return steering, configs
+
+
 def profile_set(
     args: argparse.Namespace, recipes: tuple[str, ...]
 ) -> tuple[dict, tuple[str, ...], dict[str, str]]:
@@ -101,43 +131,22 @@ def profile_set(
             raise SystemExit(f"safetygraph build: --constitution {args.constitution}: no such file")
         env["SAFETYGRAPH_CONSTITUTION"] = path
     body: dict = {}
-    steering: dict = {}
     names = _names(args)
     if recipes in (("preference",), ("steering",)) and names:
         body[recipes[0]] = {"sources": names}
         names = []
     elif names:  # the merge reads these sources only (any registry source)
         body["sources"] = names
-    if args.personality is not None:
-        steering["traits"] = [t.strip() for t in args.personality.split(",") if t.strip()]
-    if args.limit_samples is not None:
-        steering["limit"] = args.limit_samples
-    if args.dataset is not None:
-        steering["sources"] = [args.dataset]
-    if args.model and args.openrouter_model:
-        raise SystemExit("safetygraph build: give --model or --openrouter-model, not both")
-    if args.model:
-        body["configs"] = {"steering": {"backend": "transformers", "model": args.model}}
-    if args.openrouter_model:
-        body["configs"] = {"steering": {"backend": "openai", "model": args.openrouter_model}}
-        if not os.environ.get("SAFETYGRAPH_OPENAI_BASE_URL"):
-            env["SAFETYGRAPH_OPENAI_BASE_URL"] = OPENROUTER_URL
-    for flag, value in (
-        ("--openrouter-max-workers", args.openrouter_max_workers),
-        ("--limit-samples", args.limit_samples),
-    ):
-        if value is not None and value < 1:
-            raise SystemExit(f"safetygraph build: {flag} {value}: give a number of at least 1")
-    if args.openrouter_max_workers is not None:
-        env["SAFETYGRAPH_LLM_MAX_CONCURRENCY"] = str(args.openrouter_max_workers)
-    uses_steering = steering or args.model or args.openrouter_model
-    if uses_steering and "steering" not in recipes:
+    steering, configs = _steering_flags(args, env)
+    if (steering or configs) and "steering" not in recipes:
         raise SystemExit(
             "safetygraph build: --personality, --limit-samples, --dataset, --model and "
             "--openrouter-model are the steering recipe's flags"
         )
     if args.target_samples is not None and "refusal" not in recipes:
         raise SystemExit("safetygraph build: --target-samples is the refusal recipe's flag")
+    if configs:
+        body["configs"] = configs
     if steering:
         body["steering"] = {**body.get("steering", {}), **steering}
     for key in ("seed", "judge", "target_samples"):

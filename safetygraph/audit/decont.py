@@ -136,6 +136,29 @@ def _rule_sql(n: int, m: int) -> dict[str, str]:
     }
 
 
+def _minhash_hits(con, jaccard: float) -> None:
+    """Add to ``hits`` the candidate prompts (``c``) whose MinHash Jaccard with an evaluation
+    prompt (``e``) is at least ``jaccard``."""
+    # a Jaccard of `jaccard` needs shingle sets within that ratio in size: a training text far
+    # longer than the longest evaluation prompt cannot reach it and is not signed
+    longest = duck.one(con, "SELECT coalesce(max(n), 0) FROM e")[0]
+    left = duck.query(con, f"SELECT k, t FROM c WHERE n - 2 <= {longest} / {jaccard}")
+    right = duck.query(con, "SELECT CAST(k AS VARCHAR) AS k, t FROM e")
+    near = cross_near_duplicate_pairs(
+        left.column("k"),
+        left.column("t"),
+        right.column("k"),
+        right.column("t"),
+        threshold=jaccard,
+        num_perm=64,
+    )
+    duck.register(con, "near", near)
+    con.execute(
+        "INSERT INTO hits SELECT near.a, CAST(near.b AS BIGINT), 'minhash', e.t, near.jaccard "
+        "FROM near JOIN e ON CAST(e.k AS VARCHAR) = near.b"
+    )
+
+
 def find_matches(
     candidates: pa.Table,
     evals: pa.Table,
@@ -168,24 +191,7 @@ def find_matches(
         if method in methods:
             con.execute(sql)
     if "minhash" in methods:
-        # a Jaccard of `jaccard` needs shingle sets within that ratio in size: a training text far
-        # longer than the longest evaluation prompt cannot reach it and is not signed
-        longest = duck.one(con, "SELECT coalesce(max(n), 0) FROM e")[0]
-        left = duck.query(con, f"SELECT k, t FROM c WHERE n - 2 <= {longest} / {rules.jaccard}")
-        right = duck.query(con, "SELECT CAST(k AS VARCHAR) AS k, t FROM e")
-        near = cross_near_duplicate_pairs(
-            left.column("k"),
-            left.column("t"),
-            right.column("k"),
-            right.column("t"),
-            threshold=rules.jaccard,
-            num_perm=64,
-        )
-        duck.register(con, "near", near)
-        con.execute(
-            "INSERT INTO hits SELECT near.a, CAST(near.b AS BIGINT), 'minhash', e.t, near.jaccard "
-            "FROM near JOIN e ON CAST(e.k AS VARCHAR) = near.b"
-        )
+        _minhash_hits(con, rules.jaccard)
     order = ", ".join(f"'{x}'" for x in METHODS)
     return duck.query(
         con,

@@ -173,37 +173,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return out
 
 
-def render_card(
-    facts: CardFacts,
-    file_rows: dict[str, int | None],
-    tokens: dict[str, dict[str, Any]] | str | None = None,
-) -> str:
-    """The README.md text: the YAML header from ``DatasetCardData``, then the body."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    licences = sorted({hub_license(s.get("licence")) for s in facts.sources}) or ["other"]
-    rows = sum(
-        int(file_rows.get(p) or 0) for splits in facts.configs.values() for p in splits.values()
-    )
-    configs = [
-        {
-            "config_name": name,
-            "data_files": [{"split": split, "path": path} for split, path in splits.items()],
-            **({"default": True} if i == 0 else {}),
-        }
-        for i, (name, splits) in enumerate(facts.configs.items())
-    ]
-    data = DatasetCardData(
-        license=licences[0] if len(licences) == 1 else licences,
-        language=["en"],
-        task_categories=TASK_CATEGORIES[facts.recipe],
-        size_categories=[size_category(rows)],
-        pretty_name=facts.title,
-        tags=TAGS[facts.recipe],
-        configs=configs,
-    )
-    if "other" in licences:
-        data.license_name = "see-sources"  # the Sources section lists each source's licence
+def _files_and_sources_lines(facts: CardFacts, file_rows: dict[str, int | None]) -> list[str]:
+    """The card body's title, summary, build line, files-and-configs and sources sections."""
     body = [f"# {facts.title}", "", facts.summary, ""]
     body += [
         f"Built by [safetygraph](https://github.com/) {__version__} from profile `{facts.profile}`"
@@ -236,7 +207,12 @@ def render_card(
         ],
     )
     body += ["", "Each row keeps its `source`: the licence of a row is its source's licence.", ""]
-    body += ["## Generation models and parameters", ""]
+    return body
+
+
+def _generation_judge_gates_lines(facts: CardFacts) -> list[str]:
+    """The card body's generation-models, judge-quality and gates sections."""
+    body = ["## Generation models and parameters", ""]
     body += _table(
         ["model", "backend", "temperature", "max_tokens", "rows"],
         [
@@ -278,8 +254,12 @@ def render_card(
             for g in facts.gates
         ],
     )
-    d = facts.decontamination
-    body += ["", "## Decontamination", ""]
+    return body
+
+
+def _decontamination_lines(d: dict[str, Any]) -> list[str]:
+    """The card body's decontamination section from the build's decontamination figures."""
+    body = ["", "## Decontamination", ""]
     if d.get("eval_sets"):
         body += [
             f"Checked against the evaluation sets {', '.join(f'`{s}`' for s in d['eval_sets'])} "
@@ -299,7 +279,14 @@ def render_card(
         )
     else:
         body += ["The profile declares no evaluation set: this build was not decontaminated."]
-    body += ["", "## Token statistics", ""]
+    return body
+
+
+def _tokens_limitations_loading_lines(
+    facts: CardFacts, tokens: dict[str, dict[str, Any]] | str | None
+) -> list[str]:
+    """The card body's token-statistics, known-limitations and how-to-load sections."""
+    body = ["", "## Token statistics", ""]
     if isinstance(tokens, dict) and tokens:
         body += [
             "Tokens per row of the text a trainer reads ("
@@ -330,6 +317,44 @@ def render_card(
         "```",
         "",
     ]
+    return body
+
+
+def render_card(
+    facts: CardFacts,
+    file_rows: dict[str, int | None],
+    tokens: dict[str, dict[str, Any]] | str | None = None,
+) -> str:
+    """The README.md text: the YAML header from ``DatasetCardData``, then the body."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    licences = sorted({hub_license(s.get("licence")) for s in facts.sources}) or ["other"]
+    rows = sum(
+        int(file_rows.get(p) or 0) for splits in facts.configs.values() for p in splits.values()
+    )
+    configs = [
+        {
+            "config_name": name,
+            "data_files": [{"split": split, "path": path} for split, path in splits.items()],
+            **({"default": True} if i == 0 else {}),
+        }
+        for i, (name, splits) in enumerate(facts.configs.items())
+    ]
+    data = DatasetCardData(
+        license=licences[0] if len(licences) == 1 else licences,
+        language=["en"],
+        task_categories=TASK_CATEGORIES[facts.recipe],
+        size_categories=[size_category(rows)],
+        pretty_name=facts.title,
+        tags=TAGS[facts.recipe],
+        configs=configs,
+    )
+    if "other" in licences:
+        data.license_name = "see-sources"  # the Sources section lists each source's licence
+    body = _files_and_sources_lines(facts, file_rows)
+    body += _generation_judge_gates_lines(facts)
+    body += _decontamination_lines(facts.decontamination)
+    body += _tokens_limitations_loading_lines(facts, tokens)
     content = f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
     return DatasetCard(content).content
 

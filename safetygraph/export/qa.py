@@ -48,6 +48,79 @@ class Metric:
         }
 
 
+def _confidence_metrics(mean_conf: Any, low_share: Any, t: dict[str, Any]) -> list[Metric]:
+    """The mean-label-confidence and share-under-the-floor metrics (a missing figure reads 0)."""
+    return [
+        Metric(
+            "quality",
+            "mean label confidence",
+            float(mean_conf or 0),
+            ">=",
+            float(t["min_mean_confidence"]),
+        ),
+        Metric(
+            "quality",
+            "share under confidence floor",
+            float(low_share or 0),
+            "<=",
+            float(t["max_low_confidence_share"]),
+        ),
+    ]
+
+
+def _stage2_metrics(con: Any, t: dict[str, Any], ratio_min: float) -> list[Metric]:
+    """The circuit breaker's Dr:Ds ratio and unsafe-share-in-retain metrics over view ``a``."""
+    ratio, unsafe_retain = duck.one(
+        con,
+        """
+            SELECT coalesce(sum((cb_class = 'retain')::INT) / nullif(sum((cb_class = 'harmful')::INT), 0), 0),
+              -- attack samples are judged by their action (stage2.py), not by the text judge's outcome
+              coalesce(avg(CASE WHEN cb_class = 'retain' AND cb_kind NOT IN ('adversarial_safe', 'attack_resisted')
+                                THEN (label_outcome = 'COMPLY.UNSAFE')::INT END), 0)
+            FROM a
+            """,
+    )
+    return [
+        Metric("safety", "retain:harmful ratio (Dr:Ds)", float(ratio), ">=", float(ratio_min)),
+        Metric(
+            "safety",
+            "COMPLY.UNSAFE share in retain (attack samples aside)",
+            float(unsafe_retain),
+            "<=",
+            float(t["max_unsafe_in_retain"]),
+        ),
+    ]
+
+
+def _privacy_and_bias_metrics(
+    residual: float, over_refusal: float, top_share: float, t: dict[str, Any]
+) -> list[Metric]:
+    """The residual-PII, over-refusal and largest-single-source-share metrics."""
+    return [
+        Metric(
+            "privacy",
+            "rows with PII left after scrubbing",
+            float(residual),
+            "<=",
+            float(t["max_residual_pii_rows"]),
+        ),
+        Metric(
+            "bias",
+            "over-refusal rate on benign prompts (whole dataset)",
+            float(over_refusal),
+            "<=",
+            float(t["max_over_refusal_rate"]),
+        ),
+        Metric(
+            "bias",
+            "largest single-source share",
+            float(top_share),
+            "<=",
+            float(t["max_source_share"]),
+        ),
+    ]
+
+
 def compute_metrics(
     train: pa.Table | StoredTable,
     evals: pa.Table | StoredTable,
@@ -79,66 +152,10 @@ def compute_metrics(
         con,
         "SELECT coalesce(avg(CASE WHEN NOT prompt_harmful THEN response_refusal::INT END), 0) FROM ds",
     )[0]
-    metrics = [
-        Metric(
-            "quality",
-            "mean label confidence",
-            float(mean_conf or 0),
-            ">=",
-            float(t["min_mean_confidence"]),
-        ),
-        Metric(
-            "quality",
-            "share under confidence floor",
-            float(low_share or 0),
-            "<=",
-            float(t["max_low_confidence_share"]),
-        ),
-    ]
+    metrics = _confidence_metrics(mean_conf, low_share, t)
     if stage2:
-        ratio, unsafe_retain = duck.one(
-            con,
-            """
-            SELECT coalesce(sum((cb_class = 'retain')::INT) / nullif(sum((cb_class = 'harmful')::INT), 0), 0),
-              -- attack samples are judged by their action (stage2.py), not by the text judge's outcome
-              coalesce(avg(CASE WHEN cb_class = 'retain' AND cb_kind NOT IN ('adversarial_safe', 'attack_resisted')
-                                THEN (label_outcome = 'COMPLY.UNSAFE')::INT END), 0)
-            FROM a
-            """,
-        )
-        metrics += [
-            Metric("safety", "retain:harmful ratio (Dr:Ds)", float(ratio), ">=", float(ratio_min)),
-            Metric(
-                "safety",
-                "COMPLY.UNSAFE share in retain (attack samples aside)",
-                float(unsafe_retain),
-                "<=",
-                float(t["max_unsafe_in_retain"]),
-            ),
-        ]
-    return metrics + [
-        Metric(
-            "privacy",
-            "rows with PII left after scrubbing",
-            float(residual),
-            "<=",
-            float(t["max_residual_pii_rows"]),
-        ),
-        Metric(
-            "bias",
-            "over-refusal rate on benign prompts (whole dataset)",
-            float(over_refusal),
-            "<=",
-            float(t["max_over_refusal_rate"]),
-        ),
-        Metric(
-            "bias",
-            "largest single-source share",
-            float(top_share),
-            "<=",
-            float(t["max_source_share"]),
-        ),
-    ]
+        metrics += _stage2_metrics(con, t, ratio_min)
+    return metrics + _privacy_and_bias_metrics(residual, over_refusal, top_share, t)
 
 
 def qa_json(

@@ -98,22 +98,11 @@ def _numbered_sql(path: str, array: bool) -> str:
                 max_line_size = 100000000, strict_mode = false)"""
 
 
-def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The QA document of the JSONL file at ``path`` (local or any DuckDB-readable path)."""
-    t = {**DEFAULT_QA_THRESHOLDS, **(thresholds or {})}
-    array = _is_json_array(path)  # a JSON array (the seed's final_dataset.json) or JSON lines
-    unit = "array elements" if array else "lines"
-    con = duck.connect()
-    pii = pii_matches("__text")
-    pii_cols = ", ".join(
-        f"CASE WHEN j IS NULL THEN false ELSE len({expr}) > 0 END AS pii_{k}"
-        for k, expr in pii.items()
-    )
+def _facts_sql(path: str, array: bool, pii_cols: str) -> str:
+    """SQL that creates ``facts``: the narrow facts of each line of the file, texts left out."""
     # one pass over the file: each line numbered and parsed once, only narrow facts kept per row
     # (the texts are never held), then every figure is an aggregate over the facts
-    try:
-        con.execute(
-            f"""CREATE TABLE facts AS
+    return f"""CREATE TABLE facts AS
             WITH numbered AS ({_numbered_sql(path, array)}), lines AS (
               -- numbered before blank lines are dropped, so a line number is the file's own
               SELECT * FROM numbered WHERE line IS NOT NULL AND trim(line) <> ''
@@ -127,7 +116,82 @@ def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, An
                    j->>'$.source' AS source, {_OUTCOME} AS outcome, {_CONFIDENCE} AS confidence,
                    {pii_cols}
             FROM texts"""
+
+
+def _pii_figures(con: Any, pii: dict[str, str]) -> tuple[dict[str, int], float]:
+    """(rows of ``facts`` with PII per type, the types found only; rows with any PII)."""
+    counts = duck.one(
+        con,
+        "SELECT "
+        + ", ".join(f"count(*) FILTER (WHERE pii_{k})" for k in pii)
+        + ", count(*) FILTER (WHERE "
+        + " OR ".join(f"pii_{k}" for k in pii)
+        + ") FROM facts",
+    )
+    return {k: int(v) for k, v in zip(pii, counts[:-1], strict=True) if v}, float(counts[-1])
+
+
+def _rows_per_source(con: Any) -> dict[str, int]:
+    """Rows of ``facts`` per source, most rows first."""
+    return {
+        s: int(c)
+        for s, c in duck.rows(
+            con, "SELECT source, count(*) FROM facts GROUP BY 1 ORDER BY 2 DESC, 1"
         )
+    }
+
+
+def _outcome_counts(con: Any) -> dict[str, int]:
+    """Rows of ``facts`` per label outcome (rows without one left out)."""
+    return {
+        o: int(c)
+        for o, c in duck.rows(
+            con,
+            "SELECT outcome, count(*) FROM facts WHERE outcome IS NOT NULL GROUP BY 1 ORDER BY 1",
+        )
+    }
+
+
+def _confidence_metrics(con: Any, t: dict[str, Any]) -> list[Metric]:
+    """The mean-confidence and under-the-floor metrics of ``facts``; none without confidences."""
+    mean, low, with_conf = duck.one(
+        con,
+        f"SELECT avg(confidence), avg((confidence < {float(t['confidence_floor'])})::INT), "
+        "count(confidence) FROM facts",
+    )
+    if not with_conf:
+        return []
+    return [
+        Metric(
+            "quality",
+            "mean label confidence",
+            float(mean),
+            ">=",
+            float(t["min_mean_confidence"]),
+        ),
+        Metric(
+            "quality",
+            "share under confidence floor",
+            float(low),
+            "<=",
+            float(t["max_low_confidence_share"]),
+        ),
+    ]
+
+
+def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The QA document of the JSONL file at ``path`` (local or any DuckDB-readable path)."""
+    t = {**DEFAULT_QA_THRESHOLDS, **(thresholds or {})}
+    array = _is_json_array(path)  # a JSON array (the seed's final_dataset.json) or JSON lines
+    unit = "array elements" if array else "lines"
+    con = duck.connect()
+    pii = pii_matches("__text")
+    pii_cols = ", ".join(
+        f"CASE WHEN j IS NULL THEN false ELSE len({expr}) > 0 END AS pii_{k}"
+        for k, expr in pii.items()
+    )
+    try:
+        con.execute(_facts_sql(path, array, pii_cols))
     except Exception as exc:  # noqa: BLE001 - DuckDB's IO errors: one line with the path
         raise QAFileError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
     unreadable = duck.rows(con, "SELECT line_no FROM facts WHERE NOT ok ORDER BY 1")
@@ -147,62 +211,20 @@ def qa_file(path: str, thresholds: dict[str, Any] | None = None) -> dict[str, An
             con, "SELECT count(id) - count(DISTINCT id) FROM facts WHERE id IS NOT NULL"
         )[0]
         metrics.append(Metric("quality", "duplicate ids", float(dup_ids), "<=", 0.0))
-    counts = duck.one(
-        con,
-        "SELECT "
-        + ", ".join(f"count(*) FILTER (WHERE pii_{k})" for k in pii)
-        + ", count(*) FILTER (WHERE "
-        + " OR ".join(f"pii_{k}" for k in pii)
-        + ") FROM facts",
-    )
-    info["pii_rows_by_type"] = {k: int(v) for k, v in zip(pii, counts[:-1], strict=True) if v}
+    info["pii_rows_by_type"], pii_rows = _pii_figures(con, pii)
     metrics.append(
-        Metric(
-            "privacy", "rows with PII", float(counts[-1]), "<=", float(t["max_residual_pii_rows"])
-        )
+        Metric("privacy", "rows with PII", pii_rows, "<=", float(t["max_residual_pii_rows"]))
     )
     if "source" in keys:
-        info["rows_per_source"] = {
-            s: int(c)
-            for s, c in duck.rows(
-                con, "SELECT source, count(*) FROM facts GROUP BY 1 ORDER BY 2 DESC, 1"
-            )
-        }
+        info["rows_per_source"] = _rows_per_source(con)
         share = max(info["rows_per_source"].values()) / n if n else 0.0
         metrics.append(
             Metric("bias", "largest single-source share", share, "<=", float(t["max_source_share"]))
         )
-    outcomes = {
-        o: int(c)
-        for o, c in duck.rows(
-            con,
-            "SELECT outcome, count(*) FROM facts WHERE outcome IS NOT NULL GROUP BY 1 ORDER BY 1",
-        )
-    }
+    outcomes = _outcome_counts(con)
     if outcomes:
         info["by_outcome"] = outcomes
-    mean, low, with_conf = duck.one(
-        con,
-        f"SELECT avg(confidence), avg((confidence < {float(t['confidence_floor'])})::INT), "
-        "count(confidence) FROM facts",
-    )
-    if with_conf:
-        metrics += [
-            Metric(
-                "quality",
-                "mean label confidence",
-                float(mean),
-                ">=",
-                float(t["min_mean_confidence"]),
-            ),
-            Metric(
-                "quality",
-                "share under confidence floor",
-                float(low),
-                "<=",
-                float(t["max_low_confidence_share"]),
-            ),
-        ]
+    metrics += _confidence_metrics(con, t)
     return {
         "verdict": "PASS" if all(m.passed for m in metrics) else "FAIL",
         **info,

@@ -144,6 +144,27 @@ def privacy_toxicity_duplicates(
     }
 
 
+def _recommendations(
+    cov: dict[str, dict[str, Any]], low_share: float, qa: list[dict[str, Any]], t: Thresholds
+) -> list[str]:
+    """What to do about each shortfall: coverage under its minimum, too many labels under the
+    confidence floor, a failed QA check."""
+    out = [
+        f"coverage of {o} is {c['rows']} rows, under the minimum {c['minimum']}: add sources or generations that produce it"
+        for o, c in cov.items()
+        if not c["met"]
+    ]
+    if low_share > t.max_low_confidence_share:
+        out.append(
+            f"{low_share:.0%} of labels are under confidence {t.confidence_floor}: review them or use a second judge"
+        )
+    return out + [
+        f"QA check {q['metric']} failed: {q['value']} {q['op']} {q['threshold']} does not hold"
+        for q in qa
+        if not q.get("passed", True)
+    ]
+
+
 def audit_report(
     dataset: pa.Table | StoredTable,
     qa: list[dict[str, Any]],
@@ -153,7 +174,7 @@ def audit_report(
     """Quality metrics, distributions, coverage against the profile's minimums (``coverage_min``),
     the QA checks and recommendations that follow from what fell short (a share of labels under
     ``confidence_floor`` over ``max_low_confidence_share``)."""
-    coverage_min, confidence_floor = thresholds.coverage_min, thresholds.confidence_floor
+    coverage_min = thresholds.coverage_min
     info = info or dataset_info(dataset)  # the caller's, where it measured the same table
     by_outcome = info.by_outcome
     cov = {
@@ -166,20 +187,7 @@ def audit_report(
     }
     confidence = confidence_distribution(dataset)
     low_share = confidence["low"] / info.rows if info.rows else 0.0
-    recommendations = [
-        f"coverage of {o} is {c['rows']} rows, under the minimum {c['minimum']}: add sources or generations that produce it"
-        for o, c in cov.items()
-        if not c["met"]
-    ]
-    if low_share > thresholds.max_low_confidence_share:
-        recommendations.append(
-            f"{low_share:.0%} of labels are under confidence {confidence_floor}: review them or use a second judge"
-        )
-    recommendations += [
-        f"QA check {q['metric']} failed: {q['value']} {q['op']} {q['threshold']} does not hold"
-        for q in qa
-        if not q.get("passed", True)
-    ]
+    recommendations = _recommendations(cov, low_share, qa, thresholds)
     return {
         "total_samples": info.rows,
         "quality_metrics": {

@@ -116,6 +116,53 @@ def estimate_tokens(messages: list[dict[str, Any]], max_tokens: int) -> int:
     return sum(len(str(m.get("content") or "")) for m in messages) // 4 + max_tokens
 
 
+def _completion_result(resp: Any, raw: bytes) -> Result:
+    """The Result of one HTTP answer; raises _Retryable on 429, 5xx or a malformed body."""
+    if resp.status == 429 or resp.status >= 500:
+        raise _Retryable(
+            f"HTTP {resp.status}",
+            parse_retry_after(resp.headers.get("Retry-After")),
+        )
+    if resp.status >= 400:
+        return Result(
+            error=f"HTTP {resp.status}: {raw[:500].decode('utf-8', 'replace')}",
+            error_kind="http_4xx",
+        )
+    try:
+        payload = json.loads(raw)
+        message = payload["choices"][0]["message"]
+        content = message.get("content")
+        calls = tool_calls_json(message.get("tool_calls"))
+        if content is None and calls is not None:
+            content = ""
+    except (
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+    ) as exc:
+        raise _Retryable(f"malformed response body ({type(exc).__name__})") from exc
+    if not isinstance(content, str):
+        raise _Retryable("malformed response body (content is not text)")
+    usage = payload.get("usage") or {}
+    return Result(
+        text=content,
+        tool_calls=calls,
+        tokens_in=int(usage.get("prompt_tokens") or 0),
+        tokens_out=int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _retry_delay(exc: BaseException, attempt: int, base_s: float, max_s: float) -> float:
+    """Seconds to wait before the next attempt: the server's Retry-After, else jittered back-off."""
+    delay = getattr(exc, "retry_after", None)
+    if delay is None:
+        delay = min(max_s, base_s * 2**attempt) * random.uniform(0.5, 1.0)
+    return delay
+
+
 @dataclass
 class OpenAIBackend:
     base_url: str
@@ -205,52 +252,14 @@ class OpenAIBackend:
             await limiter.acquire(tokens)
             try:
                 async with session.post(url, data=body) as resp:
-                    raw = await resp.read()
-                    if resp.status == 429 or resp.status >= 500:
-                        raise _Retryable(
-                            f"HTTP {resp.status}",
-                            parse_retry_after(resp.headers.get("Retry-After")),
-                        )
-                    if resp.status >= 400:
-                        return Result(
-                            error=f"HTTP {resp.status}: {raw[:500].decode('utf-8', 'replace')}",
-                            error_kind="http_4xx",
-                        )
-                    try:
-                        payload = json.loads(raw)
-                        message = payload["choices"][0]["message"]
-                        content = message.get("content")
-                        calls = tool_calls_json(message.get("tool_calls"))
-                        if content is None and calls is not None:
-                            content = ""
-                    except (
-                        json.JSONDecodeError,
-                        UnicodeDecodeError,
-                        KeyError,
-                        IndexError,
-                        TypeError,
-                        AttributeError,
-                    ) as exc:
-                        raise _Retryable(f"malformed response body ({type(exc).__name__})") from exc
-                    if not isinstance(content, str):
-                        raise _Retryable("malformed response body (content is not text)")
-                    usage = payload.get("usage") or {}
-                    return Result(
-                        text=content,
-                        tool_calls=calls,
-                        tokens_in=int(usage.get("prompt_tokens") or 0),
-                        tokens_out=int(usage.get("completion_tokens") or 0),
-                    )
+                    return _completion_result(resp, await resp.read())
             except (TimeoutError, _Retryable, aiohttp.ClientError) as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if attempt == self.max_retries:
                     break
-                delay = getattr(exc, "retry_after", None)
-                if delay is None:
-                    delay = min(
-                        self.backoff_max_s, self.backoff_base_s * 2**attempt
-                    ) * random.uniform(0.5, 1.0)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(
+                    _retry_delay(exc, attempt, self.backoff_base_s, self.backoff_max_s)
+                )
         return Result(
             error=f"gave up after {self.max_retries + 1} attempts: {last}",
             error_kind="retries_exhausted",

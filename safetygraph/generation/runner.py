@@ -117,6 +117,41 @@ def generate(
     first = next((c for c in configs if c.answers == "prompts"), None)
 
     # (row, config, sample, request, conversation answered); identical requests are sent once
+    plan = _plan(rows, configs, need, attacks)
+    stats.requests = len(plan)
+    unique: dict[str, tuple[GenerationConfig, int, Request]] = {}
+    for _, config, sample, req, _ in plan:
+        unique.setdefault(req.request_hash, (config, sample, req))
+    stats.unique_requests = len(unique)
+
+    results: dict[str, Result] = (
+        cache.lookup(unique, include_errors=not retry_cached_errors) if cache else {}
+    )
+    stats.cache_hits = len(results)
+    missing: dict[tuple[str, int], list[Request]] = {}
+    configs_by_role = {c.role: c for c in configs}
+    for h, (config, sample, req) in unique.items():
+        if h not in results:
+            missing.setdefault((config.role, sample), []).append(req)
+
+    started = time.perf_counter()
+    tracker = _Progress(sum(len(v) for v in missing.values()), progress, progress_interval_s)
+    for (role, _sample), reqs in missing.items():
+        _send(configs_by_role[role], reqs, backend_for, cache, chunk_size, tracker, results, stats)
+    stats.seconds = time.perf_counter() - started
+
+    out = _answered_rows(rows, plan, results, work.positions, first, stats)
+    stats.rows_out = table.num_rows - len(need) + len(out)
+    return _assemble(table, out), stats
+
+
+def _plan(
+    rows: list[dict[str, Any]],
+    configs: Sequence[GenerationConfig],
+    need: list[int],
+    attacks: list[int],
+) -> list[tuple[int, GenerationConfig, int, Request, list]]:
+    """(row, config, sample, request, conversation answered) for each answer to generate."""
     plan: list[tuple[int, GenerationConfig, int, Request, list]] = []
     for config in configs:
         for sample in range(config.samples):
@@ -137,43 +172,46 @@ def generate(
                         base,
                     )
                 )
-    stats.requests = len(plan)
-    unique: dict[str, tuple[GenerationConfig, int, Request]] = {}
-    for _, config, sample, req, _ in plan:
-        unique.setdefault(req.request_hash, (config, sample, req))
-    stats.unique_requests = len(unique)
+    return plan
 
-    results: dict[str, Result] = (
-        cache.lookup(unique, include_errors=not retry_cached_errors) if cache else {}
-    )
-    stats.cache_hits = len(results)
-    missing: dict[tuple[str, int], list[Request]] = {}
-    configs_by_role = {c.role: c for c in configs}
-    for h, (config, sample, req) in unique.items():
-        if h not in results:
-            missing.setdefault((config.role, sample), []).append(req)
 
-    started = time.perf_counter()
-    tracker = _Progress(sum(len(v) for v in missing.values()), progress, progress_interval_s)
-    for (role, _sample), reqs in missing.items():
-        config = configs_by_role[role]
-        backend = backend_for(config)
-        buffer: list[tuple[Request, Result]] = []
-        for batch in backend.stream(config, reqs):
-            for idx, res in batch:
-                results[reqs[idx].request_hash] = res
-                buffer.append((reqs[idx], res))
-            stats.called += len(batch)
-            tracker.add(len(batch))
-            while cache and len(buffer) >= chunk_size:  # chunks of exactly chunk_size results
-                cache.write_chunk(config, backend.name, buffer[:chunk_size])
-                stats.chunks_written += 1
-                buffer = buffer[chunk_size:]
-        if cache and buffer:
-            cache.write_chunk(config, backend.name, buffer)
+def _send(
+    config: GenerationConfig,
+    reqs: list[Request],
+    backend_for: Callable[[GenerationConfig], Backend],
+    cache: RequestCache | None,
+    chunk_size: int,
+    tracker: _Progress,
+    results: dict[str, Result],
+    stats: GenerationStats,
+) -> None:
+    """None: puts each answer to ``reqs`` into ``results``, checkpointing chunks into the cache."""
+    backend = backend_for(config)
+    buffer: list[tuple[Request, Result]] = []
+    for batch in backend.stream(config, reqs):
+        for idx, res in batch:
+            results[reqs[idx].request_hash] = res
+            buffer.append((reqs[idx], res))
+        stats.called += len(batch)
+        tracker.add(len(batch))
+        while cache and len(buffer) >= chunk_size:  # chunks of exactly chunk_size results
+            cache.write_chunk(config, backend.name, buffer[:chunk_size])
             stats.chunks_written += 1
-    stats.seconds = time.perf_counter() - started
+            buffer = buffer[chunk_size:]
+    if cache and buffer:
+        cache.write_chunk(config, backend.name, buffer)
+        stats.chunks_written += 1
 
+
+def _answered_rows(
+    rows: list[dict[str, Any]],
+    plan: list[tuple[int, GenerationConfig, int, Request, list]],
+    results: dict[str, Result],
+    positions: list[int],
+    first: GenerationConfig | None,
+    stats: GenerationStats,
+) -> list[dict[str, Any]]:
+    """The generated rows, each row's answers in plan order (``stats`` counts them as it goes)."""
     by_row: dict[int, list[tuple[int, GenerationConfig, int, Request, list]]] = {}
     for entry in plan:
         by_row.setdefault(entry[0], []).append(entry)
@@ -182,37 +220,9 @@ def generate(
     for i, r in enumerate(rows):
         for k, (_, config, sample, req, base) in enumerate(by_row.get(i, []), 1):
             res = results[req.request_hash]
-            row = dict(r)
-            row["__pos"], row["__sub"] = work.positions[i], k
-            if not (config is first and sample == 0):
-                row["id"] = _derived_id(r["id"], config.role, sample)
-            if (
-                config.answers == "attacks"
-            ):  # the shard step finds adversarial-safe candidates by it
-                row["tags"] = [*(r["tags"] or []), "adversarial_candidate"]
-            row.update(
-                response=None,
-                messages=base,
-                generation_model=config.model,
-                generation_backend=config.backend,
-                generation_role=config.role,
-                generation_params=canonical_json({**req.params, "sample": sample}),
-                request_hash=req.request_hash,
-            )
+            row = _answered_row(r, positions[i], k, config, sample, req, base, first)
             if res.ok:
-                row["response"] = res.text or (
-                    f"[tool_calls] {res.tool_calls}" if res.tool_calls else ""
-                )
-                row["messages"] = [
-                    *base,
-                    {
-                        "role": "assistant",
-                        "content": res.text if (res.text or not res.tool_calls) else None,
-                        "tool_calls": res.tool_calls,
-                        "tool_call_id": None,
-                        "name": None,
-                    },
-                ]
+                _add_answer(row, res, base)
                 stats.generated += 1
             else:
                 row["generation_error"] = res.error
@@ -225,8 +235,51 @@ def generate(
                 cost += c
                 stats.estimated_cost = round(cost, 6)
             out.append(row)
-    stats.rows_out = table.num_rows - len(need) + len(out)
-    return _assemble(table, out), stats
+    return out
+
+
+def _answered_row(
+    r: dict[str, Any],
+    pos: int,
+    k: int,
+    config: GenerationConfig,
+    sample: int,
+    req: Request,
+    base: list,
+    first: GenerationConfig | None,
+) -> dict[str, Any]:
+    """A copy of row ``r`` for one (config, sample) answer, with its id and generation fields."""
+    row = dict(r)
+    row["__pos"], row["__sub"] = pos, k
+    if not (config is first and sample == 0):
+        row["id"] = _derived_id(r["id"], config.role, sample)
+    if config.answers == "attacks":  # the shard step finds adversarial-safe candidates by it
+        row["tags"] = [*(r["tags"] or []), "adversarial_candidate"]
+    row.update(
+        response=None,
+        messages=base,
+        generation_model=config.model,
+        generation_backend=config.backend,
+        generation_role=config.role,
+        generation_params=canonical_json({**req.params, "sample": sample}),
+        request_hash=req.request_hash,
+    )
+    return row
+
+
+def _add_answer(row: dict[str, Any], res: Result, base: list) -> None:
+    """None: sets the row's response and appends the assistant turn of a successful result."""
+    row["response"] = res.text or (f"[tool_calls] {res.tool_calls}" if res.tool_calls else "")
+    row["messages"] = [
+        *base,
+        {
+            "role": "assistant",
+            "content": res.text if (res.text or not res.tool_calls) else None,
+            "tool_calls": res.tool_calls,
+            "tool_call_id": None,
+            "name": None,
+        },
+    ]
 
 
 @dataclass

@@ -210,6 +210,27 @@ def confusion3(gold: pa.Array, pred: pa.Array) -> dict[str, Any]:
     return {"n": n, "accuracy": round(right / n, 4) if n else 0.0, "matrix": matrix}
 
 
+def _accuracy_by_model(
+    base: pa.Table, gold: pa.Array, ref_mask: pa.Array, preds: dict[str, tuple], baseline: pa.Array
+) -> dict[str, dict[str, float]]:
+    """{model: {judge or "baseline": refusal accuracy}} on the rows with refusal labels."""
+    ref_models = base.column("model").filter(ref_mask)
+    out = {}
+    for m in sorted(set(ref_models.to_pylist())):
+        in_m = pc.equal(ref_models, m)
+        out[m] = {
+            name: binary_metrics(gold.filter(in_m), full_refusal(o).filter(ref_mask).filter(in_m))[
+                "accuracy"
+            ]
+            for name, (o, _) in preds.items()
+        } | {
+            "baseline": binary_metrics(gold.filter(in_m), baseline.filter(ref_mask).filter(in_m))[
+                "accuracy"
+            ]
+        }
+    return out
+
+
 def evaluate(
     labeled: pa.Table | dict[str, pa.Table], dev_models: tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -238,8 +259,7 @@ def evaluate(
         gold = base.column("gold_refusal").filter(ref_mask)
         harm_mask = pc.is_valid(base.column("gold_harmful"))
         harm_gold = base.column("gold_harmful").filter(harm_mask)
-        refusal, three, harm, by_model = {}, {}, {}, {}
-        models = sorted(set(base.column("model").filter(ref_mask).to_pylist()))
+        refusal, three, harm = {}, {}, {}
         preds = {
             name: (
                 g.filter(mask).column("label_outcome"),
@@ -260,19 +280,7 @@ def evaluate(
             rule = _old_rule(base)
             harm["rule"] = binary_metrics(harm_gold, rule.filter(harm_mask))
             harm["baseline"] = binary_metrics(harm_gold, pc.invert(baseline).filter(harm_mask))
-        ref_models = base.column("model").filter(ref_mask)
-        for m in models:
-            in_m = pc.equal(ref_models, m)
-            by_model[m] = {
-                name: binary_metrics(
-                    gold.filter(in_m), full_refusal(o).filter(ref_mask).filter(in_m)
-                )["accuracy"]
-                for name, (o, _) in preds.items()
-            } | {
-                "baseline": binary_metrics(
-                    gold.filter(in_m), baseline.filter(ref_mask).filter(in_m)
-                )["accuracy"]
-            }
+        by_model = _accuracy_by_model(base, gold, ref_mask, preds, baseline)
         out[half] = {"refusal": refusal, "outcome3": three, "refusal_accuracy_by_model": by_model}
         if harm:
             out[half]["response_harm"] = harm

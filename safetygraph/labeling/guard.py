@@ -149,32 +149,41 @@ class GuardJudge:
 
     def _verdicts(self, rows: list[dict[str, Any]]) -> tuple[list[dict | None], list[str | None]]:
         """Per row: the heads the guard decides (or None) and the parse error (or None)."""
-        ids = [r["id"] for r in rows]
+        if self.kind == "wildguard":
+            return self._wildguard_verdicts(rows)
+        return self._llamaguard_verdicts(rows)
+
+    def _wildguard_verdicts(self, rows: list[dict[str, Any]]):
+        """WildGuard: one request per row with its instruction format; three yes/no heads."""
+        texts = self._ask(
+            [f"{r['id']}:wg" for r in rows],
+            [
+                [
+                    {
+                        "role": "user",
+                        "content": WILDGUARD_INSTRUCTION.format(
+                            prompt=r["prompt"], response=r["response"] or ""
+                        ),
+                    }
+                ]
+                for r in rows
+            ],
+        )
         heads: list[dict | None] = []
         errors: list[str | None] = []
-        if self.kind == "wildguard":
-            texts = self._ask(
-                [f"{i}:wg" for i in ids],
-                [
-                    [
-                        {
-                            "role": "user",
-                            "content": WILDGUARD_INSTRUCTION.format(
-                                prompt=r["prompt"], response=r["response"] or ""
-                            ),
-                        }
-                    ]
-                    for r in rows
-                ],
-            )
-            for text in texts:
-                try:
-                    heads.append(parse_wildguard(text))
-                    errors.append(None)
-                except GuardParseError as exc:
-                    heads.append(None)
-                    errors.append(f"wildguard output {exc}")
-            return heads, errors
+        for text in texts:
+            try:
+                heads.append(parse_wildguard(text))
+                errors.append(None)
+            except GuardParseError as exc:
+                heads.append(None)
+                errors.append(f"wildguard output {exc}")
+        return heads, errors
+
+    def _llamaguard_verdicts(self, rows: list[dict[str, Any]]):
+        """Llama Guard: the prompt alone, then the conversation with the answer; unsafe flags and
+        category codes onto the harm heads."""
+        ids = [r["id"] for r in rows]
         prompts = self._ask(
             [f"{i}:lg-prompt" for i in ids],
             [[{"role": "user", "content": r["prompt"]}] for r in rows],
@@ -189,6 +198,8 @@ class GuardJudge:
                 for r in rows
             ],
         )
+        heads: list[dict | None] = []
+        errors: list[str | None] = []
         for p_text, r_text in zip(prompts, answers, strict=True):
             try:
                 p_unsafe, p_codes = parse_llamaguard(p_text)

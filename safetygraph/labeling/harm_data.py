@@ -224,28 +224,13 @@ def _cell_weights(y, src) -> Any:
     return w
 
 
-def fit_response(
-    rows: pa.Table, *, name: str, max_chars: int, ngrams: int, provenance: dict[str, Any]
-) -> LinearTextModel:
-    """The response-harm model: logistic regression over the answer's word n-grams and the
-    signals (``sig_*`` columns), each (source, label) cell weighted equally. C and the threshold by
-    grouped 5-fold CV (groups: the question), maximising the mean over sources of the out-of-fold
-    F1, so that neither labelled set decides alone."""
+def _response_cv(x, y, src, groups, w):
+    """({C: mean over labelled sources of the out-of-fold F1}, {C: its threshold}, {C: F1 per
+    source}) by grouped 5-fold CV over ``RESPONSE_C_GRID``."""
     import numpy as np
-    from scipy.sparse import csr_matrix, hstack
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
 
-    signals = [c.removeprefix("sig_") for c in rows.column_names if c.startswith("sig_")]
-    grams, vocab = design_matrix(rows, max_chars, ngrams, None, 2)
-    dense = np.column_stack(
-        [np.nan_to_num(rows.column(f"sig_{s}").to_numpy(zero_copy_only=False)) for s in signals]
-    )
-    x = hstack([grams, csr_matrix(dense * SIGNAL_SCALE)]).tocsr()
-    y = np.array(rows.column("label").to_pylist(), dtype=bool)
-    src = np.array(rows.column("src").to_pylist())
-    groups = rows.column("grp").to_pylist()
-    w = _cell_weights(y, src)
     scores, thresholds, per_source = {}, {}, {}
     for c in RESPONSE_C_GRID:
         oof = np.zeros(len(y))
@@ -263,6 +248,31 @@ def fit_response(
         )
         scores[c] = float(np.mean(list(f[thresholds[c]].values())))
         per_source[c] = {s: round(v, 4) for s, v in f[thresholds[c]].items()}
+    return scores, thresholds, per_source
+
+
+def fit_response(
+    rows: pa.Table, *, name: str, max_chars: int, ngrams: int, provenance: dict[str, Any]
+) -> LinearTextModel:
+    """The response-harm model: logistic regression over the answer's word n-grams and the
+    signals (``sig_*`` columns), each (source, label) cell weighted equally. C and the threshold by
+    grouped 5-fold CV (groups: the question), maximising the mean over sources of the out-of-fold
+    F1, so that neither labelled set decides alone."""
+    import numpy as np
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.linear_model import LogisticRegression
+
+    signals = [c.removeprefix("sig_") for c in rows.column_names if c.startswith("sig_")]
+    grams, vocab = design_matrix(rows, max_chars, ngrams, None, 2)
+    dense = np.column_stack(
+        [np.nan_to_num(rows.column(f"sig_{s}").to_numpy(zero_copy_only=False)) for s in signals]
+    )
+    x = hstack([grams, csr_matrix(dense * SIGNAL_SCALE)]).tocsr()
+    y = np.array(rows.column("label").to_pylist(), dtype=bool)
+    src = np.array(rows.column("src").to_pylist())
+    groups = rows.column("grp").to_pylist()
+    w = _cell_weights(y, src)
+    scores, thresholds, per_source = _response_cv(x, y, src, groups, w)
     best = max(RESPONSE_C_GRID, key=lambda c: (round(scores[c], 4), -c))
     clf = LogisticRegression(C=best, max_iter=5000).fit(x, y, sample_weight=w)
     inverse = {i: f for f, i in vocab.items()}

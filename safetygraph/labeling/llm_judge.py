@@ -173,35 +173,13 @@ class LLMJudge:
         ids = [r["id"] for r in rows]
         inputs = {r["id"]: judge_input(r["prompt"], r["response"] or "") for r in rows}
         first = self._ask(ids, [[{"role": "user", "content": inputs[i]}] for i in ids], config)
-        parsed: dict[str, dict[str, Any]] = {}
-        errors: dict[str, str] = {}
-        for i in ids:
-            try:
-                parsed[i] = parse_labels(first[i], schema)
-            except LabelError as exc:
-                errors[i] = str(exc)
+        parsed, errors = _parse_answers(ids, first, schema)
         repaired = 0
         if errors:  # one repair attempt: show the model its output and what is wrong with it
             retry_ids = list(errors)
-            conversations = [
-                [
-                    {"role": "user", "content": inputs[i]},
-                    {"role": "assistant", "content": first[i] or ""},
-                    {
-                        "role": "user",
-                        "content": f"That answer is invalid: {errors[i]}. Reply with the corrected JSON object only.",
-                    },
-                ]
-                for i in retry_ids
-            ]
+            conversations = _repair_conversations(retry_ids, inputs, first, errors)
             second = self._ask(retry_ids, conversations, config)
-            for i in retry_ids:
-                try:
-                    parsed[i] = parse_labels(second[i], schema)
-                    repaired += 1
-                    del errors[i]
-                except LabelError as exc:
-                    errors[i] = str(exc)
+            repaired = _reparse(retry_ids, second, schema, parsed, errors)
         fallback = (
             HeuristicJudge(self.constitution).label(
                 table.filter(pa.array([i in errors for i in ids]))
@@ -214,34 +192,9 @@ class LLMJudge:
         for r in rows:
             i = r["id"]
             if i in parsed:
-                p = parsed[i]
-                out.append(
-                    {
-                        **r,
-                        "label_outcome": p["outcome"],
-                        "label_style": p["style"],
-                        "harm_categories": p["harm_categories"],
-                        "harmless_topics": p["harmless_topics"],
-                        "prompt_harmful": p["prompt_harmful"],
-                        "response_harmful": p["response_harmful"],
-                        "response_refusal": p["response_refusal"],
-                        "response_attempted": bool(p.get("response_attempted"))
-                        and not (p["response_harmful"] or p["response_refusal"]),
-                        "label_confidence": float(p["confidence"]),
-                        "label_rationale": p["rationale"] or "(none given)",
-                        "judge": self.name,
-                    }
-                )
+                out.append(_judged_row(r, parsed[i], self.name))
             else:
-                fb = fallback_rows[i]
-                out.append(
-                    {
-                        **fb,
-                        "label_confidence": round(fb["label_confidence"] * 0.8, 3),
-                        "judge": f"{fb['judge']} (fallback: {self.name} output invalid)",
-                        "label_rationale": f"{fb['label_rationale']}; LLM judge output invalid: {errors[i]}",
-                    }
-                )
+                out.append(_fallback_row(fallback_rows[i], self.name, errors[i]))
         self.stats = {
             "rows": len(rows),
             "valid_first_try": len(ids) - len(errors) - repaired,
@@ -249,6 +202,88 @@ class LLMJudge:
             "fallback": len(errors),
         }
         return conform(pa.Table.from_pylist(out, schema=LABELED_SCHEMA), LABELED_SCHEMA)
+
+
+def _parse_answers(
+    ids: list[str], answers: dict[str, str | None], schema: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """(parsed labels, parse errors), each by row id, of the judge's first answers."""
+    parsed: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for i in ids:
+        try:
+            parsed[i] = parse_labels(answers[i], schema)
+        except LabelError as exc:
+            errors[i] = str(exc)
+    return parsed, errors
+
+
+def _repair_conversations(
+    retry_ids: list[str],
+    inputs: dict[str, str],
+    first: dict[str, str | None],
+    errors: dict[str, str],
+) -> list[list[dict[str, Any]]]:
+    """Per row to retry: the question, the invalid answer, and a request to correct it."""
+    return [
+        [
+            {"role": "user", "content": inputs[i]},
+            {"role": "assistant", "content": first[i] or ""},
+            {
+                "role": "user",
+                "content": f"That answer is invalid: {errors[i]}. Reply with the corrected JSON object only.",
+            },
+        ]
+        for i in retry_ids
+    ]
+
+
+def _reparse(
+    retry_ids: list[str],
+    second: dict[str, str | None],
+    schema: dict[str, Any],
+    parsed: dict[str, dict[str, Any]],
+    errors: dict[str, str],
+) -> int:
+    """How many repair answers parse (those move from ``errors`` into ``parsed``)."""
+    repaired = 0
+    for i in retry_ids:
+        try:
+            parsed[i] = parse_labels(second[i], schema)
+            repaired += 1
+            del errors[i]
+        except LabelError as exc:
+            errors[i] = str(exc)
+    return repaired
+
+
+def _judged_row(r: dict[str, Any], p: dict[str, Any], judge: str) -> dict[str, Any]:
+    """The labeled row ``r`` with the LLM judge's parsed labels ``p``."""
+    return {
+        **r,
+        "label_outcome": p["outcome"],
+        "label_style": p["style"],
+        "harm_categories": p["harm_categories"],
+        "harmless_topics": p["harmless_topics"],
+        "prompt_harmful": p["prompt_harmful"],
+        "response_harmful": p["response_harmful"],
+        "response_refusal": p["response_refusal"],
+        "response_attempted": bool(p.get("response_attempted"))
+        and not (p["response_harmful"] or p["response_refusal"]),
+        "label_confidence": float(p["confidence"]),
+        "label_rationale": p["rationale"] or "(none given)",
+        "judge": judge,
+    }
+
+
+def _fallback_row(fb: dict[str, Any], judge: str, error: str) -> dict[str, Any]:
+    """The heuristic label ``fb``, marked as a fallback for the LLM judge's invalid output."""
+    return {
+        **fb,
+        "label_confidence": round(fb["label_confidence"] * 0.8, 3),
+        "judge": f"{fb['judge']} (fallback: {judge} output invalid)",
+        "label_rationale": f"{fb['label_rationale']}; LLM judge output invalid: {error}",
+    }
 
 
 def label_two_pass(

@@ -150,6 +150,28 @@ def prompt_rows(data: Path) -> tuple[pa.Table, pa.Table]:
     )
 
 
+def _cross_validate(x, y, groups, c_grid: tuple[float, ...], select: str):
+    """({C: grouped 5-fold CV figure}, {C: the threshold of the best F-score}); the thresholds
+    only when ``select`` is an F-score, else the figure is accuracy at 0.5."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict, cross_val_score
+
+    scores, thresholds = {}, {}
+    for c in c_grid:
+        clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
+        if select in F_BETA:
+            oof = cross_val_predict(
+                clf, x, y, groups=groups, cv=GroupKFold(5), method="predict_proba"
+            )[:, 1]
+            f = {t: f_beta(y, oof >= t, F_BETA[select]) for t in THRESHOLD_GRID}
+            thresholds[c] = max(THRESHOLD_GRID, key=lambda t: (round(f[t], 4), t))
+            scores[c] = f[thresholds[c]]
+        else:
+            scores[c] = float(np.mean(cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(5))))
+    return scores, thresholds
+
+
 def fit(
     rows: pa.Table,
     *,
@@ -169,23 +191,11 @@ def fit(
     the best out-of-fold F-score over ``THRESHOLD_GRID``, which also sets the model's threshold."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold, cross_val_predict, cross_val_score
 
     x, vocab = design_matrix(rows, max_chars, ngrams, None, min_df, context_chars if context else 0)
     y = np.array(rows.column("label").to_pylist(), dtype=bool)
     groups = rows.column("grp").to_pylist()
-    scores, thresholds = {}, {}
-    for c in c_grid:
-        clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
-        if select in F_BETA:
-            oof = cross_val_predict(
-                clf, x, y, groups=groups, cv=GroupKFold(5), method="predict_proba"
-            )[:, 1]
-            f = {t: f_beta(y, oof >= t, F_BETA[select]) for t in THRESHOLD_GRID}
-            thresholds[c] = max(THRESHOLD_GRID, key=lambda t: (round(f[t], 4), t))
-            scores[c] = f[thresholds[c]]
-        else:
-            scores[c] = float(np.mean(cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(5))))
+    scores, thresholds = _cross_validate(x, y, groups, c_grid, select)
     best = max(c_grid, key=lambda c: (round(scores[c], 4), -c))
     clf = LogisticRegression(C=best, max_iter=5000, class_weight="balanced").fit(x, y)
     inverse = {i: f for f, i in vocab.items()}
@@ -224,6 +234,91 @@ def _save(model: LinearTextModel, path: Path, label: str) -> None:
     )
 
 
+def _train_refusal(data: Path, out: Path, dna: Path) -> None:
+    """The refusal classifier, from Do-Not-Answer's development models."""
+    rows = refusal_rows(data)
+    model = fit(
+        rows,
+        name="refusal-classifier-v1",
+        text="response",
+        max_chars=1000,
+        ngrams=2,
+        provenance={
+            "task": "response refusal (Do-Not-Answer action 0 or 4) vs engagement (1, 2, 3, 5)",
+            "training_data": {"do-not-answer/data_en.csv": sha256(dna)},
+            "models_trained_on": list(DEV_MODELS),
+            "held_out_models": [m for m in ALL_MODELS if m not in DEV_MODELS],
+        },
+    )
+    _save(model, out / "refusal_classifier.json", "refusal classifier")
+
+
+def _train_prompt_harm(data: Path, out: Path) -> None:
+    """The prompt-harm classifier, harmful against harmless instructions."""
+    train, _ = prompt_rows(data)
+    files = [
+        "refusal-direction/harmful_train.json",
+        "refusal-direction/harmless_train.json",
+        "harmbench/harmbench_behaviors_text_all.csv",
+        "harmbench/extra_behavior_datasets/advbench_behaviors.csv",
+        "do-not-answer/data_en.csv",
+        "gptfuzz/question_list_0_79.csv",
+        "refusal-direction/harmful_val.json",
+        "refusal-direction/harmless_val.json",
+        "xstest/xstest_prompts.csv",
+        "medquad/medquad_qa.jsonl.gz",
+        *(str(p.relative_to(data)) for p in tau2_files(data)),
+    ]
+    hashes = {f: sha256(data / f) for f in files}
+    hashes[f"safetygraph:{EVERYDAY_REQUESTS.relative_to(DATA_ROOT)}"] = sha256(EVERYDAY_REQUESTS)
+    model = fit(
+        train,
+        name="prompt-harm-classifier-v1",
+        text="prompt",
+        max_chars=300,
+        ngrams=2,
+        provenance={
+            "task": "harmful request vs harmless request",
+            "training_data": hashes,
+            "held_out": "xstest prompts, refusal-direction val (and any training prompt equal to one of them)",
+            "harmless_sample": HARMLESS_SAMPLE,
+            "question_sample": QUESTION_SAMPLE,
+        },
+    )
+    _save(model, out / "prompt_harm_classifier.json", "prompt-harm classifier")
+
+
+def _train_response_harm(data: Path, out: Path, dna: Path) -> None:
+    """The response-harm classifier, from every labelled answer (``harm_data.py``)."""
+    gf = data / "gptfuzz"
+    rows = response_rows(data)
+    model = fit_response(
+        rows,
+        name="response-harm-classifier-v2",
+        max_chars=2000,
+        ngrams=2,
+        provenance={
+            "task": "harmful answer (real uplift: gives what a harmful request asks for) vs not, "
+            "over every answer (refusals, partial refusals and answers to innocent-looking "
+            "prompts included)",
+            "training_data": {
+                "gptfuzz/responses_labeled_train.csv": sha256(gf / "responses_labeled_train.csv"),
+                "gptfuzz/question_list_0_79.csv": sha256(gf / "question_list_0_79.csv"),
+                "do-not-answer/data_en.csv": sha256(dna),
+                "medquad/medquad_qa.jsonl.gz": sha256(data / "medquad" / "medquad_qa.jsonl.gz"),
+            },
+            "trained_on": "GPTFuzz's answers to the development half of its questions, "
+            "Do-Not-Answer's answers outside the reported part (gold.py), and "
+            f"{EVERYDAY_ANSWERS} MedQuAD answers (everyday questions answered, none harmful)",
+            "held_out": "GPTFuzz: the answers to the report half of the questions "
+            "(report_question of the question index); Do-Not-Answer: the answers of "
+            + ", ".join(m for m in ALL_MODELS if m not in DEV_MODELS)
+            + " to the report half of the questions",
+        },
+    )
+    _save(model, out / "response_harm_classifier.json", "response-harm classifier")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m safetygraph.labeling.train", description=__doc__.split("\n")[0]
@@ -247,87 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         "both": ("refusal", "prompt_harm"),
     }.get(args.which, (args.which,))
     if "refusal" in which:
-        rows = refusal_rows(args.data)
-        model = fit(
-            rows,
-            name="refusal-classifier-v1",
-            text="response",
-            max_chars=1000,
-            ngrams=2,
-            provenance={
-                "task": "response refusal (Do-Not-Answer action 0 or 4) vs engagement (1, 2, 3, 5)",
-                "training_data": {"do-not-answer/data_en.csv": sha256(dna)},
-                "models_trained_on": list(DEV_MODELS),
-                "held_out_models": [m for m in ALL_MODELS if m not in DEV_MODELS],
-            },
-        )
-        _save(model, args.out / "refusal_classifier.json", "refusal classifier")
+        _train_refusal(args.data, args.out, dna)
     if "prompt_harm" in which:
-        train, _ = prompt_rows(args.data)
-        files = [
-            "refusal-direction/harmful_train.json",
-            "refusal-direction/harmless_train.json",
-            "harmbench/harmbench_behaviors_text_all.csv",
-            "harmbench/extra_behavior_datasets/advbench_behaviors.csv",
-            "do-not-answer/data_en.csv",
-            "gptfuzz/question_list_0_79.csv",
-            "refusal-direction/harmful_val.json",
-            "refusal-direction/harmless_val.json",
-            "xstest/xstest_prompts.csv",
-            "medquad/medquad_qa.jsonl.gz",
-            *(str(p.relative_to(args.data)) for p in tau2_files(args.data)),
-        ]
-        hashes = {f: sha256(args.data / f) for f in files}
-        hashes[f"safetygraph:{EVERYDAY_REQUESTS.relative_to(DATA_ROOT)}"] = sha256(
-            EVERYDAY_REQUESTS
-        )
-        model = fit(
-            train,
-            name="prompt-harm-classifier-v1",
-            text="prompt",
-            max_chars=300,
-            ngrams=2,
-            provenance={
-                "task": "harmful request vs harmless request",
-                "training_data": hashes,
-                "held_out": "xstest prompts, refusal-direction val (and any training prompt equal to one of them)",
-                "harmless_sample": HARMLESS_SAMPLE,
-                "question_sample": QUESTION_SAMPLE,
-            },
-        )
-        _save(model, args.out / "prompt_harm_classifier.json", "prompt-harm classifier")
+        _train_prompt_harm(args.data, args.out)
     if "response_harm" in which:
-        gf = args.data / "gptfuzz"
-        rows = response_rows(args.data)
-        model = fit_response(
-            rows,
-            name="response-harm-classifier-v2",
-            max_chars=2000,
-            ngrams=2,
-            provenance={
-                "task": "harmful answer (real uplift: gives what a harmful request asks for) vs not, "
-                "over every answer (refusals, partial refusals and answers to innocent-looking "
-                "prompts included)",
-                "training_data": {
-                    "gptfuzz/responses_labeled_train.csv": sha256(
-                        gf / "responses_labeled_train.csv"
-                    ),
-                    "gptfuzz/question_list_0_79.csv": sha256(gf / "question_list_0_79.csv"),
-                    "do-not-answer/data_en.csv": sha256(dna),
-                    "medquad/medquad_qa.jsonl.gz": sha256(
-                        args.data / "medquad" / "medquad_qa.jsonl.gz"
-                    ),
-                },
-                "trained_on": "GPTFuzz's answers to the development half of its questions, "
-                "Do-Not-Answer's answers outside the reported part (gold.py), and "
-                f"{EVERYDAY_ANSWERS} MedQuAD answers (everyday questions answered, none harmful)",
-                "held_out": "GPTFuzz: the answers to the report half of the questions "
-                "(report_question of the question index); Do-Not-Answer: the answers of "
-                + ", ".join(m for m in ALL_MODELS if m not in DEV_MODELS)
-                + " to the report half of the questions",
-            },
-        )
-        _save(model, args.out / "response_harm_classifier.json", "response-harm classifier")
+        _train_response_harm(args.data, args.out, dna)
     return 0
 
 

@@ -69,6 +69,36 @@ def _env(d: Deployment) -> list[dict[str, Any]]:
     ]
 
 
+def _user_code_values(
+    d: Deployment, env: dict, pod_security: dict, container_security: dict
+) -> dict[str, Any]:
+    """The chart's one user-code deployment: the installed wheel's code location, gRPC on 3030."""
+    return {
+        "name": "safetygraph",
+        "image": {
+            "repository": d.image.rsplit(":", 1)[0],
+            "tag": d.image.rsplit(":", 1)[1],
+            "pullPolicy": "IfNotPresent",
+        },
+        "dagsterApiGrpcArgs": [
+            "--module-name",
+            "safetygraph.location.definitions",
+            "--working-directory",
+            "/app",
+        ],
+        "port": 3030,
+        "env": env,
+        "envSecrets": [{"name": SECRET_NAME}],
+        "labels": dict(USER_CODE_LABEL),
+        "podSecurityContext": pod_security,
+        "securityContext": container_security,
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"cpu": "2", "memory": "4Gi"},
+        },
+    }
+
+
 def helm_values(d: Deployment) -> dict[str, Any]:
     """Values for the official chart (``helm install dagster dagster/dagster -f values.yaml``):
     one user-code deployment running the installed wheel's ``safetygraph.location.definitions`` module, the K8sRunLauncher, the
@@ -90,32 +120,7 @@ def helm_values(d: Deployment) -> dict[str, Any]:
         },
         "dagster-user-deployments": {
             "enabled": True,
-            "deployments": [
-                {
-                    "name": "safetygraph",
-                    "image": {
-                        "repository": d.image.rsplit(":", 1)[0],
-                        "tag": d.image.rsplit(":", 1)[1],
-                        "pullPolicy": "IfNotPresent",
-                    },
-                    "dagsterApiGrpcArgs": [
-                        "--module-name",
-                        "safetygraph.location.definitions",
-                        "--working-directory",
-                        "/app",
-                    ],
-                    "port": 3030,
-                    "env": env,
-                    "envSecrets": [{"name": SECRET_NAME}],
-                    "labels": dict(USER_CODE_LABEL),
-                    "podSecurityContext": pod_security,
-                    "securityContext": container_security,
-                    "resources": {
-                        "requests": {"cpu": "500m", "memory": "1Gi"},
-                        "limits": {"cpu": "2", "memory": "4Gi"},
-                    },
-                }
-            ],
+            "deployments": [_user_code_values(d, env, pod_security, container_security)],
         },
         "runLauncher": {
             "type": "K8sRunLauncher",
@@ -149,10 +154,9 @@ def helm_values(d: Deployment) -> dict[str, Any]:
     }
 
 
-def vllm_manifests(d: Deployment) -> list[dict[str, Any]]:
-    """The OpenAI-compatible vLLM server on a GPU node, and its Service."""
-    labels = {"app.kubernetes.io/name": "vllm", **USER_CODE_LABEL}
-    container = {
+def _vllm_container(d: Deployment) -> dict[str, Any]:
+    """The vLLM server's container: its arguments, secrets from the Secret, probes, GPUs."""
+    return {
         "name": "vllm",
         "image": d.vllm_image,
         "imagePullPolicy": "IfNotPresent",
@@ -197,6 +201,11 @@ def vllm_manifests(d: Deployment) -> list[dict[str, Any]]:
             {"name": "hf-cache", "mountPath": "/root/.cache/huggingface"},
         ],
     }
+
+
+def vllm_manifests(d: Deployment) -> list[dict[str, Any]]:
+    """The OpenAI-compatible vLLM server on a GPU node, and its Service."""
+    labels = {"app.kubernetes.io/name": "vllm", **USER_CODE_LABEL}
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -209,7 +218,7 @@ def vllm_manifests(d: Deployment) -> list[dict[str, Any]]:
                 "spec": {
                     "nodeSelector": dict(d.gpu_node_selector),
                     "tolerations": [dict(t) for t in d.gpu_tolerations],
-                    "containers": [container],
+                    "containers": [_vllm_container(d)],
                     "volumes": [
                         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
                         {"name": "hf-cache", "emptyDir": {"sizeLimit": "100Gi"}},

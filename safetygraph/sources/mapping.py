@@ -175,6 +175,48 @@ def _source_id(spec: SourceSpec, row: dict[str, Any]) -> str | None:
     return str(value)
 
 
+def _raw_text(block: Block, j: int, row: dict[str, Any]) -> str:
+    """The raw text of the block's row ``j`` for the quarantine (the row as JSON if none kept)."""
+    return (
+        block.raws[j]
+        if block.raws and block.raws[j]
+        else json.dumps(row, default=str, ensure_ascii=False)
+    )
+
+
+def _row_tags(spec: SourceSpec, row: dict[str, Any]) -> list[str]:
+    """The row's tags: the source's roles, plus the harm tag of its label column's value."""
+    tags = list(spec.roles)
+    if spec.label:
+        lv = get_path(row, spec.label.column)
+        tag = spec.label.tag_for(str(lv)) if lv is not MISSING and lv is not None else None
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def _variant_meta(
+    meta_base: dict[str, Any],
+    meta_extra: dict[str, Any],
+    source_id: str | None,
+    model: str | None,
+) -> dict[str, Any]:
+    """The meta of one canonical row: unmapped columns, the model's extras, source id, model."""
+    meta = dict(meta_base)
+    meta.update(meta_extra)
+    if source_id is not None:
+        meta["source_id"] = source_id
+    if model:
+        meta["response_model"] = model
+    return meta
+
+
+def _category(spec: SourceSpec, row: dict[str, Any]) -> str | None:
+    """The row's category column as text (None when unmapped, absent or empty)."""
+    cat = get_path(row, spec.mapping["category"]) if "category" in spec.mapping else None
+    return None if cat is MISSING or cat in (None, "") else str(cat)
+
+
 class Occurrences:
     """How often each content digest was seen before, across batches, kept in DuckDB (not in
     Python objects): memory does not grow with the source. ``number`` gives each digest of a batch
@@ -268,11 +310,7 @@ class Mapper:
                     _within_limit(messages, tools, spec.max_text_chars)
                 source_id = _source_id(spec, row)
             except RowError as exc:
-                raw = (
-                    block.raws[j]
-                    if block.raws and block.raws[j]
-                    else json.dumps(row, default=str, ensure_ascii=False)
-                )
+                raw = _raw_text(block, j, row)
                 self.q.add(block.file, block.lines[j], str(exc), raw, parsed=True)
                 continue
             meta_base = {k: v for k, v in row.items() if k not in self.roots}
@@ -281,22 +319,8 @@ class Mapper:
             ):
                 key = canonical_json([messages, tools])
                 digest = hashlib.sha256(f"{spec.name}\x1f{key}".encode()).digest()
-                tags = list(spec.roles)
-                if spec.label:
-                    lv = get_path(row, spec.label.column)
-                    tag = (
-                        spec.label.tag_for(str(lv))
-                        if lv is not MISSING and lv is not None
-                        else None
-                    )
-                    if tag and tag not in tags:
-                        tags.append(tag)
-                meta = dict(meta_base)
-                meta.update(meta_extra)
-                if source_id is not None:
-                    meta["source_id"] = source_id
-                if model:
-                    meta["response_model"] = model
+                tags = _row_tags(spec, row)
+                meta = _variant_meta(meta_base, meta_extra, source_id, model)
                 c = self.cols
                 self._digests.append(digest)
                 c["source"].append(spec.name)
@@ -306,10 +330,7 @@ class Mapper:
                 c["prompt"].append(prompt)
                 c["response"].append(response)
                 c["tags"].append(tags)
-                cat = (
-                    get_path(row, spec.mapping["category"]) if "category" in spec.mapping else None
-                )
-                c["category"].append(None if cat is MISSING or cat in (None, "") else str(cat))
+                c["category"].append(_category(spec, row))
                 c["meta"].append(canonical_json(jsonable(meta)) if meta else None)
 
     def _looked_up(self, row: dict[str, Any]) -> dict[str, Any]:

@@ -169,15 +169,13 @@ def _records_under(doc: dict) -> list[tuple[str, int]]:
     return sorted(keys, key=lambda kv: -kv[1])
 
 
-def read_json_document(
-    spec: SourceSpec, f: Any, file: str, q: Quarantine, mapped_roots: set[str] = frozenset()
-) -> Iterator[Block]:
-    data = f.read()
+def _load_document(spec: SourceSpec, data: bytes, file: str, q: Quarantine) -> Any:
+    """The parsed JSON document (None for an empty file), or a SourceError naming the problem."""
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     head = data.lstrip()[:1]
     if not head:
-        return  # an empty file: ingest names it if the source has no rows at all
+        return None  # an empty file
     if head not in (b"[", b"{"):
         raise SourceError(
             f"source '{spec.name}': {file} line 1 is not a JSON document (starts with {head!r}); "
@@ -187,12 +185,16 @@ def read_json_document(
     if text is None:
         raise SourceError(f"source '{spec.name}': {file} is not valid UTF-8; re-encode it as UTF-8")
     try:
-        doc = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise SourceError(
             f"source '{spec.name}': {file} line {exc.lineno} column {exc.colno}: {exc.msg}; "
             "a JSON document cannot be read past a syntax error: fix the file or convert it to JSONL"
         ) from exc
+
+
+def _document_records(spec: SourceSpec, doc: Any, file: str, mapped_roots: set[str]) -> Any:
+    """The document's records: the list itself, the list under records_key, or [the object]."""
     if isinstance(doc, dict):
         key = spec.location.get("records_key")
         if key:
@@ -212,6 +214,16 @@ def read_json_document(
                     f"location.records_key: {k} in config/sources.yaml"
                 )
             doc = [doc]  # one object per file (e.g. one agent run per file)
+    return doc
+
+
+def read_json_document(
+    spec: SourceSpec, f: Any, file: str, q: Quarantine, mapped_roots: set[str] = frozenset()
+) -> Iterator[Block]:
+    doc = _load_document(spec, f.read(), file, q)
+    if doc is None:
+        return  # an empty file: ingest names it if the source has no rows at all
+    doc = _document_records(spec, doc, file, mapped_roots)
     block = Block([], [], [], file, [])
     for i, obj in enumerate(doc, 1):
         if not isinstance(obj, dict):

@@ -22,15 +22,11 @@ import yaml
 
 from safetygraph.core.paths import PACKAGED_CONFIG, config_file, resolve_registry_path
 from safetygraph.sources.errors import RegistryError
-from safetygraph.sources.eval_sets import Decontamination, EvalSetError
+from safetygraph.sources.eval_sets import Decontamination
 from safetygraph.sources.lookup import parse_lookup, parse_stage2_files
-from safetygraph.sources.recipe_settings import (
-    PreferenceSettings,
-    SettingsError,
-    SteeringSettings,
-)
-from safetygraph.sources.recipe_settings import parse as parse_settings
-from safetygraph.sources.thresholds import ThresholdError, Thresholds, parse_thresholds
+from safetygraph.sources.profile_parse import _profile_fields
+from safetygraph.sources.recipe_settings import PreferenceSettings, SteeringSettings
+from safetygraph.sources.thresholds import Thresholds
 
 KINDS = ("hf", "url", "local")
 FORMATS = ("jsonl", "json", "json.gz", "jsonl.gz", "csv", "parquet")
@@ -212,16 +208,10 @@ def load_yaml(path: Path) -> Any:
         ) from None
 
 
-def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSpec:
-    if not isinstance(entry, dict):
-        raise _err(
-            where, "each source must be a mapping with name, kind, location, format, mapping"
-        )
-    name = entry.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise _err(where, f"name {name!r} must be lower-case letters, digits and underscores")
-    where = f"{where} (source '{name}')"
-    _unknown_keys(where, entry, SOURCE_KEYS)
+def _kind_location_format(
+    entry: dict[str, Any], where: str
+) -> tuple[str, dict[str, Any], str | None]:
+    """(kind, location, format) of a source entry, or a RegistryError naming what is wrong."""
     kind = entry.get("kind")
     if kind not in KINDS:
         raise _err(where, f"kind {kind!r} is not one of {', '.join(KINDS)}")
@@ -235,6 +225,11 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
             where,
             f"format {fmt!r} is not one of {', '.join(FORMATS)}; set format: to the file's format",
         )
+    return kind, location, fmt
+
+
+def _mapping_and_roles(entry: dict[str, Any], where: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(mapping, roles) of a source entry, or a RegistryError for an unknown target or role."""
     mapping = dict(entry.get("mapping") or {})
     unknown = sorted(set(mapping) - set(MAPPABLE))
     if unknown:
@@ -247,19 +242,28 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
     bad_roles = sorted(set(roles) - set(ROLE_TAGS))
     if bad_roles:
         raise _err(where, f"roles {bad_roles} are unknown; use any of {', '.join(ROLE_TAGS)}")
-    label = None
-    if entry.get("label"):
-        spec = entry["label"]
-        if "column" not in spec:
-            raise _err(
-                where, "label needs column: and the values under harmful:/benign:/borderline:"
-            )
-        label = LabelSpec(
-            column=spec["column"],
-            harmful=tuple(str(v) for v in spec.get("harmful", ())),
-            benign=tuple(str(v) for v in spec.get("benign", ())),
-            borderline=tuple(str(v) for v in spec.get("borderline", ())),
-        )
+    return mapping, roles
+
+
+def _label_spec(entry: dict[str, Any], where: str) -> LabelSpec | None:
+    """The entry's label column and values (None without one), or a RegistryError."""
+    if not entry.get("label"):
+        return None
+    spec = entry["label"]
+    if "column" not in spec:
+        raise _err(where, "label needs column: and the values under harmful:/benign:/borderline:")
+    return LabelSpec(
+        column=spec["column"],
+        harmful=tuple(str(v) for v in spec.get("harmful", ())),
+        benign=tuple(str(v) for v in spec.get("benign", ())),
+        borderline=tuple(str(v) for v in spec.get("borderline", ())),
+    )
+
+
+def _builder_outcome_policy(
+    entry: dict[str, Any], roles: tuple[str, ...], where: str
+) -> tuple[str | None, Any, str]:
+    """(builder, attack_outcome as written, harmful_set) of a source entry, or a RegistryError."""
     builder = entry.get("builder")
     if builder is not None and builder not in BUILDERS:
         raise _err(where, f"builder {builder!r} is unknown; use one of {', '.join(BUILDERS)}")
@@ -274,7 +278,11 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
             where,
             f"harmful_set {harmful_set!r} is unknown; use {' or '.join(HARMFUL_SET_POLICIES)}",
         )
-    stage2_files = parse_stage2_files(entry.get("stage2_files"), where)
+    return builder, outcome, harmful_set
+
+
+def _limits(entry: dict[str, Any], where: str) -> tuple[int | None, tuple[str, ...], int]:
+    """(row_limit, coerce, max_text_chars) of a source entry, or a RegistryError."""
     row_limit = entry.get("row_limit")
     if row_limit is not None and (not isinstance(row_limit, int) or row_limit <= 0):
         raise _err(where, f"row_limit {row_limit!r} must be a positive integer or null")
@@ -287,6 +295,25 @@ def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSp
     max_chars = entry.get("max_text_chars", DEFAULT_MAX_TEXT_CHARS)
     if not isinstance(max_chars, int) or max_chars <= 0:
         raise _err(where, f"max_text_chars {max_chars!r} must be a positive integer")
+    return row_limit, coerce, max_chars
+
+
+def _parse_source(entry: dict[str, Any], base_dir: Path, where: str) -> SourceSpec:
+    if not isinstance(entry, dict):
+        raise _err(
+            where, "each source must be a mapping with name, kind, location, format, mapping"
+        )
+    name = entry.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise _err(where, f"name {name!r} must be lower-case letters, digits and underscores")
+    where = f"{where} (source '{name}')"
+    _unknown_keys(where, entry, SOURCE_KEYS)
+    kind, location, fmt = _kind_location_format(entry, where)
+    mapping, roles = _mapping_and_roles(entry, where)
+    label = _label_spec(entry, where)
+    builder, outcome, harmful_set = _builder_outcome_policy(entry, roles, where)
+    stage2_files = parse_stage2_files(entry.get("stage2_files"), where)
+    row_limit, coerce, max_chars = _limits(entry, where)
     lookup = parse_lookup(entry.get("lookup"), where)
     return SourceSpec(
         name=name,
@@ -380,9 +407,10 @@ def _spec_to_entry(spec: SourceSpec) -> dict[str, Any]:
     return entry
 
 
-def load_registry(
-    registry_path: str | Path | None = None, profiles_path: str | Path | None = None
-) -> Registry:
+def _config_paths(
+    registry_path: str | Path | None, profiles_path: str | Path | None
+) -> tuple[Path, Path]:
+    """(registry file, profiles file): the arguments, else the environment, else the config."""
     registry_path = Path(
         registry_path or os.environ.get("SAFETYGRAPH_REGISTRY") or config_file("sources.yaml")
     )
@@ -394,6 +422,11 @@ def load_registry(
             raise RegistryError(
                 f"{what} file {p} does not exist; set SAFETYGRAPH_{what.upper()} or create it"
             )
+    return registry_path, profiles_path
+
+
+def _load_sources(registry_path: Path) -> dict[str, SourceSpec]:
+    """The registry file's sources by name, or a RegistryError for a bad or repeated entry."""
     raw = load_yaml(registry_path) or {}
     entries = raw.get("sources")
     if not isinstance(entries, list) or not entries:
@@ -406,6 +439,14 @@ def load_registry(
         if spec.name in sources:
             raise _err(str(registry_path), f"source name '{spec.name}' appears twice")
         sources[spec.name] = spec
+    return sources
+
+
+def load_registry(
+    registry_path: str | Path | None = None, profiles_path: str | Path | None = None
+) -> Registry:
+    registry_path, profiles_path = _config_paths(registry_path, profiles_path)
+    sources = _load_sources(registry_path)
 
     raw_profiles = (load_yaml(profiles_path) or {}).get("profiles") or {}
     defaults = (
@@ -415,75 +456,8 @@ def load_registry(
     for pname, body in raw_profiles.items():
         where = f"{profiles_path} profile '{pname}'"
         _unknown_keys(where, body, PROFILE_KEYS)
-        names = tuple(body.get("sources") or ())
-        missing = [n for n in names if n not in sources]
-        if missing:
-            raise _err(
-                where, f"lists sources {missing} that the registry {registry_path} does not define"
-            )
-        if not names:
-            raise _err(where, "lists no sources")
-        overrides = body.get("overrides") or {}
-        for n in overrides:
-            if n not in sources:
-                raise _err(where, f"overrides source '{n}' that the registry does not define")
-        try:
-            thresholds = parse_thresholds(
-                {**(defaults.get("thresholds") or {}), **(body.get("thresholds") or {})}, where
-            )
-        except ThresholdError as exc:
-            raise RegistryError(str(exc)) from None
-        base_gen, own_gen = defaults.get("generation", {}), body.get("generation") or {}
-        generation = {
-            **base_gen,
-            **own_gen,
-            "configs": {**base_gen.get("configs", {}), **own_gen.get("configs", {})},
-        }
-        try:
-            preference = parse_settings(
-                PreferenceSettings,
-                {**(defaults.get("preference") or {}), **(body.get("preference") or {})},
-                where,
-                "preference",
-            )
-            steering = parse_settings(
-                SteeringSettings,
-                {**(defaults.get("steering") or {}), **(body.get("steering") or {})},
-                where,
-                "steering",
-            )
-        except SettingsError as exc:
-            raise RegistryError(str(exc)) from None
-        for section, named in (("preference", preference.sources), ("steering", steering.sources)):
-            unknown = [n for n in named if n not in sources]
-            if unknown:
-                raise _err(
-                    where,
-                    f"{section}.sources lists {unknown} that the registry {registry_path} does not define",
-                )
-        try:
-            decont = Decontamination.parse(
-                {**(defaults.get("decontamination") or {}), **(body.get("decontamination") or {})},
-                where,
-                set(sources),
-            )
-            decont.check_recipe_sources(where, "sources", names)
-            decont.check_recipe_sources(where, "preference.sources", preference.sources)
-            decont.check_recipe_sources(where, "steering.sources", steering.sources)
-        except EvalSetError as exc:
-            raise RegistryError(str(exc)) from None
-        profiles[pname] = Profile(
-            name=pname,
-            decontamination=decont,
-            preference=preference,
-            steering=steering,
-            sources=names,
-            thresholds=thresholds,
-            overrides=overrides,
-            generation=generation,
-            seed=int(body.get("seed", defaults.get("seed", 0))),
-            description=str(body.get("description", "")),
-        )
+        fields = _profile_fields(where, body, defaults, sources, registry_path)
+        profiles[pname] = Profile(name=pname, **fields)
     registry = Registry(sources=sources, profiles=profiles, path=str(registry_path))
     for (
         pname

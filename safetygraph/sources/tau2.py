@@ -29,13 +29,8 @@ def _json_type(value: Any) -> str:
     return "string"
 
 
-def tau2_trace(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    """A tau2-bench task as a chat trace: the customer's request, then the agent's expected actions
-    (evaluation_criteria.actions, requestor other than the user) as one tool call per assistant turn.
-    tasks.json records no tool outputs: the turns between calls say so instead of inventing them,
-    and the trace ends with the last call. Tool schemas are inferred from the recorded arguments.
-    A task without agent actions has no trace to build without a model: it is skipped
-    (``RowSkipped``, kept in the quarantine table with the reason, never blocking the source)."""
+def _request_text(row: dict[str, Any]) -> str:
+    """The customer's request (reason for call and known info), or a RowError when it is empty."""
     instructions = get_path(row, "user_scenario.instructions")
     if isinstance(instructions, dict):
         parts = [instructions.get("reason_for_call"), instructions.get("known_info")]
@@ -48,6 +43,11 @@ def tau2_trace(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
         raise RowError(
             "missing mapped field: tau2 task has no user_scenario.instructions (reason_for_call)"
         )
+    return request
+
+
+def _agent_actions(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The task's expected agent actions, or a RowSkipped when it has none."""
     criteria = row.get("evaluation_criteria") or {}
     actions = [
         a
@@ -59,6 +59,64 @@ def tau2_trace(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
             "tau2 task has no expected agent actions (evaluation_criteria.actions): no trace to "
             f"build without a model (task {row.get('id', '?')})"
         )
+    return actions
+
+
+def _tool_result(call_id: str, name: str, index: int) -> dict[str, Any]:
+    """The tool turn answering call ``call_id``, saying that tasks.json records no output."""
+    return to_message(
+        {
+            "role": "tool",
+            "content": TAU2_TOOL_RESULT,
+            "tool_call_id": call_id,
+            "name": name,
+        },
+        index,
+        "tau2",
+    )
+
+
+def _tool_call(call_id: str, name: str, args: dict[str, Any], index: int) -> dict[str, Any]:
+    """The assistant turn that calls tool ``name`` with ``args``."""
+    return to_message(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call_id, "function": {"name": name, "arguments": args}}],
+        },
+        index,
+        "tau2",
+    )
+
+
+def _add_schema(
+    schemas: dict[str, dict[str, Any]], action: dict[str, Any], args: dict[str, Any]
+) -> None:
+    """None: adds the action's tool to ``schemas``, its parameters inferred from ``args``."""
+    fn = schemas.setdefault(
+        action["name"],
+        {
+            "name": action["name"],
+            "description": action.get("info")
+            or f"{action['name']} (schema inferred from the task's recorded arguments)",
+            "parameters": {"type": "object", "properties": {}, "required": []},
+        },
+    )
+    for key, value in args.items():
+        fn["parameters"]["properties"].setdefault(key, {"type": _json_type(value)})
+        if key not in fn["parameters"]["required"]:
+            fn["parameters"]["required"].append(key)
+
+
+def tau2_trace(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """A tau2-bench task as a chat trace: the customer's request, then the agent's expected actions
+    (evaluation_criteria.actions, requestor other than the user) as one tool call per assistant turn.
+    tasks.json records no tool outputs: the turns between calls say so instead of inventing them,
+    and the trace ends with the last call. Tool schemas are inferred from the recorded arguments.
+    A task without agent actions has no trace to build without a model: it is skipped
+    (``RowSkipped``, kept in the quarantine table with the reason, never blocking the source)."""
+    request = _request_text(row)
+    actions = _agent_actions(row)
     messages = [
         to_message({"role": "system", "content": TAU2_SYSTEM}, 0, "tau2"),
         to_message({"role": "user", "content": request}, 1, "tau2"),
@@ -71,44 +129,9 @@ def tau2_trace(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
         call_ids = [f"call_{a.get('action_id', i)}" for i, a in enumerate(actions)]
         call_id = call_ids[k]
         if k:
-            messages.append(
-                to_message(
-                    {
-                        "role": "tool",
-                        "content": TAU2_TOOL_RESULT,
-                        "tool_call_id": call_ids[k - 1],
-                        "name": actions[k - 1]["name"],
-                    },
-                    len(messages),
-                    "tau2",
-                )
-            )
-        messages.append(
-            to_message(
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {"id": call_id, "function": {"name": action["name"], "arguments": args}}
-                    ],
-                },
-                len(messages),
-                "tau2",
-            )
-        )
-        fn = schemas.setdefault(
-            action["name"],
-            {
-                "name": action["name"],
-                "description": action.get("info")
-                or f"{action['name']} (schema inferred from the task's recorded arguments)",
-                "parameters": {"type": "object", "properties": {}, "required": []},
-            },
-        )
-        for key, value in args.items():
-            fn["parameters"]["properties"].setdefault(key, {"type": _json_type(value)})
-            if key not in fn["parameters"]["required"]:
-                fn["parameters"]["required"].append(key)
+            messages.append(_tool_result(call_ids[k - 1], actions[k - 1]["name"], len(messages)))
+        messages.append(_tool_call(call_id, action["name"], args, len(messages)))
+        _add_schema(schemas, action, args)
     tools = (
         canonical_json([{"type": "function", "function": f} for f in schemas.values()])
         if schemas

@@ -223,3 +223,39 @@ def test_a_size_minimum_the_profile_does_not_set_is_one_error(tmp_path: Path):
         required(Thresholds(), "harmful_min", "profile 'p'")
     with pytest.raises(ThresholdError, match="no threshold 'harmfull_min'"):
         required(Thresholds(), "harmfull_min", "profile 'p'")
+
+
+def test_recipe_settings_are_typed_and_checked_where_they_are_set():
+    """The preference and steering sections load as frozen dataclasses: an unknown key names the
+    nearest known one, a wrong type is one error, and the command line's settings laid over a
+    profile are checked the same way."""
+    import dataclasses
+
+    from safetygraph.sources.recipe_settings import (
+        PreferenceSettings,
+        SettingsError,
+        SteeringSettings,
+        overlay,
+        parse,
+    )
+
+    pref = parse(
+        PreferenceSettings, {"sources": ["medquad"], "samples": 2}, "profile 'p'", "preference"
+    )
+    assert pref.sources == ("medquad",) and pref.samples == 2 and pref.format == "standard"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pref.samples = 3
+    with pytest.raises(
+        SettingsError, match="unknown preference setting 'sample'; did you mean 'samples'"
+    ):
+        parse(PreferenceSettings, {"sample": 2}, "profile 'p'", "preference")
+    with pytest.raises(SettingsError, match="steering.limit must be a whole number"):
+        parse(SteeringSettings, {"limit": 2.5}, "profile 'p'", "steering")
+    with pytest.raises(SettingsError, match="preference.format 'jsonl' is not one of"):
+        overlay(pref, {"format": "jsonl"}, "--preference", "preference")
+    assert overlay(
+        SteeringSettings(), {"traits": ["Extroversion"]}, "--steering", "steering"
+    ).traits == ("Extroversion",)
+    demo = load_registry().profile("demo")
+    assert isinstance(demo.preference, PreferenceSettings) and demo.preference.eval_fraction == 0.2
+    assert isinstance(demo.steering, SteeringSettings) and demo.steering.max_length_ratio == 3.0

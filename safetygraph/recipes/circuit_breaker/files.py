@@ -55,6 +55,129 @@ def file_sql(shard: str, names: Mapping[str, Mapping[str, str]]) -> str:
 STAGE2_ROOT = "circuit_breaker"
 
 
+def _stage2_views(
+    samples: pa.Table | StoredTable,
+    train: pa.Table | StoredTable,
+    evals: pa.Table | StoredTable,
+    held_out_sources: tuple[str, ...],
+    held_out_hashes: pa.Array | None,
+) -> Any:
+    """A connection with views h and r (Ds, Dr), tr, ev and eo (the held-out rows of eval)."""
+    con = connect(
+        s0=samples,
+        tr=train,
+        ev0=evals,
+        held=pa.table(
+            {
+                "prompt_hash": (
+                    held_out_hashes if held_out_hashes is not None else pa.array([], pa.string())
+                )
+            }
+        ).cast(pa.schema([("prompt_hash", pa.string())])),
+    )
+    keep = (
+        f"source NOT IN ({', '.join(sql_literal(s) for s in held_out_sources)})"
+        if held_out_sources
+        else "TRUE"
+    )
+    keep += " AND prompt_hash NOT IN (SELECT prompt_hash FROM held)"
+    for name, where in (("h", "cb_class = 'harmful'"), ("r", "cb_class = 'retain'")):
+        con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM s0 WHERE {where} AND {keep}")
+    con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM ev0 WHERE {keep}")
+    con.execute(f"CREATE TEMP VIEW eo AS SELECT * FROM ev0 WHERE NOT ({keep})")
+    return con
+
+
+def _write_jsonl(
+    storage: Storage,
+    build_id: str,
+    con: Any,
+    parts: tuple[str, ...],
+    table: str,
+    split: bool = False,
+    where: str = "",
+) -> dict[str, Any]:
+    """The manifest entry of the JSONL file ``parts`` written from the rows of ``table``."""
+    # streamed from DuckDB into the file (atomically), hashed on the way: never whole in memory
+    rows, size, h = 0, 0, hashlib.sha256()
+    with storage.open_atomic(STAGE2_ROOT, build_id, *parts) as f:
+        for batch in duck.stream(con, records_sql(table, split, where, "id"), 20_000):
+            data = ("\n".join(batch.column(0).to_pylist()) + "\n").encode("utf-8")
+            f.write(data)
+            h.update(data)
+            size += len(data)
+            rows += batch.num_rows
+    by_source = duck.rows(
+        con, f"SELECT source, count(*) FROM {table} {where} GROUP BY 1 ORDER BY 1"
+    )
+    return {
+        "path": "/".join(parts),
+        "rows": rows,
+        "bytes": size,
+        "sha256": h.hexdigest(),
+        "sources": {str(k): int(v) for k, v in by_source},
+    }
+
+
+def _write_jsonl_files(
+    storage: Storage, build_id: str, con: Any, file_names: Mapping[str, Mapping[str, str]]
+) -> list[dict[str, Any]]:
+    """The manifest entries of the harmful/, retain/ and stage2/ JSONL files, once written."""
+    entries = []
+    for name, shard in (("harmful", "h"), ("retain", "r")):
+        stem = file_sql(name, file_names)
+        con.execute(f"CREATE TEMP VIEW {shard}f AS SELECT *, {stem} AS __file FROM {shard}")
+        stems = [r[0] for r in duck.rows(con, f"SELECT DISTINCT __file FROM {shard}f ORDER BY 1")]
+        for value in stems:
+            entries.append(
+                _write_jsonl(
+                    storage,
+                    build_id,
+                    con,
+                    (name, f"{value}.jsonl"),
+                    f"{shard}f",
+                    where=f"WHERE __file = {sql_literal(value)}",
+                )
+            )
+    # the plan's merge inputs and outputs: the whole Ds and Dr, then the split
+    for name, t in (("harmful", "h"), ("retain", "r")):
+        entries.append(_write_jsonl(storage, build_id, con, ("stage2", f"{name}.jsonl"), t))
+    for name, t in (("train", "tr"), ("eval", "ev"), ("eval_only", "eo")):
+        entries.append(
+            _write_jsonl(storage, build_id, con, ("stage2", f"{name}.jsonl"), t, split=True)
+        )
+    return entries
+
+
+def _write_reports(
+    storage: Storage,
+    build_id: str,
+    validation_report: dict[str, Any],
+    stats_body: dict[str, Any],
+    extra_reports: dict[str, str] | None,
+) -> list[dict[str, Any]]:
+    """The manifest entries of the reports and the row schema file, once written."""
+    reports = {
+        ("stage2", "validation_report.json"): json.dumps(validation_report, indent=2).encode(),
+        ("stage2", "stats.json"): json.dumps(stats_body, indent=2).encode(),
+        **{("stage2", name): text.encode() for name, text in (extra_reports or {}).items()},
+        # the plan's schema file: the JSON Schema every line above was checked against
+        ("schemas", "canonical_sample_schema.json"): ROW_SCHEMA.read_bytes(),
+    }
+    entries = []
+    for parts, data in reports.items():
+        storage.write_bytes(data, STAGE2_ROOT, build_id, *parts)
+        entries.append(
+            {
+                "path": "/".join(parts),
+                "rows": 0,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    return entries
+
+
 def write_files(
     storage: Storage,
     build_id: str,
@@ -84,83 +207,9 @@ def write_files(
     ``held_out_sources`` (evaluation sets the profile builds from) and of ``held_out_hashes``
     (their copies in other sources, which the split holds on the eval side with them) are in
     stage2/eval_only.jsonl only: never in harmful/, retain/, the whole-set files, train or eval."""
-    con = connect(
-        s0=samples,
-        tr=train,
-        ev0=evals,
-        held=pa.table(
-            {
-                "prompt_hash": (
-                    held_out_hashes if held_out_hashes is not None else pa.array([], pa.string())
-                )
-            }
-        ).cast(pa.schema([("prompt_hash", pa.string())])),
-    )
-    keep = (
-        f"source NOT IN ({', '.join(sql_literal(s) for s in held_out_sources)})"
-        if held_out_sources
-        else "TRUE"
-    )
-    keep += " AND prompt_hash NOT IN (SELECT prompt_hash FROM held)"
-    for name, where in (("h", "cb_class = 'harmful'"), ("r", "cb_class = 'retain'")):
-        con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM s0 WHERE {where} AND {keep}")
-    con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM ev0 WHERE {keep}")
-    con.execute(f"CREATE TEMP VIEW eo AS SELECT * FROM ev0 WHERE NOT ({keep})")
-    entries = []
-
-    def jsonl(parts: tuple[str, ...], table: str, split: bool = False, where: str = "") -> None:
-        # streamed from DuckDB into the file (atomically), hashed on the way: never whole in memory
-        rows, size, h = 0, 0, hashlib.sha256()
-        with storage.open_atomic(STAGE2_ROOT, build_id, *parts) as f:
-            for batch in duck.stream(con, records_sql(table, split, where, "id"), 20_000):
-                data = ("\n".join(batch.column(0).to_pylist()) + "\n").encode("utf-8")
-                f.write(data)
-                h.update(data)
-                size += len(data)
-                rows += batch.num_rows
-        by_source = duck.rows(
-            con, f"SELECT source, count(*) FROM {table} {where} GROUP BY 1 ORDER BY 1"
-        )
-        entries.append(
-            {
-                "path": "/".join(parts),
-                "rows": rows,
-                "bytes": size,
-                "sha256": h.hexdigest(),
-                "sources": {str(k): int(v) for k, v in by_source},
-            }
-        )
-
-    for name, shard in (("harmful", "h"), ("retain", "r")):
-        stem = file_sql(name, file_names or {})
-        con.execute(f"CREATE TEMP VIEW {shard}f AS SELECT *, {stem} AS __file FROM {shard}")
-        stems = [r[0] for r in duck.rows(con, f"SELECT DISTINCT __file FROM {shard}f ORDER BY 1")]
-        for value in stems:
-            jsonl(
-                (name, f"{value}.jsonl"), f"{shard}f", where=f"WHERE __file = {sql_literal(value)}"
-            )
-    # the plan's merge inputs and outputs: the whole Ds and Dr, then the split
-    for name, t in (("harmful", "h"), ("retain", "r")):
-        jsonl(("stage2", f"{name}.jsonl"), t)
-    for name, t in (("train", "tr"), ("eval", "ev"), ("eval_only", "eo")):
-        jsonl(("stage2", f"{name}.jsonl"), t, split=True)
-    reports = {
-        ("stage2", "validation_report.json"): json.dumps(validation_report, indent=2).encode(),
-        ("stage2", "stats.json"): json.dumps(stats_body, indent=2).encode(),
-        **{("stage2", name): text.encode() for name, text in (extra_reports or {}).items()},
-        # the plan's schema file: the JSON Schema every line above was checked against
-        ("schemas", "canonical_sample_schema.json"): ROW_SCHEMA.read_bytes(),
-    }
-    for parts, data in reports.items():
-        storage.write_bytes(data, STAGE2_ROOT, build_id, *parts)
-        entries.append(
-            {
-                "path": "/".join(parts),
-                "rows": 0,
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
-        )
+    con = _stage2_views(samples, train, evals, held_out_sources, held_out_hashes)
+    entries = _write_jsonl_files(storage, build_id, con, file_names or {})
+    entries += _write_reports(storage, build_id, validation_report, stats_body, extra_reports)
     if card is not None:
         written, tokens = write_card(
             storage,

@@ -296,6 +296,41 @@ def preflight_file(
     return preflight_rows(rows, tok, max_seq_length, references)
 
 
+def _check_row(
+    row: dict[str, Any], tok: ChatTokenizer, references: Sequence[Any]
+) -> tuple[tuple[str, list[tuple[int, int]]] | None, list[str], int | None]:
+    """(rendering and trained spans or None, problems, first reference's token count) of a row."""
+    if "__unreadable" in row:
+        return None, [row["__unreadable"]], None
+    problems = row_problems(row)
+    try:
+        rendered = _sample(tok, row)
+    except Exception as exc:  # the template's own errors, reported per row
+        rendered = None
+        problems.append(f"chat template ({tok.renderer}): {type(exc).__name__}: {exc}")
+    counted = None
+    for k, ref in enumerate(references):
+        try:
+            n = ref.count(row)
+            counted = n if k == 0 else counted
+        except ValueError as exc:
+            problems.append(f"{ref.name}: {exc}")
+    return rendered, problems, counted
+
+
+def _token_spans(offsets: Any, spans: list[tuple[int, int]]) -> tuple[list[list[int]], int]:
+    """([start_token, end_token] of each trained span with tokens in it, trained tokens)."""
+    token_spans = []
+    trained = 0
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    for start, end in spans:
+        inside = np.flatnonzero((offsets[:, 0] < end) & (offsets[:, 1] > start))
+        if inside.size:
+            token_spans.append([int(inside[0]), int(inside[-1]) + 1])
+            trained += int(inside.size)
+    return token_spans, trained
+
+
 def preflight_rows(
     rows: list[dict[str, Any]],
     tok: ChatTokenizer,
@@ -310,30 +345,10 @@ def preflight_rows(
     rendering (which carries the tool schemas); else the chat tokenizer's count of the rendering."""
     ids = [str(r.get("id")) for r in rows]
     sources = [str(r.get("source")) for r in rows]
-    rendered: list[tuple[str, list[tuple[int, int]]] | None] = []
-    errors: list[list[str]] = []
-    ref_tokens: list[int | None] = []
-    for row in rows:
-        if "__unreadable" in row:
-            rendered.append(None)
-            ref_tokens.append(None)
-            errors.append([row["__unreadable"]])
-            continue
-        problems = row_problems(row)
-        try:
-            rendered.append(_sample(tok, row))
-        except Exception as exc:  # the template's own errors, reported per row
-            rendered.append(None)
-            problems.append(f"chat template ({tok.renderer}): {type(exc).__name__}: {exc}")
-        counted = None
-        for k, ref in enumerate(references):
-            try:
-                n = ref.count(row)
-                counted = n if k == 0 else counted
-            except ValueError as exc:
-                problems.append(f"{ref.name}: {exc}")
-        ref_tokens.append(counted)
-        errors.append(problems)
+    checked = [_check_row(row, tok, references) for row in rows]
+    rendered = [c[0] for c in checked]
+    errors = [c[1] for c in checked]
+    ref_tokens = [c[2] for c in checked]
     ok = [i for i, r in enumerate(rendered) if r is not None]
     encodings = tok.tokenizer.encode_batch([rendered[i][0] for i in ok], add_special_tokens=False)
     n_tokens: list[int | None] = list(ref_tokens)
@@ -342,14 +357,7 @@ def preflight_rows(
     spans_out: list[str | None] = [None] * len(ids)
     for i, enc in zip(ok, encodings, strict=True):
         spans = rendered[i][1]
-        token_spans = []
-        trained = 0
-        offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
-        for start, end in spans:
-            inside = np.flatnonzero((offsets[:, 0] < end) & (offsets[:, 1] > start))
-            if inside.size:
-                token_spans.append([int(inside[0]), int(inside[-1]) + 1])
-                trained += int(inside.size)
+        token_spans, trained = _token_spans(enc.offsets, spans)
         if n_tokens[i] is None:
             n_tokens[i] = len(enc.ids)
         elif references and hasattr(references[0], "text_count"):

@@ -106,38 +106,28 @@ class CutInfo:
     ds_precision: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-class ShardCut:
-    """The cut of the merged rows into Ds and Dr (see the module table), decided once over the
-    narrow columns (a place per row position, in DuckDB), then streamed: ``batches(cls)`` reads the
-    merged table batch by batch and yields the rows of that set with ``cb_class``, ``cb_kind`` and
-    ``is_adversarial_safe``. Memory: one batch plus a place per row; the merged table is never
-    held whole (a stored one is scanned in place). ``never_harmful`` names the sources whose answers
-    never enter Ds. ``take_attempted`` adds attempted compliance (``response_attempted``: set out to
-    comply, gave nothing usable) to Ds as ``attempted_compliance``; off by default, Ds takes real
-    uplift only. ``info.ds_precision`` measures Ds on every source with human harm labels
-    (``meta.gold_harmful``)."""
+def _cut_source(con: Any, table: pa.Table | StoredTable) -> str:
+    """The relation of the merged rows with their row position ``__pos``, for the cut's SQL."""
+    if isinstance(table, StoredTable):
+        return (
+            f"(SELECT *, file_row_number AS __pos FROM {table.relation(con, file_row_number=True)})"
+        )
+    con.register(
+        "t0",
+        table.append_column("__pos", pa.array(range(table.num_rows), pa.int64())),
+    )
+    return "t0"
 
-    def __init__(
-        self,
-        table: pa.Table | StoredTable,
-        outcome_paths: Mapping[str, Sequence[str]],
-        batch_rows: int = 50_000,
-        never_harmful: Sequence[str] = (),
-        take_attempted: bool = False,
-    ):
-        self.table, self.batch_rows = table, batch_rows
-        con = duck.connect()
-        never = ", ".join(sql_literal(x) for x in never_harmful) or "NULL"
-        if isinstance(table, StoredTable):
-            source = f"(SELECT *, file_row_number AS __pos FROM {table.relation(con, file_row_number=True)})"
-        else:
-            con.register(
-                "t0",
-                table.append_column("__pos", pa.array(range(table.num_rows), pa.int64())),
-            )
-            source = "t0"
-        con.execute(
-            f"""
+
+def _places_sql(
+    source: str,
+    outcome_paths: Mapping[str, Sequence[str]],
+    never_harmful: Sequence[str],
+    take_attempted: bool,
+) -> str:
+    """SQL that creates table ``c``: each row's place (``set:kind`` or ``out:reason``) and facts."""
+    never = ", ".join(sql_literal(x) for x in never_harmful) or "NULL"
+    return f"""
             CREATE TABLE c AS
             WITH b AS (
               SELECT __pos, source, response, tags, response_harmful, response_refusal, prompt_harmful,
@@ -180,39 +170,70 @@ class ShardCut:
               END AS __place
             FROM b
             """
+
+
+def _cut_info(
+    con: Any, table: pa.Table | StoredTable, outcome_paths: Mapping[str, Sequence[str]]
+) -> CutInfo:
+    """The cut's figures (``CutInfo``) from table ``c`` and the attack rows of ``table``."""
+    left_out = dict(
+        duck.rows(
+            con,
+            "SELECT coalesce(nullif(split_part(__place, ':', 2), ''), __place), count(*) FROM c "
+            "WHERE __place NOT LIKE 'harmful:%' AND __place NOT LIKE 'retain:%' GROUP BY 1 ORDER BY 1",
         )
-        self.places = duck.query(con, "SELECT __place FROM c ORDER BY __pos").column("__place")
-        left_out = dict(
-            duck.rows(
+    )
+    attacks = attack_outcome_counts(table, outcome_paths)
+    return CutInfo(
+        left_out={k: int(v) for k, v in left_out.items()},
+        attack_rows=attacks["attack_rows"],
+        attack_outcome_missing=attacks["attack_outcome_missing"],
+        candidates=int(duck.one(con, "SELECT count(*) FROM c WHERE __candidate")[0]),
+        ds_precision={
+            str(src): {
+                "ds_rows": int(n),
+                "ds_gold_harmful": int(h),
+                "precision": round(h / n, 4) if n else None,
+                "gold_harmful": int(g),
+                "recall": round(h / g, 4) if g else None,
+            }
+            for src, n, h, g in duck.rows(
                 con,
-                "SELECT coalesce(nullif(split_part(__place, ':', 2), ''), __place), count(*) FROM c "
-                "WHERE __place NOT LIKE 'harmful:%' AND __place NOT LIKE 'retain:%' GROUP BY 1 ORDER BY 1",
+                """SELECT source,
+                          count(*) FILTER (WHERE __place LIKE 'harmful:%'),
+                          count(*) FILTER (WHERE __place LIKE 'harmful:%' AND __gold = 1),
+                          count(*) FILTER (WHERE __gold = 1)
+                   FROM c WHERE __gold IS NOT NULL GROUP BY 1 ORDER BY 1""",
             )
-        )
-        attacks = attack_outcome_counts(table, outcome_paths)
-        self.info = CutInfo(
-            left_out={k: int(v) for k, v in left_out.items()},
-            attack_rows=attacks["attack_rows"],
-            attack_outcome_missing=attacks["attack_outcome_missing"],
-            candidates=int(duck.one(con, "SELECT count(*) FROM c WHERE __candidate")[0]),
-            ds_precision={
-                str(src): {
-                    "ds_rows": int(n),
-                    "ds_gold_harmful": int(h),
-                    "precision": round(h / n, 4) if n else None,
-                    "gold_harmful": int(g),
-                    "recall": round(h / g, 4) if g else None,
-                }
-                for src, n, h, g in duck.rows(
-                    con,
-                    """SELECT source,
-                              count(*) FILTER (WHERE __place LIKE 'harmful:%'),
-                              count(*) FILTER (WHERE __place LIKE 'harmful:%' AND __gold = 1),
-                              count(*) FILTER (WHERE __gold = 1)
-                       FROM c WHERE __gold IS NOT NULL GROUP BY 1 ORDER BY 1""",
-                )
-            },
-        )
+        },
+    )
+
+
+class ShardCut:
+    """The cut of the merged rows into Ds and Dr (see the module table), decided once over the
+    narrow columns (a place per row position, in DuckDB), then streamed: ``batches(cls)`` reads the
+    merged table batch by batch and yields the rows of that set with ``cb_class``, ``cb_kind`` and
+    ``is_adversarial_safe``. Memory: one batch plus a place per row; the merged table is never
+    held whole (a stored one is scanned in place). ``never_harmful`` names the sources whose answers
+    never enter Ds. ``take_attempted`` adds attempted compliance (``response_attempted``: set out to
+    comply, gave nothing usable) to Ds as ``attempted_compliance``; off by default, Ds takes real
+    uplift only. ``info.ds_precision`` measures Ds on every source with human harm labels
+    (``meta.gold_harmful``)."""
+
+    def __init__(
+        self,
+        table: pa.Table | StoredTable,
+        outcome_paths: Mapping[str, Sequence[str]],
+        batch_rows: int = 50_000,
+        never_harmful: Sequence[str] = (),
+        take_attempted: bool = False,
+    ):
+        self.table, self.batch_rows = table, batch_rows
+        con = duck.connect()
+        source = _cut_source(con, table)
+        con.execute(_places_sql(source, outcome_paths, never_harmful, take_attempted))
+        self.places = duck.query(con, "SELECT __place FROM c ORDER BY __pos").column("__place")
+        self.info = _cut_info(con, table, outcome_paths)
         con.close()
         self.places = self.places.combine_chunks()
 

@@ -40,21 +40,9 @@ def validate(table: pa.Table | StoredTable, batch_rows: int = 50_000) -> pa.Tabl
     return pa.concat_tables(parts) if parts else _validate(table.schema.empty_table())
 
 
-def _validate(table: pa.Table) -> pa.Table:
-    cols = ["id", "source", "messages", "tools", "cb_class", "cb_kind", "is_adversarial_safe"]
-    cols += ["label_outcome"]
-    t = table.select([c for c in cols if c in table.column_names])
-    t = t.append_column("__k", pa.array(range(t.num_rows), pa.int64()))
-    con = duck.connect(t=t)
-    has = set(t.column_names)
-
-    def col(name: str) -> str:
-        return name if name in has else "NULL"
-
-    kinds = ", ".join(sql_literal(k) for k in HARMFUL_KINDS + RETAIN_KINDS)
-    out = duck.query(
-        con,
-        f"""
+def _turn_rules_sql() -> str:
+    """SQL: the CTEs of the unnested messages (m, mm) and of rules R1 and R2 (r1, r2)."""
+    return """
         WITH m AS (
           SELECT __k, id, source, tools, unnest(messages) AS m, generate_subscripts(messages, 1) AS i
           FROM t
@@ -83,7 +71,12 @@ def _validate(table: pa.Table) -> pa.Table:
                  CASE WHEN len(messages) = 0 THEN 'no messages'
                       ELSE 'last turn is ' || messages[len(messages)].role || ', not assistant' END
           FROM t WHERE len(messages) = 0 OR messages[len(messages)].role <> 'assistant'
-        ),
+        ),"""
+
+
+def _tool_rules_sql() -> str:
+    """SQL: the CTEs of the turns with tool calls (c) and of rules R4 and R3 (r4, r3)."""
+    return """
         c AS (
           SELECT __k, id, source, tools, i, calls FROM mm WHERE has_calls
         ),
@@ -110,7 +103,17 @@ def _validate(table: pa.Table) -> pa.Table:
           )
           WHERE CASE WHEN tools IS NULL OR NOT json_valid(tools) THEN TRUE
                      ELSE NOT list_contains(json_extract_string(tools, '$[*].function.name'), name) END
-        ),
+        ),"""
+
+
+def _label_rules_sql(has: set[str]) -> str:
+    """SQL: the CTEs of rules R5 and R6 (r5, r6) over the columns ``has``, then every violation."""
+    cls, kind, adv, outcome = (
+        name if name in has else "NULL"
+        for name in ("cb_class", "cb_kind", "is_adversarial_safe", "label_outcome")
+    )
+    kinds = ", ".join(sql_literal(k) for k in HARMFUL_KINDS + RETAIN_KINDS)
+    return f"""
         r5 AS (
           SELECT id, any_value(source), 'R5', NULL::BIGINT, 'id used by ' || count(*) || ' samples'
           FROM t GROUP BY id HAVING count(*) > 1 OR id IS NULL
@@ -120,22 +123,31 @@ def _validate(table: pa.Table) -> pa.Table:
                  'missing or invalid: ' || concat_ws(', ',
                    CASE WHEN id IS NULL THEN 'id' END,
                    CASE WHEN source IS NULL THEN 'source' END,
-                   CASE WHEN {col("cb_class")} IS NULL OR {col("cb_class")} NOT IN ('harmful', 'retain') THEN 'cb_class' END,
-                   CASE WHEN {col("cb_kind")} IS NULL OR {col("cb_kind")} NOT IN ({kinds}) THEN 'cb_kind' END,
-                   CASE WHEN {col("is_adversarial_safe")} IS NULL THEN 'is_adversarial_safe' END,
-                   CASE WHEN {col("label_outcome")} IS NULL THEN 'label_outcome' END)
+                   CASE WHEN {cls} IS NULL OR {cls} NOT IN ('harmful', 'retain') THEN 'cb_class' END,
+                   CASE WHEN {kind} IS NULL OR {kind} NOT IN ({kinds}) THEN 'cb_kind' END,
+                   CASE WHEN {adv} IS NULL THEN 'is_adversarial_safe' END,
+                   CASE WHEN {outcome} IS NULL THEN 'label_outcome' END)
           FROM t
           WHERE id IS NULL OR source IS NULL
-             OR {col("cb_class")} IS NULL OR {col("cb_class")} NOT IN ('harmful', 'retain')
-             OR {col("cb_kind")} IS NULL OR {col("cb_kind")} NOT IN ({kinds})
-             OR {col("is_adversarial_safe")} IS NULL OR {col("label_outcome")} IS NULL
+             OR {cls} IS NULL OR {cls} NOT IN ('harmful', 'retain')
+             OR {kind} IS NULL OR {kind} NOT IN ({kinds})
+             OR {adv} IS NULL OR {outcome} IS NULL
         )
         SELECT * FROM (
           SELECT * FROM r1 UNION ALL SELECT * FROM r2 UNION ALL SELECT * FROM r3
           UNION ALL SELECT * FROM r4 UNION ALL SELECT * FROM r5 UNION ALL SELECT * FROM r6
         ) ORDER BY rule, id, turn
-        """,
-    )
+        """
+
+
+def _validate(table: pa.Table) -> pa.Table:
+    cols = ["id", "source", "messages", "tools", "cb_class", "cb_kind", "is_adversarial_safe"]
+    cols += ["label_outcome"]
+    t = table.select([c for c in cols if c in table.column_names])
+    t = t.append_column("__k", pa.array(range(t.num_rows), pa.int64()))
+    con = duck.connect(t=t)
+    has = set(t.column_names)
+    out = duck.query(con, _turn_rules_sql() + _tool_rules_sql() + _label_rules_sql(has))
     return pa.Table.from_arrays(
         [out.column(i).cast(f.type) for i, f in enumerate(VALIDATION_SCHEMA)],
         schema=VALIDATION_SCHEMA,

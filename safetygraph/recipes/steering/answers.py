@@ -82,6 +82,48 @@ def _fill(template: str, **values: Any) -> str:
     return template.format(**values)
 
 
+def _answer_requests(
+    rows: list[dict], got: dict[str, dict], trait: Trait, book: TraitBook, ask: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """(request ids, texts) of the answers: one per scenario and kind whose description came back
+    (a failed description asks for no answer)."""
+    ids, texts = [], []
+    for r in rows:
+        for kind in KINDS:
+            d = got[_rid(trait.name, r["scenario_id"], f"describe:{kind}")]
+            if d["response"] is None:
+                continue
+            ids.append(_rid(trait.name, r["scenario_id"], f"answer:{kind}"))
+            texts.append(
+                _fill(
+                    book.prompts["answer"],
+                    scenario=r["scenario"],
+                    character=r["character"],
+                    description=d["response"].strip(),
+                    **ask,
+                )
+            )
+    return ids, texts
+
+
+def _answer_rows(
+    rows: list[dict], got: dict[str, dict], trait: Trait, model: str
+) -> list[dict[str, Any]]:
+    """One row per scenario: its two descriptions and answers, the first error of any of them."""
+    out = []
+    for r in rows:
+        row = {"trait": trait.name, **r, "model": model, "error": None}
+        for kind in KINDS:
+            d = got[_rid(trait.name, r["scenario_id"], f"describe:{kind}")]
+            a = got.get(_rid(trait.name, r["scenario_id"], f"answer:{kind}"))
+            row[f"description_{kind}"] = d["response"]
+            row[f"answer_{kind}"] = a["response"] if a else None
+            error = d["generation_error"] or (a["generation_error"] if a else None)
+            row["error"] = row["error"] or error
+        out.append(row)
+    return out
+
+
 def trait_answers(
     table: pa.Table,
     trait: Trait,
@@ -102,51 +144,22 @@ def trait_answers(
             desc_texts.append(
                 _fill(book.prompts[kind], scenario=r["scenario"], character=r["character"], **ask)
             )
-    described, desc_stats = generate(
-        _request_rows(desc_ids, desc_texts),
-        [config],
-        backend_for,
-        cache=cache,
-        chunk_size=chunk_size,
-        progress=progress,
-    )
+
+    def run(ids: list[str], texts: list[str]) -> tuple[pa.Table, GenerationStats]:
+        return generate(
+            _request_rows(ids, texts),
+            [config],
+            backend_for,
+            cache=cache,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+
+    described, desc_stats = run(desc_ids, desc_texts)
     got = dict(zip(described.column("id").to_pylist(), described.to_pylist(), strict=True))
-    ans_ids, ans_texts = [], []
-    for r in rows:
-        for kind in KINDS:
-            d = got[_rid(trait.name, r["scenario_id"], f"describe:{kind}")]
-            if d["response"] is None:
-                continue  # the description failed: no answer is asked for
-            ans_ids.append(_rid(trait.name, r["scenario_id"], f"answer:{kind}"))
-            ans_texts.append(
-                _fill(
-                    book.prompts["answer"],
-                    scenario=r["scenario"],
-                    character=r["character"],
-                    description=d["response"].strip(),
-                    **ask,
-                )
-            )
-    answered, ans_stats = generate(
-        _request_rows(ans_ids, ans_texts),
-        [config],
-        backend_for,
-        cache=cache,
-        chunk_size=chunk_size,
-        progress=progress,
-    )
+    answered, ans_stats = run(*_answer_requests(rows, got, trait, book, ask))
     got.update(zip(answered.column("id").to_pylist(), answered.to_pylist(), strict=True))
-    out = []
-    for r in rows:
-        row = {"trait": trait.name, **r, "model": config.model, "error": None}
-        for kind in KINDS:
-            d = got[_rid(trait.name, r["scenario_id"], f"describe:{kind}")]
-            a = got.get(_rid(trait.name, r["scenario_id"], f"answer:{kind}"))
-            row[f"description_{kind}"] = d["response"]
-            row[f"answer_{kind}"] = a["response"] if a else None
-            error = d["generation_error"] or (a["generation_error"] if a else None)
-            row["error"] = row["error"] or error
-        out.append(row)
+    out = _answer_rows(rows, got, trait, config.model)
     return pa.Table.from_pylist(out, schema=ANSWER_SCHEMA), {
         "descriptions": desc_stats,
         "answers": ans_stats,
