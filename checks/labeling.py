@@ -16,8 +16,6 @@ from safetygraph.location.schemas import (
     LabeledRecord,
 )
 
-from safetygraph.core.storage import asset_parts
-
 
 def per_source(partitions: PartitionsDefinition) -> list:
     return [schema_check(LABELS, LabeledRecord, partitions)]
@@ -43,12 +41,7 @@ def dataset() -> list:
             for k, v in floors.items()
             if figures.get(k) is None or figures[k] < v
         }
-        storage = settings.storage()
-        unbuilt = [
-            src
-            for src in settings.active().sources
-            if not storage.exists(*asset_parts(LABELS.path, src))
-        ]
+        unbuilt = [src for src in settings.active().sources if settings.stored(LABELS, src) is None]
         return gate(
             not below,
             {

@@ -37,7 +37,6 @@ from safetygraph.location.resources import BuildConfig
 
 from safetygraph.audit.neardup import near_duplicate_rate
 from safetygraph.core.records import AUDITED_SCHEMA, REFUSAL_SPLIT_SCHEMA
-from safetygraph.core.storage import asset_parts
 from safetygraph.core.tables import StoredTable, TableStream, read_columns
 from safetygraph.labeling.review import confidence_distribution, coverage
 from safetygraph.recipes.refusal.dataset import MergeStream, dataset_info
@@ -112,10 +111,7 @@ def merge_outputs(
         context.instance, profile.sources, blocking_checks, config.allow_partial
     )
     bad = [s for s in statuses.values() if not s.ok]
-    storage = settings.storage()
-    tables = {
-        s: StoredTable(storage, asset_parts(AUDITED.path, s), settings.batch_rows) for s in ready
-    }
+    tables = settings.stored_partitions(AUDITED, ready)
     narrow = [read_columns(tables[s], ["prompt_hash", "prompt", "source"]) for s in ready]
     decont = decontaminate(
         settings,

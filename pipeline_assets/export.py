@@ -9,15 +9,17 @@ from safetygraph.location.pipeline_assets.keys import (
     DATASET_DECONTAMINATION,
     EVAL_PROMPTS,
     OWNER,
+    QA_REPORT,
     REFUSAL_DATASET,
     REFUSAL_EVAL,
     REFUSAL_TRAIN,
+    REVIEW_SAMPLE,
 )
 from safetygraph.location.pipeline_assets.metadata import manifest_files
 from safetygraph.location.resources import BuildConfig
 
 from safetygraph.core.builds import qa_summary
-from safetygraph.core.tables import StoredTable
+from safetygraph.core.tables import StoredTable, read_all
 from safetygraph.export import seed_compat
 from safetygraph.export.card import generation_summary, judge_rows
 from safetygraph.export.files import EXPORT_ROOT, write_export
@@ -117,19 +119,13 @@ def refusal_card(
 
 
 def seed_files(
-    storage, refusal_dataset: StoredTable, t: Thresholds, info: DatasetInfo
+    settings: BuildConfig, refusal_dataset: StoredTable, t: Thresholds, info: DatasetInfo
 ) -> dict[str, str]:
-    """The rejection-detection system's files (audit/, review and QA in its names)."""
-    review = (
-        storage.read_table("assets", "review_sample.parquet")
-        if storage.exists("assets", "review_sample.parquet")
-        else None
-    )
-    qa = (
-        storage.read_table("assets", "qa_report.parquet").to_pylist()
-        if storage.exists("assets", "qa_report.parquet")
-        else []
-    )
+    """The rejection-detection system's files (audit/, review and QA in its names); the review
+    sample and the QA report where they were materialized."""
+    review, qa = settings.stored(REVIEW_SAMPLE), settings.stored(QA_REPORT)
+    review = read_all(review) if review is not None else None
+    qa = read_all(qa).to_pylist() if qa is not None else []
     return seed_compat.files(refusal_dataset, review, qa, t, info)
 
 
@@ -240,7 +236,7 @@ def export(
     extra = _report_files(settings, info, lock, suffix)
     writers = []
     if t.seed_compat:  # the rejection-detection system's names, on by default
-        extra.update(seed_files(storage, refusal_dataset, t, info))
+        extra.update(seed_files(settings, refusal_dataset, t, info))
         eval_only = tuple(profile.decontamination.eval_only)
         writers.append(_final_dataset(refusal_dataset, refusal_train, refusal_eval, eval_only))
     manifest = write_export(

@@ -10,8 +10,7 @@ from safetygraph.location.resources.judging import JudgeRunConfig, batch_judge
 
 from safetygraph.core.paths import DATA_ROOT
 from safetygraph.core.records import LABELED_SCHEMA
-from safetygraph.core.storage import asset_parts
-from safetygraph.core.tables import StoredTable, TableStream
+from safetygraph.core.tables import StoredTable, TableStream, read_all
 from safetygraph.labeling.gold import SHIPPED_GOLD, gold_table, shipped_side_by_side, side_by_side
 from safetygraph.labeling.registry import LabelRun
 
@@ -174,12 +173,8 @@ def labels(
     "models x the report half of the questions) apart.",
 )
 def judge_quality(context: AssetExecutionContext, settings: BuildConfig) -> pa.Table:
-    storage = settings.storage()
-    tables = [
-        storage.read_table(*asset_parts(LABELS.path, s))
-        for s in settings.active().sources
-        if storage.exists(*asset_parts(LABELS.path, s))
-    ]
+    stored = (settings.stored(LABELS, s) for s in settings.active().sources)
+    tables = [read_all(t) for t in stored if t is not None]
     labeled = pa.concat_tables(tables, promote_options="permissive") if tables else None
     gold_rows = gold_table(labeled).num_rows if labeled is not None else 0
     dev_models = tuple(settings.thresholds().judge_dev_models)

@@ -41,7 +41,7 @@ from safetygraph.location.pipeline_assets.source_status import (
 from safetygraph.location.resources import BuildConfig, LLMResource
 from safetygraph.location.resources.judging import JudgeRunConfig, batch_judge
 
-from safetygraph.core.storage import asset_parts
+from safetygraph.core.tables import read_all
 from safetygraph.export.qa_file import profile_thresholds, qa_file
 from safetygraph.generation import GenerationConfig, RequestCache, format_progress, generate
 from safetygraph.recipes.preference.candidates import candidate_pairs
@@ -222,8 +222,9 @@ def split_outputs(
         config.allow_partial,
         chain=PREFERENCE_CHAIN,
     )
-    storage = settings.storage()
-    tables = {s: storage.read_table(*asset_parts(PREFERENCE_PAIRS.path, s)) for s in ready}
+    tables = {
+        s: read_all(t) for s, t in settings.stored_partitions(PREFERENCE_PAIRS, ready).items()
+    }
     merged, stats = merge_pairs(tables, ready)
     decont = decontaminate(settings, merged, eval_prompts)
     removed = decont.filter(pc.equal(decont.column("action"), "removed"))

@@ -40,7 +40,7 @@ from safetygraph.location.pipeline_assets.source_status import (
 )
 from safetygraph.location.resources import BuildConfig, LLMResource
 
-from safetygraph.core.storage import asset_parts
+from safetygraph.core.tables import read_all
 from safetygraph.export.qa_file import profile_thresholds, qa_file
 from safetygraph.generation import RequestCache, format_progress
 from safetygraph.recipes.steering.answers import ANSWER_SCHEMA, scenarios
@@ -79,10 +79,8 @@ def pairs_by_source(kept: dict[str, pa.Table]) -> dict[str, int]:
 
 
 def _scenario_rows(settings: BuildConfig, sources: list[str]) -> pa.Table:
-    storage = settings.storage()
-    return pa.concat_tables(
-        [storage.read_table(*asset_parts(RAW_SAMPLES.path, s)) for s in sources]
-    )
+    tables = settings.stored_partitions(RAW_SAMPLES, sources)
+    return pa.concat_tables([read_all(t) for t in tables.values()])
 
 
 DECONT_SPEC = dict(
@@ -291,8 +289,8 @@ def write_steering_files(
     decont = decontamination_facts(settings, steering_decontamination)
     kept = {}
     stats = {}
-    for name in ready:
-        pairs = storage.read_table(*asset_parts(STEERING_PAIRS.path, name))
+    for name, stored in settings.stored_partitions(STEERING_PAIRS, ready).items():
+        pairs = read_all(stored)
         kept[name] = kept_pairs(pairs)
         stats[name] = summary(pairs).as_dict()
     if not kept:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 from dagster import (
+    AssetKey,
     ConfigurableIOManager,
     InputContext,
     OutputContext,
@@ -39,9 +40,15 @@ class ParquetIOManager(ConfigurableIOManager):
         description="Rows per record batch in streaming steps: their peak memory scales with it",
     )
 
+    @staticmethod
+    def parts(key: AssetKey, partition: str | None = None) -> tuple[str, ...]:
+        """Where an asset (partition) is stored under the base URI: the one rule, read by the
+        IO manager and by ``stored_table`` (assets never build paths)."""
+        return asset_parts(key.path, partition)
+
     def _parts(self, context: InputContext | OutputContext) -> tuple[str, ...]:
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        return asset_parts(context.asset_key.path, partition)
+        return self.parts(context.asset_key, partition)
 
     def handle_output(self, context: OutputContext, obj: pa.Table | TableStream) -> None:
         storage = Storage(self.base_uri)
@@ -75,3 +82,16 @@ class ParquetIOManager(ConfigurableIOManager):
         if context.dagster_type is StoredTableType:
             return handle
         return handle.read()
+
+
+def stored_table(
+    storage: Storage,
+    key: AssetKey,
+    partition: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> StoredTable | None:
+    """The stored table of an asset (partition) as the IO manager wrote it, or None when it was
+    never materialized: for a step that reads the partitions its checks let through (the merge
+    reads the ready sources' partitions, not every partition Dagster knows)."""
+    parts = ParquetIOManager.parts(key, partition)
+    return StoredTable(storage, parts, batch_rows) if storage.exists(*parts) else None

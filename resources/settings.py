@@ -5,11 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from dagster import ConfigurableResource
+from dagster import AssetKey, ConfigurableResource
 from pydantic import Field
+from safetygraph.location.resources.io_manager import stored_table
 
 from safetygraph.core.storage import Storage
-from safetygraph.core.tables import DEFAULT_BATCH_ROWS
+from safetygraph.core.tables import DEFAULT_BATCH_ROWS, StoredTable
 from safetygraph.generation import GenerationConfig
 from safetygraph.labeling.constitution import DEFAULT_CONSTITUTION, Constitution, load_constitution
 from safetygraph.recipes.circuit_breaker.preflight_run import PreflightRun, PreflightSetup
@@ -102,6 +103,23 @@ class BuildConfig(ConfigurableResource):
 
     def storage(self) -> Storage:
         return Storage(self.base_uri)
+
+    def stored(self, key: AssetKey, partition: str | None = None) -> StoredTable | None:
+        """An asset (partition) as the IO manager stored it, or None when never materialized."""
+        return stored_table(self.storage(), key, partition, self.batch_rows)
+
+    def stored_partitions(self, key: AssetKey, partitions) -> dict[str, StoredTable]:
+        """{partition: stored table} of the named partitions of ``key``; each must exist."""
+        out = {}
+        for name in partitions:
+            table = self.stored(key, name)
+            if table is None:
+                raise FileNotFoundError(
+                    f"{key.to_user_string()}[{name}] is not stored under {self.base_uri}; "
+                    "materialize it first"
+                )
+            out[name] = table
+        return out
 
     def generation_configs(self, roles: list[str]) -> list[GenerationConfig]:
         """The active profile's generation configs of the given roles (target, direct, judge, ...)."""

@@ -369,3 +369,32 @@ def test_benches_import_no_test_code():
         == "tests"
     ]
     assert not offenders, offenders
+
+
+def _storage_paths(path: Path) -> list[str]:
+    """Where ``path`` builds a storage path itself: the IO manager's path rule (``asset_parts``)
+    or the ``assets`` folder named in a string."""
+    tree = ast.parse(path.read_text(), str(path))
+    return [
+        f"line {n.lineno}: {ast.unparse(n)}"
+        for n in ast.walk(tree)
+        if (isinstance(n, ast.Name) and n.id == "asset_parts")
+        or (isinstance(n, ast.alias) and n.name == "asset_parts")
+        or (isinstance(n, ast.Constant) and n.value == "assets")
+    ]
+
+
+def test_the_asset_layer_builds_no_storage_paths():
+    """The IO manager owns where assets are stored: assets and checks receive tables (inputs, or
+    ``settings.stored(KEY, partition)``), never rebuild the paths."""
+    violations = _asset_layer_violations(_storage_paths)
+    assert not violations, "\n".join(violations)
+
+
+def test_the_path_rule_catches_a_path_built_in_an_asset(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from safetygraph.core.storage import asset_parts\n"
+        "def a(storage):\n    return storage.read_table('assets', 'qa_report.parquet')\n"
+    )
+    assert len(_storage_paths(module)) == 2
