@@ -11,14 +11,13 @@ Hub accepts, every config's files exist in the build) before the build's manifes
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from safetygraph.core.version import __version__
+from safetygraph.export.tokens import token_stats
 
 CARD_FILE = "README.md"
 
@@ -104,62 +103,6 @@ class CardFacts:
     limitations: list[str] = field(default_factory=list)
     tokenizer: str | None = None
     version: str | None = None
-
-
-def _leaves(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _leaves(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _leaves(v)
-
-
-def token_stats(
-    opener: Callable[[str], IO[bytes]],
-    paths: Iterable[str],
-    tokenizer: Any,
-    fields: tuple[str, ...],
-    batch: int = 2048,
-) -> dict[str, dict[str, Any]]:
-    """Tokens per row of each JSONL file (the strings of the row's ``fields``, with the profile's
-    tokenizer, special tokens and chat template not counted), streamed in batches of lines:
-    rows, total, mean, p50, p95 and max."""
-    out = {}
-    for path in paths:
-        counts: list[int] = []
-        with opener(path) as f:
-            lines: list[str] = []
-            for raw in f:
-                line = raw.decode("utf-8").strip()
-                if line:
-                    row = json.loads(line)
-                    lines.append(" ".join(_leaves([row.get(k) for k in fields])))
-                if len(lines) >= batch:
-                    counts += [
-                        len(e.ids) for e in tokenizer.encode_batch(lines, add_special_tokens=False)
-                    ]
-                    lines = []
-            if lines:
-                counts += [
-                    len(e.ids) for e in tokenizer.encode_batch(lines, add_special_tokens=False)
-                ]
-        q = (
-            statistics.quantiles(counts, n=20, method="inclusive")
-            if len(counts) > 1
-            else counts * 19
-        )
-        out[path] = {
-            "rows": len(counts),
-            "tokens": int(sum(counts)),
-            "mean": round(sum(counts) / len(counts), 1) if counts else 0,
-            "p50": int(statistics.median(counts)) if counts else 0,
-            "p95": int(q[18]) if counts else 0,
-            "max": max(counts) if counts else 0,
-        }
-    return out
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
