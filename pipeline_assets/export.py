@@ -118,15 +118,34 @@ def refusal_card(
     )
 
 
+NEAR_DUP_KEYS = ("near_duplicate_pairs_within_source", "near_duplicate_pairs_across_sources")
+
+
+def merge_near_dups(context: AssetExecutionContext) -> dict[str, int] | None:
+    """The near-duplicate prompt pairs the merge measured on the refusal dataset in this run (its
+    materialization's metadata), or None where it was materialized by another run."""
+    event = context.instance.get_latest_materialization_event(REFUSAL_DATASET)
+    if event is None or event.run_id != context.run_id or event.asset_materialization is None:
+        return None
+    metadata = event.asset_materialization.metadata
+    if not all(k in metadata for k in NEAR_DUP_KEYS):
+        return None
+    return {k: int(metadata[k].value) for k in NEAR_DUP_KEYS}
+
+
 def seed_files(
-    settings: BuildConfig, refusal_dataset: StoredTable, t: Thresholds, info: DatasetInfo
+    settings: BuildConfig,
+    refusal_dataset: StoredTable,
+    t: Thresholds,
+    info: DatasetInfo,
+    near_dups: dict[str, int] | None,
 ) -> dict[str, str]:
     """The rejection-detection system's files (audit/, review and QA in its names); the review
     sample and the QA report where they were materialized."""
     review, qa = settings.stored(REVIEW_SAMPLE), settings.stored(QA_REPORT)
     review = read_all(review) if review is not None else None
     qa = read_all(qa).to_pylist() if qa is not None else []
-    return seed_compat.files(refusal_dataset, review, qa, t, info)
+    return seed_compat.files(refusal_dataset, review, qa, t, info, near_dups)
 
 
 @asset(
@@ -236,7 +255,9 @@ def export(
     extra = _report_files(settings, info, lock, suffix)
     writers = []
     if t.seed_compat:  # the rejection-detection system's names, on by default
-        extra.update(seed_files(settings, refusal_dataset, t, info))
+        # the merge measured the near duplicates of this table, unless --target-samples cut it
+        near = merge_near_dups(context) if target is None else None
+        extra.update(seed_files(settings, refusal_dataset, t, info, near))
         eval_only = tuple(profile.decontamination.eval_only)
         writers.append(_final_dataset(refusal_dataset, refusal_train, refusal_eval, eval_only))
     manifest = write_export(

@@ -91,11 +91,15 @@ def copy_final_dataset(
 
 
 def privacy_toxicity_duplicates(
-    dataset: pa.Table | StoredTable, toxicity_threshold: float, near_dup_threshold: float
+    dataset: pa.Table | StoredTable,
+    toxicity_threshold: float,
+    near_dup_threshold: float,
+    near_dups: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The audit figures the seed's report carries: PII by type (rows and mentions, as found before
     scrubbing), toxicity (mean, p95, max, rows at or over the threshold) and duplicates (exact
-    copies left, prompts answered more than once, near-duplicate prompt pairs)."""
+    copies left, prompts answered more than once, near-duplicate prompt pairs: ``near_dups`` where
+    the merge measured them on this table, else measured here)."""
     con = connect(
         t=read_columns(
             dataset, ["pii_types", "pii_count", "toxicity", "content_hash", "prompt_hash"]
@@ -139,7 +143,7 @@ def privacy_toxicity_duplicates(
             "exact_duplicate_rows": int(exact),
             "prompts_with_several_rows": int(repeated),
             "near_dup_threshold": near_dup_threshold,
-            **near_duplicate_rate(dataset, near_dup_threshold),
+            **(near_dups or near_duplicate_rate(dataset, near_dup_threshold)),
         },
     }
 
@@ -170,6 +174,7 @@ def audit_report(
     qa: list[dict[str, Any]],
     thresholds: Thresholds,
     info: DatasetInfo | None = None,
+    near_dups: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Quality metrics, distributions, coverage against the profile's minimums (``coverage_min``),
     the QA checks and recommendations that follow from what fell short (a share of labels under
@@ -208,7 +213,7 @@ def audit_report(
             "source": info.by_source,
         },
         **privacy_toxicity_duplicates(
-            dataset, thresholds.toxicity_threshold, thresholds.near_dup_threshold
+            dataset, thresholds.toxicity_threshold, thresholds.near_dup_threshold, near_dups
         ),
         "coverage": cov,
         "coverage_by_outcome_category_source": coverage(dataset).to_pylist(),
@@ -241,9 +246,10 @@ def files(
     qa: list[dict[str, Any]],
     thresholds: Thresholds,
     info: DatasetInfo | None = None,
+    near_dups: dict[str, int] | None = None,
 ) -> dict[str, str]:
     """{file name: text} of the seed's audit files (``copy_final_dataset`` writes the dataset)."""
-    report = audit_report(dataset, qa, thresholds, info)
+    report = audit_report(dataset, qa, thresholds, info, near_dups)
     return {
         "audit/audit_report.json": json.dumps(report, indent=2),
         "audit/human_review_samples.json": json.dumps(
