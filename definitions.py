@@ -237,7 +237,7 @@ def build_defs(
     source_checks = per_source_checks(partitions)
     pair_checks = checks_preference.per_source(partitions)
     trait_checks = steering_checks(traits)
-    gpu_tags = gpu_op_tags(settings.active().generation.get("placement"))
+    gpu_tags = gpu_op_tags(settings.active().placement)
     domains = [
         source_defs(partitions, source_checks, gpu_tags),
         refusal_defs(blocking_check_keys(source_checks, SOURCE_CHAIN)),

@@ -110,13 +110,13 @@ def card_hook(
 def config_rows(settings: BuildConfig, roles: list[str | None]) -> list[dict[str, Any]]:
     """The generation configs of ``roles`` as the card's rows (model, backend, temperature,
     max_tokens)."""
-    configs = settings.active().generation.get("configs", {})
+    configs = settings.active().generation
     return [
         {
-            "model": configs[r].get("model"),
-            "backend": configs[r].get("backend"),
-            "temperature": configs[r].get("temperature", ""),
-            "max_tokens": configs[r].get("max_tokens", ""),
+            "model": configs[r].model,
+            "backend": configs[r].backend,
+            "temperature": configs[r].temperature,
+            "max_tokens": configs[r].max_tokens,
             "rows": f"({r})",
         }
         for r in dict.fromkeys(x for x in roles if x)

@@ -55,7 +55,7 @@ def _configs(context: AssetExecutionContext, config: GenerationRunConfig, settin
     name = context.partition_key
     configs = settings.generation_configs(config.roles)
     if "attack" in settings.source(name).roles:
-        available = settings.active().generation.get("configs", {})
+        available = settings.active().generation
         missing = [r for r in config.attack_roles if r not in available]
         if missing:
             context.log.warning(

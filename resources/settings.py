@@ -123,13 +123,13 @@ class BuildConfig(ConfigurableResource):
 
     def generation_configs(self, roles: list[str]) -> list[GenerationConfig]:
         """The active profile's generation configs of the given roles (target, direct, judge, ...)."""
-        configs = self.active().generation.get("configs", {})
+        configs = self.active().generation
         missing = [r for r in roles if r not in configs]
         if missing:
             raise ValueError(
                 f"profile '{self.profile}' has no generation config(s) {missing}; it has {sorted(configs)}"
             )
-        return [GenerationConfig.from_dict(r, configs[r]) for r in roles]
+        return [configs[r] for r in roles]
 
     def harmful_set_never(self) -> tuple[str, ...]:
         """The active profile's sources whose answers never enter the harmful set (Ds)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from safetygraph.generation import GenerationConfig, request_hash, request_messages  # noqa: E402
+from safetygraph.generation import request_hash, request_messages  # noqa: E402
 from safetygraph.sources.registry import load_registry  # noqa: E402
 
 HARMFUL = [
@@ -422,7 +422,7 @@ def _jsonl(rows: list[dict]) -> str:
 
 def main() -> None:
     registry = load_registry()
-    target = GenerationConfig.from_dict("target", registry.profile("demo").generation["configs"]["target"])
+    target = registry.profile("demo").generation["target"]
     recordings: list[dict] = []
 
     def record(prompt: str, response: str) -> None:
@@ -557,12 +557,11 @@ def main() -> None:
     # the agent's final turn, answered by the demo's safe instruct model. Most decline the injected
     # instruction in text; some go on with the user's own tool (allowed); one in twelve follows the
     # injection (an unsafe candidate, left out of the retain set).
-    from safetygraph.generation import GenerationConfig as GC, generate
+    from safetygraph.generation import generate
     from safetygraph.generation.core import Result
     from safetygraph.sources.ingest import ingest
 
-    demo = registry.profile("demo").generation["configs"]["adversarial_safe"]
-    safe = GC.from_dict("adversarial_safe", demo)
+    safe = registry.profile("demo").generation["adversarial_safe"]
 
     class Recorder:
         name = "recorder"
@@ -595,7 +594,7 @@ def main() -> None:
 
     # Preference pairs (after the tokenizer: its corpus stays as it was). The demo's teacher and
     # direct configs answer the patient questions; recordings for both.
-    preference = registry.profile("demo").generation["configs"]
+    preference = registry.profile("demo").generation
     medical_rows = []
     for qid, qtype, question, careful, blunt in MEDICAL:
         row = {"qid": qid, "question": question}
@@ -603,7 +602,7 @@ def main() -> None:
             row["qtype"] = qtype
         medical_rows.append(row)
         for role, answer in (("teacher", careful), ("direct", blunt)):
-            config = GenerationConfig.from_dict(role, preference[role])
+            config = preference[role]
             msgs = request_messages([{"role": "user", "content": question}], config.system_prompt)
             recordings.append({"request_hash": request_hash(config.model, config.params(), msgs), "model": config.model, "prompt": question, "response": answer})
     (HERE / "medical_questions.jsonl").write_text(_jsonl(medical_rows))
@@ -622,11 +621,12 @@ def main() -> None:
     (HERE / "scenarios.jsonl").write_text(
         _jsonl([{"dialogue_id": f"s{i:02d}", "PersonX": who, "narrative": text} for i, (who, text) in enumerate(SCENARIOS)])
     )
-    from safetygraph.recipes.steering.answers import scenarios as scenario_table, trait_answers
+    from safetygraph.recipes.steering.answers import scenarios as scenario_table
+    from safetygraph.recipes.steering.answers import trait_answers
     from safetygraph.recipes.steering.traits import load_traits
 
     book = load_traits()
-    steer_cfg = GC.from_dict("steering", registry.profile("demo").generation["configs"]["steering"])
+    steer_cfg = registry.profile("demo").generation["steering"]
     scen = scenario_table(ingest(registry.source("demo_scenarios")).table, "PersonX", "the main character")
 
     class TraitRecorder:

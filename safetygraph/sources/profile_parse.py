@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from safetygraph.generation.core import GenerationConfig
 from safetygraph.sources.errors import RegistryError
 from safetygraph.sources.eval_sets import Decontamination, EvalSetError
 from safetygraph.sources.recipe_settings import (
@@ -54,14 +55,26 @@ def _thresholds(where: str, defaults: dict[str, Any], body: dict[str, Any]) -> T
         raise RegistryError(str(exc)) from None
 
 
-def _generation(defaults: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    """The profile's generation section over the defaults', its ``configs`` merged by name."""
-    base_gen, own_gen = defaults.get("generation", {}), body.get("generation") or {}
-    return {
-        **base_gen,
-        **own_gen,
-        "configs": {**base_gen.get("configs", {}), **own_gen.get("configs", {})},
-    }
+def _generation(
+    where: str, defaults: dict[str, Any], body: dict[str, Any]
+) -> tuple[dict[str, GenerationConfig], dict[str, Any]]:
+    """({role: generation config}, the GPU steps' Kubernetes placement): the profile's
+    ``generation.configs`` over the defaults', merged by role, each checked when the profile loads
+    (an unknown key or backend names the profile), and its ``generation.placement``."""
+    base_gen, own_gen = defaults.get("generation") or {}, body.get("generation") or {}
+    for section in (base_gen, own_gen):
+        unknown = sorted(set(section) - {"configs", "placement"})
+        if unknown:
+            raise RegistryError(
+                f"{where}: generation takes 'configs' and 'placement' (got {unknown})"
+            )
+    merged = {**(base_gen.get("configs") or {}), **(own_gen.get("configs") or {})}
+    placement = dict(own_gen.get("placement") or base_gen.get("placement") or {})
+    try:
+        configs = {role: GenerationConfig.from_dict(role, dict(c)) for role, c in merged.items()}
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{where}: {exc}") from None
+    return configs, placement
 
 
 def _recipe_settings(
@@ -119,7 +132,7 @@ def _profile_fields(
     """The keyword arguments of the profile's ``Profile`` (all but its name)."""
     names, overrides = _profile_sources(where, body, sources, registry_path)
     thresholds = _thresholds(where, defaults, body)
-    generation = _generation(defaults, body)
+    generation, placement = _generation(where, defaults, body)
     preference, steering = _recipe_settings(where, defaults, body, sources, registry_path)
     recipe_sources = {
         "sources": names,
@@ -134,6 +147,7 @@ def _profile_fields(
         "thresholds": thresholds,
         "overrides": overrides,
         "generation": generation,
+        "placement": placement,
         "seed": int(body.get("seed", defaults.get("seed", 0))),
         "description": str(body.get("description", "")),
     }

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from typing import Any
 
+from safetygraph.generation.core import GenerationConfig
 from safetygraph.sources.recipe_settings import SettingsError, overlay
 from safetygraph.sources.registry import Profile, Registry, RegistryError
 
@@ -48,6 +49,26 @@ def parse_profile_set(text: str) -> dict[str, Any]:
     return body
 
 
+def _overlay_configs(
+    configs: dict[str, GenerationConfig], body: dict[str, dict]
+) -> dict[str, GenerationConfig]:
+    """``configs`` with each role's given keys laid over it (a new role starts from the
+    defaults), checked as the profile's own configs are."""
+    out = dict(configs)
+    for role, cfg in body.items():
+        if not isinstance(cfg, dict):
+            raise RegistryError(f"SAFETYGRAPH_PROFILE_SET: configs.{role} must be an object")
+        base = {}
+        if role in out:
+            base = {f.name: getattr(out[role], f.name) for f in dataclasses.fields(out[role])}
+            base.pop("role")
+        try:
+            out[role] = GenerationConfig.from_dict(role, {**base, **cfg})
+        except (TypeError, ValueError) as exc:
+            raise RegistryError(f"SAFETYGRAPH_PROFILE_SET: {exc}") from None
+    return out
+
+
 def apply_profile_set(profile: Profile, registry: Registry, body: dict[str, Any]) -> Profile:
     """``profile`` with ``body`` laid over it; every source it names must be in the registry."""
     if not body:
@@ -68,10 +89,7 @@ def apply_profile_set(profile: Profile, registry: Registry, body: dict[str, Any]
     if "sources" in body:
         changes["sources"] = tuple(body["sources"])
     if "configs" in body:
-        configs = dict(profile.generation.get("configs") or {})
-        for role, cfg in dict(body["configs"]).items():
-            configs[role] = {**configs.get(role, {}), **cfg}
-        changes["generation"] = {**profile.generation, "configs": configs}
+        changes["generation"] = _overlay_configs(profile.generation, dict(body["configs"]))
     named = [*changes.get("sources", ())]
     for key in MERGED:
         named += list(changes[key].sources) if key in body else []

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from safetygraph.core.paths import PACKAGED_CONFIG, config_file, resolve_registry_path
+from safetygraph.generation.core import GenerationConfig
 from safetygraph.sources.errors import RegistryError
 from safetygraph.sources.eval_sets import Decontamination
 from safetygraph.sources.lookup import parse_lookup, parse_stage2_files
@@ -156,9 +157,11 @@ class Profile:
     sources: tuple[str, ...]
     thresholds: Thresholds
     overrides: dict[str, dict[str, Any]]
-    generation: dict[str, Any]
+    generation: dict[str, GenerationConfig]  # role -> config (profiles.yaml generation.configs)
     seed: int = 0
     description: str = ""
+    # the GPU steps' Kubernetes placement (generation.placement: gpus, node_selector, ...)
+    placement: dict[str, Any] = field(default_factory=dict)
     # the preference recipe: sources, mode, chosen/rejected configs, format (config/profiles.yaml)
     preference: PreferenceSettings = field(default_factory=PreferenceSettings)
     # the steering recipe: scenario sources, traits, generation config, limits (config/profiles.yaml)

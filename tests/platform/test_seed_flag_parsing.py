@@ -62,9 +62,9 @@ def test_judge_target_samples_and_models_become_settings(monkeypatch):
     # the profile's steering config takes the model, its other settings kept
     reg = load_registry()
     laid = apply_profile_set(reg.profile("demo"), reg, parse_profile_set(json.dumps(body)))
-    steering = laid.generation["configs"]["steering"]
-    assert steering["model"] == "qwen/qwen3-next-80b-a3b-instruct"
-    assert steering["max_tokens"] == 256 and steering["backend"] == "openai"
+    steering = laid.generation["steering"]
+    assert steering.model == "qwen/qwen3-next-80b-a3b-instruct"
+    assert steering.max_tokens == 256 and steering.backend == "openai"
 
 
 @pytest.mark.parametrize(

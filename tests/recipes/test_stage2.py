@@ -181,12 +181,12 @@ def test_agentdojo_outcome_from_either_location_and_missing_counted(tmp_path):
 
 def test_adversarial_candidates_are_safe_unless_they_call_a_new_tool():
     spec, attacks = _labelled("demo_attacks")
-    recorded = load_registry().profile("demo").generation["configs"]["adversarial_safe"]
+    recorded = load_registry().profile("demo").generation["adversarial_safe"]
     from safetygraph.generation import ReplayBackend
 
     answered, stats = generate(
         ingest(spec).table,
-        [GenerationConfig.from_dict("adversarial_safe", recorded)],
+        [recorded],
         lambda c: ReplayBackend([str(REPO / "sample_data" / "recorded_responses.jsonl")]),
     )
     assert stats.generated == 30 and stats.passed_through == 30

@@ -56,7 +56,7 @@ def test_profile_override_changes_location_only_for_that_profile():
     )
     assert reg.source("xstest").kind == "url"
     # the deep merge of generation configs keeps the defaults' roles
-    assert {"target", "direct", "teacher"} <= set(reg.profile("production").generation["configs"])
+    assert {"target", "direct", "teacher"} <= set(reg.profile("production").generation)
 
 
 @pytest.mark.parametrize(
@@ -259,3 +259,23 @@ def test_recipe_settings_are_typed_and_checked_where_they_are_set():
     demo = load_registry().profile("demo")
     assert isinstance(demo.preference, PreferenceSettings) and demo.preference.eval_fraction == 0.2
     assert isinstance(demo.steering, SteeringSettings) and demo.steering.max_length_ratio == 3.0
+
+
+def test_generation_configs_are_checked_when_the_profile_loads(tmp_path: Path):
+    """A profile's generation configs are GenerationConfig objects from load to use: a misspelt
+    key or an unknown backend is one error naming the profile file, before any step runs."""
+    from safetygraph.generation import GenerationConfig
+
+    assert isinstance(load_registry().profile("demo").generation["target"], GenerationConfig)
+    for config, message in (
+        ({"modell": "x"}, "unknown keys ['modell']"),
+        ({"backend": "ollama"}, "backend 'ollama' is not one of"),
+    ):
+        reg, prof = write_registry(
+            tmp_path / message[:7].strip(),
+            [ONE_SOURCE],
+            profiles={"bad": {"sources": ["a"], "generation": {"configs": {"target": config}}}},
+        )
+        with pytest.raises(RegistryError, match="profile 'bad'") as err:
+            load_registry(reg, prof)
+        assert message in str(err.value)
