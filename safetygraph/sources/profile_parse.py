@@ -122,7 +122,7 @@ def _decontamination(
     return decont
 
 
-def _profile_fields(
+def profile_fields(
     where: str,
     body: dict[str, Any],
     defaults: dict[str, Any],

@@ -25,7 +25,7 @@ from safetygraph.generation.core import GenerationConfig
 from safetygraph.sources.errors import RegistryError
 from safetygraph.sources.eval_sets import Decontamination
 from safetygraph.sources.lookup import parse_lookup, parse_stage2_files
-from safetygraph.sources.profile_parse import _profile_fields
+from safetygraph.sources.profile_parse import profile_fields
 from safetygraph.sources.recipe_settings import PreferenceSettings, SteeringSettings
 from safetygraph.sources.thresholds import Thresholds
 
@@ -459,7 +459,7 @@ def load_registry(
     for pname, body in raw_profiles.items():
         where = f"{profiles_path} profile '{pname}'"
         _unknown_keys(where, body, PROFILE_KEYS)
-        fields = _profile_fields(where, body, defaults, sources, registry_path)
+        fields = profile_fields(where, body, defaults, sources, registry_path)
         profiles[pname] = Profile(name=pname, **fields)
     registry = Registry(sources=sources, profiles=profiles, path=str(registry_path))
     for (
