@@ -397,4 +397,9 @@ def test_the_path_rule_catches_a_path_built_in_an_asset(tmp_path):
         "from safetygraph.core.storage import asset_parts\n"
         "def a(storage):\n    return storage.read_table('assets', 'qa_report.parquet')\n"
     )
-    assert len(_storage_paths(module)) == 2
+    assert _storage_paths(module) == [
+        "line 1: asset_parts",
+        "line 3: 'assets'",
+    ]
+    module.write_text("def a(settings, key):\n    return settings.stored(key, 'src')\n")
+    assert _storage_paths(module) == []
