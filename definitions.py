@@ -21,6 +21,7 @@ from dagster import (
 from safetygraph.location.checks import blocking_check_keys, per_source_checks
 from safetygraph.location.checks import circuit_breaker as checks_circuit_breaker
 from safetygraph.location.checks import datasets as checks_datasets
+from safetygraph.location.checks import efficacy as checks_efficacy
 from safetygraph.location.checks import export as checks_export
 from safetygraph.location.checks import labeling as checks_labeling
 from safetygraph.location.checks import preference as checks_preference
@@ -31,6 +32,7 @@ from safetygraph.location.pipeline_assets import (
     circuit_breaker,
     datasets,
     decontamination,
+    efficacy,
     export,
     generation,
     labeling,
@@ -79,6 +81,7 @@ INGEST_JOB = "ingest_pipeline"
 STEERING_TRAIT_JOB = "steering_trait_pipeline"
 STEERING_JOB = "steering_pipeline"
 STEERING_DECONT_JOB = "steering_decontamination_pipeline"
+EFFICACY_JOB = "efficacy_pipeline"
 
 
 def source_defs(partitions, source_checks: list, gpu_tags: dict) -> Definitions:
@@ -135,7 +138,8 @@ def refusal_defs(source_blocking: dict) -> Definitions:
                 selection=AssetSelection.all()
                 - per_source
                 - preference_all
-                - AssetSelection.groups("steering"),
+                - AssetSelection.groups("steering")
+                - AssetSelection.groups("efficacy"),
                 description="Merge the profile's sources, then every recipe on the merge: the refusal "
                 "export and the circuit-breaker files, each gated only by its own checks.",
             ),
@@ -223,6 +227,23 @@ def steering_defs(traits, source_blocking: dict, trait_checks: list, gpu_tags: d
     )
 
 
+def efficacy_defs(gpu_tags: dict) -> Definitions:
+    """Does each recipe's dataset move a real model: one efficacy asset per recipe, after its files."""
+    return Definitions(
+        assets=efficacy.build(gpu_tags),
+        asset_checks=checks_efficacy.dataset(),
+        jobs=[
+            define_asset_job(
+                EFFICACY_JOB,
+                selection=AssetSelection.groups("efficacy"),
+                description="Train or steer the profile's efficacy model on each recipe's latest "
+                "files and measure the effect on held-out rows (safetygraph build runs the "
+                "recipes it wrote).",
+            )
+        ],
+    )
+
+
 def build_defs(
     settings: BuildConfig | None = None,
     llm: LLMResource | None = None,
@@ -250,6 +271,7 @@ def build_defs(
         steering_defs(
             traits, blocking_check_keys(source_checks, (RAW_SAMPLES,)), trait_checks, gpu_tags
         ),
+        efficacy_defs(gpu_tags),
     ]
     check_keys = [spec.key for d in domains for c in d.asset_checks for spec in c.check_specs]
     platform = Definitions(

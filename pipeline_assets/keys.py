@@ -32,6 +32,10 @@ TRAIT_ANSWERS = AssetKey("trait_answers")
 STEERING_PAIRS = AssetKey("steering_pairs")
 STEERING_FILES = AssetKey("steering_files")
 STEERING_DECONTAMINATION = AssetKey("steering_decontamination")
+STEERING_EFFICACY = AssetKey("steering_efficacy")
+PREFERENCE_EFFICACY = AssetKey("preference_efficacy")
+REFUSAL_EFFICACY = AssetKey("refusal_efficacy")
+CIRCUIT_BREAKER_EFFICACY = AssetKey("circuit_breaker_efficacy")
 
 # The per-source chain, in order: the merge reads the last one.
 SOURCE_CHAIN = (RAW_SAMPLES, GENERATED, LABELS, AUDITED)
@@ -39,4 +43,11 @@ SOURCE_CHAIN = (RAW_SAMPLES, GENERATED, LABELS, AUDITED)
 PREFERENCE_CHAIN = (RAW_SAMPLES, PREFERENCE_PAIRS)
 # A trait's chain: the steering files check it is built and not blocked.
 STEERING_CHAIN = (TRAIT_ANSWERS, STEERING_PAIRS)
+# each recipe's efficacy asset and the files asset it reads
+EFFICACY = {
+    "refusal": (REFUSAL_EFFICACY, EXPORT),
+    "circuit_breaker": (CIRCUIT_BREAKER_EFFICACY, STAGE2_FILES),
+    "preference": (PREFERENCE_EFFICACY, PREFERENCE_FILES),
+    "steering": (STEERING_EFFICACY, STEERING_FILES),
+}
 OWNER = "team:safety-data"

@@ -75,6 +75,8 @@ class BuildResult:
     checks: list[CheckResult] = field(default_factory=list)
     not_written: tuple[str, ...] = ()
     first_failure: str | None = None
+    # per recipe written: its efficacy figures, or {"skipped": the reason}
+    efficacy: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __getitem__(self, recipe: str) -> RecipeBuild:
         if recipe not in self.builds:
@@ -114,13 +116,16 @@ def build(
     profile_set: dict[str, Any] | None = None,
     echo: bool = False,
     verbose: bool = False,
+    efficacy: bool = True,
 ) -> BuildResult:
     """Run ``recipe``'s jobs (its sources' chains, its merge, its files) for ``profile`` on the
     Dagster instance in DAGSTER_HOME (default: ``.dagster_home`` in SAFETYGRAPH_HOME or the current
     folder); configuration from SAFETYGRAPH_CONFIG_DIR or the packaged defaults. ``out`` receives a
     copy of each build; ``profile_set`` lays settings over the profile for this build only (``seed``,
     ``sources``, ``steering`` and ``preference`` keys: ``{"steering": {"traits": ["extroversion"],
-    "limit": 100}}``); ``echo`` prints progress as the command line does."""
+    "limit": 100}}``); ``echo`` prints progress as the command line does; ``efficacy`` runs the
+    efficacy job on the recipes written (``safetygraph.efficacy``; skipped, with the reason, where
+    the extra or the profile's model is missing)."""
     from safetygraph.commands import _prepare_env
 
     recipes = parse_recipes(recipe)
@@ -133,9 +138,9 @@ def build(
     }
     with scoped_env(scoped):  # this build's settings do not leak into the next one
         _prepare_env(None)
-        return _Build(recipes, tuple(sources), allow_partial, echo, verbose).run(
-            version, str(out) if out else None, only_sources
-        )
+        runner = _Build(recipes, tuple(sources), allow_partial, echo, verbose)
+        runner.with_efficacy = efficacy
+        return runner.run(version, str(out) if out else None, only_sources)
 
 
 @contextmanager
@@ -171,6 +176,9 @@ class _Build:
         self.checks: list[CheckResult] = []
         self.written: set[str] = set()
         self.first_failure: str | None = None
+        self.with_efficacy = True
+        self.efficacy: dict[str, dict[str, Any]] = {}
+        self._last = None
 
     def _sources(self, only: Sequence[str]) -> tuple[str, ...]:
         sources = self.settings.active().sources
@@ -199,6 +207,8 @@ class _Build:
             + (f", recipes: {', '.join(self.recipes)}" if self.recipes != RECIPES else "")
         )
         ok, attempted = self._jobs(only_sources)
+        if self.with_efficacy and not only_sources:
+            ok &= self._efficacy()
         builds, not_written = {}, []
         if not only_sources:
             builds, not_written = self._published(attempted, out)
@@ -219,6 +229,7 @@ class _Build:
             checks=self.checks,
             not_written=tuple(not_written),
             first_failure=self.first_failure,
+            efficacy=self.efficacy,
         )
 
     def _jobs(self, only_sources: bool) -> tuple[bool, dict[str, bool]]:
@@ -257,7 +268,37 @@ class _Build:
         }
         return ok, attempted
 
-    def _job(self, job_name: str, label: str, partition: str | None = None) -> bool:
+    def _efficacy(self) -> bool:
+        """The efficacy job on the recipes this invocation wrote; each recipe's figures (or why it
+        was skipped) printed and kept in ``self.efficacy``."""
+        from dagster import AssetKey
+
+        written = [r for r in self.recipes if RECIPE_FILES[r][0] in self.written]
+        recipes = {AssetKey(f"{r}_efficacy"): r for r in written}  # keys.EFFICACY
+        if not recipes:
+            return True
+        ok = self._job(self.defs_module.EFFICACY_JOB, "efficacy", selection=list(recipes))
+        result = self._last
+        for ev in result.get_asset_materialization_events():
+            recipe = recipes[ev.asset_key]
+            meta = ev.event_specific_data.materialization.metadata
+            figures = {k: v.value for k, v in meta.items() if type(v.value) is float}
+            self.efficacy[recipe] = figures
+            self.say(
+                f"  {recipe} efficacy: {meta['headline'].value}; {meta['model'].value}, "
+                f"{meta['steps'].value} steps, {meta['seconds'].value:.0f}s"
+            )
+        for ev in result.get_asset_observation_events():
+            recipe = recipes.get(ev.asset_key)
+            reason = ev.event_specific_data.asset_observation.metadata.get("skipped")
+            if recipe and reason is not None:
+                self.efficacy[recipe] = {"skipped": reason.value}
+                self.say(f"  {recipe} efficacy: skipped ({reason.value})")
+        return ok
+
+    def _job(
+        self, job_name: str, label: str, partition: str | None = None, selection: list | None = None
+    ) -> bool:
         t0 = time.perf_counter()
         job = self.defs.resolve_job_def(job_name)
         run_config: dict[str, Any] = {
@@ -272,7 +313,9 @@ class _Build:
             instance=self.instance,
             raise_on_error=False,
             run_config=run_config,
+            asset_selection=selection,
         )
+        self._last = result
         checks = [_check_result(ev, label) for ev in result.get_asset_check_evaluations()]
         self.checks += checks
         mats = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]

@@ -49,6 +49,7 @@ def run_build(
     version: str | None = None,
     out: str | None = None,
     profile_set: dict | None = None,
+    efficacy: bool = True,
 ) -> int:
     """The jobs of the profile for ``recipes`` (``safetygraph.api.build``, printing as it goes):
     0 when every job succeeded, 1 when one failed, 2 when ``out`` is a non-empty folder."""
@@ -62,6 +63,7 @@ def run_build(
             allow_partial=allow_partial,
             only_sources=only_sources,
             profile_set=profile_set,
+            efficacy=efficacy,
             echo=True,
             verbose=verbose,
         )
@@ -133,6 +135,7 @@ def _add_build_commands(sub: Any) -> None:
     p.add_argument(
         "--only-sources", action="store_true", help="the per-source chains only, no merge or files"
     )
+    _efficacy_flag(p)
     b = sub.add_parser(
         "build",
         help="build one recipe (or several, comma-separated): its sources, its merge, its files",
@@ -153,7 +156,16 @@ def _add_build_commands(sub: Any) -> None:
         "dataset_v<version>.jsonl, train_v<version>.*, qa_report_v<version>.json, "
         "manifest_v<version>.json; the version in the manifest; a released version is never overwritten",
     )
+    _efficacy_flag(b)
     add_flags(b)
+
+
+def _efficacy_flag(parser: Any) -> None:
+    parser.add_argument(
+        "--no-efficacy",
+        action="store_true",
+        help="do not run the efficacy job (a short training or steering run per recipe written)",
+    )
 
 
 def _add_file_commands(sub: Any) -> None:
@@ -297,6 +309,14 @@ def _init(folder: str, force: bool) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    only = tuple(x.strip() for x in args.sources.split(",") if x.strip())
+    efficacy = not args.no_efficacy
+    return run_build(
+        args.profile, args.verbose, only, args.allow_partial, args.only_sources, efficacy=efficacy
+    )
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(args.folder, args.force)
@@ -313,6 +333,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 version=args.version,
                 out=args.out,
                 profile_set=body or None,
+                efficacy=not args.no_efficacy,
             )
     if args.command == "qa":
         return qa(args.file, args.profile, args.json)
@@ -335,8 +356,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.revision,
         )
     if args.command == "demo":
-        only = tuple(x.strip() for x in args.sources.split(",") if x.strip())
-        return run_build(args.profile, args.verbose, only, args.allow_partial, args.only_sources)
+        return _demo(args)
     if args.command == "verify":
         return verify(args.folder)
     if args.command == "validate":

@@ -41,6 +41,7 @@ SLOW_MODULES = {
     "test_install",
     "test_seed_flags",
     "test_seed_oracles",
+    "test_efficacy",
 }
 
 

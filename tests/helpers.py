@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
+from safetygraph.core.paths import CHECKOUT_ROOT
 from safetygraph.core.records import GENERATED_SCHEMA, conform
 from safetygraph.core.records import prompt_table as raw_table  # noqa: F401 (the tests' name)
 
@@ -73,3 +76,32 @@ def user_env(**extra: str) -> dict:
         if not k.startswith("SAFETYGRAPH_") and k not in ("DAGSTER_HOME", "PYTHONPATH")
     }
     return {**env, **extra}
+
+
+def tiny_llama():
+    """A randomly initialised two-layer Llama and the demo tokenizer with its chat template."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(CHECKOUT_ROOT / "sample_data" / "tokenizer" / "tokenizer.json"),
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|end_of_text|>",
+    )
+    config = json.loads(
+        (CHECKOUT_ROOT / "sample_data" / "tokenizer" / "tokenizer_config.json").read_text()
+    )
+    tok.chat_template = config["chat_template"]
+    model = transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+        )
+    )
+    return model, tok

@@ -13,6 +13,7 @@ from safetygraph.generation.core import GenerationConfig
 from safetygraph.sources.errors import RegistryError
 from safetygraph.sources.eval_sets import Decontamination, EvalSetError
 from safetygraph.sources.recipe_settings import (
+    EfficacySettings,
     PreferenceSettings,
     SettingsError,
     SteeringSettings,
@@ -139,7 +140,14 @@ def profile_fields(
         "preference.sources": preference.sources,
         "steering.sources": steering.sources,
     }
+    try:
+        efficacy = parse_settings(
+            EfficacySettings, _merged(defaults, body, "efficacy"), where, "efficacy"
+        )
+    except SettingsError as exc:
+        raise RegistryError(str(exc)) from None
     return {
+        "efficacy": efficacy,
         "decontamination": _decontamination(where, defaults, body, sources, recipe_sources),
         "preference": preference,
         "steering": steering,

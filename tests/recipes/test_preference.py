@@ -29,6 +29,7 @@ from safetygraph.recipes.preference.pairs import (
 from safetygraph.sources.ingest import ingest
 from safetygraph.sources.registry import load_registry
 from tests.conftest import REPO, demo_sources_copy, write_registry
+from tests.helpers import tiny_llama
 
 PREFERENCE_ASSETS = {
     "eval_prompts",
@@ -353,40 +354,13 @@ def test_datasets_loads_the_exported_files(demo_files):
                 assert isinstance(sample["prompt"], str) and isinstance(sample["chosen"], str)
 
 
-def _tiny_model_and_tokenizer(folder: Path):
-    """A randomly initialised two-layer Llama and the demo tokenizer with its chat template."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_file=str(REPO / "sample_data" / "tokenizer" / "tokenizer.json"),
-        bos_token="<|begin_of_text|>",
-        eos_token="<|eot_id|>",
-        pad_token="<|end_of_text|>",
-    )
-    config = json.loads((REPO / "sample_data" / "tokenizer" / "tokenizer_config.json").read_text())
-    tok.chat_template = config["chat_template"]
-    model = transformers.LlamaForCausalLM(
-        transformers.LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-        )
-    )
-    return model, tok
-
-
 @pytest.mark.parametrize("fmt", ["standard", "conversational"])
 def test_trl_dpo_trainer_trains_on_the_exported_file(demo_files, fmt, tmp_path):
     """The consumer: TRL's DPOTrainer runs two optimisation steps on the exported train file."""
     trl = pytest.importorskip("trl")
     from datasets import load_dataset
 
-    model, tok = _tiny_model_and_tokenizer(tmp_path)
+    model, tok = tiny_llama()
     train = load_dataset("json", data_files=str(demo_files[fmt] / "train.jsonl"), split="train")
     args = trl.DPOConfig(
         output_dir=str(tmp_path / "out"),
