@@ -11,6 +11,7 @@ model text, not that the answers are good."""
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -61,6 +62,8 @@ def small_model_server(tmp_path_factory):
         yield url
 
 
+# the build, then the four efficacy runs on SmolLM2 (measured on 2 cores: about 8 and 10 minutes)
+@pytest.mark.timeout(2700)
 def test_real_small_build_from_real_model_answers(shared_data, small_model_server, tmp_path):
     env = {
         **os.environ,
@@ -76,7 +79,7 @@ def test_real_small_build_from_real_model_answers(shared_data, small_model_serve
         env=env,
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=2400,
     )
     out = run.stdout + run.stderr
     data = tmp_path / "data"
@@ -119,19 +122,41 @@ def test_real_small_build_from_real_model_answers(shared_data, small_model_serve
     # CAA candidates from the persona answers: every request answered (no 'error' drops); the
     # steering gates then judge them as they would any model's. A 135M model rarely writes a
     # character that shows the trait (measured: 16 and 21 of 24 candidates dropped, mostly
-    # trait_not_expressed), so steering_drop_rate (max 0.5) blocks and no steering file is written;
-    # a run that passes the gates must have written them
+    # trait_not_expressed); the profile's drop-rate maximum (0.9) lets the kept pairs through to
+    # the files, which the efficacy run steers with
     steering = pq.read_table(assets / "steering_pairs").to_pylist()
     assert {r["trait"] for r in steering} == {"extroversion", "neuroticism"}
     reasons = {r["drop_reason"] for r in steering}
     # the quality reasons only: no failed request, no malformed candidate
     assert reasons - {None} <= set(DROP_REASONS) - {"error", "duplicate_scenario"}, reasons
-    latest = data / "steering" / "LATEST"
-    if run.returncode == 0:
-        steer = data / "steering" / latest.read_text().strip()
-        for trait in ("extroversion", "neuroticism"):
-            assert (steer / "caa" / f"{trait}.jsonl").read_text().splitlines(), trait
-    else:
-        failed = [line for line in out.splitlines() if " FAIL (ERROR)" in line]
-        assert failed and all("steering_pairs:steering_" in line for line in failed), out[-4000:]
-        assert not latest.exists()
+    assert run.returncode == 0, out[-4000:]
+    steer = data / "steering" / (data / "steering" / "LATEST").read_text().strip()
+    for trait in ("extroversion", "neuroticism"):
+        assert (steer / "caa" / f"{trait}.jsonl").read_text().splitlines(), trait
+    _assert_efficacy(assets, data, out)
+
+
+def _assert_efficacy(assets, data, out: str) -> None:
+    """The four efficacy assets materialized on SmolLM2 with finite figures, each written beside
+    its build and printed; the steering shift has the right sign for at least one trait."""
+    figures = {}
+    for recipe in ("refusal", "circuit_breaker", "preference", "steering"):
+        table = pq.read_table(assets / f"{recipe}_efficacy.parquet").to_pylist()
+        figures[recipe] = {r["figure"]: r["value"] for r in table}
+        assert figures[recipe] and all(math.isfinite(v) for v in figures[recipe].values()), table
+        assert (
+            f"  {recipe} efficacy: " in out
+            and "skipped" not in out.split(f"  {recipe} efficacy: ")[1].splitlines()[0]
+        )
+    root = {"refusal": "exports", "circuit_breaker": "circuit_breaker"}
+    for recipe, folder in {**root, "preference": "preference", "steering": "steering"}.items():
+        build = data / folder / (data / folder / "LATEST").read_text().strip()
+        written = json.loads((build / "efficacy.json").read_text())
+        assert written["figures"] == pytest.approx(figures[recipe]), recipe
+        assert written["model"] == "smollm2-135m" or recipe == "refusal", written["model"]
+    shifts = [v for k, v in figures["steering"].items() if k.startswith("shift_")]
+    assert len(shifts) >= 1 and max(shifts) > 0, figures["steering"]
+    assert 0 <= figures["circuit_breaker"]["ds_similarity"] <= 1.0001
+    assert {"reward_accuracy", "logp_accuracy_before", "logp_accuracy_after"} <= set(
+        figures["preference"]
+    )
