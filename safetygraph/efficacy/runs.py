@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pyarrow.parquet as pq
 
@@ -106,10 +107,18 @@ def _circuit_breaker(storage, build_id, s, model, tok, name, control, judge):
 def _refusal(storage: Storage, build_id: str, s: EfficacySettings, control: bool) -> EfficacyResult:
     from safetygraph.efficacy.refusal import refusal_efficacy
 
-    def table(name):
+    manifest = json.loads(storage.read_bytes(EXPORT_ROOT, build_id, "manifest.json"))
+    paths = [f["path"] for f in manifest["files"]]
+
+    def table(split: str):
+        """The split's Parquet file as the manifest names it (``train.parquet``, or a release's
+        ``train_v<version>.parquet``)."""
+        name = next((p for p in paths if re.fullmatch(rf"{split}(_v[^/]+)?\.parquet", p)), None)
+        if name is None:
+            raise EfficacySkipped(f"the export {build_id} has no {split} split file")
         return pq.read_table(io.BytesIO(storage.read_bytes(EXPORT_ROOT, build_id, name)))
 
-    return refusal_efficacy(table("train.parquet"), table("eval.parquet"), s.seed, control)
+    return refusal_efficacy(table("train"), table("eval"), s.seed, control)
 
 
 MODEL_RUNS = {"steering": _steering, "preference": _preference, "circuit_breaker": _circuit_breaker}
