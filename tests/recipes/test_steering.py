@@ -21,7 +21,7 @@ from safetygraph.recipes.steering.pairs import PAIR_SCHEMA, QUESTION_RE, build_p
 from safetygraph.recipes.steering.traits import TraitsError, load_traits
 from tests.conftest import REPO, demo_sources_copy, write_registry
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import kill_after_chunks
+from tests.helpers import kill_after_chunks, tiny_llama
 
 BOOK = load_traits()
 
@@ -308,7 +308,7 @@ def test_demo_writes_both_formats_for_two_traits(demo_build):
 def test_steering_vectors_trains_a_vector_from_the_exported_pairs(demo_build):
     """The consumer: steering-vectors' train_steering_vector on a tiny random Llama."""
     torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     sv = pytest.importorskip("steering_vectors")
     _, folder = demo_build
     rows = [json.loads(x) for x in (folder / "caa" / "extroversion.jsonl").read_text().splitlines()]
@@ -319,25 +319,8 @@ def test_steering_vectors_trains_a_vector_from_the_exported_pairs(demo_build):
         )
         for r in rows
     ]
-    torch.manual_seed(0)
-    tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_file=str(REPO / "sample_data" / "tokenizer" / "tokenizer.json"),
-        bos_token="<|begin_of_text|>",
-        eos_token="<|eot_id|>",
-        pad_token="<|end_of_text|>",
-    )
-    hidden = 64
-    model = transformers.LlamaForCausalLM(
-        transformers.LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=hidden,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-        )
-    )
+    model, tok = tiny_llama()  # seeded: a random two-layer Llama and the demo tokenizer
+    hidden = model.config.hidden_size
     vector = sv.train_steering_vector(model, tok, samples, layers=[1], read_token_index=-2)
     assert set(vector.layer_activations) == {1}
     assert tuple(vector.layer_activations[1].shape) == (hidden,)
