@@ -48,7 +48,7 @@ class EfficacyResult:
     model: str = ""
     steps: int = 0
     seconds: float = 0.0
-    control: bool = False
+    control: int = 0  # 0: the real run; k: the k-th control draw
     config: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,6 +75,12 @@ def missing(recipe: str) -> str | None:
         f"the {recipe} efficacy run needs {', '.join(absent)}: pip install -e '.[efficacy]' "
         "(README: efficacy)"
     )
+
+
+def control_seed(seed: int, control: int) -> int:
+    """The permutation seed of control draw ``control`` (1, 2, ...; ``True`` is the first): the
+    run's own seed (model, held-out split) stays, only the permutation changes between draws."""
+    return seed + int(control) - 1
 
 
 def seed_everything(seed: int) -> None:

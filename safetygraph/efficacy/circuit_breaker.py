@@ -6,7 +6,10 @@ the L2 distance), the two weighted by the paper's schedule. On ``eval.jsonl`` (h
 
 - ``ds_similarity`` / ``dr_similarity``: the mean cosine similarity of the adapted model's
   representations to the frozen model's on held-out Ds and Dr (1.0 before training);
-  ``similarity_gap`` = dr - ds, what the method is for;
+  ``similarity_gap`` = dr - ds, the rerouting carried over to harmful rows it never saw;
+- ``ds_similarity_train``: the same on the Ds rows it trained on, and ``selectivity`` = held-out
+  dr - trained ds: whether the files' harmful rows can be rerouted while the retain rows keep their
+  representations (under permuted labels they cannot: the rerouted rows look like the kept ones);
 - the judge's harmful-answer rate on the held-out harmful prompts and the answer (non-refusal) rate
   on the held-out retain prompts, before and after.
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safetygraph.efficacy.base import EfficacyResult, EfficacySkipped, shuffled, timed
+from safetygraph.efficacy.base import EfficacyResult, EfficacySkipped, control_seed, shuffled, timed
 from safetygraph.efficacy.judged import Judge, answer_and_judge, outcome_mix
 from safetygraph.efficacy.lm import chat_prompt
 
@@ -29,6 +32,13 @@ class RerouteRun:
     layers: tuple[float, ...] = (0.33, 0.66)  # depths of the rerouted layers
     max_length: int = 160
     lora_r: int = 16
+    ds_batch: int = 2  # rows of each side per step
+    dr_batch: int = 4
+    # the LoRA B matrices start as small noise, not peft's zeros: at the frozen model the cosine
+    # is at its maximum and its gradient zero, and Adam then scales rounding noise into an
+    # unselective walk that moves Dr as far as Ds (measured on SmolLM2: held-out Dr 0.94, trained
+    # Ds 0.88; from noise 0.01: Dr 0.998, trained Ds 0.55)
+    init_noise: float = 0.01
     eval_rows: int = 24
     questions: int = 8
     max_new_tokens: int = 48
@@ -157,17 +167,22 @@ def _train(model, tok, ds: list[dict], dr: list[dict], layers, stats, run: Rerou
         task_type="CAUSAL_LM",
     )
     peft = get_peft_model(model, lora)
+    if run.init_noise:
+        gen = torch.Generator().manual_seed(run.seed)
+        with torch.no_grad():
+            for pname, p in peft.named_parameters():
+                if "lora_B" in pname:
+                    p.copy_(torch.randn(p.shape, generator=gen) * run.init_noise)
     peft.train()
     opt = torch.optim.AdamW([p for p in peft.parameters() if p.requires_grad], lr=run.learning_rate)
     losses = []
     for step in range(run.steps):
         progress = step / (2 * run.steps)
         coeffs = (run.alpha * (1 - progress), run.alpha * progress)
-        s, r = ds[step % len(ds)], dr[step % len(dr)]
         loss = _step_loss(
             peft,
-            _encode(tok, [s], run.max_length),
-            _encode(tok, [r], run.max_length),
+            _encode(tok, _cycle(ds, step, run.ds_batch), run.max_length),
+            _encode(tok, _cycle(dr, step, run.dr_batch), run.max_length),
             layers,
             stats,
             coeffs,
@@ -179,6 +194,11 @@ def _train(model, tok, ds: list[dict], dr: list[dict], layers, stats, run: Rerou
     return peft.eval(), losses
 
 
+def _cycle(rows: list[dict], step: int, size: int) -> list[dict]:
+    """Step ``step``'s batch of ``size`` rows, going round ``rows``."""
+    return [rows[(step * size + i) % len(rows)] for i in range(size)]
+
+
 def _prompts(rows: list[dict], n: int) -> list[dict]:
     out = []
     for r in rows[:n]:
@@ -188,12 +208,12 @@ def _prompts(rows: list[dict], n: int) -> list[dict]:
 
 
 def split_training(
-    train: list[dict], run: RerouteRun, control: bool
+    train: list[dict], run: RerouteRun, control: int
 ) -> tuple[list[dict], list[dict]]:
     """(Ds, Dr) training rows; the control deals the same rows out under permuted labels."""
     labels = [_harmful(r) for r in train]
     if control:
-        labels = shuffled(labels, run.seed)
+        labels = shuffled(labels, control_seed(run.seed, control))
     ds = [r for r, h in zip(train, labels, strict=True) if h]
     dr = [r for r, h in zip(train, labels, strict=True) if not h]
     if not ds or not dr:
@@ -232,7 +252,7 @@ def circuit_breaker_efficacy(
     judge: Judge,
     run: RerouteRun,
     model_name: str,
-    control: bool = False,
+    control: int = 0,
 ) -> EfficacyResult:
     ds, dr = split_training(train, run, control)
     eval_ds, eval_dr = _eval_sides(evals, run)
@@ -257,6 +277,7 @@ def circuit_breaker_efficacy(
             answer_and_judge(adapted, tok, questions, judge, run.max_new_tokens)
         )
     figures["similarity_gap"] = round(figures["dr_similarity"] - figures["ds_similarity"], 6)
+    figures["selectivity"] = round(figures["dr_similarity"] - figures["ds_similarity_train"], 6)
     figures |= _rates(mix_before, mix_after)
     return EfficacyResult(
         recipe="circuit_breaker",
@@ -274,6 +295,6 @@ def circuit_breaker_efficacy(
         model=model_name,
         steps=len(losses),
         seconds=t[0],
-        control=control,
+        control=int(control),
         config={k: getattr(run, k) for k in run.__dataclass_fields__},
     )

@@ -16,7 +16,7 @@ import random
 import tempfile
 from dataclasses import dataclass
 
-from safetygraph.efficacy.base import EfficacyResult, EfficacySkipped, timed
+from safetygraph.efficacy.base import EfficacyResult, EfficacySkipped, control_seed, timed
 from safetygraph.efficacy.judged import Judge, answer_and_judge, outcome_mix
 from safetygraph.efficacy.lm import answer_logprobs
 
@@ -115,7 +115,7 @@ def preference_efficacy(
     judge: Judge,
     run: PreferenceRun,
     model_name: str,
-    control: bool = False,
+    control: int = 0,
 ) -> EfficacyResult:
     if len(train) < run.batch or not evals:
         raise EfficacySkipped(
@@ -126,7 +126,12 @@ def preference_efficacy(
     with timed() as t:
         before = logp_accuracy(model, tok, evals, run.max_length)
         mix_before = outcome_mix(answer_and_judge(model, tok, questions, judge, run.max_new_tokens))
-        trainer = _train(model, tok, control_pairs(train, run.seed) if control else train, run)
+        trainer = _train(
+            model,
+            tok,
+            control_pairs(train, control_seed(run.seed, control)) if control else train,
+            run,
+        )
         from datasets import Dataset
 
         keep = ("prompt", "chosen", "rejected")
@@ -159,6 +164,6 @@ def preference_efficacy(
         model=model_name,
         steps=trainer.state.global_step,
         seconds=t[0],
-        control=control,
+        control=int(control),
         config={k: getattr(run, k) for k in run.__dataclass_fields__},
     )

@@ -12,7 +12,7 @@ import json
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from safetygraph.efficacy.base import EfficacyResult, EfficacySkipped, shuffled, timed
+from safetygraph.efficacy.base import EfficacyResult, EfficacySkipped, control_seed, shuffled, timed
 
 MIN_HUMAN_ROWS = 20
 
@@ -55,7 +55,7 @@ def predict(model, responses: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def refusal_efficacy(
-    train: pa.Table, evals: pa.Table, seed: int = 0, control: bool = False
+    train: pa.Table, evals: pa.Table, seed: int = 0, control: int = 0
 ) -> EfficacyResult:
     from safetygraph.labeling.gold import binary_metrics
     from safetygraph.labeling.train import fit
@@ -69,7 +69,9 @@ def refusal_efficacy(
             f"{groups} prompt groups, the eval split {evals.num_rows} rows: too few to train and measure"
         )
     if control:
-        rows = rows.set_column(1, "label", pa.array(shuffled(rows["label"].to_pylist(), seed)))
+        rows = rows.set_column(
+            1, "label", pa.array(shuffled(rows["label"].to_pylist(), control_seed(seed, control)))
+        )
     humans, human_set = human_rows(evals)
     with timed() as t:
         model = fit(
@@ -97,6 +99,6 @@ def refusal_efficacy(
         model="logistic regression on answer n-grams (labeling.train.fit)",
         steps=0,
         seconds=t[0],
-        control=control,
+        control=int(control),
         config={"seed": seed, "max_chars": 1000, "ngrams": 2},
     )

@@ -49,9 +49,9 @@ HEADLINES = {
         "the detector's F1 against the judge on the eval split",
     ),
     "circuit_breaker": (
-        "similarity_gap",
-        "circuit_breaker_gap_min",
-        "Dr minus Ds representation similarity to the frozen model",
+        "selectivity",
+        "circuit_breaker_selectivity_min",
+        "held-out Dr minus trained Ds representation similarity to the frozen model",
     ),
 }
 
@@ -104,7 +104,7 @@ def _circuit_breaker(storage, build_id, s, model, tok, name, control, judge):
     return circuit_breaker_efficacy(model, tok, train, evals, judge, run, name, control)
 
 
-def _refusal(storage: Storage, build_id: str, s: EfficacySettings, control: bool) -> EfficacyResult:
+def _refusal(storage: Storage, build_id: str, s: EfficacySettings, control: int) -> EfficacyResult:
     from safetygraph.efficacy.refusal import refusal_efficacy
 
     manifest = json.loads(storage.read_bytes(EXPORT_ROOT, build_id, "manifest.json"))
@@ -130,11 +130,12 @@ def run_recipe(
     build_id: str,
     settings: EfficacySettings,
     profile: str,
-    control: bool = False,
+    control: int = 0,
     judge=None,
 ) -> EfficacyResult:
-    """``recipe``'s efficacy on the build ``build_id``; EfficacySkipped (with the reason) where
-    the extra, the model or the rows are missing."""
+    """``recipe``'s efficacy on the build ``build_id`` (``control`` k >= 1: the k-th shuffled
+    control draw); EfficacySkipped (with the reason) where the extra, the model or the rows are
+    missing."""
     why = missing(recipe)
     if why:
         raise EfficacySkipped(why)

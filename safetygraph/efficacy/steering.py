@@ -4,8 +4,9 @@ held-out A/B questions the probability of the trait-positive option at multiplie
 
 Figures: ``shift`` (mean p(+m) - p(-m), the positive option's probability), ``moved_share`` (the
 share of held-out questions whose probability rises from -m to +m), per trait and their mean. The
-control swaps the two answers of a random half of the training pairs: a vector that learns the
-trait from the files beats it."""
+control swaps the two answers of a seeded half of the training pairs with the positive option
+first and of those with it second (the position balance kept): a vector that learns the trait from
+the files beats it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import math
 import random
 from dataclasses import dataclass
 
-from safetygraph.efficacy.base import EfficacyResult, EfficacySkipped, held_out, timed
+from safetygraph.efficacy.base import (
+    EfficacyResult,
+    EfficacySkipped,
+    control_seed,
+    held_out,
+    timed,
+)
 from safetygraph.efficacy.lm import answer_logprobs, chat_prompt
 
 
@@ -52,12 +59,23 @@ def balanced(rows: list[dict]) -> list[dict]:
     return first[:n] + second[:n] if n else rows
 
 
-def _pairs(tok, rows: list[dict], control: bool, seed: int) -> list[tuple[str, str]]:
+def _swapped(rows: list[dict], seed: int) -> set[str]:
+    """The control's swapped rows: a seeded half of each position group, so the control keeps the
+    real run's balance of the positive option's position and differs only in the trait labels."""
     rng = random.Random(seed)
+    out: set[str] = set()
+    for first in (True, False):
+        ids = sorted(r["id"] for r in rows if _positive_first(r) == first)
+        out |= set(rng.sample(ids, len(ids) // 2))
+    return out
+
+
+def _pairs(tok, rows: list[dict], control: int, seed: int) -> list[tuple[str, str]]:
+    swap = _swapped(rows, control_seed(seed, control)) if control else set()
     out = []
     for r in rows:
         pos, neg = r["answer_matching_behavior"], r["answer_not_matching_behavior"]
-        if control and rng.random() < 0.5:
+        if r["id"] in swap:
             pos, neg = neg, pos
         prompt = chat_prompt(tok, r["question"])
         out.append((prompt + pos, prompt + neg))
@@ -95,7 +113,7 @@ def _measure(model, tok, vector, rows: list[dict], m: float) -> dict[str, float]
     }
 
 
-def trait_efficacy(model, tok, rows: list[dict], run: SteeringRun, control: bool = False) -> dict:
+def trait_efficacy(model, tok, rows: list[dict], run: SteeringRun, control: int = 0) -> dict:
     """One trait: the layer sweep on its training rows, then the held-out figures."""
     import steering_vectors as sv
 
@@ -132,7 +150,7 @@ def steering_efficacy(
     by_trait: dict[str, list[dict]],
     run: SteeringRun,
     model_name: str,
-    control: bool = False,
+    control: int = 0,
 ) -> EfficacyResult:
     """Every trait's figures and their mean (traits with too few pairs are listed as skipped)."""
     details, skipped = {}, {}
@@ -156,7 +174,7 @@ def steering_efficacy(
         model=model_name,
         steps=0,
         seconds=t[0],
-        control=control,
+        control=int(control),
         config={
             "multiplier": run.multiplier,
             "heldout_share": run.heldout_share,

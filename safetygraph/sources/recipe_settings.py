@@ -87,8 +87,8 @@ class EfficacySettings:
     max_new_tokens: int = 48
     steering_shift_min: float = 0.0  # the floors: steering shift, DPO log-prob accuracy gain,
     preference_gain_min: float = 0.0  # refusal detector F1 on the eval split, and the
-    refusal_f1_min: float = 0.5  # circuit breaker's Dr-Ds similarity gap
-    circuit_breaker_gap_min: float = 0.0
+    refusal_f1_min: float = 0.5  # circuit breaker's selectivity (held-out Dr similarity minus
+    circuit_breaker_selectivity_min: float = 0.1  # the trained Ds rows')
 
     def check(self, where: str) -> None:
         if self.policy not in EFFICACY_POLICIES:

@@ -138,7 +138,8 @@ def test_real_small_build_from_real_model_answers(shared_data, small_model_serve
 
 def _assert_efficacy(assets, data, out: str) -> None:
     """The four efficacy assets materialized on SmolLM2 with finite figures, each written beside
-    its build and printed; the steering shift has the right sign for at least one trait."""
+    its build and printed; the steering shift has the right sign for at least one trait and the
+    rerouting moves the trained Ds rows while the held-out Dr rows keep their representations."""
     figures = {}
     for recipe in ("refusal", "circuit_breaker", "preference", "steering"):
         table = pq.read_table(assets / f"{recipe}_efficacy.parquet").to_pylist()
@@ -156,7 +157,11 @@ def _assert_efficacy(assets, data, out: str) -> None:
         assert written["model"] == "smollm2-135m" or recipe == "refusal", written["model"]
     shifts = [v for k, v in figures["steering"].items() if k.startswith("shift_")]
     assert len(shifts) >= 1 and max(shifts) > 0, figures["steering"]
-    assert 0 <= figures["circuit_breaker"]["ds_similarity"] <= 1.0001
+    cb = figures["circuit_breaker"]
+    assert 0 <= cb["ds_similarity"] <= 1.0001
+    # rerouting is selective: the harmful rows it trained on move away (0.55 measured), the
+    # held-out retain rows stay (0.998); under permuted labels neither happens (bench/efficacy.py)
+    assert cb["dr_similarity"] > 0.95 and cb["selectivity"] > 0.1, cb
     assert {"reward_accuracy", "logp_accuracy_before", "logp_accuracy_after"} <= set(
         figures["preference"]
     )

@@ -124,6 +124,10 @@ def test_model_runs_give_finite_figures_on_the_demo_files(readme_demo, tiny_mode
         assert all(d["layer"] in (0, 1) for d in result.details["traits"].values())
     else:
         assert result.steps == 2
+    if recipe == "circuit_breaker":
+        f = result.figures
+        assert f["selectivity"] == pytest.approx(f["dr_similarity"] - f["ds_similarity_train"])
+        assert result.config["init_noise"] > 0 and result.config["dr_batch"] == 4
 
 
 def _ab(i: int, first: bool) -> dict:
@@ -166,6 +170,26 @@ def test_controls_permute_what_the_recipe_learns_from():
     assert {r["cb_class"] for r in ds} == {"harmful"} and len(dr) == 80
     ds_c, _ = split_training(rows, RerouteRun(), control=True)
     assert len(ds_c) == 20 and sum(r["cb_class"] == "harmful" for r in ds_c) < 12
+    # each control draw is its own permutation; the first is the one control=True gives
+    ds_2, _ = split_training(rows, RerouteRun(), control=2)
+    assert len(ds_2) == 20 and {r["id"] for r in ds_2} != {r["id"] for r in ds_c}
+    assert split_training(rows, RerouteRun(), control=1)[0] == ds_c
+
+
+def test_the_steering_control_swaps_half_of_each_position_and_keeps_the_balance():
+    from safetygraph.efficacy.steering import _swapped, balanced
+
+    rows = balanced([_ab(i, i % 3 == 0) for i in range(60)])  # 20 positive-first, 20 second
+    for draw in (1, 2):
+        swap = _swapped(rows, draw - 1)
+        firsts = [r for r in rows if r["answer_matching_behavior"] == "(1"]
+        assert len(swap) == 20 and len(swap & {r["id"] for r in firsts}) == 10
+        # after the swap as many pairs say the positive option is first as second
+        after_first = sum(
+            (r["id"] in swap) != (r["answer_matching_behavior"] == "(1") for r in rows
+        )
+        assert after_first * 2 == len(rows)
+    assert _swapped(rows, 0) != _swapped(rows, 1)
 
 
 def test_outcome_mix_reads_the_judges_labels():
