@@ -3,8 +3,8 @@ bounded number of steps on ``train.jsonl``, then on ``eval.jsonl`` (held out fro
 
 - ``logp_accuracy_before`` / ``_after``: the share of pairs whose chosen answer the model finds
   likelier than the rejected one, before and after training;
-- ``reward_accuracy`` / ``reward_margin``: TRL's own evaluation of the trained policy against the
-  frozen reference (DPO's implicit reward);
+- ``reward_accuracy`` / ``reward_margin`` (the headline): TRL's own evaluation of the trained
+  policy against the frozen reference (DPO's implicit reward);
 - the judge's outcome mix of the model's greedy answers to held-out questions, before and after
   (refusals of harmful requests, over-refusals of safe ones).
 

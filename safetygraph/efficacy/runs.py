@@ -39,9 +39,9 @@ ROOTS = {
 HEADLINES = {
     "steering": ("shift", "steering_shift_min", "mean p(trait-positive option) at +m minus at -m"),
     "preference": (
-        "logp_accuracy_gain",
-        "preference_gain_min",
-        "held-out pairs preferred right, after minus before",
+        "reward_accuracy",
+        "preference_reward_accuracy_min",
+        "held-out pairs whose DPO implicit reward ranks the chosen answer first",
     ),
     "refusal": (
         "judge_f1",
