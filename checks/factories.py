@@ -193,7 +193,7 @@ def no_leakage_check(eval_asset: AssetKey, train_asset: AssetKey, name: str):
     def _check(evals: StoredTable, train: StoredTable, settings: BuildConfig) -> AssetCheckResult:
         leaked = leaked_prompts(train, evals)
         threshold = float(settings.thresholds().near_dup_threshold)
-        near = near_duplicate_leaks(train, evals, threshold)
+        near = near_duplicate_leaks(train, evals, threshold, settings.near_dup_cache())
         return gate(
             not leaked and not near,
             {

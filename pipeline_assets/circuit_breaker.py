@@ -283,6 +283,7 @@ def cb_split(
         float(settings.thresholds().near_dup_threshold),
         eval_only=settings.active().decontamination.eval_only,
         held=eval_only_hashes(dataset_decontamination),
+        cache=settings.near_dup_cache(),
     )
     context.log.info(
         f"train={cut.train.num_rows} eval={cut.eval.num_rows} (eval share "

@@ -135,7 +135,9 @@ def merge_outputs(
             "excluded_sources": [s.source for s in bad],
             "cross_source_duplicates_removed": merge.stats.cross_source_duplicates_removed,
             "decontamination_removed": merge.stats.decontamination_removed,
-            **near_duplicate_rate(merged, float(profile.thresholds.near_dup_threshold)),
+            **near_duplicate_rate(
+                merged, float(profile.thresholds.near_dup_threshold), settings.near_dup_cache()
+            ),
             "by_source": counts_table("source", info.by_source),
             "by_outcome": counts_table("outcome", info.by_outcome),
             # numbers the UI plots over materializations (the label mix and the source mix)
@@ -165,6 +167,7 @@ def refusal_split(
         "label_outcome",
         settings.active().decontamination.eval_only,
         eval_only_hashes(dataset_decontamination),
+        settings.near_dup_cache(),
     )
     context.log.info(f"refusal train={cut.train.num_rows} eval={cut.eval.num_rows}")
     for name, split, narrow in (

@@ -240,6 +240,7 @@ def split_outputs(
         threshold,
         settings.active().decontamination.eval_only,
         eval_only_hashes(decont),
+        settings.near_dup_cache(),
     )
     context.log.info(f"preference pairs: train={train.num_rows} eval={evals.num_rows}")
     for out_name, table in (("preference_train", train), ("preference_eval", evals)):

@@ -9,6 +9,7 @@ from dagster import AssetKey, ConfigurableResource
 from pydantic import Field
 from safetygraph.location.resources.io_manager import stored_table
 
+from safetygraph.audit.neardup import PairCache
 from safetygraph.core.storage import Storage
 from safetygraph.core.tables import DEFAULT_BATCH_ROWS, StoredTable
 from safetygraph.generation import GenerationConfig
@@ -172,6 +173,11 @@ class BuildConfig(ConfigurableResource):
         """The profile's tokenizer preflight (``PreflightSetup.from_thresholds``), shared by the
         stage-2 step and its gate through the build's cache."""
         return PreflightRun(PreflightSetup.from_thresholds(self.thresholds()), self.storage())
+
+    def near_dup_cache(self) -> PairCache:
+        """The build's near-duplicate pairs (``cache/neardup/``): a split, its leakage check and
+        the merge's figure over the same prompts pair them once."""
+        return PairCache(self.storage())
 
     def config_files(self) -> list[str]:
         return [self.registry_path, self.profiles_path, self.constitution_path, self.traits_path]

@@ -9,6 +9,10 @@ are DuckDB's and the permutations fixed by a seed: stable across runs (signature
 
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import Any
+
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -17,6 +21,42 @@ from safetygraph.core import duck
 from safetygraph.core.tables import StoredTable, read_columns
 
 PAIR_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("jaccard", pa.float64())])
+PAIRS_VERSION = "1"  # bump when near_duplicate_pairs changes what it finds
+
+
+class PairCache:
+    """A build's near-duplicate pairs by what they were computed from: a digest of the distinct
+    ``(key, text)`` rows and the parameters, one Parquet file per digest under ``cache/neardup/``
+    of ``storage`` (written atomically). The merge's figure, a recipe's split and the split's
+    leakage check read the same prompts: the MinHash pass runs once, in whichever step comes
+    first, whatever process or pod each step runs in. ``hits`` counts the pairs read back."""
+
+    def __init__(self, storage: Any):
+        self.storage = storage
+        self.hits = 0
+
+    def _parts(self, digest: str) -> tuple[str, ...]:
+        return ("cache", "neardup", f"{digest}.parquet")
+
+    def get(self, digest: str) -> pa.Table | None:
+        if not self.storage.exists(*self._parts(digest)):
+            return None
+        self.hits += 1
+        return self.storage.read_table(*self._parts(digest)).cast(PAIR_SCHEMA)
+
+    def put(self, digest: str, pairs: pa.Table) -> None:
+        self.storage.write_table(pairs, *self._parts(digest))
+
+
+def _digest(con: duckdb.DuckDBPyConnection, params: tuple) -> str:
+    """sha256 of ``kt``'s distinct (key, text) rows in key order and of ``params``: equal digests,
+    equal inputs."""
+    rows = duck.one(
+        con,
+        "SELECT md5(string_agg(md5(k || chr(0) || coalesce(txt, chr(1))), '' ORDER BY i)), "
+        "count(*) FROM kt",
+    )
+    return hashlib.sha256(json.dumps([PAIRS_VERSION, *params, *rows]).encode()).hexdigest()[:40]
 
 
 # MinHash permutations h -> (a * h + b) mod P on 32-bit shingle hashes (datasketch's scheme; a and
@@ -31,6 +71,20 @@ def _permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]
     a = rng.integers(1, 1 << 32, size=num_perm, dtype=np.uint64)
     b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64)
     return a, b
+
+
+def _signatures(flat: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The MinHash signature of each row (its shingle hashes ``flat[starts[r]:starts[r+1]]``):
+    one permutation at a time over the chunk's shingles, a vector that stays in the CPU's cache
+    (a (shingles x num_perm) matrix does not, and is ten times slower)."""
+    out = np.empty((len(starts), len(a)), dtype=np.uint64)
+    for j in range(len(a)):
+        v = flat * a[j]
+        v += b[j]
+        v %= _MERSENNE
+        v &= _MASK32
+        out[:, j] = np.minimum.reduceat(v, starts)
+    return out
 
 
 def _shingle_sql(ngram: int, relation: str = "t") -> str:
@@ -67,8 +121,7 @@ def _band_table(
         flat = lists.flatten().to_numpy(zero_copy_only=False).astype(np.uint64) & _MASK32
         offsets = lists.offsets.to_numpy()
         starts = offsets[:-1] - offsets[0]
-        perm = (flat[:, None] * a[None, :] + b[None, :]) % _MERSENNE & _MASK32
-        signature = np.minimum.reduceat(perm, starts, axis=0)  # (rows, num_perm)
+        signature = _signatures(flat, starts, a, b)  # (rows, num_perm)
         per_band = signature.reshape(len(starts), bands, rows_per_band)
         # one 64-bit hash per band: the band's min-hashes folded with a large odd multiplier
         bh = np.zeros((len(starts), bands), dtype=np.uint64)
@@ -118,8 +171,10 @@ def near_duplicate_pairs(
     bands: int = 16,
     ngram: int = 3,
     chunk_rows: int = 8192,
+    cache: PairCache | None = None,
 ) -> pa.Table:
-    """Pairs (a < b) of keys whose texts are near duplicates (distinct keys only).
+    """Pairs (a < b) of keys whose texts are near duplicates (distinct keys only); read from
+    ``cache`` where the same keyed texts were paired with the same parameters before.
 
     16 bands of 8 min-hashes: a pair with Jaccard 0.8 becomes a candidate with probability 0.98,
     one with 0.5 with probability 0.06, so candidates stay few; each candidate's exact Jaccard is
@@ -137,6 +192,10 @@ def near_duplicate_pairs(
         "FROM (SELECT k, any_value(txt) AS txt FROM t GROUP BY k)"
     )
     con.unregister("t")
+    digest = _digest(con, (threshold, num_perm, bands, ngram)) if cache is not None else ""
+    cached = cache.get(digest) if cache is not None else None
+    if cached is not None:
+        return cached
     _band_table(con, num_perm, bands, ngram, chunk_rows)
     # a bucket (rows sharing a band) of up to BUCKET_PAIRS_MAX rows gives all its pairs; a larger one
     # (a template many rows share) links each row to the bucket's smallest key, as datatrove does,
@@ -158,7 +217,10 @@ def near_duplicate_pairs(
         DROP TABLE sized;
         """
     )
-    return _verified(con, threshold, ngram)
+    pairs = _verified(con, threshold, ngram)
+    if cache is not None:
+        cache.put(digest, pairs)
+    return pairs
 
 
 def bands_for(threshold: float, num_perm: int = 128, recall: float = 0.95) -> int:
@@ -260,21 +322,33 @@ def cluster_keys(keys: pa.Array, pairs: pa.Table) -> pa.Table:
     return duck.query(con, "SELECT k AS key, cl AS cluster FROM c ORDER BY k")
 
 
-def near_duplicate_rate(table: pa.Table | StoredTable, threshold: float = 0.8) -> dict[str, int]:
-    """Near-duplicate prompt pairs within one source and across sources (a stored table: only its
-    three columns are read)."""
-    columns = ["id", "source", "prompt"]
-    prompts = read_columns(table, columns)
-    pairs = near_duplicate_pairs(
-        prompts.column("id"), prompts.column("prompt"), threshold=threshold
-    )
-    con = duck.connect(p=pairs, t=prompts.select(["id", "source"]))
-    within, across = duck.one(
+def near_duplicate_rate(
+    table: pa.Table | StoredTable, threshold: float = 0.8, cache: PairCache | None = None
+) -> dict[str, int]:
+    """Near-duplicate pairs of distinct prompts (keyed by ``prompt_hash``, as the splits key them,
+    so ``cache`` serves the split and its leakage check too; a prompt's exact repeats are not
+    pairs), within one source (a source holds both prompts) and across sources (none does). A
+    stored table: only its three columns are read."""
+    prompts = read_columns(table, ["prompt_hash", "prompt", "source"])
+    con = duck.connect(t=prompts)
+    distinct = duck.query(
         con,
-        "SELECT count(*) FILTER (WHERE x.source = y.source), count(*) FILTER (WHERE x.source <> y.source) "
-        "FROM p JOIN t x ON x.id = p.a JOIN t y ON y.id = p.b",
+        "SELECT prompt_hash, any_value(prompt) AS prompt FROM t GROUP BY prompt_hash "
+        "ORDER BY prompt_hash",
+    )
+    pairs = near_duplicate_pairs(
+        distinct.column("prompt_hash"), distinct.column("prompt"), threshold, cache=cache
+    )
+    duck.register(con, "p", pairs)
+    total, within = duck.one(
+        con,
+        """
+        WITH s AS (SELECT prompt_hash, list(DISTINCT source) AS sources FROM t GROUP BY 1)
+        SELECT count(*), count(*) FILTER (WHERE list_has_any(x.sources, y.sources))
+        FROM p JOIN s x ON x.prompt_hash = p.a JOIN s y ON y.prompt_hash = p.b
+        """,
     )
     return {
         "near_duplicate_pairs_within_source": int(within),
-        "near_duplicate_pairs_across_sources": int(across),
+        "near_duplicate_pairs_across_sources": int(total - within),
     }

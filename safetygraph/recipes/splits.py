@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from safetygraph.audit.neardup import cluster_keys, near_duplicate_pairs
+from safetygraph.audit.neardup import PairCache, cluster_keys, near_duplicate_pairs
 from safetygraph.core import duck
 from safetygraph.core.records import SHARD_SCHEMA, SPLIT_SCHEMA, conform
 from safetygraph.core.tables import StoredTable, read_columns, table_batches
@@ -33,6 +33,7 @@ def assign_splits(
     seed: int,
     near_dup_threshold: float = Thresholds.near_dup_threshold,
     eval_only: pa.Array | None = None,
+    cache: PairCache | None = None,
 ) -> pa.Table:
     """``(prompt_hash, split)`` for every prompt of ``keys`` (columns prompt_hash, prompt, stratum).
     A cluster holding a prompt hash of ``eval_only`` (the rows of an evaluation set the profile
@@ -42,10 +43,14 @@ def assign_splits(
     MinHash/Jaccard >= ``near_dup_threshold``, are joined to them); each cluster belongs to one
     stratum (the smallest of its rows'), and clusters drawn in a seeded order go to eval until they
     hold ``eval_fraction`` of the stratum's rows (a cluster counted at its midpoint). So no prompt, exact or near duplicate, can sit on both sides.
+    The near-duplicate pairs come from ``cache`` where the build already paired these prompts.
     """
     prompts = _distinct_prompts(keys)
     pairs = near_duplicate_pairs(
-        prompts.column("prompt_hash"), prompts.column("prompt"), threshold=near_dup_threshold
+        prompts.column("prompt_hash"),
+        prompts.column("prompt"),
+        threshold=near_dup_threshold,
+        cache=cache,
     )
     clusters = cluster_keys(prompts.column("prompt_hash"), pairs)
     held = eval_only if eval_only is not None else pa.array([], pa.string())
@@ -112,6 +117,7 @@ def split_assignment(
     class_column: str = "cb_class",
     eval_only: tuple[str, ...] = (),
     held: pa.Array | None = None,
+    cache: PairCache | None = None,
 ) -> pa.Table:
     """``(prompt_hash, split, source, <class_column>)`` for every sample of a recipe's set, from its
     narrow columns only (a stored set: four columns read): the same holdout as
@@ -139,7 +145,7 @@ def split_assignment(
             pa.string(),
         )
     )
-    plan = assign_splits(keys, eval_fraction, seed, near_dup_threshold, held)
+    plan = assign_splits(keys, eval_fraction, seed, near_dup_threshold, held, cache)
     duck.register(con, "a", plan)
     duck.register(con, "kk", keys)
     return duck.query(
@@ -167,11 +173,12 @@ def holdout(
     class_column: str = "cb_class",
     eval_only: tuple[str, ...] = (),
     held: pa.Array | None = None,
+    cache: PairCache | None = None,
 ) -> Holdout:
     """``split_assignment`` with each side's rows and ``holdout_report``; raises when a row is on
     neither side (nothing may be left out silently)."""
     assignment = split_assignment(
-        samples, eval_fraction, seed, near_dup_threshold, class_column, eval_only, held
+        samples, eval_fraction, seed, near_dup_threshold, class_column, eval_only, held, cache
     )
     side = assignment.column("split")
     train = assignment.filter(pc.equal(side, "train"))
@@ -219,12 +226,16 @@ def leaked_prompts(train: pa.Table | StoredTable, evals: pa.Table | StoredTable)
 
 
 def near_duplicate_leaks(
-    train: pa.Table | StoredTable, evals: pa.Table | StoredTable, threshold: float = 0.8
+    train: pa.Table | StoredTable,
+    evals: pa.Table | StoredTable,
+    threshold: float = 0.8,
+    cache: PairCache | None = None,
 ) -> list[dict]:
-    """Near-duplicate prompt pairs with one side in train and the other in eval."""
+    """Near-duplicate prompt pairs with one side in train and the other in eval (the pairs of both
+    sides' prompts: from ``cache`` where the split paired the same prompts)."""
     prompts = _distinct_prompts(train, evals)
     pairs = near_duplicate_pairs(
-        prompts.column("prompt_hash"), prompts.column("prompt"), threshold=threshold
+        prompts.column("prompt_hash"), prompts.column("prompt"), threshold=threshold, cache=cache
     )
     con = duck.connect(
         p=pairs, tr=read_columns(train, ["prompt_hash"]), ev=read_columns(evals, ["prompt_hash"])

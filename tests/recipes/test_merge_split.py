@@ -233,3 +233,59 @@ def test_the_refusal_split_is_its_own_stratified_by_outcome_and_leak_free():
     # the refusal QA has no circuit-breaker metric: it reads no shard column
     names = {m.name for m in compute_metrics(sides["train"], sides["eval"], table, {})}
     assert "mean label confidence" in names and not any("Dr:Ds" in n for n in names)
+
+
+def test_near_duplicate_pairs_are_computed_once_per_prompt_set_and_read_back(tmp_path):
+    """The build's pair cache: the same keyed texts and parameters are paired once (the second
+    call reads the file back, equal); another text, threshold or key set is paired anew."""
+    from safetygraph.audit.neardup import PairCache, near_duplicate_pairs
+    from safetygraph.core.storage import Storage
+
+    cache = PairCache(Storage(str(tmp_path)))
+    keys = pa.array(["a", "b", "c"])
+    texts = pa.array(
+        [
+            "how do I bake sourdough bread at home today",
+            "how do i bake sourdough bread at home today please",
+            "what is the capital of France",
+        ]
+    )
+    first = near_duplicate_pairs(keys, texts, 0.7, cache=cache)
+    assert first.num_rows == 1 and cache.hits == 0
+    assert near_duplicate_pairs(keys, texts, 0.7, cache=cache).equals(first) and cache.hits == 1
+    # the same rows in another order are the same input
+    again = near_duplicate_pairs(keys.take([2, 0, 1]), texts.take([2, 0, 1]), 0.7, cache=cache)
+    assert again.equals(first) and cache.hits == 2
+    changed = pa.array([texts[0].as_py(), "what is the capital of Spain", texts[2].as_py()])
+    assert near_duplicate_pairs(keys, changed, 0.7, cache=cache).num_rows == 0
+    assert near_duplicate_pairs(keys, texts, 0.95, cache=cache).num_rows == 0
+    assert cache.hits == 2 and len(Storage(str(tmp_path)).listdir("cache", "neardup")) == 3
+
+
+def test_near_duplicate_rate_counts_distinct_prompt_pairs_within_and_across_sources(tmp_path):
+    """Pairs of distinct prompts: a prompt answered twice is no pair; a pair is within a source
+    when one source holds both prompts. The split of the same prompts reads its pairs back."""
+    from safetygraph.audit.neardup import PairCache, near_duplicate_rate
+    from safetygraph.core.storage import Storage
+    from safetygraph.recipes.splits import assign_splits
+
+    base = "please tell me everything about the history of the city of {} in detail"
+    rows = [  # (prompt_hash, prompt, source)
+        ("h1", base.format("rome"), "s1"),
+        ("h1", base.format("rome"), "s2"),  # the same prompt again, in another source
+        ("h2", base.format("rome") + " today", "s1"),  # near h1, both in s1
+        ("h3", base.format("paris") + " now please", "s3"),
+        ("h4", base.format("paris") + " now please!", "s2"),  # near h3, no common source
+        ("h5", "what is the boiling point of water", "s1"),
+    ]
+    table = pa.table(
+        dict(zip(["prompt_hash", "prompt", "source"], zip(*rows, strict=True), strict=True))
+    )
+    cache = PairCache(Storage(str(tmp_path)))
+    assert near_duplicate_rate(table, 0.7, cache) == {
+        "near_duplicate_pairs_within_source": 1,
+        "near_duplicate_pairs_across_sources": 1,
+    }
+    keys = table.append_column("stratum", table.column("source"))
+    assign_splits(keys, 0.5, 0, 0.7, cache=cache)
+    assert cache.hits == 1

@@ -292,6 +292,52 @@ def test_preflight_finds_assistant_spans_and_fails_long_or_broken_samples():
     assert "arguments must be a JSON object" in report[3]["error"]  # the Llama-3 reference
 
 
+def test_row_check_fast_path_agrees_with_jsonschema_and_words_errors_as_it_does():
+    """jsonschema-rs decides which rows are valid, jsonschema words the rejected rows' errors: on
+    a valid exported row and on each way to break it, the two validators agree, and a broken row's
+    problems are jsonschema's messages."""
+    from safetygraph.recipes.circuit_breaker.preflight import (
+        _fast_validator,
+        _row_validator,
+        row_problems,
+    )
+
+    fast, slow = _fast_validator(), _row_validator()
+    assert fast is not None  # a core dependency
+    good = stage2_rows(table([sample(0), sample(1, tools=[tool("lookup")])]))
+    call = {"id": "abcdefghi", "type": "function", "function": {"name": "lookup", "arguments": {}}}
+    breaks = {
+        "cb_class": lambda r: r.update(cb_class="other"),
+        "missing key": lambda r: r.pop("labels"),
+        "extra key": lambda r: r.update(extra=1),
+        "empty id": lambda r: r.update(id=""),
+        "one message": lambda r: r.update(messages=r["messages"][:1]),
+        "role": lambda r: r["messages"][0].update(role="bot"),
+        "content type": lambda r: r["messages"][1].update(content=3),
+        "tool turn without id": lambda r: r["messages"].append({"role": "tool", "content": "x"}),
+        "call id pattern": lambda r: r["messages"][1].update(tool_calls=[{**call, "id": "c1"}]),
+        "call id newline": lambda r: r["messages"][1].update(
+            tool_calls=[{**call, "id": "abcdefghi\n"}]
+        ),
+        "user calls": lambda r: r["messages"][0].update(tool_calls=[call]),
+        "priority": lambda r: r["labels"].update(priority_class="urgent"),
+    }
+    for row in good:
+        assert fast.is_valid(row) and not list(slow.iter_errors(row)) and not row_problems(row)
+    for name, broken in breaks.items():
+        row = json.loads(json.dumps(good[1]))
+        broken(row)
+        errors = sorted(slow.iter_errors(row), key=lambda e: [str(p) for p in e.absolute_path])
+        problems = [p for p in row_problems(row) if p.startswith("schema:")]
+        if name == "call id newline":
+            # ECMA-262's $ (jsonschema-rs) ends the string; Python's re (jsonschema) also matches
+            # before a final newline: the fast check rejects, jsonschema's verdict stands
+            assert not fast.is_valid(row) and not errors and not problems
+            continue
+        assert fast.is_valid(row) == (not errors), name
+        assert problems and errors[0].message in problems[0], name
+
+
 def test_preflight_run_renders_each_row_once_per_build_and_in_workers_alike(tmp_path, monkeypatch):
     """The stage-2 step and the gate share one preflight: the gate re-renders nothing the step
     rendered (a subset neither), a changed row is rendered again, and reports from worker processes

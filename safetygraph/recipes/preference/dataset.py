@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from safetygraph.audit.neardup import PairCache
 from safetygraph.core import duck
 from safetygraph.core.duck import sql_literal
 from safetygraph.recipes.preference.pairs import PAIR_SCHEMA, kept
@@ -67,6 +68,7 @@ def split_pairs(
     near_dup_threshold: float = Thresholds.near_dup_threshold,
     eval_only: tuple[str, ...] = (),
     held: pa.Array | None = None,
+    cache: PairCache | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Train and eval, stratified by source and drawn per prompt cluster: every pair of a prompt
     (and of its near duplicates) is on one side; the pairs of ``eval_only`` sources (evaluation
@@ -83,7 +85,7 @@ def split_pairs(
         ],
         pa.string(),
     )
-    assigned = assign_splits(keys, eval_fraction, seed, near_dup_threshold, forced)
+    assigned = assign_splits(keys, eval_fraction, seed, near_dup_threshold, forced, cache)
     con = duck.connect(p=pairs, a=assigned)
     con.execute("CREATE TABLE s AS SELECT p.*, a.split FROM p JOIN a USING (prompt_hash)")
 
