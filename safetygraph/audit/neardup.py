@@ -322,6 +322,19 @@ def cluster_keys(keys: pa.Array, pairs: pa.Table) -> pa.Table:
     return duck.query(con, "SELECT k AS key, cl AS cluster FROM c ORDER BY k")
 
 
+def distinct_prompts(*tables: pa.Table | StoredTable) -> pa.Table:
+    """``(prompt_hash, prompt)`` once per prompt hash over ``tables`` (two columns read from each),
+    in hash order: the prompts a split, its leakage check and the merge's figure pair."""
+    con = duck.connect(
+        **{f"t{i}": read_columns(t, ["prompt_hash", "prompt"]) for i, t in enumerate(tables)}
+    )
+    union = " UNION ALL ".join(f"SELECT prompt_hash, prompt FROM t{i}" for i in range(len(tables)))
+    return duck.query(
+        con,
+        f"SELECT prompt_hash, any_value(prompt) AS prompt FROM ({union}) GROUP BY prompt_hash ORDER BY prompt_hash",
+    )
+
+
 def near_duplicate_rate(
     table: pa.Table | StoredTable, threshold: float = 0.8, cache: PairCache | None = None
 ) -> dict[str, int]:
@@ -329,13 +342,8 @@ def near_duplicate_rate(
     so ``cache`` serves the split and its leakage check too; a prompt's exact repeats are not
     pairs), within one source (a source holds both prompts) and across sources (none does). A
     stored table: only its three columns are read."""
-    prompts = read_columns(table, ["prompt_hash", "prompt", "source"])
-    con = duck.connect(t=prompts)
-    distinct = duck.query(
-        con,
-        "SELECT prompt_hash, any_value(prompt) AS prompt FROM t GROUP BY prompt_hash "
-        "ORDER BY prompt_hash",
-    )
+    con = duck.connect(t=read_columns(table, ["prompt_hash", "source"]))
+    distinct = distinct_prompts(table)
     pairs = near_duplicate_pairs(
         distinct.column("prompt_hash"), distinct.column("prompt"), threshold, cache=cache
     )

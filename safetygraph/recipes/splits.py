@@ -9,22 +9,16 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from safetygraph.audit.neardup import PairCache, cluster_keys, near_duplicate_pairs
+from safetygraph.audit.neardup import (
+    PairCache,
+    cluster_keys,
+    distinct_prompts,
+    near_duplicate_pairs,
+)
 from safetygraph.core import duck
 from safetygraph.core.records import SHARD_SCHEMA, SPLIT_SCHEMA, conform
 from safetygraph.core.tables import StoredTable, read_columns, table_batches
 from safetygraph.sources.thresholds import Thresholds
-
-
-def _distinct_prompts(*tables: pa.Table | StoredTable) -> pa.Table:
-    con = duck.connect(
-        **{f"t{i}": read_columns(t, ["prompt_hash", "prompt"]) for i, t in enumerate(tables)}
-    )
-    union = " UNION ALL ".join(f"SELECT prompt_hash, prompt FROM t{i}" for i in range(len(tables)))
-    return duck.query(
-        con,
-        f"SELECT prompt_hash, any_value(prompt) AS prompt FROM ({union}) GROUP BY prompt_hash ORDER BY prompt_hash",
-    )
 
 
 def assign_splits(
@@ -45,7 +39,7 @@ def assign_splits(
     hold ``eval_fraction`` of the stratum's rows (a cluster counted at its midpoint). So no prompt, exact or near duplicate, can sit on both sides.
     The near-duplicate pairs come from ``cache`` where the build already paired these prompts.
     """
-    prompts = _distinct_prompts(keys)
+    prompts = distinct_prompts(keys)
     pairs = near_duplicate_pairs(
         prompts.column("prompt_hash"),
         prompts.column("prompt"),
@@ -233,7 +227,7 @@ def near_duplicate_leaks(
 ) -> list[dict]:
     """Near-duplicate prompt pairs with one side in train and the other in eval (the pairs of both
     sides' prompts: from ``cache`` where the split paired the same prompts)."""
-    prompts = _distinct_prompts(train, evals)
+    prompts = distinct_prompts(train, evals)
     pairs = near_duplicate_pairs(
         prompts.column("prompt_hash"), prompts.column("prompt"), threshold=threshold, cache=cache
     )
